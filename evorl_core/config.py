@@ -1,0 +1,197 @@
+"""Training configuration: one flat dataclass, presets, validation.
+
+The config is what `config.json` in a run directory holds (plus provenance added by the loop),
+what the CLI flags and the dashboard form fill in, and what a deployed bundle records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SYMBOLS = ("BPCL", "HDFCLIFE", "TATASTEEL")
+EXECUTION_MODES = ("next_open", "close")
+PRESETS_NAMES = ("production", "quick")
+
+
+class ConfigError(ValueError):
+    """A configuration value a user chose is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to trade
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
+    test_days: int = 60
+    window: int = 32  # days of causal features in one observation
+    # market conventions (DESIGN.md): target exposures, costs, execution
+    positions: tuple[float, ...] = (0.0, 0.5, 1.0)
+    fee_bps: float = 5.0
+    slippage_bps: float = 5.0
+    execution: str = "next_open"
+    episode_len: int = 256  # max training-episode length in days (episodes also end at train end)
+    initial_capital: float = 1_000_000.0
+    # PPO
+    preset: str = "production"
+    total_timesteps: int = 500_000
+    num_envs: int = 256
+    num_steps: int = 512
+    minibatch_size: int = 4096
+    epochs: int = 4
+    hidden: tuple[int, ...] = (1024, 512, 256)
+    activation: str = "tanh"
+    init_std: float = 0.01  # normal initialiser std of hidden layers (original system)
+    lr: float = 3e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    seed: int = 0
+    # runtime
+    backend: str = "auto"  # auto | cpu | gpu | metal
+    updates_per_chunk: int = 0  # 0 = choose automatically (~2 s of work per chunk)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # derived sizes -------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_minibatches(self) -> int:
+        return self.batch_size // self.minibatch_size
+
+    @property
+    def num_updates(self) -> int:
+        return max(1, math.ceil(self.total_timesteps / self.batch_size))
+
+    @property
+    def cost(self) -> float:
+        return (self.fee_bps + self.slippage_bps) / 1e4
+
+    # (de)serialisation ---------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["symbols"] = list(self.symbols)
+        d["positions"] = list(self.positions)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        for key in ("symbols", "positions", "hidden"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs).validated()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validated(self) -> TrainConfig:
+        """Return self after checking every field; raise ConfigError naming the first bad one."""
+        for msg in validation_errors(self):
+            raise ConfigError(msg)
+        return self
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original system's configuration.
+    "production": dict(
+        num_envs=256, num_steps=512, minibatch_size=4096, epochs=4, hidden=(1024, 512, 256),
+        lr=3e-4, total_timesteps=500_000,
+    ),
+    # Small enough that a 2-core CPU shows a learning curve within a minute or two.
+    "quick": dict(
+        num_envs=64, num_steps=128, minibatch_size=1024, epochs=4, hidden=(64, 64),
+        lr=1e-3, total_timesteps=200_000, init_std=0.1,
+    ),
+}
+
+
+def make_config(preset: str = "production", **overrides: Any) -> TrainConfig:
+    """Preset values, then explicit overrides (None means 'not given')."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["preset"] = preset
+    for key in ("symbols", "positions", "hidden"):
+        if key in values:
+            values[key] = tuple(values[key])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+    return TrainConfig(**values).validated()
+
+
+def validation_errors(c: TrainConfig) -> list[str]:
+    """Every problem with a config, each message naming its field. Empty list = valid."""
+    errs: list[str] = []
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            errs.append(msg)
+
+    need(len(c.symbols) >= 1, "symbols: give at least one symbol")
+    for s in c.symbols:
+        need(bool(s) and s.replace("-", "").replace("_", "").replace("&", "").replace(".", "").isalnum(),
+             f"symbols: {s!r} is not a valid ticker (letters, digits, '-', '_', '&', '.')")
+    need(len(set(c.symbols)) == len(c.symbols), "symbols: duplicates are not allowed")
+    need(c.data in ("auto", "synthetic", "yahoo") or c.data.startswith("csv:"),
+         f"data: {c.data!r} must be auto, synthetic, yahoo or csv:DIR")
+    need(c.test_days >= 2, f"test_days: must be at least 2 (got {c.test_days})")
+    need(c.window >= 1, f"window: must be at least 1 (got {c.window})")
+    need(len(c.positions) >= 2, "positions: give at least two target positions, e.g. 0,0.5,1")
+    need(all(-1.0 <= p <= 1.0 for p in c.positions), "positions: each target exposure must lie in [-1, 1]")
+    need(len(set(c.positions)) == len(c.positions), "positions: duplicates are not allowed")
+    need(c.fee_bps >= 0, f"fee_bps: must be >= 0 (got {c.fee_bps})")
+    need(c.slippage_bps >= 0, f"slippage_bps: must be >= 0 (got {c.slippage_bps})")
+    need(c.cost < 1, "fee_bps + slippage_bps must be below 10000 bps")
+    need(c.execution in EXECUTION_MODES, f"execution: must be one of {', '.join(EXECUTION_MODES)}")
+    need(c.episode_len >= 2, f"episode_len: must be at least 2 (got {c.episode_len})")
+    need(c.initial_capital > 0, "initial_capital: must be positive")
+    need(c.preset in PRESETS, f"preset: unknown preset {c.preset!r}")
+    need(c.total_timesteps >= 1, f"timesteps: must be positive (got {c.total_timesteps})")
+    need(c.num_envs >= 1, f"num_envs: must be positive (got {c.num_envs})")
+    need(c.num_steps >= 1, f"num_steps: must be positive (got {c.num_steps})")
+    need(c.minibatch_size >= 1, f"minibatch_size: must be positive (got {c.minibatch_size})")
+    if c.num_envs >= 1 and c.num_steps >= 1 and c.minibatch_size >= 1:
+        need(c.batch_size % c.minibatch_size == 0,
+             f"minibatch_size: {c.minibatch_size} must divide num_envs x num_steps = {c.batch_size}")
+    need(c.epochs >= 1, f"epochs: must be positive (got {c.epochs})")
+    need(len(c.hidden) >= 1 and all(h >= 1 for h in c.hidden), "hidden: give positive layer sizes, e.g. 1024,512,256")
+    need(c.activation in ("tanh", "relu"), "activation: must be tanh or relu")
+    need(c.init_std > 0, "init_std: must be positive")
+    need(c.lr > 0 and math.isfinite(c.lr), f"lr: must be a positive number (got {c.lr})")
+    need(0 < c.gamma <= 1, "gamma: must lie in (0, 1]")
+    need(0 <= c.gae_lambda <= 1, "gae_lambda: must lie in [0, 1]")
+    need(c.clip_eps > 0, "clip_eps: must be positive")
+    need(c.ent_coef >= 0, "ent_coef: must be >= 0")
+    need(c.vf_coef >= 0, "vf_coef: must be >= 0")
+    need(c.max_grad_norm > 0, "max_grad_norm: must be positive")
+    need(c.backend in ("auto", "cpu", "gpu", "metal"), "backend: must be auto, cpu, gpu or metal")
+    need(c.updates_per_chunk >= 0, "updates_per_chunk: must be >= 0")
+    return errs
+
+
+def parse_floats(text: str, field_name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.replace(" ", "").split(",") if x != "")
+    except ValueError:
+        raise ConfigError(f"{field_name}: {text!r} is not a comma-separated list of numbers") from None
+
+
+def parse_ints(text: str, field_name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.replace(" ", "").split(",") if x != "")
+    except ValueError:
+        raise ConfigError(f"{field_name}: {text!r} is not a comma-separated list of integers") from None

@@ -1,0 +1,242 @@
+"""The run directory: the one contract between the trainer and every reader.
+
+runs/<run_id>/
+  config.json            full config + data provenance + versions + seed
+  status.json            state, env_steps, total_steps, timestamps, error (atomic)
+  metrics.jsonl          one JSON object per update
+  checkpoint/            latest full training state (flax msgpack)
+  backtest/equity.csv    date,symbol,open,close,position,equity,benchmark_equity
+  backtest/metrics.json  {symbol: {metric: value}}
+
+Every write goes to a temporary name in the same directory and is renamed into place, so a
+reader never sees half a file. Readers tolerate a missing or torn last metrics line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "compiling", "running", "stopping", "stopped", "done", "failed", "interrupted")
+ACTIVE_STATES = ("queued", "compiling", "running", "stopping")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+EQUITY_COLUMNS = ["date", "symbol", "open", "close", "position", "equity", "benchmark_equity"]
+
+
+class RunDirError(ValueError):
+    pass
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise RunDirError(
+            f"run id {run_id!r} is invalid: use letters, digits, '_', '-', '.', no path separators"
+        )
+    return run_id
+
+
+def new_run_id(prefix: str = "run") -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{os.urandom(2).hex()}"
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def clean_json(obj: Any) -> Any:
+    """Replace NaN/inf (invalid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return clean_json(obj.item())
+    return obj
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(clean_json(obj), indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+@dataclass
+class RunDir:
+    """Paths and I/O of one run directory. Cheap to construct; touches nothing until asked."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, runs_dir: Path | str, run_id: str) -> RunDir:
+        validate_run_id(run_id)
+        path = Path(runs_dir) / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, runs_dir: Path | str, run_id: str) -> RunDir:
+        validate_run_id(run_id)
+        return cls(Path(runs_dir) / run_id)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "status.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint_dir = property(lambda self: self.path / "checkpoint")
+    backtest_dir = property(lambda self: self.path / "backtest")
+    equity_path = property(lambda self: self.path / "backtest" / "equity.csv")
+    backtest_metrics_path = property(lambda self: self.path / "backtest" / "metrics.json")
+    stop_path = property(lambda self: self.path / "STOP")
+
+    # writers -----------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.config_path, config)
+
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if state not in STATES:
+            raise RunDirError(f"unknown run state {state!r}")
+        status = self.read_status() or {"created_at": time.time()}
+        status.update(fields)
+        status["state"] = state
+        status["run_id"] = self.run_id
+        status["updated_at"] = time.time()
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def append_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Append whole lines; one write call per batch so readers see complete lines."""
+        if not rows:
+            return
+        text = "".join(json.dumps(clean_json(r), default=_json_default) + "\n" for r in rows)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+
+    def truncate_metrics(self, max_env_steps: int) -> None:
+        """On resume: drop metric lines past the checkpoint so the file has no duplicates."""
+        rows = [r for r in self.read_metrics() if r.get("env_steps", 0) <= max_env_steps]
+        atomic_write_text(
+            self.metrics_path,
+            "".join(json.dumps(clean_json(r), default=_json_default) + "\n" for r in rows),
+        )
+
+    def request_stop(self) -> None:
+        atomic_write_text(self.stop_path, str(time.time()))
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    # readers -----------------------------------------------------------------
+    def read_config(self) -> dict[str, Any] | None:
+        return read_json(self.config_path)
+
+    def read_status(self) -> dict[str, Any] | None:
+        return read_json(self.status_path)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        try:
+            text = self.metrics_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        rows = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line while the writer appends
+        return rows
+
+    def read_backtest_metrics(self) -> dict[str, dict[str, Any]] | None:
+        return read_json(self.backtest_metrics_path)
+
+    def read_equity(self):
+        import pandas as pd
+
+        if not self.equity_path.exists():
+            return None
+        return pd.read_csv(self.equity_path, parse_dates=["date"])
+
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint_dir / "state.msgpack").exists()
+
+
+def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
+    """Every run under runs_dir with its status and headline backtest metrics, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    out = []
+    for p in runs_dir.iterdir():
+        if not p.is_dir() or not RUN_ID_RE.match(p.name):
+            continue
+        rd = RunDir(p)
+        status = rd.read_status()
+        if status is None:
+            continue
+        config = rd.read_config() or {}
+        out.append({
+            "run_id": p.name,
+            "path": str(p),
+            "state": status.get("state"),
+            "env_steps": status.get("env_steps", 0),
+            "total_steps": status.get("total_steps"),
+            "created_at": status.get("created_at", 0.0),
+            "updated_at": status.get("updated_at", 0.0),
+            "error": status.get("error"),
+            "symbols": config.get("symbols", []),
+            "preset": config.get("preset"),
+            "data_source": (config.get("data_info") or {}).get("source", config.get("data")),
+            "backtest": rd.read_backtest_metrics(),
+        })
+    out.sort(key=lambda r: r["created_at"] or 0.0, reverse=True)
+    return out
