@@ -43,7 +43,8 @@ class TrainConfig:
     epochs: int = 4
     hidden: tuple[int, ...] = (1024, 512, 256)
     activation: str = "tanh"
-    init_std: float = 0.01  # normal initialiser std of hidden layers (original system)
+    init: str = "normal"  # normal (original system) | orthogonal (PureJaxRL)
+    init_std: float = 0.01  # std of the normal initialiser of hidden layers (original system)
     lr: float = 3e-4
     anneal_lr: bool = False
     gamma: float = 0.99
@@ -111,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Small enough that a 2-core CPU shows a learning curve within a minute or two.
     "quick": dict(
         num_envs=64, num_steps=128, minibatch_size=1024, epochs=4, hidden=(64, 64),
-        lr=1e-3, total_timesteps=200_000, init_std=0.1,
+        lr=1e-3, total_timesteps=200_000, init="orthogonal",
     ),
 }
 
@@ -170,6 +171,7 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.epochs >= 1, f"epochs: must be positive (got {c.epochs})")
     need(len(c.hidden) >= 1 and all(h >= 1 for h in c.hidden), "hidden: give positive layer sizes, e.g. 1024,512,256")
     need(c.activation in ("tanh", "relu"), "activation: must be tanh or relu")
+    need(c.init in ("normal", "orthogonal"), "init: must be normal or orthogonal")
     need(c.init_std > 0, "init_std: must be positive")
     need(c.lr > 0 and math.isfinite(c.lr), f"lr: must be a positive number (got {c.lr})")
     need(0 < c.gamma <= 1, "gamma: must lie in (0, 1]")

@@ -1,0 +1,191 @@
+"""Deployed model bundles and next-session signals.
+
+models/<name>/
+  params.msgpack   network parameters (flax msgpack; never pickle)
+  bundle.json      config, symbols, feature names, per-symbol normalisation, train/test date
+                   ranges, test metrics, source run, library versions
+
+A bundle is self-contained: `evorl signal` and the dashboard load it without the run directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from .config import TrainConfig
+from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class DeployError(ValueError):
+    pass
+
+
+def validate_model_name(name: str) -> str:
+    if not MODEL_NAME_RE.match(name or "") or ".." in name:
+        raise DeployError(f"model name {name!r} is invalid: use letters, digits, '_', '-', '.'")
+    return name
+
+
+@dataclass
+class Bundle:
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    config: TrainConfig
+    params: Any
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.meta["symbols"])
+
+
+def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models") -> Path:
+    """Copy a finished run's trained parameters and metadata into models/<name>/."""
+    from .loop import library_versions
+    from .ppo import PPO
+
+    run = run if isinstance(run, RunDir) else RunDir(Path(run))
+    stored = run.read_config()
+    if stored is None or not run.has_checkpoint():
+        raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
+    config = TrainConfig.from_dict(stored)
+    name = validate_model_name(name or run.run_id)
+
+    # Rebuild the runner template to read the checkpoint, then keep only network parameters.
+    num_features = len(stored["feature_names"])
+    ppo = PPO(config, num_features)
+    params_template = ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
+    raw_state = serialization.msgpack_restore((run.checkpoint_dir / "state.msgpack").read_bytes())
+    params = serialization.from_state_dict(params_template, raw_state["params"])
+
+    out = Path(models_dir) / name
+    tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
+    tmp.mkdir(parents=True)
+    try:
+        atomic_write_bytes(tmp / "params.msgpack", serialization.to_bytes(jax.device_get(params)))
+        atomic_write_json(tmp / "bundle.json", {
+            "name": name,
+            "created_at": time.time(),
+            "source_run": run.run_id,
+            "source_run_path": str(run.path),
+            "symbols": list(config.symbols),
+            "config": config.to_dict(),
+            "feature_names": stored["feature_names"],
+            "window": config.window,
+            "positions": list(config.positions),
+            "normalization": stored["normalization"],
+            "date_ranges": stored.get("date_ranges", {}),
+            "data_info": stored.get("data_info", {}),
+            "data_hash": stored.get("data_hash"),
+            "test_metrics": run.read_backtest_metrics() or {},
+            "versions": library_versions(),
+        })
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(models_dir.iterdir()):
+        meta = read_json(p / "bundle.json") if p.is_dir() and not p.name.startswith(".") else None
+        if meta is None:
+            continue
+        out.append({
+            "name": meta.get("name", p.name), "path": str(p), "symbols": meta.get("symbols", []),
+            "created_at": meta.get("created_at"), "source_run": meta.get("source_run"),
+            "positions": meta.get("positions"), "execution": meta.get("config", {}).get("execution"),
+            "date_ranges": meta.get("date_ranges", {}), "test_metrics": meta.get("test_metrics", {}),
+            "synthetic": bool(meta.get("data_info", {}).get("synthetic")),
+        })
+    out.sort(key=lambda m: m["created_at"] or 0, reverse=True)
+    return out
+
+
+def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> Bundle:
+    from .ppo import PPO
+
+    candidate = Path(name_or_dir)
+    path = candidate if (candidate / "bundle.json").exists() else Path(models_dir) / str(name_or_dir)
+    meta = read_json(path / "bundle.json")
+    if meta is None:
+        raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
+    config = TrainConfig.from_dict(meta["config"])
+    ppo = PPO(config, len(meta["feature_names"]))
+    template = ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
+    try:
+        params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({exc})") from None
+    return Bundle(meta.get("name", path.name), path, meta, config, params)
+
+
+def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
+    """Target position for the next session per symbol, from each frame's latest bar.
+
+    The policy sees the position it holds, so the held position comes from replaying the greedy
+    policy from flat over the last `replay_days` bars (default: the bundle's test length), exactly
+    like the backtest: it is what a user who followed the model would hold.
+    """
+    from . import env as trading_env
+    from .data import features_for_inference
+    from .market_data import MarketData
+    from .ppo import PPO
+
+    config = bundle.config
+    ppo = PPO(config, len(bundle.meta["feature_names"]))
+    norm = bundle.meta["normalization"]
+    replay_days = replay_days or config.test_days
+    out = []
+    for symbol, frame in frames.items():
+        if symbol not in norm:
+            raise DeployError(f"model {bundle.name!r} was not trained on {symbol}; it knows {', '.join(norm)}")
+        length = len(frame)
+        if length < config.window + 1:
+            raise DeployError(f"{symbol}: needs at least {config.window + 1} bars for a signal, has {length}")
+        feats = features_for_inference(frame, np.asarray(norm[symbol]["mean"]), np.asarray(norm[symbol]["std"]),
+                                       config.window)
+        days = min(replay_days, length - config.window)
+        start = length - days
+        data = MarketData(
+            open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
+            close=jnp.asarray(frame["close"].to_numpy()[None], jnp.float32),
+            features=jnp.asarray(feats[None], jnp.float32),
+            length=jnp.array([length], jnp.int32),
+            first_index=jnp.array([config.window], jnp.int32),
+            test_start=jnp.array([start], jnp.int32),
+        )
+        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days)[0], np.float64)
+        held = float(path[-2]) if days >= 2 else 0.0
+        obs = trading_env.observe(data, 0, length - 1, jnp.float32(held), ppo.env_params)
+        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None])[0], np.float64)
+        out.append({
+            "symbol": symbol,
+            "date": str(frame.index[-1].date()),
+            "close": float(frame["close"].iloc[-1]),
+            "held_position": held,
+            "position": float(path[-1]),
+            "probabilities": {str(p): float(q) for p, q in zip(config.positions, probs, strict=True)},
+            "execution": config.execution,
+            "replayed_days": days,
+        })
+    return out

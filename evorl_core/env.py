@@ -1,0 +1,186 @@
+"""The trading environment as pure JAX functions (gymnax style).
+
+One env = one symbol, walking forward one trading day per step through the training range of
+that symbol. At the close of day t the agent sees the last `window` days of causal features (days
+t-window+1 .. t) and the position it holds, and picks a target exposure from `params.positions`.
+The step moves to day t+1 and pays the log growth of equity under the accounting of DESIGN.md
+(see `step_log_return`). Episodes end after `episode_len` steps or when the next transition would
+read a test day; `step` then resets automatically to a fresh random start.
+
+Everything here is a pure function of pytrees: market data is an argument (never a closed-over
+constant), there are no host callbacks and no while_loops, and everything is float32, so the same
+code runs under jit and vmap on CPU, CUDA and Metal.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from .config import EXECUTION_MODES, TrainConfig
+from .market_data import MarketData
+
+# A multiplicative equity factor (overnight move, fee, intraday move) below this is clamped to it:
+# with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
+# undefined; equity then drops to a millionth, which reads as "wiped out". Same constant in
+# backtest.py and reference_env.py.
+MIN_GROWTH = 1e-6
+
+
+@struct.dataclass
+class EnvParams:
+    positions: jax.Array  # [A] float32 target exposures, action i -> positions[i]
+    cost: jax.Array  # scalar float32, (fee_bps + slippage_bps) / 1e4 per unit of |position change|
+    execution: str = struct.field(pytree_node=False, default="next_open")  # "next_open" | "close"
+    window: int = struct.field(pytree_node=False, default=32)
+    episode_len: int = struct.field(pytree_node=False, default=256)
+
+
+class EnvState(NamedTuple):
+    symbol: jax.Array  # int32
+    t: jax.Array  # int32, the current day (decision at its close)
+    position: jax.Array  # float32, exposure held now = target chosen at the previous step (0 at reset)
+    equity: jax.Array  # float32, equity relative to the episode start (1.0 at reset)
+    steps: jax.Array  # int32, steps taken in this episode
+    episode_return: jax.Array  # float32, sum of log rewards in this episode
+
+
+def make_params(config: TrainConfig) -> EnvParams:
+    if config.execution not in EXECUTION_MODES:
+        raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {config.execution!r})")
+    return EnvParams(
+        positions=jnp.asarray(config.positions, dtype=jnp.float32),
+        cost=jnp.asarray(config.cost, dtype=jnp.float32),
+        execution=config.execution,
+        window=int(config.window),
+        episode_len=int(config.episode_len),
+    )
+
+
+def observation_size(window: int, num_features: int) -> int:
+    return window * num_features + 1
+
+
+def check_data(data: MarketData, window: int) -> None:
+    """Host-side check that every symbol has at least one training transition and a full window.
+
+    Raises ValueError naming the symbol index. Call it once before training (not under jit).
+    """
+    import numpy as np
+
+    first = np.asarray(data.first_index)
+    test_start = np.asarray(data.test_start)
+    length = np.asarray(data.length)
+    for s in range(first.shape[0]):
+        if first[s] < window - 1:
+            raise ValueError(f"symbol {s}: first_index {first[s]} leaves no full window of {window} days")
+        if test_start[s] - 2 < first[s]:
+            raise ValueError(
+                f"symbol {s}: no training transition (first_index {first[s]}, test_start {test_start[s]}); "
+                "give more history or fewer test days"
+            )
+        if test_start[s] > length[s]:
+            raise ValueError(f"symbol {s}: test_start {test_start[s]} is beyond length {length[s]}")
+
+
+def _log_factor(x: jax.Array) -> jax.Array:
+    """log(1 + x) with 1 + x clamped to at least MIN_GROWTH."""
+    return jnp.log1p(jnp.maximum(x, MIN_GROWTH - 1.0))
+
+
+def step_log_return(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> jax.Array:
+    """log(E_{t+1} / E_t) for moving from exposure p_prev to p_new at the close of day t.
+
+    next_open: hold p_prev overnight to the open of t+1, pay cost*|p_new - p_prev| on the fill at the
+    open, hold p_new from the open to the close of t+1. close: pay the fee and hold p_new from the
+    close of t to the close of t+1. `execution` is static (a Python string).
+    """
+    fee = _log_factor(-cost * jnp.abs(p_new - p_prev))
+    if execution == "next_open":
+        overnight = _log_factor(p_prev * ((open_next - close_now) / close_now))
+        intraday = _log_factor(p_new * ((close_next - open_next) / open_next))
+        return overnight + fee + intraday
+    if execution == "close":
+        return fee + _log_factor(p_new * ((close_next - close_now) / close_now))
+    raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+
+
+def observe(data: MarketData, symbol, t, position, params: EnvParams) -> jax.Array:
+    """[window * F + 1] float32: features of days t-window+1 .. t (row-major, oldest day first),
+    then the held position."""
+    window = params.window
+    num_features = data.features.shape[-1]
+    start = (jnp.asarray(symbol, jnp.int32), jnp.asarray(t, jnp.int32) - (window - 1), jnp.int32(0))
+    block = jax.lax.dynamic_slice(data.features, start, (1, window, num_features))
+    held = jnp.reshape(jnp.asarray(position, jnp.float32), (1,))
+    return jnp.concatenate([block.reshape(window * num_features).astype(jnp.float32), held])
+
+
+def reset(key: jax.Array, params: EnvParams, data: MarketData) -> tuple[jax.Array, EnvState]:
+    """Uniform symbol, then a uniform start day t in [first_index, test_start - 2] of that symbol."""
+    key_symbol, key_t = jax.random.split(key)
+    num_symbols = data.length.shape[0]
+    symbol = jax.random.randint(key_symbol, (), 0, num_symbols, dtype=jnp.int32)
+    lowest = data.first_index[symbol]
+    highest = data.test_start[symbol] - 2  # so that t + 1 <= test_start - 1
+    t = jax.random.randint(key_t, (), lowest, highest + 1, dtype=jnp.int32)
+    state = EnvState(
+        symbol=symbol,
+        t=t,
+        position=jnp.float32(0.0),
+        equity=jnp.float32(1.0),
+        steps=jnp.int32(0),
+        episode_return=jnp.float32(0.0),
+    )
+    return observe(data, symbol, t, state.position, params), state
+
+
+def step_env(state: EnvState, action, params: EnvParams, data: MarketData):
+    """One transition t -> t+1 without auto-reset: (obs, next_state, reward, done, info)."""
+    symbol, t = state.symbol, state.t
+    p_prev = state.position
+    p_new = params.positions[action].astype(jnp.float32)
+    reward = step_log_return(
+        p_prev,
+        p_new,
+        data.open[symbol, t + 1],
+        data.close[symbol, t],
+        data.close[symbol, t + 1],
+        params.cost,
+        params.execution,
+    ).astype(jnp.float32)
+    t_next = t + 1
+    steps = state.steps + 1
+    next_state = EnvState(
+        symbol=symbol,
+        t=t_next,
+        position=p_new,
+        equity=state.equity * jnp.exp(reward),
+        steps=steps,
+        episode_return=state.episode_return + reward,
+    )
+    # Done when the episode is long enough or no further training transition exists
+    # (the next one would need t_next + 1 <= test_start - 1).
+    done = (steps >= params.episode_len) | (t_next >= data.test_start[symbol] - 1)
+    info = {
+        "episode_return": next_state.episode_return,
+        "returned_episode": done,
+        "equity": next_state.equity,
+        "position": p_new,
+        "turnover": jnp.abs(p_new - p_prev),
+    }
+    obs = observe(data, symbol, t_next, p_new, params)
+    return obs, next_state, reward, done, info
+
+
+def step(key: jax.Array, state: EnvState, action, params: EnvParams, data: MarketData):
+    """One transition with auto-reset: when done, obs/state are those of a fresh random start, while
+    reward, done and info describe the finished transition."""
+    obs, next_state, reward, done, info = step_env(state, action, params, data)
+    obs_reset, state_reset = reset(key, params, data)
+    next_state = jax.tree.map(lambda fresh, cont: jnp.where(done, fresh, cont), state_reset, next_state)
+    obs = jnp.where(done, obs_reset, obs)
+    return obs, next_state, reward, done, info

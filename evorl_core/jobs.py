@@ -1,0 +1,229 @@
+"""Background training jobs for the dashboard: one process-wide registry of training threads.
+
+The registry owns nothing but threads and stop events. Everything a reader needs (state, progress,
+errors) goes through the run directory, so a run started here looks exactly like a CLI run and a
+CLI run can be stopped from here (through its STOP file).
+
+A training thread never lets an exception escape: the loop writes ``failed`` with its message
+itself; when it could not (an error before the loop took over, or a non-conforming train function),
+the registry writes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .rundir import ACTIVE_STATES, RunDir, new_run_id, validate_run_id
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[..., Any]
+FINAL_STATES = ("stopped", "done", "failed", "interrupted")
+
+
+class JobError(RuntimeError):
+    """A job request the registry refuses (unknown run, already running, nothing to resume)."""
+
+
+def _default_train(*args: Any, **kwargs: Any) -> Any:
+    # Imported on first use: the dashboard starts (and its tests run) without compiling anything.
+    from .loop import train
+
+    return train(*args, **kwargs)
+
+
+@dataclass
+class Job:
+    run_id: str
+    runs_dir: Path
+    config: TrainConfig
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    resume: bool = False
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    error: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def run_dir(self) -> RunDir:
+        return RunDir(self.runs_dir / self.run_id)
+
+
+def _key(runs_dir: Path | str, run_id: str) -> str:
+    return str((Path(runs_dir) / run_id).resolve())
+
+
+class JobRegistry:
+    """Thread-safe set of training threads, keyed by run directory."""
+
+    def __init__(self, train_fn: TrainFn | None = None) -> None:
+        self.train_fn: TrainFn = train_fn or _default_train
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    # starting ------------------------------------------------------------------
+    def start(
+        self,
+        config: TrainConfig,
+        runs_dir: Path | str = "runs",
+        run_id: str | None = None,
+        *,
+        deploy: bool = False,
+        model_name: str | None = None,
+        models_dir: Path | str = "models",
+        market: Any = None,
+    ) -> str:
+        """Create the run directory with status ``queued`` and start training in a daemon thread.
+
+        Returns once the run is visible to readers; raises ConfigError for an invalid config and
+        JobError when the run id is taken.
+        """
+        config.validated()
+        runs_dir = Path(runs_dir)
+        run_id = validate_run_id(run_id) if run_id else new_run_id()
+        rd = RunDir.open(runs_dir, run_id)
+        if rd.read_status() is not None:
+            raise JobError(f"run {run_id!r} already exists in {runs_dir}")
+        rd = RunDir.create(runs_dir, run_id)
+        # A provisional config so readers see symbols/preset at once; the loop rewrites it with
+        # the data actually used and library versions.
+        rd.write_config({**config.to_dict(), "data_info": None})
+        rd.write_status("queued", env_steps=0, total_steps=config.num_updates * config.batch_size,
+                        error=None)
+        job = Job(run_id=run_id, runs_dir=runs_dir, config=config)
+        kwargs = dict(stop_event=job.stop_event, resume=False, deploy=deploy,
+                      model_name=model_name, models_dir=str(models_dir))
+        if market is not None:
+            kwargs["market"] = market
+        self._launch(job, kwargs)
+        return run_id
+
+    def resume(self, run_id: str, runs_dir: Path | str = "runs", *, models_dir: Path | str = "models") -> str:
+        """Continue a stopped/interrupted/failed run from its checkpoint in a new thread."""
+        runs_dir = Path(runs_dir)
+        rd = RunDir.open(runs_dir, run_id)
+        status = rd.read_status()
+        if status is None:
+            raise JobError(f"run {run_id!r} not found in {runs_dir}")
+        if self.is_active(run_id, runs_dir):
+            raise JobError(f"run {run_id!r} is still running in this process")
+        if status.get("state") in ACTIVE_STATES:
+            raise JobError(f"run {run_id!r} is {status.get('state')} (possibly in another process); "
+                           "stop it first")
+        if not rd.has_checkpoint():
+            raise JobError(f"run {run_id!r} has no checkpoint to resume from")
+        raw = rd.read_config()
+        if not raw:
+            raise JobError(f"run {run_id!r} has no readable config.json")
+        config = TrainConfig.from_dict(raw)
+        try:
+            rd.stop_path.unlink()  # a stale STOP file would end the resumed run at once
+        except FileNotFoundError:
+            pass
+        rd.write_status("queued", error=None, finished_at=None)
+        job = Job(run_id=run_id, runs_dir=runs_dir, config=config, resume=True)
+        self._launch(job, dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir)))
+        return run_id
+
+    def _launch(self, job: Job, kwargs: dict[str, Any]) -> None:
+        key = _key(job.runs_dir, job.run_id)
+        with self._lock:
+            old = self._jobs.get(key)
+            if old is not None and old.alive:
+                raise JobError(f"run {job.run_id!r} is already running")
+            job.thread = threading.Thread(
+                target=self._run, args=(job, kwargs), name=f"evorl-train-{job.run_id}", daemon=True
+            )
+            self._jobs[key] = job
+            job.thread.start()
+
+    def _run(self, job: Job, kwargs: dict[str, Any]) -> None:
+        try:
+            self.train_fn(job.config, str(job.runs_dir), job.run_id, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - a training thread must never die with an exception
+            job.error = f"{type(exc).__name__}: {exc}"
+            log.error("training thread for %s failed:\n%s", job.run_id, traceback.format_exc())
+            self._ensure_final(job, "failed", job.error)
+        else:
+            # The loop writes a final state; if a train function returned without one, say so
+            # rather than leave a run that looks alive forever.
+            self._ensure_final(job, "interrupted", "training returned without writing a final status")
+        finally:
+            job.finished_at = time.time()
+
+    @staticmethod
+    def _ensure_final(job: Job, state: str, message: str) -> None:
+        try:
+            rd = job.run_dir
+            status = rd.read_status() or {}
+            if status.get("state") in FINAL_STATES:
+                return
+            rd.write_status(state, error=message, finished_at=time.time())
+        except Exception:  # noqa: BLE001 - e.g. the run directory was deleted under us
+            log.exception("could not record final status of %s", job.run_id)
+
+    # control -------------------------------------------------------------------
+    def stop(self, run_id: str, runs_dir: Path | str = "runs") -> bool:
+        """Ask a run to stop at its next chunk boundary.
+
+        Sets the thread's stop event when the run belongs to this process and always writes the
+        STOP file, so CLI runs stop too. Returns True when the run exists.
+        """
+        rd = RunDir.open(runs_dir, run_id)
+        job = self.get(run_id, runs_dir)
+        if job is not None:
+            job.stop_event.set()
+        if rd.read_status() is None:
+            return job is not None
+        rd.request_stop()
+        return True
+
+    # queries -------------------------------------------------------------------
+    def get(self, run_id: str, runs_dir: Path | str = "runs") -> Job | None:
+        with self._lock:
+            return self._jobs.get(_key(runs_dir, run_id))
+
+    def is_active(self, run_id: str, runs_dir: Path | str = "runs") -> bool:
+        job = self.get(run_id, runs_dir)
+        return job is not None and job.alive
+
+    def active_run_ids(self, runs_dir: Path | str | None = None) -> list[str]:
+        """Runs whose training thread is alive in this process (optionally in one runs_dir)."""
+        root = Path(runs_dir).resolve() if runs_dir is not None else None
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [j.run_id for j in jobs
+                if j.alive and (root is None or j.runs_dir.resolve() == root)]
+
+    def join(self, run_id: str, runs_dir: Path | str = "runs", timeout: float | None = None) -> bool:
+        """Wait for a run's thread; True when it has finished."""
+        job = self.get(run_id, runs_dir)
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+
+_registry: JobRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> JobRegistry:
+    """The process-wide registry (the dashboard caches this same object)."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = JobRegistry()
+        return _registry

@@ -1,0 +1,249 @@
+"""PPO, PureJaxRL-shaped: pure `init(key, data)` and `update(runner, data) -> (runner, metrics)`.
+
+One update = a rollout scan over `num_steps` of `num_envs` vmapped envs, a reverse-scan GAE, then
+`epochs` x `num_minibatches` gradient steps. It returns reduced scalar metrics only. Market data
+is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef) are
+pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import env as trading_env
+from .config import TrainConfig
+from .market_data import MarketData
+from .networks import ActorCritic, make_network
+
+
+class Hyper(NamedTuple):
+    lr: jax.Array
+    ent_coef: jax.Array
+    clip_eps: jax.Array
+    vf_coef: jax.Array
+
+
+class Runner(NamedTuple):
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    hyper: Hyper
+    update_step: jax.Array  # int32 number of updates done
+
+
+class Transition(NamedTuple):
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    episode_return: jax.Array
+    position: jax.Array
+    turnover: jax.Array
+
+
+METRIC_NAMES = (
+    "reward_mean", "reward_std", "episode_return_mean", "episodes", "policy_loss", "value_loss",
+    "entropy", "approx_kl", "clip_fraction", "explained_variance", "mean_abs_position", "turnover",
+    "learning_rate",
+)
+
+
+class PPO:
+    """Static logic (shapes, network, env params); all running state lives in `Runner`."""
+
+    def __init__(self, config: TrainConfig, num_features: int):
+        self.config = config
+        self.env_params = trading_env.make_params(config)
+        self.num_actions = len(config.positions)
+        self.obs_size = trading_env.observation_size(config.window, num_features)
+        self.network: ActorCritic = make_network(config, self.num_actions)
+        # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
+        # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+
+    # -- init ------------------------------------------------------------------------------
+    def init(self, key: jax.Array, data: MarketData) -> Runner:
+        c = self.config
+        key, k_net, k_env = jax.random.split(key, 3)
+        params = self.network.init(k_net, jnp.zeros((1, self.obs_size), jnp.float32))
+        env_keys = jax.random.split(k_env, c.num_envs)
+        obs, env_state = jax.vmap(trading_env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
+        hyper = Hyper(
+            lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef),
+            clip_eps=jnp.float32(c.clip_eps), vf_coef=jnp.float32(c.vf_coef),
+        )
+        return Runner(params, self.tx.init(params), env_state, obs, key, hyper, jnp.int32(0))
+
+    # -- policy ----------------------------------------------------------------------------
+    def policy(self, params: Any, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.network.apply(params, obs)
+
+    # -- one update ------------------------------------------------------------------------
+    def update(self, runner: Runner, data: MarketData) -> tuple[Runner, dict[str, jax.Array]]:
+        c = self.config
+        env_params = self.env_params
+        step_envs = jax.vmap(trading_env.step, in_axes=(0, 0, 0, None, None))
+
+        def env_step(carry, _):
+            env_state, obs, key = carry
+            key, k_act, k_env = jax.random.split(key, 3)
+            logits, value = self.policy(runner.params, obs)
+            action = jax.random.categorical(k_act, logits)
+            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            env_keys = jax.random.split(k_env, c.num_envs)
+            next_obs, env_state, reward, done, info = step_envs(env_keys, env_state, action, env_params, data)
+            transition = Transition(
+                obs, action, log_prob, value, reward, done.astype(jnp.float32),
+                info["episode_return"], info["position"], info["turnover"],
+            )
+            return (env_state, next_obs, key), transition
+
+        (env_state, last_obs, key), traj = jax.lax.scan(
+            env_step, (runner.env_state, runner.obs, runner.key), None, length=c.num_steps
+        )
+        _, last_value = self.policy(runner.params, last_obs)
+        advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, c.gamma, c.gae_lambda)
+
+        # learning-rate annealing is a function of the update counter, so resume is exact
+        frac = 1.0 - runner.update_step.astype(jnp.float32) / jnp.float32(c.num_updates)
+        lr = runner.hyper.lr * (frac if c.anneal_lr else 1.0)
+
+        batch = (traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
+        batch = jax.tree_util.tree_map(lambda x: x.reshape((c.batch_size, *x.shape[2:])), batch)
+
+        def epoch(carry, _):
+            params, opt_state, key = carry
+            key, k_perm = jax.random.split(key)
+            perm = jax.random.permutation(k_perm, c.batch_size)
+            shuffled = jax.tree_util.tree_map(
+                lambda x: jnp.take(x, perm, axis=0).reshape((c.num_minibatches, c.minibatch_size, *x.shape[1:])),
+                batch,
+            )
+
+            def minibatch_step(carry, mb):
+                params, opt_state = carry
+                grads, stats = jax.grad(self.loss, has_aux=True)(params, mb, runner.hyper)
+                updates, opt_state = self.tx.update(grads, opt_state, params)
+                params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, updates))
+                return (params, opt_state), stats
+
+            (params, opt_state), stats = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
+            return (params, opt_state, key), stats
+
+        (params, opt_state, key), stats = jax.lax.scan(
+            epoch, (runner.params, runner.opt_state, key), None, length=c.epochs
+        )
+        stats = jax.tree_util.tree_map(jnp.mean, stats)
+
+        episodes = traj.done.sum()
+        explained_var = 1.0 - jnp.var(targets - traj.value) / jnp.maximum(jnp.var(targets), 1e-12)
+        metrics = {
+            "reward_mean": traj.reward.mean(),
+            "reward_std": traj.reward.std(),
+            "episode_return_mean": jnp.where(
+                episodes > 0, (traj.episode_return * traj.done).sum() / jnp.maximum(episodes, 1.0), jnp.nan
+            ),
+            "episodes": episodes,
+            **stats,
+            "explained_variance": explained_var,
+            "mean_abs_position": jnp.abs(traj.position).mean(),
+            "turnover": traj.turnover.mean(),
+            "learning_rate": lr,
+        }
+        runner = Runner(params, opt_state, env_state, last_obs, key, runner.hyper, runner.update_step + 1)
+        return runner, metrics
+
+    def loss(self, params: Any, mb: tuple, hyper: Hyper) -> tuple[jax.Array, dict[str, jax.Array]]:
+        obs, action, old_log_prob, old_value, advantages, targets = mb
+        logits, value = self.policy(params, obs)
+        log_probs = jax.nn.log_softmax(logits)
+        log_prob = jnp.take_along_axis(log_probs, action[:, None], axis=-1)[:, 0]
+
+        value_clipped = old_value + jnp.clip(value - old_value, -hyper.clip_eps, hyper.clip_eps)
+        value_loss = 0.5 * jnp.maximum(
+            jnp.square(value - targets), jnp.square(value_clipped - targets)
+        ).mean()
+
+        ratio = jnp.exp(log_prob - old_log_prob)
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = -jnp.minimum(
+            ratio * adv, jnp.clip(ratio, 1.0 - hyper.clip_eps, 1.0 + hyper.clip_eps) * adv
+        ).mean()
+        entropy = -(jnp.exp(log_probs) * log_probs).sum(-1).mean()
+        total = policy_loss + hyper.vf_coef * value_loss - hyper.ent_coef * entropy
+        stats = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": ((ratio - 1.0) - jnp.log(ratio)).mean(),
+            "clip_fraction": (jnp.abs(ratio - 1.0) > hyper.clip_eps).mean(),
+        }
+        return total, stats
+
+    # -- several updates in one compiled call ----------------------------------------------
+    def run_updates(self, runner: Runner, data: MarketData, num_updates: int):
+        """`num_updates` updates as one scan; metrics stacked to shape [num_updates]."""
+        return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
+
+    # -- greedy policy on held-out days ----------------------------------------------------
+    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int) -> jax.Array:
+        """Positions decided at the close of days start[s] .. start[s]+num_days-1 for every symbol.
+
+        Starts flat; the held position fed to the observation is the previous decision, exactly as
+        in the env. Returns [S, num_days] target exposures.
+        """
+        positions = self.env_params.positions
+
+        def one_symbol(symbol, t0):
+            def day(held, i):
+                obs = trading_env.observe(data, symbol, t0 + i, held, self.env_params)
+                logits, _ = self.policy(params, obs[None])
+                new = positions[jnp.argmax(logits[0])]
+                return new, new
+
+            _, path = jax.lax.scan(day, jnp.float32(0.0), jnp.arange(num_days))
+            return path
+
+        symbols = jnp.arange(data.open.shape[0])
+        return jax.vmap(one_symbol)(symbols, start)
+
+    def action_probabilities(self, params: Any, obs: jax.Array) -> jax.Array:
+        logits, _ = self.policy(params, obs)
+        return jax.nn.softmax(logits)
+
+
+def gae(reward, value, done, last_value, gamma: float, lam: float):
+    """Generalised advantage estimation by reverse scan over time (arrays are [T, N])."""
+
+    def step(carry, x):
+        next_advantage, next_value = carry
+        r, v, d = x
+        delta = r + gamma * next_value * (1.0 - d) - v
+        advantage = delta + gamma * lam * (1.0 - d) * next_advantage
+        return (advantage, v), advantage
+
+    _, advantages = jax.lax.scan(
+        step, (jnp.zeros_like(last_value), last_value), (reward, value, done), reverse=True
+    )
+    return advantages, advantages + value
+
+
+def update_flops(config: TrainConfig, obs_size: int) -> float:
+    """Analytic network FLOPs of one PPO update: rollout forward + epochs x (forward + backward).
+
+    Backward is counted as 2x forward (weight and input gradients), the usual convention.
+    """
+    from .networks import forward_flops_per_sample
+
+    fwd = forward_flops_per_sample(obs_size, config.hidden, len(config.positions))
+    rollout = fwd * config.batch_size + fwd * config.num_envs
+    train = 3 * fwd * config.batch_size * config.epochs
+    return float(rollout + train)

@@ -1,0 +1,79 @@
+"""A plain NumPy (float64) reference of the trading environment, for tests.
+
+Written independently of env.py and as literally as possible from the accounting in DESIGN.md:
+it computes the equity values E_t, E_open, E_fill, E_{t+1} explicitly and the reward as
+log(E_{t+1} / E_t). It has no auto-reset and no randomness: the caller places it with
+`reset_to(symbol, t)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Each multiplicative equity factor is floored at this value (a wiped-out account), as in env.py.
+MIN_GROWTH = 1e-6
+
+
+class ReferenceTradingEnv:
+    def __init__(self, open_, close, features, length, first_index, test_start, positions, cost,
+                 execution, window, episode_len):
+        if execution not in ("next_open", "close"):
+            raise ValueError(f"unknown execution {execution!r}")
+        self.open = np.asarray(open_, dtype=np.float64)
+        self.close = np.asarray(close, dtype=np.float64)
+        self.features = np.asarray(features, dtype=np.float64)
+        self.length = np.asarray(length, dtype=np.int64)
+        self.first_index = np.asarray(first_index, dtype=np.int64)
+        self.test_start = np.asarray(test_start, dtype=np.int64)
+        self.positions = np.asarray(positions, dtype=np.float64)
+        self.cost = float(cost)
+        self.execution = execution
+        self.window = int(window)
+        self.episode_len = int(episode_len)
+        self.symbol = 0
+        self.t = 0
+        self.position = 0.0
+        self.equity = 1.0
+        self.steps = 0
+        self.episode_return = 0.0
+
+    def reset_to(self, symbol: int, t: int) -> np.ndarray:
+        symbol, t = int(symbol), int(t)
+        if not (self.first_index[symbol] <= t <= self.test_start[symbol] - 2):
+            raise ValueError(f"start day {t} is outside the training starts of symbol {symbol}")
+        self.symbol = symbol
+        self.t = t
+        self.position = 0.0
+        self.equity = 1.0
+        self.steps = 0
+        self.episode_return = 0.0
+        return self.observe()
+
+    def observe(self) -> np.ndarray:
+        days = self.features[self.symbol, self.t - self.window + 1 : self.t + 1, :]
+        return np.concatenate([days.reshape(-1), [self.position]])
+
+    def step(self, action: int):
+        s, t = self.symbol, self.t
+        p_prev = self.position
+        p_new = float(self.positions[int(action)])
+        trade_cost = self.cost * abs(p_new - p_prev)
+        e_now = self.equity
+        if self.execution == "next_open":
+            e_open = e_now * max(1.0 + p_prev * (self.open[s, t + 1] / self.close[s, t] - 1.0), MIN_GROWTH)
+            e_fill = e_open * max(1.0 - trade_cost, MIN_GROWTH)
+            e_next = e_fill * max(1.0 + p_new * (self.close[s, t + 1] / self.open[s, t + 1] - 1.0), MIN_GROWTH)
+        else:
+            e_fill = e_now * max(1.0 - trade_cost, MIN_GROWTH)
+            e_next = e_fill * max(1.0 + p_new * (self.close[s, t + 1] / self.close[s, t] - 1.0), MIN_GROWTH)
+        reward = float(np.log(e_next / e_now))
+
+        self.t = t + 1
+        self.position = p_new
+        self.equity = e_next
+        self.steps += 1
+        self.episode_return += reward
+        # The next transition would go from self.t to self.t + 1, allowed only up to test_start - 1.
+        no_more_training_days = self.t + 1 > self.test_start[s] - 1
+        done = self.steps >= self.episode_len or bool(no_more_training_days)
+        return self.observe(), reward, done
