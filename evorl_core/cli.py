@@ -1,0 +1,345 @@
+"""The `evorl` command line: train, backtest, deploy, signal, runs, bench.
+
+User mistakes end in one clear line on stderr and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_SYMBOLS, PRESETS, ConfigError, make_config, parse_floats, parse_ints
+
+
+class UserError(Exception):
+    pass
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (int,)) and not pct:
+        return str(value)
+    return f"{value * 100:+.2f}%" if pct else f"{value:.3f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class ProgressBar:
+    """A one-line progress bar: steps, steps/s, reward, ETA. Redraws in place on a terminal."""
+
+    def __init__(self, stream=sys.stderr, width: int = 28):
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.last_print = 0.0
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        done, total = info.get("env_steps", 0), max(info.get("total_steps") or 1, 1)
+        frac = min(done / total, 1.0)
+        filled = int(frac * self.width)
+        reward = info.get("episode_return_mean")
+        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {frac * 100:5.1f}% "
+                f"{done:,}/{total:,} steps | {info.get('steps_per_sec', 0):,.0f} steps/s | "
+                f"episode return {_fmt(reward)} | ETA {format_duration(info.get('eta_seconds'))}")
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+        elif now - self.last_print > 5 or frac >= 1.0:
+            self.stream.write(line + "\n")
+            self.last_print = now
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table."""
+    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe", "B&H Sharpe", "max DD",
+              "B&H max DD", "trades", "win rate", "exposure"]
+    rows = [header]
+    for symbol, m in metrics.items():
+        rows.append([
+            symbol, _fmt(m.get("total_return"), True), _fmt(m.get("bh_total_return"), True),
+            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _fmt(m.get("sharpe")),
+            _fmt(m.get("bh_sharpe")), _fmt(m.get("max_drawdown"), True), _fmt(m.get("bh_max_drawdown"), True),
+            str(m.get("trades", "n/a")), _fmt(m.get("win_rate"), True) if m.get("win_rate") is not None else "n/a",
+            _fmt(m.get("exposure"), True),
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+    t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
+    t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
+    t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
+    t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
+    t.add_argument("--preset", default="production", choices=sorted(PRESETS))
+    t.add_argument("--num-envs", type=int)
+    t.add_argument("--num-steps", type=int)
+    t.add_argument("--minibatch-size", type=int)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--hidden", help="hidden layer sizes, e.g. 1024,512,256")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--ent-coef", type=float)
+    t.add_argument("--clip-eps", type=float)
+    t.add_argument("--gamma", type=float)
+    t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
+    t.add_argument("--episode-len", type=int)
+    t.add_argument("--fee-bps", type=float)
+    t.add_argument("--slippage-bps", type=float)
+    t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
+    t.add_argument("--execution", choices=["next_open", "close"])
+    t.add_argument("--initial-capital", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--backend", choices=["auto", "cpu", "gpu", "metal"])
+    t.add_argument("--updates-per-chunk", type=int, help="updates per compiled chunk (0 = automatic)")
+    t.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
+    t.add_argument("--run-id")
+    t.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+    t.add_argument("--deploy", action="store_true", help="deploy the trained model to models/<name>/")
+    t.add_argument("--model-name")
+    t.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
+    b.add_argument("--run", required=True, metavar="RUN_DIR")
+    b.add_argument("--data", help="data source (default: the run's own)")
+    b.add_argument("--test-days", type=int)
+    b.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/backtest)")
+    b.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+
+    d = sub.add_parser("deploy", help="deploy a finished run as a model bundle")
+    d.add_argument("--run", required=True, metavar="RUN_DIR")
+    d.add_argument("--model-name")
+    d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+
+    s = sub.add_parser("signal", help="target position for the next session from the latest bar")
+    s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
+    s.add_argument("--data", default="auto", help="data source (default: auto)")
+    s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
+    s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    r = sub.add_parser("runs", help="list runs with state and headline metrics")
+    r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
+    r.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("models", help="list deployed model bundles")
+    m.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+
+    be = sub.add_parser("bench", help="benchmark suite (env, training, FLOP utilisation, peers)")
+    be.add_argument("--quick", action="store_true", help="a few-minute version of the suite")
+    be.add_argument("--out", default="bench-results/bench.json", help="JSON output path")
+    be.add_argument("--only", nargs="+", help="run only these sections")
+    be.add_argument("--repeats", type=int)
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"evorl {__version__}"
+
+
+def _apply_backend(name: str | None) -> None:
+    """Select the JAX platform before JAX initialises its backends."""
+    if name in (None, "auto"):
+        return
+    os.environ["JAX_PLATFORMS"] = {"cpu": "cpu", "gpu": "cuda", "metal": "METAL"}[name]
+
+
+# ---------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    _apply_backend(args.backend)
+    from .loop import train
+
+    overrides = dict(
+        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days,
+        total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
+        minibatch_size=args.minibatch_size, epochs=args.epochs,
+        hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,
+        lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
+        episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
+        positions=parse_floats(args.positions, "positions") if args.positions else None,
+        execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
+        backend=args.backend, updates_per_chunk=args.updates_per_chunk,
+    )
+    resume = args.resume is not None
+    if resume:
+        run_path = Path(args.resume)
+        if not (run_path / "config.json").exists():
+            raise UserError(f"--resume {run_path}: no config.json there; is it a run directory?")
+        runs_dir, run_id = run_path.parent, run_path.name
+        config = make_config("production")  # replaced by the stored config inside train()
+    else:
+        config = make_config(args.preset, **overrides)
+        runs_dir, run_id = Path(args.runs_dir), args.run_id
+        print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
+              f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
+              file=sys.stderr)
+    bar = None if args.quiet else ProgressBar()
+    try:
+        run = train(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
+                    model_name=args.model_name, models_dir=args.models_dir, cache_dir=args.cache_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+    status = run.read_status() or {}
+    for warning in ((run.read_config() or {}).get("data_info") or {}).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"state: {status.get('state')}  env steps: {status.get('env_steps', 0):,}  "
+          f"compile: {status.get('compile_seconds', 0):.1f} s  "
+          f"throughput: {status.get('steps_per_sec', 0):,.0f} env steps/s")
+    metrics = run.read_backtest_metrics()
+    if metrics:
+        cfg = run.read_config() or {}
+        synthetic = (cfg.get("data_info") or {}).get("synthetic")
+        print(f"\nHeld-out test ({cfg.get('test_days')} days, {cfg.get('execution')} execution, "
+              f"{cfg.get('fee_bps')}+{cfg.get('slippage_bps')} bps)" + ("  [SYNTHETIC DATA]" if synthetic else ""))
+        print(metrics_table(metrics))
+    if status.get("deployed_to"):
+        print(f"\ndeployed model: {status['deployed_to']}")
+    print(f"\nrun directory: {run.path}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from .loop import run_backtest
+
+    run_path = Path(args.run)
+    if not (run_path / "config.json").exists():
+        raise UserError(f"--run {run_path}: no config.json there; is it a run directory?")
+    metrics = run_backtest(run_path, data=args.data, test_days=args.test_days,
+                           out_dir=Path(args.out) if args.out else None, cache_dir=args.cache_dir)
+    print(metrics_table(metrics))
+    print(f"\nwritten to: {Path(args.out) if args.out else run_path / 'backtest'}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy import deploy_run
+
+    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir)
+    print(f"deployed model: {path}")
+    return 0
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    from .data import load_frames
+    from .deploy import load_bundle, signals
+
+    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    symbols = args.symbols or bundle.symbols
+    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed)
+    for w in info.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    result = signals(bundle, frames)
+    if args.json:
+        print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
+                          "synthetic": bool(info.get("synthetic")), "signals": result}, indent=2))
+        return 0
+    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else ""))
+    print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>6} {'target':>7}  probabilities")
+    for s in result:
+        probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
+        print(f"{s['symbol']:<12} {s['date']:<11} {s['close']:>12.2f} {s['held_position']:>6g} "
+              f"{s['position']:>7g}  {probs}")
+    print(f"\ntargets are exposures (fraction of equity) for the next session ({bundle.config.execution} execution)")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .rundir import list_runs
+
+    runs = list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+        return 0
+    if not runs:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    print(f"{'run id':<34} {'state':<12} {'steps':>12}  {'symbols':<28} mean test return (B&H)")
+    for r in runs:
+        bt = r.get("backtest") or {}
+        rets = [m.get("total_return") for m in bt.values() if m.get("total_return") is not None]
+        bh = [m.get("bh_total_return") for m in bt.values() if m.get("bh_total_return") is not None]
+        headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
+        print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
+              f"{','.join(r.get('symbols') or []):<28} {headline}")
+        if r.get("error"):
+            print(f"    error: {r['error']}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .deploy import list_models
+
+    models = list_models(args.models_dir)
+    if not models:
+        print(f"no models in {args.models_dir}")
+    for m in models:
+        print(f"{m['name']:<30} symbols={','.join(m['symbols'])}  from run {m['source_run']}"
+              + ("  [synthetic]" if m["synthetic"] else ""))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats)
+
+
+COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
+            "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .data import DataError
+    from .deploy import DeployError
+    from .rundir import RunDirError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, ConfigError, DataError, DeployError, RunDirError, FileNotFoundError, ValueError) as exc:
+        print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nevorl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
