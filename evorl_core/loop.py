@@ -30,7 +30,8 @@ from .backtest import backtest_rows, buy_and_hold, compute_metrics, equity_curve
 from .config import TrainConfig
 from .data import Market, load_market
 from .ppo import PPO, METRIC_NAMES, Runner, update_flops
-from .rundir import RunDir, atomic_write_bytes, atomic_write_json, new_run_id, read_json
+from .rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id, read_json
+from .stats import sharpe_confidence_interval
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def backtest_policy(config: TrainConfig, params: Any, market: Market) -> tuple[A
         dates = market.dates[s][t0:t0 + n]
         equity = equity_curve(open_, close, positions[s], config.cost, config.execution, config.initial_capital)
         bench = buy_and_hold(open_, close, config.cost, config.execution, config.initial_capital)
-        m = compute_metrics(equity, positions[s])
+        m = {**compute_metrics(equity, positions[s]),
+             **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
         bh = compute_metrics(bench, np.ones(n))
         metrics[symbol] = {**m, **{f"bh_{k}": v for k, v in bh.items()},
                            "test_start": str(dates[0]), "test_end": str(dates[-1]), "days": n}
@@ -147,8 +149,6 @@ def write_backtest(out_dir: Path, frame, metrics: dict) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = frame.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g")
-    from .rundir import atomic_write_text
-
     atomic_write_text(out_dir / "equity.csv", text)
     atomic_write_json(out_dir / "metrics.json", metrics)
 
@@ -326,6 +326,7 @@ def _train_loop(config: TrainConfig, run: RunDir, market: Market, stop_event: th
                      total_steps=total_steps, backend=jax.default_backend())
 
     train_seconds = 0.0
+    session_updates = 0
     last_checkpoint = time.monotonic()
     wall_start = time.time()
     peak_rss = host_rss_mb()
@@ -356,9 +357,9 @@ def _train_loop(config: TrainConfig, run: RunDir, market: Market, stop_event: th
             rows.append(row)
         run.append_metrics(rows)
         updates_done += k_now
+        session_updates += k_now
         env_steps = updates_done * config.batch_size
-        remaining = total_updates - updates_done
-        eta = remaining * (train_seconds / max(updates_done - int(0), 1)) if remaining else 0.0
+        eta = (total_updates - updates_done) * train_seconds / session_updates
         status = run.write_status(
             "running", env_steps=env_steps, total_steps=total_steps, updates_done=updates_done,
             steps_per_sec=steps_per_sec, train_seconds=train_seconds, eta_seconds=eta,

@@ -1,0 +1,132 @@
+"""The `evorl` CLI end to end on synthetic data: train -> backtest -> deploy -> signal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evorl_core.cli import main
+from evorl_core.data import synthetic_ohlcv
+from evorl_core.rundir import EQUITY_COLUMNS
+
+SYMBOLS = ["BPCL", "TATASTEEL"]
+TINY_ARGS = ["--preset", "quick", "--num-envs", "8", "--num-steps", "16", "--minibatch-size", "32",
+             "--epochs", "2", "--hidden", "16", "--window", "8", "--timesteps", "512", "--test-days", "30",
+             "--seed", "1", "--quiet"]
+
+
+def write_csv_dir(path, frames):
+    path.mkdir(parents=True, exist_ok=True)
+    for symbol, df in frames.items():
+        out = df.rename(columns=str.title).rename_axis("Date").reset_index()
+        out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
+        out[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(path / f"{symbol}.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def csv_market(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    frames = {s: synthetic_ohlcv(s, n_days=400, seed=5) for s in SYMBOLS}
+    write_csv_dir(root / "csv", frames)
+    return root, frames
+
+
+@pytest.fixture(scope="module")
+def trained_run(csv_market):
+    root, _ = csv_market
+    code = main(["train", "--symbols", *SYMBOLS, "--data", f"csv:{root / 'csv'}", *TINY_ARGS,
+                 "--runs-dir", str(root / "runs"), "--run-id", "cli-run", "--deploy", "--model-name", "m1",
+                 "--models-dir", str(root / "models")])
+    assert code == 0
+    return root, root / "runs" / "cli-run"
+
+
+def test_train_writes_contract_and_prints_summary(trained_run, capsys):
+    root, run = trained_run
+    for name in ("config.json", "status.json", "metrics.jsonl", "checkpoint/state.msgpack",
+                 "backtest/equity.csv", "backtest/metrics.json"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    equity = pd.read_csv(run / "backtest/equity.csv")
+    assert list(equity.columns) == EQUITY_COLUMNS and len(equity) == 2 * 30
+    config = json.loads((run / "config.json").read_text())
+    assert config["data_info"]["source"] == "csv" and config["symbols"] == SYMBOLS
+    assert (root / "models" / "m1" / "bundle.json").exists()
+    assert (root / "models" / "m1" / "params.msgpack").exists()
+
+
+def test_runs_lists_the_run(trained_run, capsys):
+    root, _ = trained_run
+    assert main(["runs", "--runs-dir", str(root / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "cli-run" in out and "done" in out
+
+
+def test_signal_json_from_bundle_without_run_dir(trained_run, capsys, tmp_path):
+    root, run = trained_run
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root / "models" / "m1", moved)
+    assert main(["signal", "--model", str(moved), "--data", f"csv:{root / 'csv'}", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["symbol"] for s in out["signals"]] == SYMBOLS
+    frames = {s: pd.read_csv(root / "csv" / f"{s}.csv") for s in SYMBOLS}
+    for s in out["signals"]:
+        assert s["date"] == frames[s["symbol"]]["Date"].iloc[-1]
+        assert s["position"] in (0.0, 0.5, 1.0)
+        assert sum(s["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # the signal's held position equals the backtest's decision on the day before the last bar
+    equity = pd.read_csv(run / "backtest/equity.csv")
+    for s in out["signals"]:
+        rows = equity[equity.symbol == s["symbol"]]
+        assert s["held_position"] == rows["position"].iloc[-2]
+        assert s["position"] == rows["position"].iloc[-1]
+
+
+def test_backtest_on_perturbed_future_prices_keeps_earlier_positions(trained_run, csv_market, tmp_path):
+    root, run = trained_run
+    _, frames = csv_market
+    k = 15  # perturb everything after the k-th test day
+    perturbed = {}
+    for symbol, df in frames.items():
+        df = df.copy()
+        cut = len(df) - 30 + k
+        scale = np.linspace(1.3, 0.6, len(df) - cut - 1)
+        for col in ("open", "high", "low", "close"):
+            df.iloc[cut + 1:, df.columns.get_loc(col)] *= scale
+        perturbed[symbol] = df
+    write_csv_dir(tmp_path / "csv2", perturbed)
+    out = tmp_path / "bt"
+    assert main(["backtest", "--run", str(run), "--data", f"csv:{tmp_path / 'csv2'}", "--out", str(out)]) == 0
+    original = pd.read_csv(run / "backtest/equity.csv")
+    again = pd.read_csv(out / "equity.csv")
+    assert list(again.columns) == EQUITY_COLUMNS
+    for symbol in SYMBOLS:
+        a = original[original.symbol == symbol].reset_index(drop=True)
+        b = again[again.symbol == symbol].reset_index(drop=True)
+        assert list(a["position"][: k + 1]) == list(b["position"][: k + 1])
+        np.testing.assert_allclose(a["equity"][: k + 1], b["equity"][: k + 1], rtol=1e-12)
+        assert not np.allclose(a["close"][k + 1:], b["close"][k + 1:])
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train", "--data", "csv:/no/such/dir", "--runs-dir", str(tmp_path), *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("evorl train: error:") and "Traceback" not in "\n".join(err)
+    assert main(["train", "--minibatch-size", "7", "--runs-dir", str(tmp_path), "--data", "synthetic"]) == 2
+    assert "minibatch_size" in capsys.readouterr().err
+    assert main(["signal", "--model", "nope", "--models-dir", str(tmp_path)]) == 2
+    assert "no model bundle" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "evorl_core.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("train", "backtest", "signal", "runs", "deploy", "bench"):
+        assert command in out

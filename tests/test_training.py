@@ -1,0 +1,175 @@
+"""PPO and the training loop: GAE, determinism, resume, checkpoints, the run-directory contract."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from evorl_core import loop
+from evorl_core.config import make_config
+from evorl_core.data import build_market, synthetic_ohlcv
+from evorl_core.ppo import PPO, gae
+from evorl_core.rundir import EQUITY_COLUMNS, RunDir
+
+TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
+            total_timesteps=8 * 16 * 6, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
+
+
+def tiny_config(**overrides):
+    return make_config("quick", **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tiny_market():
+    frames = {s: synthetic_ohlcv(s, n_days=300, seed=3) for s in ("AAA", "BBB")}
+    return build_market(frames, window=8, test_days=20, info={"source": "synthetic", "synthetic": True})
+
+
+def test_gae_matches_plain_loop():
+    rng = np.random.default_rng(0)
+    T, N = 7, 3
+    reward, value = rng.normal(size=(T, N)), rng.normal(size=(T, N))
+    done = (rng.random((T, N)) < 0.3).astype(np.float64)
+    last_value = rng.normal(size=N)
+    gamma, lam = 0.97, 0.9
+    expected = np.zeros((T, N))
+    for n in range(N):
+        running, next_v = 0.0, last_value[n]
+        for t in reversed(range(T)):
+            nonterminal = 1.0 - done[t, n]
+            delta = reward[t, n] + gamma * next_v * nonterminal - value[t, n]
+            running = delta + gamma * lam * nonterminal * running
+            expected[t, n] = running
+            next_v = value[t, n]
+    adv, targets = gae(jnp.asarray(reward), jnp.asarray(value), jnp.asarray(done), jnp.asarray(last_value),
+                       gamma, lam)
+    np.testing.assert_allclose(np.asarray(adv), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(targets), expected + value, rtol=1e-5, atol=1e-6)
+
+
+def test_update_returns_reduced_scalars(tiny_market):
+    config = tiny_config()
+    ppo = PPO(config, tiny_market.data.features.shape[-1])
+    runner = ppo.init(jax.random.PRNGKey(0), tiny_market.data)
+    runner2, metrics = jax.jit(ppo.update)(runner, tiny_market.data)
+    assert all(np.ndim(v) == 0 for v in metrics.values())
+    assert int(runner2.update_step) == 1
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), runner.params, runner2.params)
+    assert any(jax.tree_util.tree_leaves(changed)), "an update must change the parameters"
+    assert 0.0 <= float(metrics["clip_fraction"]) <= 1.0
+    assert float(metrics["entropy"]) <= np.log(len(config.positions)) + 1e-5
+
+
+def _learning_metrics(run: RunDir):
+    keep = ("update", "env_steps", "policy_loss", "value_loss", "entropy", "approx_kl", "reward_mean",
+            "explained_variance")
+    return [{k: r[k] for k in keep} for r in run.read_metrics()]
+
+
+def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
+    config = tiny_config()
+    a = loop.train(config, tmp_path, "a", market=tiny_market)
+    b = loop.train(config, tmp_path, "b", market=tiny_market)
+    status = a.read_status()
+    assert status["state"] == "done" and status["env_steps"] == config.num_updates * config.batch_size
+    assert status["compile_seconds"] > 0
+    rows = a.read_metrics()
+    assert [r["update"] for r in rows] == list(range(1, config.num_updates + 1))
+    for key in ("env_steps", "wall_time", "steps_per_sec", "updates_per_sec", "reward_mean", "reward_std",
+                "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
+                "host_rss_mb", "device_mem_mb"):
+        assert key in rows[0]
+    assert all(r["steps_per_sec"] > 0 for r in rows)
+    cfg = a.read_config()
+    assert cfg["seed"] == 0 and cfg["data_hash"] == tiny_market.data_hash and "jax" in cfg["versions"]
+    assert set(cfg["normalization"]) == {"AAA", "BBB"}
+    # same seed + config + data = identical learning metrics
+    assert _learning_metrics(a) == _learning_metrics(b)
+    # backtest files per the contract
+    equity = pd.read_csv(a.equity_path)
+    assert list(equity.columns) == EQUITY_COLUMNS
+    assert len(equity) == 2 * config.test_days
+    for symbol, g in equity.groupby("symbol"):
+        assert g["equity"].iloc[0] == pytest.approx(config.initial_capital)
+        assert g["benchmark_equity"].iloc[0] == pytest.approx(config.initial_capital)
+        assert set(g["position"].unique()) <= set(config.positions)
+        s = tiny_market.symbols.index(symbol)
+        expected_dates = [str(d) for d in tiny_market.dates[s][-config.test_days:]]
+        assert list(g["date"]) == expected_dates
+    metrics = json.loads(a.backtest_metrics_path.read_text())
+    assert set(metrics) == {"AAA", "BBB"}
+    for m in metrics.values():
+        last_equity = equity[equity.symbol == "AAA"]["equity"].iloc[-1]
+        assert "sharpe_ci_low" in m and "significant" in m
+    assert metrics["AAA"]["total_return"] == pytest.approx(last_equity / config.initial_capital - 1, rel=1e-9)
+
+
+def test_different_seed_changes_learning(tmp_path, tiny_market):
+    a = loop.train(tiny_config(seed=0, total_timesteps=256), tmp_path, "s0", market=tiny_market)
+    b = loop.train(tiny_config(seed=1, total_timesteps=256), tmp_path, "s1", market=tiny_market)
+    assert _learning_metrics(a) != _learning_metrics(b)
+
+
+def test_stop_then_resume_equals_uninterrupted(tmp_path, tiny_market):
+    config = tiny_config(updates_per_chunk=1)
+    full = loop.train(config, tmp_path, "full", market=tiny_market)
+
+    seen = []
+
+    class StopAfterThree:
+        def is_set(self):
+            return len(seen) >= 3
+
+    part = loop.train(config, tmp_path, "part", market=tiny_market, progress=seen.append,
+                      stop_event=StopAfterThree())
+    status = part.read_status()
+    assert status["state"] == "stopped" and status["env_steps"] == 3 * config.batch_size
+    assert part.has_checkpoint() and not part.equity_path.exists()
+    resumed = loop.train(config, tmp_path, "part", market=tiny_market, resume=True)
+    assert resumed.read_status()["state"] == "done"
+    np.testing.assert_allclose(
+        [list(r.values()) for r in _learning_metrics(resumed)],
+        [list(r.values()) for r in _learning_metrics(full)], rtol=1e-5, atol=1e-6,
+    )
+    assert resumed.equity_path.read_text() == full.equity_path.read_text()
+
+
+def test_stop_file_stops_a_run(tmp_path, tiny_market):
+    config = tiny_config(updates_per_chunk=1)
+    run = RunDir.create(tmp_path, "filestop")
+
+    def request_stop(info):
+        if info["updates_done"] == 2:
+            run.request_stop()
+
+    loop.train(config, tmp_path, "filestop", market=tiny_market, progress=request_stop)
+    status = run.read_status()
+    assert status["state"] == "stopped" and status["updates_done"] == 2
+    assert not run.stop_path.exists()
+
+
+def test_checkpoint_round_trip(tmp_path, tiny_market):
+    config = tiny_config()
+    ppo = PPO(config, tiny_market.data.features.shape[-1])
+    runner = ppo.init(jax.random.PRNGKey(7), tiny_market.data)
+    runner, _ = jax.jit(ppo.update)(runner, tiny_market.data)
+    run = RunDir.create(tmp_path, "ckpt")
+    loop.save_checkpoint(run, runner, 128, 1)
+    restored, meta = loop.load_checkpoint(run, ppo.init(jax.random.PRNGKey(0), tiny_market.data))
+    assert meta["env_steps"] == 128 and meta["updates_done"] == 1
+    for x, y in zip(jax.tree_util.tree_leaves(runner), jax.tree_util.tree_leaves(restored), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not list(run.checkpoint_dir.glob("*.pkl")) and not list(run.checkpoint_dir.glob("*.pickle"))
+
+
+def test_failure_is_recorded_in_status(tmp_path):
+    config = tiny_config(data="csv:/nonexistent/dir")
+    with pytest.raises(Exception):
+        loop.train(config, tmp_path, "broken")
+    status = RunDir.open(tmp_path, "broken").read_status()
+    assert status["state"] == "failed" and "nonexistent" in status["error"]
