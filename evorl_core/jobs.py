@@ -83,6 +83,7 @@ class JobRegistry:
         deploy: bool = False,
         model_name: str | None = None,
         models_dir: Path | str = "models",
+        cache_dir: Path | str | None = None,
         market: Any = None,
     ) -> str:
         """Create the run directory with status ``queued`` and start training in a daemon thread.
@@ -105,12 +106,15 @@ class JobRegistry:
         job = Job(run_id=run_id, runs_dir=runs_dir, config=config)
         kwargs = dict(stop_event=job.stop_event, resume=False, deploy=deploy,
                       model_name=model_name, models_dir=str(models_dir))
+        if cache_dir is not None:
+            kwargs["cache_dir"] = str(cache_dir)
         if market is not None:
             kwargs["market"] = market
         self._launch(job, kwargs)
         return run_id
 
-    def resume(self, run_id: str, runs_dir: Path | str = "runs", *, models_dir: Path | str = "models") -> str:
+    def resume(self, run_id: str, runs_dir: Path | str = "runs", *, models_dir: Path | str = "models",
+               cache_dir: Path | str | None = None) -> str:
         """Continue a stopped/interrupted/failed run from its checkpoint in a new thread."""
         runs_dir = Path(runs_dir)
         rd = RunDir.open(runs_dir, run_id)
@@ -134,7 +138,10 @@ class JobRegistry:
             pass
         rd.write_status("queued", error=None, finished_at=None)
         job = Job(run_id=run_id, runs_dir=runs_dir, config=config, resume=True)
-        self._launch(job, dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir)))
+        kwargs: dict[str, Any] = dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir))
+        if cache_dir is not None:
+            kwargs["cache_dir"] = str(cache_dir)
+        self._launch(job, kwargs)
         return run_id
 
     def _launch(self, job: Job, kwargs: dict[str, Any]) -> None:
