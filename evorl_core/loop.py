@@ -148,7 +148,7 @@ def backtest_policy(config: TrainConfig, params: Any, market: Market) -> tuple[A
 def write_backtest(out_dir: Path, frame, metrics: dict) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = frame.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g")
+    text = frame.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.15g")
     atomic_write_text(out_dir / "equity.csv", text)
     atomic_write_json(out_dir / "metrics.json", metrics)
 

@@ -25,7 +25,7 @@ class MLP(nn.Module):
     hidden: Sequence[int]
     out: int
     activation: str = "tanh"
-    init: str = "normal"
+    init_scheme: str = "normal"
     init_std: float = 0.01
     head_scale: float = 1.0
 
@@ -33,11 +33,10 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = nn.tanh if self.activation == "tanh" else nn.relu
         for width in self.hidden:
-            x = nn.Dense(width, kernel_init=_kernel_init(self.init, self.init_std, np.sqrt(2.0)),
+            x = nn.Dense(width, kernel_init=_kernel_init(self.init_scheme, self.init_std, np.sqrt(2.0)),
                          bias_init=nn.initializers.zeros)(x)
             x = act(x)
-        head_std = self.init_std if self.init == "normal" else self.head_scale
-        return nn.Dense(self.out, kernel_init=_kernel_init(self.init, head_std, self.head_scale),
+        return nn.Dense(self.out, kernel_init=_kernel_init(self.init_scheme, self.init_std, self.head_scale),
                         bias_init=nn.initializers.zeros)(x)
 
 
@@ -47,12 +46,12 @@ class ActorCritic(nn.Module):
     num_actions: int
     hidden: Sequence[int] = (1024, 512, 256)
     activation: str = "tanh"
-    init: str = "normal"
+    init_scheme: str = "normal"
     init_std: float = 0.01
 
     def setup(self) -> None:
-        self.actor = MLP(self.hidden, self.num_actions, self.activation, self.init, self.init_std, 0.01)
-        self.critic = MLP(self.hidden, 1, self.activation, self.init, self.init_std, 1.0)
+        self.actor = MLP(self.hidden, self.num_actions, self.activation, self.init_scheme, self.init_std, 0.01)
+        self.critic = MLP(self.hidden, 1, self.activation, self.init_scheme, self.init_std, 1.0)
 
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.actor(obs), jnp.squeeze(self.critic(obs), -1)
@@ -63,7 +62,7 @@ def make_network(config, num_actions: int) -> ActorCritic:
         num_actions=num_actions,
         hidden=tuple(config.hidden),
         activation=config.activation,
-        init=config.init,
+        init_scheme=config.init,
         init_std=config.init_std,
     )
 
