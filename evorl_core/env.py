@@ -14,10 +14,12 @@ code runs under jit and vmap on CPU, CUDA and Metal.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from .config import EXECUTION_MODES, TrainConfig
@@ -28,6 +30,7 @@ from .market_data import MarketData
 # undefined; equity then drops to a millionth, which reads as "wiped out". Same constant in
 # backtest.py and reference_env.py.
 MIN_GROWTH = 1e-6
+_LOG_MIN_GROWTH = math.log(MIN_GROWTH)
 
 
 @struct.dataclass
@@ -69,8 +72,6 @@ def check_data(data: MarketData, window: int) -> None:
 
     Raises ValueError naming the symbol index. Call it once before training (not under jit).
     """
-    import numpy as np
-
     first = np.asarray(data.first_index)
     test_start = np.asarray(data.test_start)
     length = np.asarray(data.length)
@@ -87,8 +88,12 @@ def check_data(data: MarketData, window: int) -> None:
 
 
 def _log_factor(x: jax.Array) -> jax.Array:
-    """log(1 + x) with 1 + x clamped to at least MIN_GROWTH."""
-    return jnp.log1p(jnp.maximum(x, MIN_GROWTH - 1.0))
+    """log(1 + x) with 1 + x clamped to at least MIN_GROWTH.
+
+    log1p keeps small daily moves accurate in float32; the clamped value is a constant because
+    MIN_GROWTH - 1 is not representable closely enough in float32.
+    """
+    return jnp.where(1.0 + x > MIN_GROWTH, jnp.log1p(jnp.maximum(x, MIN_GROWTH - 1.0)), _LOG_MIN_GROWTH)
 
 
 def step_log_return(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> jax.Array:

@@ -1,0 +1,189 @@
+"""Backtest accounting and metrics (NumPy, float64), vectorised over symbols.
+
+Arrays are [S, N] (symbols x test days) or [N] for one symbol. The conventions are those of
+DESIGN.md and are written out for users in docs/accounting.md:
+
+- `positions[:, t]` is the target exposure decided at the close of day t (from data up to day t).
+- The backtest starts flat with `equity[:, 0] = initial` at the close of day 0. Equity at the close
+  of day t+1 follows from the step formula with p_prev = positions[:, t-1] (0 for t = 0) and
+  p_new = positions[:, t]. The last position (decided at the close of the last day) is the signal
+  for the next session and does not move equity inside the test.
+- Metrics use the n = N-1 daily simple returns r_k = E_k / E_{k-1} - 1, k = 1..n.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+# Each multiplicative equity factor is floored at this value (a wiped-out account); the same
+# constant as env.MIN_GROWTH, kept here so the NumPy accounting does not import JAX.
+MIN_GROWTH = 1e-6
+EXECUTION_MODES = ("next_open", "close")
+EQUITY_COLUMNS = ["date", "symbol", "open", "close", "position", "equity", "benchmark_equity"]
+METRIC_NAMES = (
+    "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
+    "trades", "win_rate", "exposure", "turnover",
+)
+
+METRIC_DEFINITIONS: dict[str, str] = {
+    "total_return": "E_end / E_0 - 1",
+    "cagr": "(E_end / E_0) ^ (A / n) - 1, n = number of daily returns (test days - 1)",
+    "annual_volatility": "std(r, ddof=1) * sqrt(A), r = daily simple returns E_k / E_{k-1} - 1",
+    "sharpe": "mean(r - rf/A) / std(r, ddof=1) * sqrt(A); NaN if std = 0",
+    "sortino": "mean(r - rf/A) / sqrt(mean(min(r - rf/A, 0)^2)) * sqrt(A); NaN without a down day",
+    "max_drawdown": "min over k of E_k / max(E_0..E_k) - 1 (0 or negative)",
+    "calmar": "cagr / |max_drawdown|; NaN if max_drawdown = 0",
+    "trades": "number of position changes in the filled sequence 0, p_0, ..., p_{N-2}",
+    "win_rate": "winning trades / trades, a trade = a run of one unchanged non-zero held position "
+                "(closing day included when it ends flat); NaN without trades",
+    "exposure": "mean |held position| over the n daily periods",
+    "turnover": "sum |change of position| over the filled sequence * A / n (exposure traded per year)",
+}
+
+
+def _factor(x: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 + x, MIN_GROWTH)
+
+
+def step_growth(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> np.ndarray:
+    """E_{t+1} / E_t for moving from exposure p_prev to p_new at the close of day t (DESIGN.md)."""
+    fee = _factor(-cost * np.abs(np.asarray(p_new) - np.asarray(p_prev)))
+    if execution == "next_open":
+        overnight = _factor(p_prev * (open_next / close_now - 1.0))
+        intraday = _factor(p_new * (close_next / open_next - 1.0))
+        return overnight * fee * intraday
+    if execution == "close":
+        return fee * _factor(p_new * (close_next / close_now - 1.0))
+    raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+
+
+def equity_curve(open_, close, positions, cost, execution: str = "next_open", initial: float = 1.0) -> np.ndarray:
+    """Equity at the close of every test day, [S, N] (or [N] for 1-D input)."""
+    open_ = np.asarray(open_, dtype=np.float64)
+    close = np.asarray(close, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    one_symbol = close.ndim == 1
+    open_, close, positions = np.atleast_2d(open_), np.atleast_2d(close), np.atleast_2d(positions)
+    if not (open_.shape == close.shape == positions.shape):
+        raise ValueError(f"open {open_.shape}, close {close.shape} and positions {positions.shape} differ")
+    num_symbols, num_days = close.shape
+    flat = np.zeros((num_symbols, 1))
+    # Transition t -> t+1 for t = 0..N-2 moves from positions[t-1] (flat before day 0) to positions[t].
+    p_prev = np.concatenate([flat, positions], axis=1)[:, : num_days - 1]
+    p_new = positions[:, : num_days - 1]
+    growth = step_growth(p_prev, p_new, open_[:, 1:], close[:, :-1], close[:, 1:], float(cost), execution)
+    equity = float(initial) * np.concatenate([np.ones((num_symbols, 1)), np.cumprod(growth, axis=1)], axis=1)
+    return equity[0] if one_symbol else equity
+
+
+def buy_and_hold(open_, close, cost, execution: str = "next_open", initial: float = 1.0) -> np.ndarray:
+    """The benchmark: the same accounting with a constant position of 1 (one entry fee)."""
+    return equity_curve(open_, close, np.ones_like(np.asarray(close, dtype=np.float64)), cost, execution, initial)
+
+
+def _trade_returns(returns: np.ndarray, held: np.ndarray) -> list[float]:
+    """Compounded return of each trade.
+
+    held[k] is the position held in period k (aligned with returns[k]). A trade is a maximal run of
+    one unchanged non-zero held position; its return compounds the periods of the run. When the
+    run is followed by a flat period, that closing period is added too: it carries the exit fee
+    (and, with next_open execution, the last overnight move of the position). When the position is
+    switched directly to another non-zero one, the switching period belongs to the new trade. A
+    trade still open at the end is valued at the last close.
+    """
+    trades = []
+    n = len(held)
+    k = 0
+    while k < n:
+        if held[k] == 0:
+            k += 1
+            continue
+        end = k
+        while end + 1 < n and held[end + 1] == held[k]:
+            end += 1
+        last = end + 1 if (end + 1 < n and held[end + 1] == 0) else end
+        trades.append(float(np.prod(1.0 + returns[k : last + 1]) - 1.0))
+        k = end + 1
+    return trades
+
+
+def _metrics_one(equity: np.ndarray, positions: np.ndarray, annualization: float, rf: float) -> dict[str, float]:
+    nan = float("nan")
+    a = float(annualization)
+    n = len(equity) - 1
+    out = dict.fromkeys(METRIC_NAMES, nan)
+    if n < 1:
+        out.update(total_return=0.0, max_drawdown=0.0, trades=0.0, exposure=0.0, turnover=0.0)
+        return out
+    returns = equity[1:] / equity[:-1] - 1.0
+    excess = returns - rf / a
+    growth = equity[-1] / equity[0]
+    out["total_return"] = float(growth - 1.0)
+    out["cagr"] = float(growth ** (a / n) - 1.0) if growth > 0 else -1.0
+    if n >= 2:
+        std = float(np.std(returns, ddof=1))
+        out["annual_volatility"] = std * math.sqrt(a)
+        # Below 1e-12 the returns are constant up to rounding and the ratio is meaningless.
+        out["sharpe"] = float(np.mean(excess)) / std * math.sqrt(a) if std > 1e-12 else nan
+    downside = math.sqrt(float(np.mean(np.minimum(excess, 0.0) ** 2)))
+    out["sortino"] = float(np.mean(excess)) / downside * math.sqrt(a) if downside > 0 else nan
+    out["max_drawdown"] = float(np.min(equity / np.maximum.accumulate(equity) - 1.0))
+    out["calmar"] = out["cagr"] / abs(out["max_drawdown"]) if out["max_drawdown"] < 0 else nan
+
+    # Filled sequence 0, p_0, ..., p_{N-2}; period k (close k-1 -> close k) holds p_{k-1} after the fill.
+    filled = np.concatenate([[0.0], positions[:-1]])
+    changes = np.abs(np.diff(filled))
+    held = positions[:-1]
+    out["trades"] = float(np.count_nonzero(changes))
+    trade_returns = _trade_returns(returns, held)
+    if trade_returns:
+        out["win_rate"] = sum(r > 0 for r in trade_returns) / len(trade_returns)
+    out["exposure"] = float(np.mean(np.abs(held)))
+    out["turnover"] = float(np.sum(changes) * a / n)
+    return out
+
+
+def compute_metrics(equity, positions, annualization: float = 252, rf: float = 0.0) -> dict:
+    """Metrics of METRIC_DEFINITIONS. [N] input -> {metric: float}; [S, N] -> {metric: array [S]}.
+
+    `positions` has the shape of `equity`: the target decided at the close of each day.
+    `rf` is the annual risk-free rate (rf / annualization per day).
+    """
+    equity = np.asarray(equity, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    if equity.shape != positions.shape:
+        raise ValueError(f"equity {equity.shape} and positions {positions.shape} differ")
+    if equity.ndim == 1:
+        return _metrics_one(equity, positions, annualization, rf)
+    rows = [_metrics_one(e, p, annualization, rf) for e, p in zip(equity, positions, strict=True)]
+    return {name: np.array([row[name] for row in rows]) for name in METRIC_NAMES}
+
+
+def metrics_table(symbols, equity, positions, annualization: float = 252, rf: float = 0.0) -> dict[str, dict[str, float]]:
+    """{symbol: {metric: float}} for backtest/metrics.json (NaN stays NaN; rundir writes it as null)."""
+    equity = np.atleast_2d(np.asarray(equity, dtype=np.float64))
+    positions = np.atleast_2d(np.asarray(positions, dtype=np.float64))
+    return {
+        str(sym): _metrics_one(e, p, annualization, rf)
+        for sym, e, p in zip(symbols, equity, positions, strict=True)
+    }
+
+
+def backtest_rows(dates, symbol, open_, close, positions, equity, benchmark) -> pd.DataFrame:
+    """Rows of backtest/equity.csv for one symbol: one per test day, dates as YYYY-MM-DD."""
+    dates = pd.to_datetime(np.asarray(dates))
+    return pd.DataFrame(
+        {
+            "date": dates.strftime("%Y-%m-%d"),
+            "symbol": [str(symbol)] * len(dates),
+            "open": np.asarray(open_, dtype=np.float64),
+            "close": np.asarray(close, dtype=np.float64),
+            "position": np.asarray(positions, dtype=np.float64),
+            "equity": np.asarray(equity, dtype=np.float64),
+            "benchmark_equity": np.asarray(benchmark, dtype=np.float64),
+        },
+        columns=EQUITY_COLUMNS,
+    )
