@@ -1,0 +1,535 @@
+"""Data stage: loaders, validation messages, synthetic realism, causal features, split, padding.
+
+No test touches the network: the Yahoo downloader is replaced by a recorded yfinance frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evorl_core import data as D
+from evorl_core.data import DataError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+YAHOO_CSV = FIXTURES / "BPCL_yahoo.csv"
+NSE_CSV = FIXTURES / "BPCL_nse.csv"
+YF_RECORDED = FIXTURES / "yfinance_BPCL.NS.csv"
+
+
+def recorded_download(ticker: str, start: str, end: str | None) -> pd.DataFrame:
+    """What yfinance.download returned for BPCL.NS: MultiIndex (Price, Ticker) columns."""
+    assert ticker == "BPCL.NS"
+    return pd.read_csv(YF_RECORDED, header=[0, 1], index_col=0, parse_dates=True)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any test that reaches the real downloader fails, and retries do not sleep."""
+
+    def forbidden(ticker, start, end):
+        raise AssertionError(f"network download attempted for {ticker}")
+
+    monkeypatch.setattr(D, "_download", forbidden)
+    monkeypatch.setattr(D, "RETRY_BACKOFF_S", (0.0, 0.0))
+
+
+# --------------------------------------------------------------------------- CSV layouts
+
+
+def test_yahoo_and_nse_layouts_load_to_the_same_validated_frame():
+    yahoo = D.read_symbol_csv(YAHOO_CSV)
+    nse = D.read_symbol_csv(NSE_CSV)
+    pd.testing.assert_frame_equal(yahoo, nse)
+    assert list(yahoo.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(dt == np.float64 for dt in yahoo.dtypes)
+    assert isinstance(yahoo.index, pd.DatetimeIndex) and yahoo.index.name == "date"
+    assert yahoo.index.tz is None and yahoo.index.is_monotonic_increasing and yahoo.index.is_unique
+    assert len(yahoo) == 24
+    first = yahoo.iloc[0]
+    assert (first.open, first.high, first.low, first.close, first.volume) == (454.02, 461.84, 446.24, 450.0, 1249496)
+    assert yahoo.loc["2024-01-04", "volume"] == 4646991  # NSE "4,646,991" with thousands separators
+
+
+def test_nse_layout_keeps_only_eq_series_rows():
+    text = NSE_CSV.read_text()
+    assert ",BL," in text and ",BE," in text  # the fixture really mixes series
+    frame = D.read_symbol_csv(NSE_CSV)
+    assert len(frame) == 24
+    assert not (frame["close"] == 500.0).any() and not (frame["close"] == 1.0).any()
+
+
+def test_close_is_used_not_adjusted_close():
+    raw = pd.read_csv(YAHOO_CSV)
+    frame = D.read_symbol_csv(YAHOO_CSV)
+    np.testing.assert_array_equal(frame["close"].to_numpy(), raw["Close"].to_numpy())
+    assert not np.allclose(frame["close"].to_numpy(), raw["Adj Close"].to_numpy())
+
+
+def test_yfinance_multiindex_csv_is_read():
+    frame = D.read_symbol_csv(YF_RECORDED)
+    raw = pd.read_csv(YF_RECORDED, header=[0, 1], index_col=0, parse_dates=True)
+    assert len(frame) == len(raw) == 80
+    np.testing.assert_array_equal(frame["close"].to_numpy(), raw[("Close", "BPCL.NS")].to_numpy())
+
+
+def test_validate_ohlcv_accepts_capitalised_frame_and_date_column():
+    frame = D.read_symbol_csv(YAHOO_CSV)
+    as_file = pd.read_csv(YAHOO_CSV).drop(columns=["Adj Close"])
+    pd.testing.assert_frame_equal(D.validate_ohlcv(as_file, "mine"), frame)
+
+
+# --------------------------------------------------------------------------- validation messages
+
+
+def _edit(lines: list[str], row: int, column: str, value: str) -> None:
+    """Set a cell; `row` is the spreadsheet row (header = 1)."""
+    header = lines[0].split(",")
+    cells = lines[row - 1].split(",")
+    cells[header.index(column)] = value
+    lines[row - 1] = ",".join(cells)
+
+
+def _malformed(case: str) -> tuple[list[str], str, int]:
+    """(file lines, column named in the error, row named in the error)."""
+    lines = YAHOO_CSV.read_text().splitlines()
+    if case == "missing column":
+        header = lines[0].split(",")
+        keep = [i for i, h in enumerate(header) if h != "Close"]  # Adj Close stays: not a substitute
+        lines = [",".join(line.split(",")[i] for i in keep) for line in lines]
+        return lines, "Close", 1
+    if case == "unparsable date":
+        _edit(lines, 6, "Date", "2024-13-45")
+        return lines, "Date", 6
+    if case == "unsorted dates":
+        lines[4], lines[5] = lines[5], lines[4]  # rows 5 and 6 swapped
+        return lines, "Date", 6
+    if case == "duplicate date":
+        _edit(lines, 8, "Date", lines[6].split(",")[0])
+        return lines, "Date", 8
+    if case == "nan price":
+        _edit(lines, 9, "Open", "")
+        return lines, "Open", 9
+    if case == "non-positive price":
+        _edit(lines, 10, "Low", "0")
+        return lines, "Low", 10
+    if case == "high below close":
+        for column, value in (("Open", "100.00"), ("High", "104.00"), ("Low", "99.00"), ("Close", "105.00")):
+            _edit(lines, 12, column, value)
+        return lines, "High", 12
+    if case == "low above open":
+        for column, value in (("Open", "100.00"), ("High", "110.00"), ("Low", "101.00"), ("Close", "105.00")):
+            _edit(lines, 13, column, value)
+        return lines, "Low", 13
+    if case == "nan volume":
+        _edit(lines, 14, "Volume", "null")
+        return lines, "Volume", 14
+    if case == "not a number":
+        _edit(lines, 15, "Close", "12o.5")
+        return lines, "Close", 15
+    raise AssertionError(case)
+
+
+MALFORMED = {
+    "missing column": "missing column",
+    "unparsable date": "cannot parse date",
+    "unsorted dates": "ascending",
+    "duplicate date": "duplicate date",
+    "nan price": "missing value",
+    "non-positive price": "must be positive",
+    "high below close": "is below close",
+    "low above open": "is above open",
+    "nan volume": "missing value",
+    "not a number": "is not a number",
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_csv_names_file_column_and_row(tmp_path, case):
+    lines, column, row = _malformed(case)
+    path = tmp_path / "BROKEN.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        D.read_symbol_csv(path)
+    msg = str(err.value)
+    assert "BROKEN.csv" in msg
+    assert f"'{column}'" in msg
+    assert f"row {row}" in msg
+    assert MALFORMED[case] in msg
+
+
+def test_nse_row_numbers_count_filtered_rows(tmp_path):
+    lines = NSE_CSV.read_text().splitlines()
+    # row 20 of the file is an EQ row after the BL (row 8) and BE (row 15) rows were inserted
+    assert lines[19].split(",")[2] == "EQ"
+    cells = lines[19].split(",")
+    cells[8] = "-5"  # Close
+    lines[19] = ",".join(cells)
+    path = tmp_path / "BPCL.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"BPCL\.csv: column 'Close', row 20: price must be positive"):
+        D.read_symbol_csv(path)
+
+
+def test_zero_volume_is_legitimate(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    _edit(lines, 5, "Volume", "0")
+    path = tmp_path / "ZERO.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert D.read_symbol_csv(path)["volume"].iloc[3] == 0.0
+
+
+def test_tiny_float_excursion_of_high_is_tolerated():
+    frame = D.read_symbol_csv(YAHOO_CSV).copy()
+    frame.iloc[0, frame.columns.get_loc("high")] = max(frame.iloc[0]["open"], frame.iloc[0]["close"]) * (1 - 1e-9)
+    D.validate_ohlcv(frame, "tiny")
+    frame.iloc[0, frame.columns.get_loc("high")] = max(frame.iloc[0]["open"], frame.iloc[0]["close"]) * (1 - 1e-4)
+    with pytest.raises(DataError, match="column 'high', row 2"):
+        D.validate_ohlcv(frame, "tiny")
+
+
+def test_too_short_series_is_rejected_by_build_market():
+    window, test_days = 10, 15
+    need = window + test_days + D.MIN_TRAIN_STEPS + 1
+    frames = {
+        "LONG": D.synthetic_ohlcv("LONG", n_days=200),
+        "TINY": D.synthetic_ohlcv("TINY", n_days=need - 1),
+    }
+    with pytest.raises(DataError) as err:
+        D.build_market(frames, window, test_days)
+    msg = str(err.value)
+    assert "TINY" in msg and f"{need - 1} rows present" in msg and f"need at least {need}" in msg
+    # exactly enough rows: 20 training transitions
+    frames["TINY"] = D.synthetic_ohlcv("TINY", n_days=need)
+    market = D.build_market(frames, window, test_days)
+    i = market.symbols.index("TINY")
+    assert int(market.data.test_start[i]) - 1 - int(market.data.first_index[i]) == D.MIN_TRAIN_STEPS
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def _log_returns(frame: pd.DataFrame) -> np.ndarray:
+    return np.diff(np.log(frame["close"].to_numpy()))
+
+
+def test_synthetic_is_deterministic_per_seed_and_symbol():
+    a = D.synthetic_ohlcv("BPCL", seed=0)
+    pd.testing.assert_frame_equal(a, D.synthetic_ohlcv("BPCL", seed=0))
+    b = D.synthetic_ohlcv("BPCL", seed=1)
+    c = D.synthetic_ohlcv("TATASTEEL", seed=0)
+    assert not np.allclose(a["close"].to_numpy()[:100], b["close"].to_numpy()[:100])
+    assert not np.allclose(a["close"].to_numpy()[:100], c["close"].to_numpy()[:100])
+
+
+def test_synthetic_lengths_differ_by_symbol_and_end_at_the_same_date():
+    lengths = {s: len(D.synthetic_ohlcv(s)) for s in ("BPCL", "HDFCLIFE", "TATASTEEL")}
+    assert len(set(lengths.values())) == 3
+    assert lengths["HDFCLIFE"] < min(lengths["BPCL"], lengths["TATASTEEL"])
+    hdfclife = D.synthetic_ohlcv("HDFCLIFE")
+    assert hdfclife.index[0] >= pd.Timestamp("2017-11-01")  # listed in November 2017
+    for s, n in lengths.items():
+        assert 2000 <= n <= D.SYNTHETIC_DAYS or s == "HDFCLIFE"
+        assert n >= D.rows_needed(32, 60) + 500
+    assert D.synthetic_ohlcv("BPCL").index[-1] == pd.Timestamp(D.SYNTHETIC_END)
+    assert D.synthetic_ohlcv("X", n_days=50, start="2020-01-01").index[0] == pd.Timestamp("2020-01-01")
+
+
+@pytest.mark.parametrize("symbol", ["BPCL", "HDFCLIFE", "TATASTEEL"])
+def test_synthetic_is_realistic(symbol):
+    frame = D.synthetic_ohlcv(symbol, seed=0)
+    o, h, low, c, v = (frame[k].to_numpy() for k in D.OHLCV)
+    assert (h >= np.maximum(o, c)).all() and (low <= np.minimum(o, c)).all()
+    assert (low > 0).all() and (v > 0).all()
+    assert (frame.index.day_of_week < 5).all() and frame.index.is_unique
+    r = _log_returns(frame)
+    z = (r - r.mean()) / r.std()
+    assert (z**4).mean() > 3.5, "fat tails: kurtosis above the normal's 3"
+    sq = r**2
+    clustering = np.mean([np.corrcoef(sq[:-lag], sq[lag:])[0, 1] for lag in range(1, 6)])
+    assert clustering > 0.02, "volatility clustering: squared returns positively autocorrelated"
+    gaps = np.log(o[1:] / c[:-1])
+    assert (np.abs(gaps) > 1e-4).mean() > 0.5, "opens gap away from the previous close"
+    assert 0.08 < r.std() * np.sqrt(252) < 0.6
+
+
+# --------------------------------------------------------------------------- features
+
+
+def test_feature_definitions_and_row_zero():
+    frame = D.read_symbol_csv(YAHOO_CSV)
+    raw = D.raw_features(frame)
+    assert raw.shape == (len(frame), len(D.FEATURE_NAMES))
+    np.testing.assert_array_equal(raw[0], 0.0)
+    o, h, low, c, v = (frame[k].to_numpy() for k in D.OHLCV)
+    t = 7
+    np.testing.assert_allclose(
+        raw[t, :5],
+        [np.log(c[t] / c[t - 1]), np.log(o[t] / c[t - 1]), np.log(c[t] / o[t]), np.log(h[t] / c[t]),
+         np.log(low[t] / c[t])],
+    )
+    np.testing.assert_allclose(raw[t, 5], np.log1p(v[t]) - np.log1p(v[:t]).mean())
+    t = 23  # more than 20 days of history: only the last 20 count
+    np.testing.assert_allclose(raw[t, 5], np.log1p(v[t]) - np.log1p(v[t - 20:t]).mean())
+
+
+BASE = D.synthetic_ohlcv("PROP", n_days=60, seed=5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    k=st.integers(min_value=0, max_value=58),
+    factors=st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=59, max_size=59),
+    volume_factor=st.floats(min_value=0.1, max_value=10.0),
+)
+def test_features_have_no_look_ahead(k, factors, volume_factor):
+    perturbed = BASE.copy()
+    later = perturbed.index[k + 1:]
+    scale = np.asarray(factors[: len(later)])
+    for col in D.PRICES:  # the same factor for a whole row keeps OHLC valid
+        perturbed.loc[later, col] = perturbed.loc[later, col].to_numpy() * scale
+    perturbed.loc[later, "volume"] = perturbed.loc[later, "volume"].to_numpy() * volume_factor
+    perturbed = D.validate_ohlcv(perturbed, "perturbed")
+    before, after = D.raw_features(BASE), D.raw_features(perturbed)
+    np.testing.assert_array_equal(before[: k + 1], after[: k + 1])
+
+
+def _two_symbol_frames() -> dict[str, pd.DataFrame]:
+    return {"AAA": D.synthetic_ohlcv("AAA", n_days=300, seed=2), "BBB": D.synthetic_ohlcv("BBB", n_days=180, seed=2)}
+
+
+def test_normalisation_uses_training_range_only():
+    window, test_days = 16, 40
+    frames = _two_symbol_frames()
+    market = D.build_market(frames, window, test_days)
+    for i, s in enumerate(market.symbols):
+        raw = D.raw_features(frames[s])
+        test_start = len(frames[s]) - test_days
+        train = raw[1:test_start]
+        np.testing.assert_allclose(market.norm_mean[i], train.mean(axis=0))
+        np.testing.assert_allclose(market.norm_std[i], train.std(axis=0))
+
+    # Perturbing every test-range price changes test features, never the statistics.
+    shocked = {}
+    for s, frame in frames.items():
+        f = frame.copy()
+        test_days_index = f.index[-test_days:]
+        for col in D.PRICES:
+            f.loc[test_days_index, col] *= np.linspace(0.5, 3.0, test_days)
+        f.loc[test_days_index, "volume"] *= 7.0
+        shocked[s] = f
+    market2 = D.build_market(shocked, window, test_days)
+    np.testing.assert_array_equal(market.norm_mean, market2.norm_mean)
+    np.testing.assert_array_equal(market.norm_std, market2.norm_std)
+    ts = int(market.data.test_start[0])
+    assert not np.allclose(market.data.features[0, ts + 1:], market2.data.features[0, ts + 1:])
+    np.testing.assert_array_equal(market.data.features[0, :ts], market2.data.features[0, :ts])
+
+    # ...whereas the last training day does move them (the range is not shifted by one)
+    moved = {s: f.copy() for s, f in frames.items()}
+    last_train = moved["AAA"].index[-test_days - 1]
+    moved["AAA"].loc[last_train, list(D.PRICES)] *= 1.5
+    market3 = D.build_market(moved, window, test_days)
+    assert not np.allclose(market.norm_mean[0], market3.norm_mean[0])
+
+
+def test_given_norm_is_used_and_features_match_inference_helper():
+    window, test_days = 16, 40
+    frames = _two_symbol_frames()
+    market = D.build_market(frames, window, test_days)
+    mean = np.full(len(D.FEATURE_NAMES), 0.01)
+    std = np.full(len(D.FEATURE_NAMES), 0.02)
+    given_norm = D.build_market(frames, window, test_days, norm=(mean, std))
+    np.testing.assert_array_equal(given_norm.norm_mean, np.broadcast_to(mean, (2, len(mean))))
+    for i, s in enumerate(market.symbols):
+        n = len(frames[s])
+        expected = D.features_for_inference(frames[s], market.norm_mean[i], market.norm_std[i], window)
+        np.testing.assert_array_equal(np.asarray(market.data.features[i, :n]), expected)
+        expected2 = D.features_for_inference(frames[s], mean, std, window)
+        np.testing.assert_array_equal(np.asarray(given_norm.data.features[i, :n]), expected2)
+        manual = np.clip((D.raw_features(frames[s]) - mean) / std, -10, 10)
+        np.testing.assert_allclose(expected2[1:], manual[1:], rtol=1e-6)
+    assert np.abs(np.asarray(market.data.features)).max() <= D.FEATURE_CLIP
+    with pytest.raises(DataError, match="need at least 17"):
+        D.features_for_inference(frames["AAA"].iloc[:16], mean, std, window)
+
+
+# --------------------------------------------------------------------------- market arrays
+
+
+def test_padded_market_shapes_lengths_and_split():
+    window, test_days = 16, 40
+    frames = _two_symbol_frames()
+    market = D.build_market(frames, window, test_days)
+    data = market.data
+    S, T, F = 2, 300, len(D.FEATURE_NAMES)
+    assert market.symbols == ["AAA", "BBB"]
+    assert data.open.shape == data.close.shape == (S, T) and data.features.shape == (S, T, F)
+    assert str(data.open.dtype) == "float32" and str(data.features.dtype) == "float32"
+    assert str(data.length.dtype) == "int32"
+    assert data.length.tolist() == [300, 180]
+    assert data.first_index.tolist() == [window, window]
+    assert data.test_start.tolist() == [300 - test_days, 180 - test_days]
+    short = frames["BBB"]
+    np.testing.assert_allclose(data.close[1, :180], short["close"].to_numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(data.close[1, 180:], np.float32(short["close"].iloc[-1]))
+    np.testing.assert_array_equal(data.open[1, 180:], np.float32(short["open"].iloc[-1]))
+    np.testing.assert_array_equal(data.features[1, 180:], 0.0)
+    np.testing.assert_array_equal(data.features[:, 0], 0.0)
+    assert [len(d) for d in market.dates] == [300, 180]
+    assert market.dates[1].dtype == np.dtype("datetime64[D]")
+    assert market.dates[1][-1] == short.index[-1].to_datetime64().astype("datetime64[D]")
+    assert market.norm_mean.shape == market.norm_std.shape == (S, F)
+    assert (market.window, market.test_days) == (window, test_days)
+    assert market.info["per_symbol"]["BBB"]["source"] == "synthetic" and market.info["synthetic"]
+
+
+def test_data_hash_is_stable_and_sensitive():
+    frames = _two_symbol_frames()
+    h1 = D.build_market(frames, 16, 40).data_hash
+    assert h1 == D.build_market(_two_symbol_frames(), 16, 40).data_hash == D.hash_frames(frames)
+    assert len(h1) == 64
+    changed = {s: f.copy() for s, f in frames.items()}
+    changed["BBB"].iloc[100, changed["BBB"].columns.get_loc("volume")] += 1
+    assert D.hash_frames(changed) != h1
+    renamed = {"CCC" if s == "BBB" else s: f for s, f in frames.items()}
+    assert D.hash_frames(renamed) != h1
+
+
+def test_load_market_from_config(tmp_path):
+    from evorl_core.config import TrainConfig
+
+    config = TrainConfig(symbols=("BPCL", "HDFCLIFE"), data="synthetic", window=8, test_days=30, seed=3)
+    market = D.load_market(config, cache_dir=tmp_path)
+    assert market.symbols == ["BPCL", "HDFCLIFE"]
+    assert market.info["synthetic"] is True and market.info["source"] == "synthetic"
+    assert market.data.test_start.tolist() == [n - 30 for n in market.data.length.tolist()]
+    pd.testing.assert_frame_equal(market.frames["BPCL"], D.synthetic_ohlcv("BPCL", seed=3))
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_yahoo_ticker_rules():
+    assert D.yahoo_ticker("BPCL") == "BPCL.NS"
+    assert D.yahoo_ticker("M&M") == "M&M.NS"
+    assert D.yahoo_ticker("RELIANCE.BO") == "RELIANCE.BO"
+    assert D.yahoo_ticker("^NSEI") == "^NSEI"
+
+
+def test_csv_source_finds_both_file_names(tmp_path):
+    (tmp_path / "BPCL.NS.csv").write_text(YAHOO_CSV.read_text())
+    (tmp_path / "TATASTEEL.csv").write_text(NSE_CSV.read_text())
+    frames, info = D.load_frames(f"csv:{tmp_path}", ["BPCL", "TATASTEEL"])
+    pd.testing.assert_frame_equal(frames["BPCL"], frames["TATASTEEL"])
+    assert info["source"] == "csv" and info["synthetic"] is False and info["warnings"] == []
+    entry = info["per_symbol"]["TATASTEEL"]
+    assert entry["path"] == str(tmp_path / "TATASTEEL.csv") and entry["layout"] == "nse"
+    assert (entry["rows"], entry["first_date"], entry["last_date"]) == (24, "2024-01-01", "2024-02-01")
+    with pytest.raises(DataError, match=r"no file for SBIN \(looked for SBIN\.csv, SBIN\.NS\.csv\)"):
+        D.load_frames(f"csv:{tmp_path}", ["SBIN"])
+    frames2, info2 = D.load_frames("auto", ["BPCL"], csv_dir=tmp_path)
+    assert info2["source"] == "csv"
+
+
+def test_yahoo_download_writes_cache_then_reuses_it(tmp_path, monkeypatch):
+    calls = []
+
+    def download(ticker, start, end):
+        calls.append(ticker)
+        return recorded_download(ticker, start, end)
+
+    monkeypatch.setattr(D, "_download", download)
+    frames, info = D.load_frames("yahoo", ["BPCL"], cache_dir=tmp_path)
+    assert calls == ["BPCL.NS"]
+    cache = tmp_path / "BPCL.NS.csv"
+    assert cache.is_file()
+    assert cache.read_text().splitlines()[0] == "Date,Open,High,Low,Close,Adj Close,Volume"
+    assert info["source"] == "yahoo" and info["per_symbol"]["BPCL"]["path"] == str(cache)
+    recorded = recorded_download("BPCL.NS", "", None)
+    np.testing.assert_array_equal(frames["BPCL"]["close"].to_numpy(), recorded[("Close", "BPCL.NS")].to_numpy())
+
+    monkeypatch.setattr(D, "_download", lambda *a: pytest.fail("cache should have been used"))
+    for source in ("yahoo", "auto"):
+        again, info2 = D.load_frames(source, ["BPCL"], cache_dir=tmp_path)
+        assert info2["source"] == "cache" and info2["per_symbol"]["BPCL"]["source"] == "cache"
+        pd.testing.assert_frame_equal(again["BPCL"], frames["BPCL"])
+        assert D.hash_frames(again) == D.hash_frames(frames)
+
+
+def test_yahoo_retries_then_succeeds(tmp_path, monkeypatch):
+    attempts = []
+
+    def flaky(ticker, start, end):
+        attempts.append(ticker)
+        if len(attempts) < 3:
+            raise ConnectionError("reset by peer")
+        return recorded_download(ticker, start, end)
+
+    monkeypatch.setattr(D, "_download", flaky)
+    frame, path = D.fetch_yahoo("BPCL", tmp_path)
+    assert len(attempts) == 3 and len(frame) == 80 and path.is_file()
+
+
+def test_yahoo_empty_frame_is_an_error_naming_the_symbol(tmp_path, monkeypatch):
+    attempts = []
+
+    def empty(ticker, start, end):
+        attempts.append(ticker)
+        return pd.DataFrame()
+
+    monkeypatch.setattr(D, "_download", empty)
+    with pytest.raises(DataError) as err:
+        D.load_frames("yahoo", ["NOSUCH"], cache_dir=tmp_path)
+    assert "NOSUCH" in str(err.value) and "no rows" in str(err.value)
+    assert len(attempts) == D.DOWNLOAD_ATTEMPTS
+    assert not (tmp_path / "NOSUCH.NS.csv").exists()
+
+
+def test_auto_falls_back_to_synthetic_with_a_warning_naming_why(tmp_path, monkeypatch):
+    def offline(ticker, start, end):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(D, "_download", offline)
+    with pytest.warns(D.DataFallbackWarning) as record:
+        frames, info = D.load_frames("auto", ["BPCL"], cache_dir=tmp_path, seed=4)
+    message = str(record[0].message)
+    assert "BPCL" in message and "SYNTHETIC" in message
+    assert str(tmp_path / "BPCL.NS.csv") in message and "Network is unreachable" in message
+    assert info["warnings"] == [message]
+    assert info["source"] == "synthetic" and info["synthetic"] is True and info["requested"] == "auto"
+    assert info["per_symbol"]["BPCL"]["source"] == "synthetic"
+    assert "Network is unreachable" in info["per_symbol"]["BPCL"]["reason"]
+    pd.testing.assert_frame_equal(frames["BPCL"], D.synthetic_ohlcv("BPCL", seed=4))
+
+
+def test_auto_mixes_sources_per_symbol_and_respects_allow_download(tmp_path):
+    (tmp_path / "BPCL.NS.csv").write_text(YAHOO_CSV.read_text())
+    with pytest.warns(D.DataFallbackWarning, match="downloads are disabled") as record:
+        frames, info = D.load_frames("auto", ["BPCL", "HDFCLIFE"], cache_dir=tmp_path, allow_download=False)
+    assert len(record) == 1 and "HDFCLIFE" in str(record[0].message)
+    assert info["source"] == "mixed" and info["synthetic"] is True
+    assert info["per_symbol"]["BPCL"]["source"] == "cache"
+    assert info["per_symbol"]["HDFCLIFE"]["source"] == "synthetic"
+    assert len(frames["BPCL"]) == 24
+
+
+def test_auto_replaces_an_invalid_cache_file(tmp_path, monkeypatch):
+    (tmp_path / "BPCL.NS.csv").write_text("Date,Open\n2024-01-01,1\n")
+    monkeypatch.setattr(D, "_download", recorded_download)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", D.DataFallbackWarning)
+        frames, info = D.load_frames("auto", ["BPCL"], cache_dir=tmp_path)
+    assert info["source"] == "yahoo" and "invalid" in info["warnings"][0]
+    assert len(D.read_symbol_csv(tmp_path / "BPCL.NS.csv")) == 80
+
+
+def test_unknown_source_is_rejected():
+    with pytest.raises(DataError, match="unknown data source"):
+        D.load_frames("parquet", ["BPCL"])
