@@ -27,13 +27,13 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
 from evorl_core.rundir import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -720,17 +720,6 @@ def features_for_inference(
 # ---------------------------------------------------------------------------------------------
 # 5. build_market: padded arrays, split, normalisation, hash
 # ---------------------------------------------------------------------------------------------
-
-
-class MarketData(NamedTuple):
-    """Device arrays; always passed to jit as an argument, never closed over."""
-
-    open: jax.Array         # [S, T] float32, padded after `length` by repeating the last value
-    close: jax.Array        # [S, T] float32
-    features: jax.Array     # [S, T, F] float32, training-range normalised, zero padded
-    length: jax.Array       # [S] int32: real days of each symbol
-    first_index: jax.Array  # [S] int32: first day with a full feature window (= window)
-    test_start: jax.Array   # [S] int32: first test day (= length - test_days)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from evorl_core import data as D
 from evorl_core.data import DataError
+from evorl_core.market_data import MarketData
 
 FIXTURES = Path(__file__).parent / "fixtures"
 YAHOO_CSV = FIXTURES / "BPCL_yahoo.csv"
@@ -368,6 +369,7 @@ def test_padded_market_shapes_lengths_and_split():
     frames = _two_symbol_frames()
     market = D.build_market(frames, window, test_days)
     data = market.data
+    assert isinstance(data, MarketData)  # the one class env/ppo/deploy use
     S, T, F = 2, 300, len(D.FEATURE_NAMES)
     assert market.symbols == ["AAA", "BBB"]
     assert data.open.shape == data.close.shape == (S, T) and data.features.shape == (S, T, F)
