@@ -29,7 +29,7 @@ from . import __version__
 from .backtest import backtest_rows, buy_and_hold, compute_metrics, equity_curve
 from .config import TrainConfig
 from .data import Market, load_market
-from .ppo import PPO, METRIC_NAMES, Runner, update_flops
+from .ppo import METRIC_NAMES, PPO, Runner, update_flops
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id, read_json
 from .stats import sharpe_confidence_interval
 

@@ -169,7 +169,9 @@ def test_checkpoint_round_trip(tmp_path, tiny_market):
 
 def test_failure_is_recorded_in_status(tmp_path):
     config = tiny_config(data="csv:/nonexistent/dir")
-    with pytest.raises(Exception):
+    from evorl_core.data import DataError
+
+    with pytest.raises(DataError):
         loop.train(config, tmp_path, "broken")
     status = RunDir.open(tmp_path, "broken").read_status()
     assert status["state"] == "failed" and "nonexistent" in status["error"]
