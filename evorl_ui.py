@@ -36,9 +36,11 @@ PAGE_FILES = {
     "data": "pages/data.py",
 }
 
+# Material icons (markdown only; emoji fonts are often missing on Linux browsers).
 STATE_ICONS = {
-    "queued": "⏳", "compiling": "⚙️", "running": "▶️", "stopping": "⏹️", "stopped": "⏸️",
-    "done": "✅", "failed": "❌", "interrupted": "⚠️",
+    "queued": ":material/schedule:", "compiling": ":material/settings:", "running": ":material/play_circle:",
+    "stopping": ":material/stop_circle:", "stopped": ":material/pause_circle:",
+    "done": ":material/check_circle:", "failed": ":material/error:", "interrupted": ":material/warning:",
 }
 
 COLORS = {"agent": "#2563eb", "bench": "#9ca3af", "band": "rgba(37,99,235,0.18)", "dd": "#dc2626",
@@ -107,6 +109,52 @@ def host_memory() -> dict[str, float]:
 
 
 # frame -------------------------------------------------------------------------
+def frame() -> st.Page:
+    """Page config, navigation and sidebar shared by every page; returns the page to run."""
+    st.set_page_config(page_title="evorl", page_icon=str(LOGO_ICON), layout="wide",
+                       initial_sidebar_state="expanded")
+    page = st.navigation([
+        st.Page(PAGE_FILES["home"], title="Home", icon=":material/home:", default=True),
+        st.Page(PAGE_FILES["train"], title="Train", icon=":material/rocket_launch:"),
+        st.Page(PAGE_FILES["live"], title="Live", icon=":material/monitoring:"),
+        st.Page(PAGE_FILES["backtest"], title="Backtest", icon=":material/query_stats:"),
+        st.Page(PAGE_FILES["models"], title="Models", icon=":material/deployed_code:"),
+        st.Page(PAGE_FILES["data"], title="Data", icon=":material/table_chart:"),
+    ])
+    inject_css()
+    sidebar()
+    return page
+
+
+def require_frame() -> None:
+    """Make sure a page renders inside the shared frame.
+
+    A ``pages/`` folder next to the entry script puts Streamlit in its legacy multipage mode
+    until ``st.navigation`` has been called once in the process, and in that mode a deep link
+    such as ``/backtest`` (the first one on a fresh server, and every AppTest run) executes the
+    page file on its own. Then the page builds the frame itself (same URL paths, so the same
+    page stays selected) and goes on rendering; no rerun, so a click that started this run
+    is not lost.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the legacy mode
+        return
+    if not PagesManager.uses_pages_directory:
+        return
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
+
+        active = ThreadState.get().active_script_hash
+    except Exception:  # noqa: BLE001 - internals moved; widget ids may then differ for one run
+        ThreadState, active = None, None
+    frame()  # st.navigation leaves legacy mode for good
+    if ThreadState is not None and active:
+        # st.navigation resets the active page hash, which widget ids include; keep this page's
+        # so widgets get the same ids as when dashboard.py runs the page.
+        ThreadState.update(active_script_hash=active)
+
+
 def inject_css() -> None:
     if CSS.exists():
         st.html(f"<style>{CSS.read_text(encoding='utf-8')}</style>")
@@ -123,7 +171,7 @@ def sidebar() -> None:
                    f"JAX {info['jax_version']}")
         active = registry().active_run_ids(runs_dir())
         if active:
-            st.caption(f"🟢 training: {', '.join(active)}")
+            st.caption(f":material/play_circle: training: {', '.join(active)}")
         with st.expander("Settings", expanded=False):
             for name, label in (("runs_dir", "Runs directory"), ("models_dir", "Models directory"),
                                 ("data_cache", "Data cache")):
@@ -163,7 +211,7 @@ def all_runs() -> list[dict[str, Any]]:
 def run_label(run: Mapping[str, Any]) -> str:
     state = run.get("state") or "?"
     syms = ",".join(run.get("symbols") or [])
-    return f"{STATE_ICONS.get(state, '')} {run['run_id']} · {state}" + (f" · {syms}" if syms else "")
+    return f"{run['run_id']} · {state}" + (f" · {syms}" if syms else "")
 
 
 def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run",
@@ -210,9 +258,11 @@ def age_text(ts: float | None) -> str:
 
 # figures -------------------------------------------------------------------------
 def _layout(fig: go.Figure, title: str, ytitle: str = "", height: int = 300, **kw: Any) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=15)),
-                      height=height, margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    # Title on the first line, legend on its own line under it: no overlap in narrow columns.
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.985, yanchor="top", yref="container",
+                                 font=dict(size=15)),
+                      height=height + 20, margin=dict(l=10, r=10, t=58, b=10), hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
                       yaxis_title=ytitle, **kw)
     return fig
 
@@ -234,8 +284,13 @@ def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, yt
         fig.add_trace(go.Scatter(x=thinned[0], y=y, name=name, mode="lines",
                                  yaxis="y2" if name in secondary else "y"))
     extra = {}
-    if secondary:
+    if any(n in secondary for n in names if n in {t.name for t in fig.data}):
         extra["yaxis2"] = dict(overlaying="y", side="right", showgrid=False, title=", ".join(secondary))
+    if not fig.data:
+        fig.add_annotation(text="no data yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                           font=dict(color="#6b7280", size=14))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return _layout(fig, title, ytitle, xaxis_title=xtitle, **extra)
 
 

@@ -224,6 +224,11 @@ PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", 
 COUNT_METRICS = {"trades", "days", "episodes"}
 
 
+def pretty(name: str) -> str:
+    """A metric key as a column/row label: 'max_drawdown' -> 'max drawdown'."""
+    return name.replace("_", " ")
+
+
 def format_metric(name: str, value: Any) -> str:
     """Display text for one metric value: percentages for return-like metrics, counts as ints."""
     if value is None or isinstance(value, bool):
@@ -257,7 +262,7 @@ def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     data = {"Agent": [format_metric(k, agent.get(k)) for k in names]}
     if bh:
         data["Buy & hold"] = [format_metric(k, bh.get(k)) for k in names]
-    return pd.DataFrame(data, index=pd.Index(names, name="metric"))
+    return pd.DataFrame(data, index=pd.Index([pretty(k) for k in names], name="metric"))
 
 
 def metric_notes(metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -277,9 +282,9 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
         rec: dict[str, Any] = {"symbol": sym}
         for c in columns:
             if c in agent:
-                rec[c] = format_metric(c, agent[c])
+                rec[pretty(c)] = format_metric(c, agent[c])
             if c in bh:
-                rec[f"{c} (B&H)"] = format_metric(c, bh[c])
+                rec[f"{pretty(c)} (B&H)"] = format_metric(c, bh[c])
         records.append(rec)
     if not records:
         return pd.DataFrame()
@@ -300,7 +305,7 @@ def compare_table(left_id: str, left: Mapping[str, Mapping[str, Any]],
         la = {k: v for k, v in la.items() if is_scalar_metric(v)}
         ra = {k: v for k, v in ra.items() if is_scalar_metric(v)}
         for k in list(la) + [k for k in ra if k not in la]:
-            rows.append({"symbol": sym, "metric": k, left_id: format_metric(k, la.get(k)),
+            rows.append({"symbol": sym, "metric": pretty(k), left_id: format_metric(k, la.get(k)),
                          right_id: format_metric(k, ra.get(k))})
     if not rows:
         return pd.DataFrame()

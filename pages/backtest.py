@@ -7,6 +7,7 @@ import streamlit as st
 import evorl_ui as ui
 from evorl_core import views
 
+ui.require_frame()
 st.title("Backtest")
 
 runs = []
@@ -48,7 +49,7 @@ with ui.user_errors("Could not read this run: "):
         st.dataframe(overview)
 
     if equity is not None and len(equity):
-        st.download_button("⬇ Download equity.csv", data=rd.equity_path.read_bytes(),
+        st.download_button("Download equity.csv", icon=":material/download:", data=rd.equity_path.read_bytes(),
                            file_name=f"{run_id}-equity.csv", mime="text/csv", key="bt_download")
 
     symbols = list(metrics) if metrics else []

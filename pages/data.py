@@ -15,6 +15,7 @@ from evorl_core.config import DEFAULT_SYMBOLS
 SOURCES = {"synthetic": "Synthetic (offline)", "auto": "Auto (cache → Yahoo → synthetic)",
            "yahoo": "Yahoo Finance", "csv_dir": "CSV directory", "upload": "Upload one CSV"}
 
+ui.require_frame()
 st.title("Data")
 st.caption("Validated daily OHLCV: sorted unique dates, positive prices, high ≥ max(open, close) ≥ "
            "min(open, close) ≥ low, non-negative volume. Problems name the file, column and row.")

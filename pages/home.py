@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -9,6 +11,7 @@ import evorl_ui as ui
 from evorl_core import views
 from evorl_core.config import make_config
 
+ui.require_frame()
 st.title("evorl — RL trading workbench")
 st.caption("PPO agents in pure JAX on daily NSE data. Train, watch, backtest on held-out days, deploy.")
 
@@ -19,7 +22,7 @@ with ui.user_errors():
     c1.metric("Backend", info["platform"])
     c2.metric("Devices", info["device_count"])
     c3.metric("JAX", info["jax_version"])
-    c4.metric("Host memory free", f"{mem['available_gb']:.1f} / {mem['total_gb']:.1f} GB")
+    c4.metric(f"Host memory free (of {mem['total_gb']:.0f} GB)", f"{mem['available_gb']:.1f} GB")
     if info["error"]:
         st.error(f"JAX backend unavailable: {info['error']}")
     elif info["devices"]:
@@ -30,7 +33,7 @@ st.subheader("Quick start")
 left, right = st.columns([3, 2])
 left.write("Train the **quick** preset on **synthetic** data for BPCL, HDFCLIFE and TATASTEEL — "
            "small enough to show a learning curve on a laptop CPU in a minute or two.")
-if right.button("🚀 Quick start", type="primary", key="quick_start"):
+if right.button("Quick start", type="primary", key="quick_start", icon=":material/rocket_launch:"):
     with ui.user_errors("Could not start: "):
         run_id = ui.registry().start(make_config("quick", data="synthetic"), ui.runs_dir(),
                                      models_dir=ui.models_dir())
@@ -49,14 +52,14 @@ with ui.user_errors("Could not read runs: "):
                                    "state": r.get("state")})
             rows.append({
                 "run": r["run_id"],
-                "state": f"{ui.STATE_ICONS.get(r.get('state'), '')} {r.get('state')}",
+                "state": r.get("state"),
                 "progress": prog["fraction"],
                 "symbols": ", ".join(r.get("symbols") or []),
                 "preset": r.get("preset"),
                 "data": r.get("data_source"),
                 "mean test return": head["total_return"],
                 "mean Sharpe": head["sharpe"],
-                "updated": pd.Timestamp(r.get("updated_at") or 0, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+                "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("updated_at") or 0)),
             })
         st.dataframe(
             pd.DataFrame(rows), hide_index=True,

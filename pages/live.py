@@ -13,6 +13,7 @@ CHART_KEYS = ("env_steps", "update", "wall_time", "steps_per_sec", "updates_per_
               "clip_fraction", "explained_variance", "host_rss_mb", "device_mem_mb",
               "mean_abs_position", "turnover")
 
+ui.require_frame()
 st.title("Live")
 
 runs = []
@@ -32,18 +33,18 @@ live = views.is_live(rd.read_status(), owned=owned)
 def controls(status: dict) -> None:
     state = status.get("state")
     b1, b2, b3, _ = st.columns([1, 1, 2, 3])
-    if b1.button("⏹ Stop", key="live_stop", disabled=state not in ("queued", "compiling", "running"),
+    if b1.button("Stop", icon=":material/stop:", key="live_stop", disabled=state not in ("queued", "compiling", "running"),
                  help="Stops at the next chunk boundary and keeps a checkpoint (works for CLI runs too)."):
         with ui.user_errors("Could not stop: "):
             registry.stop(run_id, ui.runs_dir())
             st.toast(f"Stop requested for {run_id}")
     can_resume = state in ("stopped", "interrupted", "failed") and rd.has_checkpoint()
-    if b2.button("▶ Resume", key="live_resume", disabled=not can_resume,
+    if b2.button("Resume", icon=":material/play_arrow:", key="live_resume", disabled=not can_resume,
                  help="Continue from the last checkpoint."):
         with ui.user_errors("Could not resume: "):
             registry.resume(run_id, ui.runs_dir(), models_dir=ui.models_dir(), cache_dir=ui.data_cache())
             st.rerun()
-    if state == "done" and b3.button("📈 Open backtest", key="live_backtest", type="primary"):
+    if state == "done" and b3.button("Open backtest", icon=":material/query_stats:", key="live_backtest", type="primary"):
         ui.go_to("backtest", run_id)
 
 
@@ -72,7 +73,6 @@ def panel() -> None:
     elif status.get("state") in ("queued", "compiling", "running", "stopping") and not still_live:
         st.warning(f"No update for {ui.age_text(status.get('updated_at'))}: the training process "
                    "probably ended without writing a final status.")
-    controls(status)
 
     m = views.metric_arrays(rows, CHART_KEYS)
     sps = views.last_finite(m["steps_per_sec"])
@@ -96,7 +96,7 @@ def panel() -> None:
         ("live_reward", ui.band_figure(x, m["reward_mean"], m["reward_std"], "Reward per step (mean ± std)",
                                        "reward mean", "± std")),
         ("live_return", ui.lines_figure(x, {"episode return": m["episode_return_mean"]},
-                                        "Episode return (mean of finished episodes)", "log return")),
+                                        "Episode return (mean over episodes finished in the update)", "log return")),
         ("live_tput", ui.lines_figure(x, {"env steps/s": m["steps_per_sec"], "updates/s": m["updates_per_sec"]},
                                       "Throughput", "env steps / s", secondary=("updates/s",))),
         ("live_mem", ui.lines_figure(x, {"host RSS (MB)": m["host_rss_mb"], "device memory (MB)": m["device_mem_mb"]},
@@ -118,4 +118,7 @@ def panel() -> None:
 
 
 with ui.user_errors("Could not show this run: "):
+    # Buttons live outside the polling fragment: a click reruns the whole page, so the run state
+    # they act on is fresh; the fragment reruns the page itself when the run ends.
+    controls(rd.read_status() or {})
     panel()

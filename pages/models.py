@@ -10,6 +10,7 @@ import streamlit as st
 import evorl_ui as ui
 from evorl_core import views
 
+ui.require_frame()
 st.title("Models")
 st.caption("A model bundle is a finished run's trained policy plus everything needed to act on new "
            "data (feature normalisation, positions, execution). Signals are target exposures for "

@@ -17,6 +17,8 @@ SOURCES = {"auto": "Auto (cache → Yahoo → synthetic)", "synthetic": "Synthet
 ADVANCED = ("num_envs", "num_steps", "minibatch_size", "epochs", "hidden", "lr", "fee_bps",
             "slippage_bps", "positions", "execution", "seed")
 
+ui.require_frame()
+
 
 def _fill_from_preset() -> None:
     """Preset change: load its values into the form's widgets."""

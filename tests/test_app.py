@@ -1,0 +1,328 @@
+"""Every dashboard page through Streamlit's AppTest: empty runs directory, a real finished run,
+the Train form's validation, starting runs, failures shown as st.error (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from evorl_core import jobs
+from evorl_core.config import make_config
+from evorl_core.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("home", "train", "live", "backtest", "models", "data")
+TITLES = {"home": "evorl — RL trading workbench", "train": "Train", "live": "Live", "backtest": "Backtest",
+          "models": "Models", "data": "Data"}
+TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), total_timesteps=512, test_days=20)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> RunDir:
+    """One real (tiny) training run on synthetic data, built once per test session."""
+    from evorl_core.loop import train
+
+    base = tmp_path_factory.mktemp("finished")
+    config = make_config("quick", data="synthetic", **TINY)
+    rd = train(config, base / "runs", "tiny-done", cache_dir=str(base / "cache"))
+    assert rd.read_status()["state"] == "done"
+    return rd
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    paths = {"runs": tmp_path / "runs", "models": tmp_path / "models", "cache": tmp_path / "cache"}
+    monkeypatch.setenv("EVORL_RUNS_DIR", str(paths["runs"]))
+    monkeypatch.setenv("EVORL_MODELS_DIR", str(paths["models"]))
+    monkeypatch.setenv("EVORL_DATA_CACHE", str(paths["cache"]))
+    return paths
+
+
+@pytest.fixture
+def with_run(dirs, finished_run):
+    """The finished run copied into this test's runs directory (tests may change it)."""
+    shutil.copytree(finished_run.path, dirs["runs"] / finished_run.run_id)
+    return RunDir(dirs["runs"] / finished_run.run_id)
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    """Replace training in the process-wide registry the dashboard uses."""
+    calls = []
+
+    def fake(config, runs_dir, run_id, *, stop_event=None, **kwargs):
+        calls.append({"config": config, "runs_dir": runs_dir, "run_id": run_id, **kwargs})
+        rd = RunDir.create(runs_dir, run_id)
+        rd.append_metrics([{"update": 1, "env_steps": 128, "steps_per_sec": 321.0, "updates_per_sec": 2.5,
+                            "reward_mean": 0.001, "reward_std": 0.01, "host_rss_mb": 500.0}])
+        rd.write_status("done", env_steps=128, finished_at=time.time())
+
+    monkeypatch.setattr(jobs.get_registry(), "train_fn", fake)
+    return calls
+
+
+def open_page(page: str, **session) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+    for k, v in session.items():
+        at.session_state[k] = v
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def assert_clean(at: AppTest, page: str) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title][:1] == [TITLES[page]]
+
+
+def plotly_titles(at: AppTest) -> list[str]:
+    out = []
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out.append(((spec.get("layout") or {}).get("title") or {}).get("text", ""))
+    return out
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+# every page, empty runs directory -----------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_empty_runs_dir(page, dirs):
+    at = open_page(page)
+    assert_clean(at, page)
+    assert errors(at) == []
+    # the shared frame: the directory settings are in the sidebar
+    assert any(t.value == str(dirs["runs"]) for t in at.sidebar.text_input)
+
+
+# every page, a real finished run ----------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_with_finished_run(page, with_run):
+    at = open_page(page)
+    assert_clean(at, page)
+    assert errors(at) == []
+
+
+def test_home_lists_the_run_and_backend(with_run):
+    at = open_page("home")
+    labels = [m.label for m in at.metric]
+    assert "Backend" in labels and "Devices" in labels and "JAX" in labels
+    table = at.dataframe[0].value
+    assert with_run.run_id in table["run"].tolist()
+    assert table.loc[table["run"] == with_run.run_id, "state"].item() == "done"
+
+
+def test_live_shows_progress_metric_and_charts(with_run):
+    at = open_page("live")
+    tput = [m for m in at.metric if m.label == "Env steps / s"]
+    assert tput and float(tput[0].value.replace(",", "")) > 0
+    titles = plotly_titles(at)
+    for expected in ("Reward per step (mean ± std)", "Throughput", "Memory", "PPO losses",
+                     "Approx KL and clip fraction", "Entropy and explained variance"):
+        assert expected in titles
+    assert "done" in at.get("progress")[0].proto.text
+    assert any(b.label == "Open backtest" for b in at.button)
+
+
+def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
+    at = open_page("backtest")
+    symbols = with_run.read_config()["symbols"]
+    titles = plotly_titles(at)
+    assert sorted(t for t in titles if t.endswith("equity vs buy & hold")) == sorted(
+        f"{s} — equity vs buy & hold" for s in symbols)
+    assert sum("drawdown" in t for t in titles) == len(symbols)
+    assert sum("entries" in t for t in titles) == len(symbols)
+    caption = " ".join(c.value for c in at.caption)
+    assert "A = 252" in caption and "risk-free rate 0" in caption and "next_open" in caption
+    assert "fee 5.0 bps" in caption and "slippage 5.0 bps" in caption and "per trade" in caption
+    assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
+    assert at.get("download_button")
+    for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
+        assert spec["layout"]["hovermode"] == "x unified"
+
+
+def test_backtest_compares_two_runs(with_run, dirs):
+    shutil.copytree(with_run.path, dirs["runs"] / "second")
+    at = open_page("backtest")
+    assert not at.exception
+    compare = at.selectbox(key="bt_compare")
+    assert compare.value in ("second", with_run.run_id)
+    last = at.dataframe[-1].value
+    assert set(last.columns) == {"second", with_run.run_id}
+
+
+def test_live_failed_run_shows_error(dirs):
+    rd = RunDir.create(dirs["runs"], "broken")
+    rd.write_config(make_config("quick", data="csv:/nowhere").to_dict())
+    rd.write_status("failed", error="DataError: csv:/nowhere: directory not found")
+    at = open_page("live")
+    assert not at.exception
+    assert any("directory not found" in e for e in errors(at))
+
+
+def test_live_stop_button_writes_stop_file(dirs):
+    rd = RunDir.create(dirs["runs"], "cli-run")
+    rd.write_config(make_config("quick", data="synthetic").to_dict())
+    rd.write_status("running", env_steps=256, total_steps=1024)
+    rd.append_metrics([{"update": 1, "env_steps": 256, "steps_per_sec": 1000.0}])
+    at = open_page("live")
+    assert not at.exception
+    stop = at.button(key="live_stop")
+    assert not stop.disabled
+    stop.click().run()
+    assert rd.stop_requested()
+
+
+def test_pages_read_the_run_named_in_the_url(with_run, dirs):
+    shutil.copytree(with_run.path, dirs["runs"] / "other")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+    at.query_params["run"] = "other"
+    at.run()
+    at.switch_page("pages/live.py").run()
+    assert at.selectbox(key="live_run").value == "other"
+
+
+# the Train form -----------------------------------------------------------------------------
+def test_train_form_rejects_bad_values_with_messages(dirs, fake_train):
+    at = open_page("train")
+    at.text_input(key="train_symbols").set_value("BPCL, BPCL")
+    at.number_input(key="train_minibatch_size").set_value(1000)
+    at.text_input(key="train_positions").set_value("0,2")
+    at.number_input(key="train_lr").set_value(0.0)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    msgs = errors(at)
+    assert any(m.startswith("symbols: duplicates") for m in msgs), msgs
+    assert any(m.startswith("minibatch_size: 1000 must divide") for m in msgs), msgs
+    assert any(m.startswith("positions: each target exposure") for m in msgs), msgs
+    assert any(m.startswith("lr: must be a positive number") for m in msgs), msgs
+    assert fake_train == []
+    assert not dirs["runs"].exists() or not any(dirs["runs"].iterdir())
+
+
+def test_train_form_rejects_unparsable_hidden_and_missing_csv_dir(dirs, fake_train):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("csv_dir").run()
+    at.text_input(key="train_csv_dir").set_value(str(dirs["runs"] / "nope"))
+    at.text_input(key="train_hidden").set_value("64,x")
+    at.button(key="train_start").click().run()
+    msgs = errors(at)
+    assert any("is not a folder" in m for m in msgs), msgs
+    assert any(m.startswith("hidden:") for m in msgs), msgs
+    assert fake_train == []
+
+
+def test_train_submit_starts_run_and_opens_live(dirs, fake_train):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()
+    at.number_input(key="train_total_timesteps").set_value(4096)
+    at.number_input(key="train_test_days").set_value(30)
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert errors(at) == []
+    assert jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+    call = fake_train[0]
+    assert call["config"].data == "synthetic" and call["config"].total_timesteps == 4096
+    assert call["config"].test_days == 30 and call["config"].preset == "quick"
+    assert call["config"].symbols == ("BPCL", "HDFCLIFE", "TATASTEEL")
+    assert call["cache_dir"] == str(dirs["cache"]) and call["models_dir"] == str(dirs["models"])
+    assert (dirs["runs"] / call["run_id"] / "status.json").exists()
+    # the app moved to Live with the new run selected
+    assert [t.value for t in at.title] == ["Live"]
+    assert at.session_state["selected_run"] == call["run_id"]
+
+
+def test_train_preset_change_fills_the_advanced_fields(dirs):
+    at = open_page("train")
+    assert at.number_input(key="train_num_envs").value == 64
+    at.selectbox(key="train_preset").set_value("production").run()
+    assert at.number_input(key="train_num_envs").value == 256
+    assert at.text_input(key="train_hidden").value == "1024,512,256"
+
+
+def test_train_upload_validates_each_csv(dirs, fake_train):
+    at = open_page("train")
+    at.text_input(key="train_symbols").set_value("AAA,BBB").run()
+    at.selectbox(key="train_source").set_value("upload").run()
+    good = ("Date,Open,High,Low,Close,Adj Close,Volume\n"
+            + "".join(f"2020-01-{d:02d},10,11,9,10.5,10.5,100\n" for d in range(1, 29))).encode()
+    bad = b"Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-01,10,11,9,abc,10,100\n"
+    at.file_uploader(key="train_upload_AAA").set_value(("AAA.csv", good, "text/csv"))
+    at.file_uploader(key="train_upload_BBB").set_value(("BBB.csv", bad, "text/csv"))
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    msgs = errors(at)
+    assert any(m.startswith("BBB:") for m in msgs), msgs
+    assert not any(m.startswith("AAA:") for m in msgs), msgs
+    assert fake_train == []
+
+
+def test_home_quick_start(dirs, fake_train):
+    at = open_page("home")
+    at.button(key="quick_start").click().run()
+    assert not at.exception
+    assert fake_train and fake_train[0]["config"].preset == "quick" and fake_train[0]["config"].data == "synthetic"
+    jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+    assert [t.value for t in at.title] == ["Live"]
+
+
+# Models and Data ----------------------------------------------------------------------------
+def test_models_deploy_and_signal(with_run, dirs):
+    at = open_page("models")
+    assert not at.exception
+    at.selectbox(key="models_run").set_value(with_run.run_id)
+    at.text_input(key="models_name").set_value("tiny-model")
+    at.button(key="models_deploy").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert errors(at) == []
+    assert (dirs["models"] / "tiny-model" / "bundle.json").exists()
+    assert at.dataframe[0].value["name"].tolist() == ["tiny-model"]
+    at.selectbox(key="models_source").set_value("synthetic")
+    at.button(key="models_signal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert errors(at) == []
+    signals = at.dataframe[-1].value
+    assert sorted(signals["symbol"]) == sorted(with_run.read_config()["symbols"])
+    assert set(signals["target position"]).issubset({0.0, 0.5, 1.0})
+
+
+def test_models_bad_name_is_an_error_not_a_traceback(with_run, dirs):
+    at = open_page("models")
+    at.text_input(key="models_name").set_value("../evil")
+    at.button(key="models_deploy").click().run()
+    assert not at.exception
+    assert any("invalid" in e for e in errors(at))
+
+
+def test_data_page_loads_synthetic(dirs):
+    at = open_page("data")
+    at.selectbox(key="data_source").set_value("synthetic")
+    at.button(key="data_load").click().run()
+    assert not at.exception
+    assert errors(at) == []
+    assert any("daily OHLC" in t for t in plotly_titles(at))
+    assert at.dataframe[0].value["rows"].min() > 100
+
+
+def test_data_page_shows_validation_errors(dirs, tmp_path):
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    (folder / "BAD.csv").write_text("Date,Open,High,Low,Close,Volume\n2020-01-01,10,11,9,10,100\n"
+                                    "2020-01-02,10,11,9,-3,100\n")
+    at = open_page("data")
+    at.text_input(key="data_symbols").set_value("BAD")
+    at.selectbox(key="data_source").set_value("csv_dir").run()
+    at.text_input(key="data_csv_dir").set_value(str(folder))
+    at.button(key="data_load").click().run()
+    assert not at.exception
+    msgs = errors(at)
+    assert msgs and "BAD.csv" in msgs[0]
