@@ -209,9 +209,9 @@ def all_runs() -> list[dict[str, Any]]:
 
 
 def run_label(run: Mapping[str, Any]) -> str:
-    state = run.get("state") or "?"
+    # No state here: a selectbox keeps the label it was drawn with while a run changes state.
     syms = ",".join(run.get("symbols") or [])
-    return f"{run['run_id']} · {state}" + (f" · {syms}" if syms else "")
+    return run["run_id"] + (f" · {syms}" if syms else "") + (f" · {run['preset']}" if run.get("preset") else "")
 
 
 def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run",
@@ -281,10 +281,11 @@ def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, yt
     for name, y in zip(names, thinned[1:], strict=True):
         if not views.has_values(y):
             continue
-        fig.add_trace(go.Scatter(x=thinned[0], y=y, name=name, mode="lines",
-                                 yaxis="y2" if name in secondary else "y"))
+        right = name in secondary  # right-axis series are dotted so overlapping lines stay visible
+        fig.add_trace(go.Scatter(x=thinned[0], y=y, name=name + (" (right)" if right else ""), mode="lines",
+                                 yaxis="y2" if right else "y", line=dict(dash="dot" if right else "solid")))
     extra = {}
-    if any(n in secondary for n in names if n in {t.name for t in fig.data}):
+    if any(getattr(t, "yaxis", None) == "y2" for t in fig.data):
         extra["yaxis2"] = dict(overlaying="y", side="right", showgrid=False, title=", ".join(secondary))
     if not fig.data:
         fig.add_annotation(text="no data yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,

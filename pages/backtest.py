@@ -77,7 +77,8 @@ with ui.user_errors("Could not read this run: "):
             notes = views.metric_notes(metrics[sym])
             if notes:
                 st.caption(" · ".join(f"{k}: {v}" for k, v in notes.items()))
-            st.dataframe(views.symbol_metrics_table(metrics[sym]), key=f"bt_tbl_{sym}")
+            table = views.symbol_metrics_table(metrics[sym])
+            st.dataframe(table, key=f"bt_tbl_{sym}", height=35 * (len(table) + 1) + 3)
 
 st.divider()
 st.subheader("Compare with another run")
