@@ -21,12 +21,16 @@ class UserError(Exception):
     pass
 
 
-def _fmt(value: Any, pct: bool = False) -> str:
+def _fmt(value: Any, pct: bool = False, signed: bool = True) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    if isinstance(value, (int,)) and not pct:
-        return str(value)
-    return f"{value * 100:+.2f}%" if pct else f"{value:.3f}"
+    if pct:
+        return f"{value * 100:+.2f}%" if signed else f"{value * 100:.1f}%"
+    return f"{value:.3f}"
+
+
+def _count(value: Any) -> str:
+    return "n/a" if value is None else str(int(round(value)))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -78,8 +82,8 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
             symbol, _fmt(m.get("total_return"), True), _fmt(m.get("bh_total_return"), True),
             _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _fmt(m.get("sharpe")),
             _fmt(m.get("bh_sharpe")), _fmt(m.get("max_drawdown"), True), _fmt(m.get("bh_max_drawdown"), True),
-            str(m.get("trades", "n/a")), _fmt(m.get("win_rate"), True) if m.get("win_rate") is not None else "n/a",
-            _fmt(m.get("exposure"), True),
+            _count(m.get("trades")), _fmt(m.get("win_rate"), True, signed=False),
+            _fmt(m.get("exposure"), True, signed=False),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -322,13 +326,21 @@ COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    from .data import DataError
+    from .data import DataError, DataFallbackWarning
     from .deploy import DeployError
+
+    # Data fallbacks are reported once through logging (and again beside the results), not as
+    # Python warnings with source lines.
+    warnings.simplefilter("ignore", DataFallbackWarning)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     from .rundir import RunDirError
 
     try:
