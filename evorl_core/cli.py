@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ent-coef", type=float)
     t.add_argument("--clip-eps", type=float)
     t.add_argument("--gamma", type=float)
+    t.add_argument("--gae-lambda", type=float)
+    t.add_argument("--vf-coef", type=float)
+    t.add_argument("--max-grad-norm", type=float)
+    t.add_argument("--anneal-lr", action="store_true", default=None, help="decay the learning rate linearly to 0")
+    t.add_argument("--activation", choices=["tanh", "relu"])
+    t.add_argument("--init", choices=["normal", "orthogonal"], help="weight initialiser")
+    t.add_argument("--init-std", type=float, help="std of the normal initialiser")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
     t.add_argument("--episode-len", type=int)
     t.add_argument("--fee-bps", type=float)
@@ -191,6 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         minibatch_size=args.minibatch_size, epochs=args.epochs,
         hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
+        gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
+        anneal_lr=args.anneal_lr, activation=args.activation, init=args.init, init_std=args.init_std,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
         positions=parse_floats(args.positions, "positions") if args.positions else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,

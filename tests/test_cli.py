@@ -130,3 +130,16 @@ def test_console_script_help():
                          check=True).stdout
     for command in ("train", "backtest", "signal", "runs", "deploy", "bench"):
         assert command in out
+
+
+def test_every_config_field_is_a_train_flag():
+    import dataclasses
+
+    from evorl_core.cli import build_parser
+    from evorl_core.config import TrainConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    dests = {a.dest for a in train._actions} | {"total_timesteps"}  # --timesteps
+    assert "timesteps" in dests
+    missing = {f.name for f in dataclasses.fields(TrainConfig)} - dests - {"extra"}
+    assert not missing, f"config fields without a CLI flag: {sorted(missing)}"
