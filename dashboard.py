@@ -14,6 +14,15 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # pages import evorl_ui / evorl_core from the repository root
     sys.path.insert(0, str(ROOT))
 
+import logging  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
 import evorl_ui as ui  # noqa: E402
 
-ui.frame().run()
+page = ui.frame()
+try:
+    page.run()
+except Exception as exc:  # noqa: BLE001 - last line of defence: a message on screen, the traceback in the log
+    logging.getLogger("evorl.dashboard").exception("page %s failed", page.title)
+    st.error(f"This page hit an unexpected error: {ui.error_text(exc)}")

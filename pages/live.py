@@ -50,6 +50,12 @@ def controls(status: dict) -> None:
 
 @st.fragment(run_every=1.0 if live else None)
 def panel() -> None:
+    # Fragment reruns execute only this function, so it catches its own errors.
+    with ui.user_errors("Could not show this run: "):
+        _panel()
+
+
+def _panel() -> None:
     status = rd.read_status() or {}
     rows = rd.read_metrics()
     state = status.get("state", "?")
@@ -121,4 +127,4 @@ with ui.user_errors("Could not show this run: "):
     # Buttons live outside the polling fragment: a click reruns the whole page, so the run state
     # they act on is fresh; the fragment reruns the page itself when the run ends.
     controls(rd.read_status() or {})
-    panel()
+panel()

@@ -178,3 +178,28 @@ def test_resume(tmp_path):
 
 def test_process_wide_registry_is_a_singleton():
     assert get_registry() is get_registry()
+
+
+def test_real_training_stop_and_resume_through_registry(tmp_path):
+    """The registry with the real loop: its queued run directory is accepted, stop and resume work."""
+    reg = JobRegistry()
+    config = CONFIG.replace(total_timesteps=CONFIG.batch_size * 300, updates_per_chunk=1)
+    run_id = reg.start(config, tmp_path / "runs", "real", cache_dir=tmp_path / "cache")
+    rd = RunDir.open(tmp_path / "runs", run_id)
+    assert wait_for(lambda: len(rd.read_metrics()) >= 3, timeout=120), rd.read_status()
+    reg.stop(run_id, tmp_path / "runs")
+    assert reg.join(run_id, tmp_path / "runs", timeout=120)
+    status = rd.read_status()
+    assert status["state"] == "stopped", status
+    stopped_at = status["env_steps"]
+    assert 0 < stopped_at < config.total_timesteps and rd.has_checkpoint()
+
+    reg.resume(run_id, tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert reg.join(run_id, tmp_path / "runs", timeout=300)
+    status = rd.read_status()
+    assert status["state"] == "done", status
+    assert status["env_steps"] == config.num_updates * config.batch_size
+    steps = [r["env_steps"] for r in rd.read_metrics()]
+    assert steps == sorted(set(steps))  # no duplicated updates after the resume
+    assert rd.read_backtest_metrics() and rd.equity_path.exists()
+    assert rd.read_config()["data_info"]["synthetic"] is True
