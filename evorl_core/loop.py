@@ -304,6 +304,13 @@ def _train_loop(config: TrainConfig, run: RunDir, market: Market, stop_event: th
         updates_done = int(meta.get("updates_done", int(runner.update_step)))
         run.truncate_metrics(updates_done * config.batch_size)
 
+    # More than one device: split the env batch over all of them (data-parallel; evorl_core/sharding.py).
+    jit_kwargs: dict[str, Any] = {}
+    if jax.device_count() > 1:
+        from .sharding import setup as shard_setup
+
+        runner, data, jit_kwargs = shard_setup(ppo, runner, data, config)
+
     chunk_fns: dict[int, Any] = {}
     compile_seconds = 0.0
 
@@ -311,7 +318,7 @@ def _train_loop(config: TrainConfig, run: RunDir, market: Market, stop_event: th
         nonlocal compile_seconds
         if k not in chunk_fns:
             t0 = time.perf_counter()
-            fn = jax.jit(ppo.run_updates, static_argnums=2, donate_argnums=0)
+            fn = jax.jit(ppo.run_updates, static_argnums=2, donate_argnums=0, **jit_kwargs)
             chunk_fns[k] = fn.lower(runner, data, k).compile()
             compile_seconds += time.perf_counter() - t0
         return chunk_fns[k]

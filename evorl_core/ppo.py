@@ -68,6 +68,9 @@ class PPO:
         # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
         # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
         self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+        # Multi-device: sharding.setup sets this to a sharding constraint that keeps each
+        # minibatch split over the devices (data-parallel gradients). None on one device.
+        self.batch_constraint: Any = None
 
     # -- init ------------------------------------------------------------------------------
     def init(self, key: jax.Array, data: MarketData) -> Runner:
@@ -92,22 +95,28 @@ class PPO:
         env_params = self.env_params
         step_envs = jax.vmap(trading_env.step, in_axes=(0, 0, 0, None, None))
 
-        def env_step(carry, _):
-            env_state, obs, key = carry
-            key, k_act, k_env = jax.random.split(key, 3)
+        # All randomness of the rollout is drawn before the scan in two large vectorised calls
+        # (threefry runs as a small loop on CPU, and ~9 tiny calls per step dominated the rollout of
+        # small networks). argmax(logits + Gumbel noise) is exactly `jax.random.categorical`.
+        key, k_act, k_env = jax.random.split(runner.key, 3)
+        gumbel = jax.random.gumbel(k_act, (c.num_steps, c.num_envs, self.num_actions))
+        step_keys = jax.random.split(k_env, (c.num_steps, c.num_envs))
+
+        def env_step(carry, noise):
+            env_state, obs = carry
+            gumbel_t, env_keys = noise
             logits, value = self.policy(runner.params, obs)
-            action = jax.random.categorical(k_act, logits)
+            action = jnp.argmax(logits + gumbel_t, axis=-1)
             log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-            env_keys = jax.random.split(k_env, c.num_envs)
             next_obs, env_state, reward, done, info = step_envs(env_keys, env_state, action, env_params, data)
             transition = Transition(
                 obs, action, log_prob, value, reward, done.astype(jnp.float32),
                 info["episode_return"], info["position"], info["turnover"],
             )
-            return (env_state, next_obs, key), transition
+            return (env_state, next_obs), transition
 
-        (env_state, last_obs, key), traj = jax.lax.scan(
-            env_step, (runner.env_state, runner.obs, runner.key), None, length=c.num_steps
+        (env_state, last_obs), traj = jax.lax.scan(
+            env_step, (runner.env_state, runner.obs), (gumbel, step_keys)
         )
         _, last_value = self.policy(runner.params, last_obs)
         advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, c.gamma, c.gae_lambda)
@@ -122,11 +131,14 @@ class PPO:
         def epoch(carry, _):
             params, opt_state, key = carry
             key, k_perm = jax.random.split(key)
-            perm = jax.random.permutation(k_perm, c.batch_size)
+            # a shuffle as one sort of random keys (jax.random.permutation sorts in several rounds)
+            perm = jnp.argsort(jax.random.bits(k_perm, (c.batch_size,), jnp.uint32))
             shuffled = jax.tree_util.tree_map(
                 lambda x: jnp.take(x, perm, axis=0).reshape((c.num_minibatches, c.minibatch_size, *x.shape[1:])),
                 batch,
             )
+            if self.batch_constraint is not None:
+                shuffled = self.batch_constraint(shuffled)
 
             def minibatch_step(carry, mb):
                 params, opt_state = carry

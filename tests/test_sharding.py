@@ -1,0 +1,92 @@
+"""Multi-device data parallelism: 1 and 4 (forced CPU) devices train to the same losses.
+
+XLA_FLAGS must be set before JAX initialises, so each run is a fresh Python subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    from evorl_core import loop, sharding
+    from evorl_core.config import make_config
+    from evorl_core.data import build_market, synthetic_ohlcv
+
+    out = sys.argv[1]
+    config = make_config("quick", num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,),
+                         window=8, test_days=20, total_timesteps=8 * 16 * 4, updates_per_chunk=2,
+                         symbols=("AAA", "BBB"), data="synthetic")
+    frames = {s: synthetic_ohlcv(s, n_days=300, seed=3) for s in config.symbols}
+    market = build_market(frames, window=8, test_days=20, info={"source": "synthetic", "synthetic": True})
+
+    placements = []
+    original_setup = sharding.setup
+
+    def recording_setup(ppo, runner, data, config, devices=None):
+        runner, data, kwargs = original_setup(ppo, runner, data, config, devices)
+        placements.append({"obs_devices": len(runner.obs.sharding.device_set),
+                           "obs_shard_rows": runner.obs.addressable_shards[0].data.shape[0],
+                           "params_replicated": bool(jax.tree_util.tree_leaves(runner.params)[0]
+                                                     .sharding.is_fully_replicated)})
+        return runner, data, kwargs
+
+    sharding.setup = recording_setup
+    run = loop.train(config, out, "run", market=market)
+    rows = run.read_metrics()
+    keep = ("policy_loss", "value_loss", "entropy", "approx_kl", "reward_mean", "explained_variance")
+    print(json.dumps({"devices": jax.device_count(), "placements": placements,
+                      "metrics": [{k: r[k] for k in keep} for r in rows]}))
+""")
+
+
+def _run(tmp_path: Path, devices: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out = tmp_path / f"runs{devices}"
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_one_and_four_devices_give_the_same_losses(tmp_path):
+    one = _run(tmp_path, 1)
+    four = _run(tmp_path, 4)
+    assert one["devices"] == 1 and one["placements"] == []  # one device: no sharding at all
+    assert four["devices"] == 4
+    assert four["placements"] == [{"obs_devices": 4, "obs_shard_rows": 2, "params_replicated": True}]
+    assert len(one["metrics"]) == len(four["metrics"]) == 4
+    for a, b in zip(one["metrics"], four["metrics"], strict=True):
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-3, atol=2e-5, err_msg=key)
+
+
+def test_uneven_env_batch_is_a_clear_error():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    code = textwrap.dedent("""
+        from evorl_core import sharding
+        try:
+            sharding.check_divisible(6, 32, sharding.data_mesh())
+        except sharding.ShardingError as exc:
+            print(exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "num_envs: 6 envs cannot be split evenly over 4 devices" in proc.stdout
