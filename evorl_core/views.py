@@ -271,6 +271,14 @@ def metric_notes(metrics: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in agent.items() if not is_scalar_metric(v) and not isinstance(v, Mapping)}
 
 
+def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
+    """The bootstrap interval of the Sharpe ratio as '[low, high]' ('—' when undefined)."""
+    low, high = metrics.get("sharpe_ci_low"), metrics.get("sharpe_ci_high")
+    if low is None or high is None:
+        return "—"
+    return f"[{low:.2f}, {high:.2f}]"
+
+
 def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                    columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown", "trades")) -> pd.DataFrame:
     """Rows = symbol; each chosen agent metric followed by its buy-and-hold value, as display text."""
@@ -285,6 +293,9 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                 rec[pretty(c)] = format_metric(c, agent[c])
             if c in bh:
                 rec[f"{pretty(c)} (B&H)"] = format_metric(c, bh[c])
+        if "significant" in agent:
+            rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
+            rec["differs from flat"] = "yes" if agent["significant"] else "no"
         records.append(rec)
     if not records:
         return pd.DataFrame()
@@ -395,3 +406,13 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
     return (None, errors) if errors else (config, [])
+
+
+def metric_definitions_table() -> pd.DataFrame:
+    """Every reported metric with its formula, as stated in docs/accounting.md."""
+    from .backtest import METRIC_DEFINITIONS
+
+    rows = dict(METRIC_DEFINITIONS)
+    rows["sharpe 95% CI"] = ("moving-block bootstrap (blocks of 5 days, 2000 resamples) percentile interval "
+                             "of the Sharpe ratio; 'differs from flat' when it excludes 0")
+    return pd.DataFrame({"definition": list(rows.values())}, index=pd.Index(list(rows), name="metric"))

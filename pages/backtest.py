@@ -35,11 +35,14 @@ with ui.user_errors("Could not read this run: "):
         badges.append(f"data: {data_info.get('source', config.get('data', '?'))}")
     st.caption(
         "Conventions: daily simple returns of equity, annualisation A = 252, risk-free rate 0; "
-        "Sharpe = mean/std·√A, Sortino uses downside deviation; win rate is per trade (position "
-        f"change to position change); execution **{execution}**; costs fee {fee} bps + slippage "
+        "Sharpe = mean/std·√A, Sortino uses downside deviation; win rate is per trade (a trade = a run "
+        f"of one unchanged non-zero position); execution **{execution}**; costs fee {fee} bps + slippage "
         f"{slip} bps per unit of position change; the backtest starts flat at the close of the first "
-        "test day; buy & hold pays one entry cost." + (" · " + " · ".join(badges) if badges else "")
+        "test day; buy & hold pays one entry cost. \"Differs from flat\": the 95% moving-block bootstrap "
+        "interval of the Sharpe ratio excludes 0." + (" · " + " · ".join(badges) if badges else "")
     )
+    with st.expander("Metric definitions"):
+        st.table(views.metric_definitions_table())
     for w in data_info.get("warnings") or []:
         st.warning(w)
 

@@ -236,3 +236,28 @@ def test_config_from_form_reports_every_error_at_once():
     _, errors = views.config_from_form(_form(symbols="", lr=-1.0, epochs=0))
     joined = "\n".join(errors)
     assert "symbols:" in joined and "lr:" in joined and "epochs:" in joined
+
+
+def test_overview_reports_sharpe_interval_and_significance():
+    from evorl_core.views import overview_table, sharpe_interval_text
+
+    metrics = {
+        "AAA": {"total_return": 0.1, "sharpe": 1.5, "sharpe_ci_low": 0.2, "sharpe_ci_high": 2.9,
+                "significant": True, "bh_total_return": 0.05},
+        "BBB": {"total_return": 0.0, "sharpe": None, "sharpe_ci_low": None, "sharpe_ci_high": None,
+                "significant": False},
+    }
+    table = overview_table(metrics)
+    assert table.loc["AAA", "Sharpe 95% CI"] == "[0.20, 2.90]"
+    assert table.loc["AAA", "differs from flat"] == "yes"
+    assert table.loc["BBB", "Sharpe 95% CI"] == "—" and table.loc["BBB", "differs from flat"] == "no"
+    assert sharpe_interval_text({"sharpe_ci_low": -0.123, "sharpe_ci_high": 0.5}) == "[-0.12, 0.50]"
+
+
+def test_metric_definitions_cover_every_reported_metric():
+    from evorl_core.backtest import METRIC_NAMES
+    from evorl_core.views import metric_definitions_table
+
+    table = metric_definitions_table()
+    assert set(METRIC_NAMES) <= set(table.index)
+    assert all(isinstance(d, str) and d for d in table["definition"])
