@@ -249,13 +249,19 @@ def gae(reward, value, done, last_value, gamma: float, lam: float):
 
 
 def update_flops(config: TrainConfig, obs_size: int) -> float:
-    """Analytic network FLOPs of one PPO update: rollout forward + epochs x (forward + backward).
+    """Analytic network FLOPs (2 per multiply-add) of one PPO update: the rollout forward passes
+    (num_steps x num_envs, plus the bootstrap value of the last observation) and, for every sample
+    of every epoch, forward + backward of actor and critic.
 
-    Backward is counted as 2x forward (weight and input gradients), the usual convention.
+    Backward = weight gradients (as many FLOPs as the forward) + input gradients of every layer but
+    the first (the observation needs no gradient, and XLA does not compute it), so the count is the
+    work actually done, not the 3x-forward rule of thumb that would overstate utilisation.
     """
     from .networks import forward_flops_per_sample
 
     fwd = forward_flops_per_sample(obs_size, config.hidden, len(config.positions))
-    rollout = fwd * config.batch_size + fwd * config.num_envs
-    train = 3 * fwd * config.batch_size * config.epochs
+    first_layers = 2 * (2 * obs_size * config.hidden[0])  # actor and critic input layers
+    bwd = 2 * fwd - first_layers
+    rollout = fwd * (config.batch_size + config.num_envs)
+    train = (fwd + bwd) * config.batch_size * config.epochs
     return float(rollout + train)
