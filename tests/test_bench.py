@@ -1,0 +1,112 @@
+"""The benchmark suite: runs end to end in a tiny configuration and writes the documented JSON;
+the analytic FLOP count matches a hand computation. No timed assertions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evorl_core import bench
+from evorl_core.config import make_config
+from evorl_core.ppo import update_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_update_flops_matches_hand_count():
+    # obs 5 -> hidden (4, 3) -> actor head 2 actions / critic head 1 value
+    config = make_config("quick", hidden=(4, 3), positions=(0.0, 1.0), num_envs=2, num_steps=8,
+                         minibatch_size=4, epochs=3)
+    obs = 5
+    # multiply-adds of one forward pass for one sample
+    actor_macs = 5 * 4 + 4 * 3 + 3 * 2  # 38
+    critic_macs = 5 * 4 + 4 * 3 + 3 * 1  # 35
+    fwd = 2 * (actor_macs + critic_macs)  # 146 FLOPs
+    # backward: weight gradients of all layers (= forward MACs) + input gradients of all layers
+    # except the two input layers (the observation gets no gradient)
+    weight_grads = 2 * (actor_macs + critic_macs)  # 146
+    input_grads = 2 * ((4 * 3 + 3 * 2) + (4 * 3 + 3 * 1))  # 66
+    batch = 2 * 8
+    rollout = fwd * (batch + 2)  # every step's forward plus the bootstrap value of the last obs
+    train = (fwd + weight_grads + input_grads) * batch * 3
+    assert update_flops(config, obs) == rollout + train == 146 * 18 + 358 * 48
+
+
+def test_layer_shapes_cover_actor_and_critic():
+    assert bench.layer_shapes(5, (4, 3), 2) == [(5, 4), (4, 3), (3, 2), (5, 4), (4, 3), (3, 1)]
+
+
+def test_stat_is_a_median_of_repeats():
+    s = bench.stat([3.0, 1.0, 2.0, 10.0])
+    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["n"] == 4
+
+
+def test_targets_judged_from_figures():
+    result = {
+        "env": {"jax_4096": {"steps_per_s": bench.stat([12e6])}},
+        "train": {"production": {"steps_per_s": bench.stat([100.0]), "update_s": bench.stat([2.0]),
+                                 "update_flops": 8e9, "compile_s": 3.0, "peak_host_rss_mb": 5000.0}},
+        "flops": {"production": {"flops_per_s": bench.stat([5e9])}},
+        "peer": {"production": {"available": True, "steps_per_s": bench.stat([40.0])}},
+    }
+    derived = bench.derive(result)
+    prod = derived["presets"]["production"]
+    assert prod["vs_sb3"] == pytest.approx(2.5)
+    assert prod["flop_fraction"] == pytest.approx(0.8)  # 4 GFLOP/s achieved of 5 peak
+    met = {t["name"]: t["met"] for t in derived["targets"]}
+    assert met["production steps/s vs SB3"] is True
+    assert met["production fraction of FLOP-bound limit"] is False
+    assert met["env steps/s at 4096 envs"] is True
+    assert met["production peak host RSS (MB)"] is False
+    assert met["quick steps/s vs SB3"] is None  # not measured
+
+
+def test_missing_peer_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setattr(bench, "peer_available", lambda: (False, "not installed (torch missing)"))
+    result = bench.run_suite(only=["peer"], tiny=True, log=lambda _: None)
+    assert result["peer"]["quick"] == {"available": False, "reason": "not installed (torch missing)"}
+    assert "not installed" in bench.format_table(result)
+
+
+@pytest.mark.slow
+def test_tiny_bench_writes_json_with_expected_keys(tmp_path):
+    out = tmp_path / "bench.json"
+    sections = ["env", "train", "flops", "scaling"] + (["peer"] if bench.peer_available()[0] else [])
+    proc = subprocess.run(
+        [sys.executable, "-m", "evorl_core.bench", "--tiny", "--repeats", "2", "--backend", "cpu",
+         "--out", str(out), "--only", *sections],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "training (end to end)" in proc.stdout and "env (random actions)" in proc.stdout
+    result = json.loads(out.read_text())
+    for key in ("machine", "backend", "device", "jax_version", "versions", "repeats", "env", "train", "flops",
+                "scaling", "derived", "load_avg_start"):
+        assert key in result, key
+    assert result["backend"] == "cpu" and result["repeats"] == 2
+    assert {"cpu", "cpu_count", "memory_gb", "platform"} <= set(result["machine"])
+    env = result["env"]
+    assert {"jax_8", "jax_16", "numpy_single", "numpy_loop_16"} <= set(env)
+    for item in env.values():
+        if isinstance(item, dict) and "steps_per_s" in item:
+            s = item["steps_per_s"]
+            assert s["n"] == 2 and s["min"] <= s["median"] <= s["max"] and s["median"] > 0
+    for preset in ("quick", "production"):
+        t = result["train"][preset]
+        for key in ("steps_per_s", "updates_per_s", "compile_s", "peak_host_rss_mb", "device_memory_mb",
+                    "update_flops"):
+            assert key in t, (preset, key)
+        assert t["steps_per_s"]["median"] > 0 and t["compile_s"] > 0 and t["peak_host_rss_mb"] > 0
+        assert t["update_flops"] > 0
+        assert result["flops"][preset]["flops_per_s"]["median"] > 0
+        d = result["derived"]["presets"][preset]
+        assert d["flop_fraction"] > 0
+        if "peer" in sections:
+            p = result["peer"][preset]
+            assert p["available"] is True and p["steps_per_s"]["median"] > 0
+            assert d["vs_sb3"] > 0
+    assert [pt["num_envs"] for pt in result["scaling"]["points"]] == [8, 16]
