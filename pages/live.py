@@ -48,11 +48,25 @@ def controls(status: dict) -> None:
         ui.go_to("backtest", run_id)
 
 
-@st.fragment(run_every=1.0 if live else None)
+# Progress and the headline figures refresh every second; the eight charts every few seconds.
+# Redrawing all charts each second cost about one of two CPU cores (Streamlit building the
+# figures, Chromium drawing them) and slowed a concurrent training run by ~40% on a 2-core machine
+# (benchmarks/live_overhead.py).
+PROGRESS_REFRESH_S = 1.0
+CHART_REFRESH_S = 5.0
+
+
+@st.fragment(run_every=PROGRESS_REFRESH_S if live else None)
 def panel() -> None:
     # Fragment reruns execute only this function, so it catches its own errors.
     with ui.user_errors("Could not show this run: "):
         _panel()
+
+
+@st.fragment(run_every=CHART_REFRESH_S if live else None)
+def charts_panel() -> None:
+    with ui.user_errors("Could not draw the charts: "):
+        _charts()
 
 
 def _panel() -> None:
@@ -95,8 +109,13 @@ def _panel() -> None:
     if not rows:
         st.info("Waiting for the first metrics (JAX compiles the training step first; this can take "
                 "a minute)." if state in ("queued", "compiling", "running") else "This run has no metrics.")
-        return
 
+
+def _charts() -> None:
+    rows = rd.read_metrics()
+    if not rows:
+        return
+    m = views.metric_arrays(rows, CHART_KEYS)
     x = m["env_steps"]
     charts = [
         ("live_reward", ui.band_figure(x, m["reward_mean"], m["reward_std"], "Reward per step (mean ± std)",
@@ -128,3 +147,4 @@ with ui.user_errors("Could not show this run: "):
     # they act on is fresh; the fragment reruns the page itself when the run ends.
     controls(rd.read_status() or {})
 panel()
+charts_panel()
