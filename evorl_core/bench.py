@@ -717,6 +717,10 @@ def format_table(result: dict[str, Any]) -> str:
                 lines.append(f"  {preset}: {d['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s achieved, peak matmul "
                              f"{d['peak_flops_per_s'] / 1e9:.1f} GFLOP/s -> FLOP-bound update "
                              f"{d['flop_bound_update_s']:.3f} s vs measured {_median(train[preset], 'update_s'):.3f} s")
+    if result.get("flops") and not train:
+        for preset, peak in result["flops"].items():
+            lines.append(f"  peak matmul {preset}: {peak['flops_per_s']['median'] / 1e9:.1f} GFLOP/s "
+                         f"(its layer shapes at batch {peak['batch']})")
     for preset in PRESETS:
         pr = peer.get(preset) or {}
         if pr.get("available") and "rollout_s" in pr:
