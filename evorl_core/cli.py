@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", default="bench-results/bench.json", help="JSON output path")
     be.add_argument("--only", nargs="+", help="run only these sections")
     be.add_argument("--repeats", type=int)
+    be.add_argument("--backend", choices=["auto", "cpu", "gpu", "metal"], default="auto")
     return p
 
 
@@ -180,16 +181,11 @@ def _version() -> str:
     return f"evorl {__version__}"
 
 
-def _apply_backend(name: str | None) -> None:
-    """Select the JAX platform before JAX initialises its backends."""
-    if name in (None, "auto"):
-        return
-    os.environ["JAX_PLATFORMS"] = {"cpu": "cpu", "gpu": "cuda", "metal": "METAL"}[name]
-
-
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    _apply_backend(args.backend)
+    from . import backends
+
+    backends.select(args.backend)
     from .loop import train
 
     overrides = dict(
@@ -218,6 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
               f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
               file=sys.stderr)
+    print(f"evorl: backend {backends.summary()}", file=sys.stderr)
     bar = None if args.quiet else ProgressBar()
     try:
         run = train(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
@@ -327,7 +324,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    return bench_main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats)
+    return bench_main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
 COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
@@ -343,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from .backends import BackendError
     from .data import DataError, DataFallbackWarning
     from .deploy import DeployError
 
@@ -354,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, ConfigError, DataError, DeployError, RunDirError, FileNotFoundError, ValueError) as exc:
+    except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
+            ValueError) as exc:
         print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
