@@ -95,7 +95,8 @@ def check_available(name: str) -> None:
         raise BackendError(f"backend: {name} is not available here ({hint})")
 
 
-def _device_memory(device: Any) -> dict[str, float] | None:
+def device_memory(device: Any) -> dict[str, float] | None:
+    """MiB in use / peak / limit of one device, or None where the backend reports none (CPU)."""
     try:
         stats = device.memory_stats()
     except Exception:  # CPU and some plugins do not report memory
@@ -132,7 +133,7 @@ def describe() -> dict[str, Any]:
         "device_kind": devices[0].device_kind if devices else "",
         "devices": [
             {"id": d.id, "kind": d.device_kind, "platform": d.platform, "process": d.process_index,
-             "memory": _device_memory(d)}
+             "memory": device_memory(d)}
             for d in devices
         ],
         "jax": jax.__version__,

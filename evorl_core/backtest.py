@@ -18,11 +18,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from .rundir import EQUITY_COLUMNS  # the run-directory contract owns the column order
+
 # Each multiplicative equity factor is floored at this value (a wiped-out account); the same
 # constant as env.MIN_GROWTH, kept here so the NumPy accounting does not import JAX.
 MIN_GROWTH = 1e-6
 EXECUTION_MODES = ("next_open", "close")
-EQUITY_COLUMNS = ["date", "symbol", "open", "close", "position", "equity", "benchmark_equity"]
 METRIC_NAMES = (
     "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
     "trades", "win_rate", "exposure", "turnover",

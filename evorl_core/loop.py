@@ -8,7 +8,6 @@ backtests the greedy policy on every symbol's test days and (optionally) deploys
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -26,9 +25,10 @@ import psutil
 from flax import serialization
 
 from . import __version__
+from .backends import device_memory
 from .backtest import backtest_rows, buy_and_hold, compute_metrics, equity_curve
 from .config import TrainConfig
-from .data import Market, load_market
+from .data import FEATURE_NAMES, Market, load_market
 from .ppo import METRIC_NAMES, PPO, Runner, update_flops
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id, read_json
 from .stats import sharpe_confidence_interval
@@ -67,15 +67,8 @@ def backend_info() -> dict[str, Any]:
 
 
 def device_memory_mb() -> float | None:
-    """Bytes in use on the first device, when the backend reports it (GPU does, CPU does not)."""
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # backends without memory stats raise or return None
-        return None
-    if not stats:
-        return None
-    in_use = stats.get("bytes_in_use")
-    return None if in_use is None else in_use / 2**20
+    """MiB in use on the first device, when the backend reports it (GPU does, CPU does not)."""
+    return (device_memory(jax.devices()[0]) or {}).get("in_use_mb")
 
 
 def host_rss_mb() -> float:
@@ -200,7 +193,7 @@ def _run_config_record(config: TrainConfig, market: Market) -> dict[str, Any]:
     record.update({
         "data_info": market.info,
         "data_hash": market.data_hash,
-        "feature_names": list(_feature_names()),
+        "feature_names": list(FEATURE_NAMES),
         "normalization": {
             sym: {"mean": market.norm_mean[s].tolist(), "std": market.norm_std[s].tolist()}
             for s, sym in enumerate(market.symbols)
@@ -221,12 +214,6 @@ def _run_config_record(config: TrainConfig, market: Market) -> dict[str, Any]:
         "num_updates": config.num_updates,
     })
     return record
-
-
-def _feature_names():
-    from .data import FEATURE_NAMES
-
-    return FEATURE_NAMES
 
 
 def train(
@@ -387,10 +374,6 @@ def _train_loop(config: TrainConfig, run: RunDir, market: Market, stop_event: th
             run.stop_path.unlink()
         return
     save_checkpoint(run, runner, env_steps, updates_done)
-
-
-def summary_line(metrics: dict) -> str:
-    return json.dumps(metrics, default=float)
 
 
 if os.environ.get("EVORL_DEBUG_NANS"):
