@@ -1,5 +1,6 @@
 """Which accelerator JAX runs on: selection (`--backend auto|cpu|gpu|metal`) and a description of
-the active backend, its devices and their memory, for the CLI, the dashboard and benchmarks.
+the devices' memory. The description of the active backend for the CLI, the dashboard, run
+directories and benchmarks lives in `provenance`.
 
 `select(name)` must run before JAX initialises its backends (the first `jax.devices()`, array or
 jit). `auto` leaves the choice to JAX, which takes the best installed platform: CUDA with the
@@ -13,7 +14,6 @@ environment to change that. evorl never sets them itself.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from typing import Any
 
@@ -21,7 +21,7 @@ BACKENDS = ("auto", "cpu", "gpu", "metal")
 # evorl's backend name -> JAX platform name (JAX_PLATFORMS / jax_platforms)
 JAX_PLATFORM = {"cpu": "cpu", "gpu": "cuda", "metal": "METAL"}
 # JAX's platform name -> evorl's backend name
-_EVORL_NAME = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "metal": "metal", "METAL": "metal",
+EVORL_NAME = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "metal": "metal", "METAL": "metal",
                "tpu": "tpu"}
 MEMORY_ENV_VARS = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_ALLOCATOR")
 
@@ -56,7 +56,7 @@ def select(name: str | None) -> None:
         import jax
 
         if _backends_initialised() and jax.default_backend() != value.lower() and \
-                _EVORL_NAME.get(jax.default_backend()) != name:
+                EVORL_NAME.get(jax.default_backend()) != name:
             raise BackendError(f"backend: JAX is already running on {jax.default_backend()}; "
                                f"select {name} before anything uses JAX")
         jax.config.update("jax_platforms", value)
@@ -109,68 +109,3 @@ def device_memory(device: Any) -> dict[str, float] | None:
         if stats.get(key) is not None:
             out[name] = stats[key] / mib
     return out or None
-
-
-def describe() -> dict[str, Any]:
-    """The active backend, its devices and memory, host facts and the settings that chose them.
-
-    Initialises JAX (on the platform chosen by `select` / JAX_PLATFORMS).
-    """
-    import jax
-    import jaxlib
-    import psutil
-
-    devices = jax.devices()
-    jax_backend = jax.default_backend()
-    vm = psutil.virtual_memory()
-    return {
-        "backend": _EVORL_NAME.get(jax_backend, jax_backend),
-        "jax_platform": jax_backend,
-        "requested": os.environ.get("JAX_PLATFORMS") or "auto",
-        "device_count": len(devices),
-        "local_device_count": jax.local_device_count(),
-        "process_count": jax.process_count(),
-        "device_kind": devices[0].device_kind if devices else "",
-        "devices": [
-            {"id": d.id, "kind": d.device_kind, "platform": d.platform, "process": d.process_index,
-             "memory": device_memory(d)}
-            for d in devices
-        ],
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "plugins": installed_plugins(),
-        "host": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "memory_gb": vm.total / 2**30,
-            "available_gb": vm.available / 2**30,
-        },
-        "env": {k: os.environ[k] for k in ("JAX_PLATFORMS", "XLA_FLAGS", *MEMORY_ENV_VARS) if k in os.environ},
-    }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def summary(info: dict[str, Any] | None = None) -> str:
-    """One line, e.g. 'gpu: 1 x NVIDIA H100 80GB HBM3, 0.4/79.1 GiB in use (jax 0.10.2)'."""
-    info = info or describe()
-    line = f"{info['backend']}: {info['device_count']} x {info['device_kind']}"
-    mem = info["devices"][0]["memory"] if info["devices"] else None
-    if mem and "in_use_mb" in mem and "limit_mb" in mem:
-        line += f", {mem['in_use_mb'] / 1024:.1f}/{mem['limit_mb'] / 1024:.1f} GiB in use"
-    elif info["backend"] == "cpu":
-        line += f" ({info['host']['cpu_count']} cores, {info['host']['memory_gb']:.0f} GiB host memory)"
-    if info["process_count"] > 1:
-        line += f", {info['process_count']} processes"
-    return line + f" (jax {info['jax']})"

@@ -528,7 +528,7 @@ def run_worker(kind: str, args: dict[str, Any], timeout: float = 3600) -> dict[s
 def machine_info() -> dict[str, Any]:
     import psutil
 
-    from .backends import cpu_model
+    from .provenance import cpu_model
 
     return {
         "hostname_hash": abs(hash(platform.node())) % 10**8,
@@ -551,15 +551,15 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
               tiny: bool = False, command: str = "", log=print) -> dict[str, Any]:
     import jax
 
-    from . import backends
-    from .loop import library_versions
+    from . import provenance
+    from .provenance import library_versions
 
     sections = list(only or SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     p = plan(quick, repeats, tiny)
-    info = backends.describe()
+    info = provenance.describe()
     result: dict[str, Any] = {
         "schema": SCHEMA, "command": command, "quick": quick, "tiny": tiny, "sections": sections,
         "repeats": p["repeats"], "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -567,7 +567,7 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
         "device_count": info["device_count"], "backend_info": info, "jax_version": jax.__version__,
         "versions": library_versions(), "load_avg_start": _load(), "notes": [],
     }
-    log(f"evorl bench{' --quick' if quick else ''}: {backends.summary(info)}; median of {p['repeats']} repeats")
+    log(f"evorl bench{' --quick' if quick else ''}: {provenance.summary(info)}; median of {p['repeats']} repeats")
     if "env" in sections:
         log("env ...")
         result["env"] = bench_env(p, log)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_SYMBOLS, PRESETS, ConfigError, make_config, parse_floats, parse_ints
+from .timefmt import format_duration
 
 
 class UserError(Exception):
@@ -33,15 +34,6 @@ def _count(value: Any) -> str:
     return "n/a" if value is None else str(int(round(value)))
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class ProgressBar:
     """A one-line progress bar: steps, steps/s, reward, ETA. Redraws in place on a terminal."""
 
@@ -58,7 +50,7 @@ class ProgressBar:
         reward = info.get("episode_return_mean")
         line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {frac * 100:5.1f}% "
                 f"{done:,}/{total:,} steps | {info.get('steps_per_sec', 0):,.0f} steps/s | "
-                f"episode return {_fmt(reward)} | ETA {format_duration(info.get('eta_seconds'))}")
+                f"episode return {_fmt(reward)} | ETA {format_duration(info.get('eta_seconds'), clock=True)}")
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line)
@@ -183,7 +175,7 @@ def _version() -> str:
 
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import backends
+    from . import backends, provenance
 
     backends.select(args.backend)
     from .loop import train
@@ -214,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
               f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
               file=sys.stderr)
-    print(f"evorl: backend {backends.summary()}", file=sys.stderr)
+    print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
     bar = None if args.quiet else ProgressBar()
     try:
         run = train(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,

@@ -24,8 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STATES = ("queued", "compiling", "running", "stopping", "stopped", "done", "failed", "interrupted")
+# The states of a run (docs/architecture.md). Active: a process owns the run and works on it.
+# Final: nothing works on it; `stopped`, `interrupted` and `failed` runs resume from a checkpoint.
 ACTIVE_STATES = ("queued", "compiling", "running", "stopping")
+FINAL_STATES = ("stopped", "done", "failed", "interrupted")
+RESUMABLE_STATES = ("stopped", "interrupted", "failed")
+STATES = ACTIVE_STATES + FINAL_STATES
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 EQUITY_COLUMNS = ["date", "symbol", "open", "close", "position", "equity", "benchmark_equity"]
 
@@ -174,6 +178,13 @@ class RunDir:
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
 
+    def clear_stop(self) -> None:
+        """Remove a STOP request (a stale one would end the next session of the run at once)."""
+        try:
+            self.stop_path.unlink()
+        except FileNotFoundError:
+            pass
+
     # readers -----------------------------------------------------------------
     def read_config(self) -> dict[str, Any] | None:
         return read_json(self.config_path)
@@ -208,6 +219,10 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / "state.msgpack").exists()
+
+    def is_trained(self) -> bool:
+        """config.json and a checkpoint are present: the run can be backtested, deployed, resumed."""
+        return self.config_path.exists() and self.has_checkpoint()
 
 
 def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
