@@ -1,7 +1,7 @@
 """Backtest accounting and metrics (NumPy, float64), vectorised over symbols.
 
 Arrays are [S, N] (symbols x test days) or [N] for one symbol. The conventions are those of
-DESIGN.md and are written out for users in docs/accounting.md:
+docs/accounting.md:
 
 - `positions[:, t]` is the target exposure decided at the close of day t (from data up to day t).
 - The backtest starts flat with `equity[:, 0] = initial` at the close of day 0. Equity at the close
@@ -18,12 +18,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from .config import EXECUTION_MODES, MIN_GROWTH
 from .rundir import EQUITY_COLUMNS  # the run-directory contract owns the column order
 
-# Each multiplicative equity factor is floored at this value (a wiped-out account); the same
-# constant as env.MIN_GROWTH, kept here so the NumPy accounting does not import JAX.
-MIN_GROWTH = 1e-6
-EXECUTION_MODES = ("next_open", "close")
 METRIC_NAMES = (
     "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
     "trades", "win_rate", "exposure", "turnover",
@@ -50,7 +47,7 @@ def _factor(x: np.ndarray) -> np.ndarray:
 
 
 def step_growth(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> np.ndarray:
-    """E_{t+1} / E_t for moving from exposure p_prev to p_new at the close of day t (DESIGN.md)."""
+    """E_{t+1} / E_t for moving from exposure p_prev to p_new at the close of day t (docs/accounting.md)."""
     fee = _factor(-cost * np.abs(np.asarray(p_new) - np.asarray(p_prev)))
     if execution == "next_open":
         overnight = _factor(p_prev * (open_next / close_now - 1.0))
@@ -163,7 +160,7 @@ def compute_metrics(equity, positions, annualization: float = 252, rf: float = 0
     return {name: np.array([row[name] for row in rows]) for name in METRIC_NAMES}
 
 
-def metrics_table(symbols, equity, positions, annualization: float = 252, rf: float = 0.0) -> dict[str, dict[str, float]]:
+def metrics_by_symbol(symbols, equity, positions, annualization: float = 252, rf: float = 0.0) -> dict[str, dict[str, float]]:
     """{symbol: {metric: float}} for backtest/metrics.json (NaN stays NaN; rundir writes it as null)."""
     equity = np.atleast_2d(np.asarray(equity, dtype=np.float64))
     positions = np.atleast_2d(np.asarray(positions, dtype=np.float64))

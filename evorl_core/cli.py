@@ -14,7 +14,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_SYMBOLS, PRESETS, ConfigError, make_config, parse_floats, parse_ints
+import jax
+
+from . import __version__, backends, bench, pipeline, provenance
+from .backends import BackendError
+from .config import (
+    DEFAULT_SYMBOLS,
+    EXECUTION_MODES,
+    INIT_SCHEMES,
+    PRESETS,
+    ConfigError,
+    make_config,
+    parse_floats,
+    parse_ints,
+)
+from .data import DataError, DataFallbackWarning, load_frames
+from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
+from .evaluation import run_backtest
+from .rundir import RunDirError, list_runs
 from .timefmt import format_duration
 
 
@@ -64,7 +81,7 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     """Per-symbol test metrics of the agent against buy & hold, as an aligned text table."""
     header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe", "B&H Sharpe", "max DD",
               "B&H max DD", "trades", "win rate", "exposure"]
@@ -110,17 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-grad-norm", type=float)
     t.add_argument("--anneal-lr", action="store_true", default=None, help="decay the learning rate linearly to 0")
     t.add_argument("--activation", choices=["tanh", "relu"])
-    t.add_argument("--init", choices=["normal", "orthogonal"], help="weight initialiser")
+    t.add_argument("--init-scheme", "--init", choices=list(INIT_SCHEMES), help="weight initialiser")
     t.add_argument("--init-std", type=float, help="std of the normal initialiser")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
     t.add_argument("--episode-len", type=int)
     t.add_argument("--fee-bps", type=float)
     t.add_argument("--slippage-bps", type=float)
     t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
-    t.add_argument("--execution", choices=["next_open", "close"])
+    t.add_argument("--execution", choices=list(EXECUTION_MODES))
     t.add_argument("--initial-capital", type=float)
     t.add_argument("--seed", type=int)
-    t.add_argument("--backend", choices=["auto", "cpu", "gpu", "metal"])
+    t.add_argument("--backend", choices=list(backends.BACKENDS))
     t.add_argument("--updates-per-chunk", type=int, help="updates per compiled chunk (0 = automatic)")
     t.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
     t.add_argument("--run-id")
@@ -163,22 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", default="bench-results/bench.json", help="JSON output path")
     be.add_argument("--only", nargs="+", help="run only these sections")
     be.add_argument("--repeats", type=int)
-    be.add_argument("--backend", choices=["auto", "cpu", "gpu", "metal"], default="auto")
+    be.add_argument("--backend", choices=list(backends.BACKENDS), default="auto")
     return p
 
 
 def _version() -> str:
-    from . import __version__
-
     return f"evorl {__version__}"
 
 
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import backends, provenance
-
     backends.select(args.backend)
-    from .loop import train
 
     overrides = dict(
         symbols=tuple(args.symbols), data=args.data, test_days=args.test_days,
@@ -187,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
-        anneal_lr=args.anneal_lr, activation=args.activation, init=args.init, init_std=args.init_std,
+        anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
         positions=parse_floats(args.positions, "positions") if args.positions else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
@@ -209,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
     bar = None if args.quiet else ProgressBar()
     try:
-        run = train(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
+        run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
                     model_name=args.model_name, models_dir=args.models_dir, cache_dir=args.cache_dir)
     finally:
         if bar is not None:
@@ -226,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         synthetic = (cfg.get("data_info") or {}).get("synthetic")
         print(f"\nHeld-out test ({cfg.get('test_days')} days, {cfg.get('execution')} execution, "
               f"{cfg.get('fee_bps')}+{cfg.get('slippage_bps')} bps)" + ("  [SYNTHETIC DATA]" if synthetic else ""))
-        print(metrics_table(metrics))
+        print(format_metrics_table(metrics))
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
     print(f"\nrun directory: {run.path}")
@@ -234,30 +246,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from .loop import run_backtest
-
     run_path = Path(args.run)
     if not (run_path / "config.json").exists():
         raise UserError(f"--run {run_path}: no config.json there; is it a run directory?")
     metrics = run_backtest(run_path, data=args.data, test_days=args.test_days,
                            out_dir=Path(args.out) if args.out else None, cache_dir=args.cache_dir)
-    print(metrics_table(metrics))
+    print(format_metrics_table(metrics))
     print(f"\nwritten to: {Path(args.out) if args.out else run_path / 'backtest'}")
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from .deploy import deploy_run
-
     path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir)
     print(f"deployed model: {path}")
     return 0
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    from .data import load_frames
-    from .deploy import load_bundle, signals
-
     bundle = load_bundle(args.model, models_dir=args.models_dir)
     symbols = args.symbols or bundle.symbols
     frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed)
@@ -279,8 +284,6 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .rundir import list_runs
-
     runs = list_runs(args.runs_dir)
     if args.json:
         print(json.dumps(runs, indent=2, default=str))
@@ -302,8 +305,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .deploy import list_models
-
     models = list_models(args.models_dir)
     if not models:
         print(f"no models in {args.models_dir}")
@@ -314,9 +315,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
+    return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
 COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
@@ -332,16 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .backends import BackendError
-    from .data import DataError, DataFallbackWarning
-    from .deploy import DeployError
-
+    if os.environ.get("EVORL_DEBUG_NANS"):  # a debugging aid: stop at the first NaN inside JAX
+        jax.config.update("jax_debug_nans", True)
     # Data fallbacks are reported once through logging (and again beside the results), not as
     # Python warnings with source lines.
     warnings.simplefilter("ignore", DataFallbackWarning)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    from .rundir import RunDirError
-
     try:
         return COMMANDS[args.command](args)
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,

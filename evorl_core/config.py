@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_SYMBOLS = ("BPCL", "HDFCLIFE", "TATASTEEL")
 EXECUTION_MODES = ("next_open", "close")
-PRESETS_NAMES = ("production", "quick")
+INIT_SCHEMES = ("normal", "orthogonal")
+# Each multiplicative equity factor (overnight move, fee, intraday move) is floored at this value:
+# with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
+# undefined; equity then drops to a millionth, which reads as "wiped out" (docs/accounting.md).
+MIN_GROWTH = 1e-6
+# Config keys of earlier versions -> today's field names (old run directories keep loading).
+_RENAMED = {"init": "init_scheme"}
 
 
 class ConfigError(ValueError):
@@ -27,7 +33,7 @@ class TrainConfig:
     data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
     test_days: int = 60
     window: int = 32  # days of causal features in one observation
-    # market conventions (DESIGN.md): target exposures, costs, execution
+    # market conventions (docs/accounting.md): target exposures, costs, execution
     positions: tuple[float, ...] = (0.0, 0.5, 1.0)
     fee_bps: float = 5.0
     slippage_bps: float = 5.0
@@ -43,7 +49,7 @@ class TrainConfig:
     epochs: int = 4
     hidden: tuple[int, ...] = (1024, 512, 256)
     activation: str = "tanh"
-    init: str = "normal"  # normal (original system) | orthogonal (PureJaxRL)
+    init_scheme: str = "normal"  # weight initialiser: normal (original system) | orthogonal (PureJaxRL)
     init_std: float = 0.01  # std of the normal initialiser of hidden layers (original system)
     lr: float = 3e-4
     anneal_lr: bool = False
@@ -57,7 +63,6 @@ class TrainConfig:
     # runtime
     backend: str = "auto"  # auto | cpu | gpu | metal
     updates_per_chunk: int = 0  # 0 = choose automatically (~2 s of work per chunk)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # derived sizes -------------------------------------------------------
     @property
@@ -87,6 +92,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {_RENAMED.get(k, k): v for k, v in d.items()}
         kwargs = {k: v for k, v in d.items() if k in names}
         for key in ("symbols", "positions", "hidden"):
             if key in kwargs:
@@ -112,7 +118,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Small enough that a 2-core CPU shows a learning curve within a minute or two.
     "quick": dict(
         num_envs=64, num_steps=128, minibatch_size=1024, epochs=4, hidden=(64, 64),
-        lr=1e-3, total_timesteps=200_000, init="orthogonal",
+        lr=1e-3, total_timesteps=200_000, init_scheme="orthogonal",
     ),
 }
 
@@ -171,7 +177,7 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.epochs >= 1, f"epochs: must be positive (got {c.epochs})")
     need(len(c.hidden) >= 1 and all(h >= 1 for h in c.hidden), "hidden: give positive layer sizes, e.g. 1024,512,256")
     need(c.activation in ("tanh", "relu"), "activation: must be tanh or relu")
-    need(c.init in ("normal", "orthogonal"), "init: must be normal or orthogonal")
+    need(c.init_scheme in INIT_SCHEMES, f"init_scheme: must be one of {', '.join(INIT_SCHEMES)}")
     need(c.init_std > 0, "init_std: must be positive")
     need(c.lr > 0 and math.isfinite(c.lr), f"lr: must be a positive number (got {c.lr})")
     need(0 < c.gamma <= 1, "gamma: must lie in (0, 1]")

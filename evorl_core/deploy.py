@@ -22,7 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from . import env as trading_env
+from .checkpoints import load_params, params_template
 from .config import TrainConfig
+from .data import features_for_inference
+from .market_data import MarketData
+from .ppo import PPO
+from .provenance import library_versions
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -53,22 +59,14 @@ class Bundle:
 
 def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models") -> Path:
     """Copy a finished run's trained parameters and metadata into models/<name>/."""
-    from .loop import library_versions
-    from .ppo import PPO
-
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     stored = run.read_config()
-    if stored is None or not run.has_checkpoint():
+    if stored is None or not run.is_trained():
         raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
     config = TrainConfig.from_dict(stored)
     name = validate_model_name(name or run.run_id)
 
-    # Rebuild the runner template to read the checkpoint, then keep only network parameters.
-    num_features = len(stored["feature_names"])
-    ppo = PPO(config, num_features)
-    params_template = ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
-    raw_state = serialization.msgpack_restore((run.checkpoint_dir / "state.msgpack").read_bytes())
-    params = serialization.from_state_dict(params_template, raw_state["params"])
+    params = load_params(run, config, len(stored["feature_names"]))
 
     out = Path(models_dir) / name
     tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
@@ -122,16 +120,13 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
 
 
 def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> Bundle:
-    from .ppo import PPO
-
     candidate = Path(name_or_dir)
     path = candidate if (candidate / "bundle.json").exists() else Path(models_dir) / str(name_or_dir)
     meta = read_json(path / "bundle.json")
     if meta is None:
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
     config = TrainConfig.from_dict(meta["config"])
-    ppo = PPO(config, len(meta["feature_names"]))
-    template = ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
+    template = params_template(config, len(meta["feature_names"]))
     try:
         params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -146,11 +141,6 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
     policy from flat over the last `replay_days` bars (default: the bundle's test length), exactly
     like the backtest: it is what a user who followed the model would hold.
     """
-    from . import env as trading_env
-    from .data import features_for_inference
-    from .market_data import MarketData
-    from .ppo import PPO
-
     config = bundle.config
     ppo = PPO(config, len(bundle.meta["feature_names"]))
     norm = bundle.meta["normalization"]

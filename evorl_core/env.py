@@ -3,7 +3,7 @@
 One env = one symbol, walking forward one trading day per step through the training range of
 that symbol. At the close of day t the agent sees the last `window` days of causal features (days
 t-window+1 .. t) and the position it holds, and picks a target exposure from `params.positions`.
-The step moves to day t+1 and pays the log growth of equity under the accounting of DESIGN.md
+The step moves to day t+1 and pays the log growth of equity under the accounting of docs/accounting.md
 (see `step_log_return`). Episodes end after `episode_len` steps or when the next transition would
 read a test day; `step` then resets automatically to a fresh random start.
 
@@ -22,14 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .config import EXECUTION_MODES, TrainConfig
+from .config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
 from .market_data import MarketData
 
-# A multiplicative equity factor (overnight move, fee, intraday move) below this is clamped to it:
-# with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
-# undefined; equity then drops to a millionth, which reads as "wiped out". Same constant in
-# backtest.py and reference_env.py.
-MIN_GROWTH = 1e-6
 _LOG_MIN_GROWTH = math.log(MIN_GROWTH)
 
 
@@ -159,8 +154,8 @@ def reset(key: jax.Array, params: EnvParams, data: MarketData) -> tuple[jax.Arra
     return observe(data, state.symbol, state.t, state.position, params), state
 
 
-def step_env(state: EnvState, action, params: EnvParams, data: MarketData):
-    """One transition t -> t+1 without auto-reset: (obs, next_state, reward, done, info)."""
+def transition(state: EnvState, action, params: EnvParams, data: MarketData):
+    """One transition t -> t+1 without auto-reset and without observing: (next_state, reward, done, info)."""
     symbol, t = state.symbol, state.t
     p_prev = state.position
     p_new = params.positions[action].astype(jnp.float32)
@@ -193,14 +188,20 @@ def step_env(state: EnvState, action, params: EnvParams, data: MarketData):
         "position": p_new,
         "turnover": jnp.abs(p_new - p_prev),
     }
-    obs = observe(data, symbol, t_next, p_new, params)
+    return next_state, reward, done, info
+
+
+def step_env(state: EnvState, action, params: EnvParams, data: MarketData):
+    """One transition t -> t+1 without auto-reset: (obs, next_state, reward, done, info)."""
+    next_state, reward, done, info = transition(state, action, params, data)
+    obs = observe(data, next_state.symbol, next_state.t, next_state.position, params)
     return obs, next_state, reward, done, info
 
 
 def step(key: jax.Array, state: EnvState, action, params: EnvParams, data: MarketData):
     """One transition with auto-reset: when done, obs/state are those of a fresh random start, while
     reward, done and info describe the finished transition."""
-    _, next_state, reward, done, info = step_env(state, action, params, data)  # its obs is dead code
+    next_state, reward, done, info = transition(state, action, params, data)
     fresh = _fresh_state(*_random_start(key, data))
     next_state = jax.tree.map(lambda new, cont: jnp.where(done, new, cont), fresh, next_state)
     # Select the state first, then build one observation: the window gather is the costliest part

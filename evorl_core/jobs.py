@@ -20,24 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import pipeline
 from .config import TrainConfig
-from .rundir import ACTIVE_STATES, RunDir, new_run_id, validate_run_id
+from .rundir import ACTIVE_STATES, FINAL_STATES, RunDir, new_run_id, validate_run_id
 
 log = logging.getLogger(__name__)
 
 TrainFn = Callable[..., Any]
-FINAL_STATES = ("stopped", "done", "failed", "interrupted")
 
 
 class JobError(RuntimeError):
     """A job request the registry refuses (unknown run, already running, nothing to resume)."""
-
-
-def _default_train(*args: Any, **kwargs: Any) -> Any:
-    # Imported on first use: the dashboard starts (and its tests run) without compiling anything.
-    from .loop import train
-
-    return train(*args, **kwargs)
 
 
 @dataclass
@@ -69,7 +62,7 @@ class JobRegistry:
     """Thread-safe set of training threads, keyed by run directory."""
 
     def __init__(self, train_fn: TrainFn | None = None) -> None:
-        self.train_fn: TrainFn = train_fn or _default_train
+        self.train_fn: TrainFn = train_fn or pipeline.run
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -132,10 +125,7 @@ class JobRegistry:
         if not raw:
             raise JobError(f"run {run_id!r} has no readable config.json")
         config = TrainConfig.from_dict(raw)
-        try:
-            rd.stop_path.unlink()  # a stale STOP file would end the resumed run at once
-        except FileNotFoundError:
-            pass
+        rd.clear_stop()  # a stale STOP file would end the resumed run at once
         rd.write_status("queued", error=None, finished_at=None)
         job = Job(run_id=run_id, runs_dir=runs_dir, config=config, resume=True)
         kwargs: dict[str, Any] = dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir))

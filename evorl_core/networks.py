@@ -1,6 +1,6 @@
 """Actor-critic networks: separate actor and critic MLPs (Flax linen).
 
-The original system used plain normal initialisers; `init="orthogonal"` gives the PureJaxRL
+The original system used plain normal initialisers; `init_scheme="orthogonal"` gives the PureJaxRL
 scheme (orthogonal sqrt(2) hidden, 0.01 policy head, 1.0 value head), which learns faster on
 small networks and is what the `quick` preset uses.
 """
@@ -62,7 +62,7 @@ def make_network(config, num_actions: int) -> ActorCritic:
         num_actions=num_actions,
         hidden=tuple(config.hidden),
         activation=config.activation,
-        init_scheme=config.init,
+        init_scheme=config.init_scheme,
         init_std=config.init_std,
     )
 

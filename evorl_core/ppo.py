@@ -17,7 +17,7 @@ import optax
 from . import env as trading_env
 from .config import TrainConfig
 from .market_data import MarketData
-from .networks import ActorCritic, make_network
+from .networks import ActorCritic, forward_flops_per_sample, make_network
 
 
 class Hyper(NamedTuple):
@@ -59,7 +59,7 @@ METRIC_NAMES = (
 class PPO:
     """Static logic (shapes, network, env params); all running state lives in `Runner`."""
 
-    def __init__(self, config: TrainConfig, num_features: int):
+    def __init__(self, config: TrainConfig, num_features: int, batch_constraint: Any = None):
         self.config = config
         self.env_params = trading_env.make_params(config)
         self.num_actions = len(config.positions)
@@ -68,9 +68,9 @@ class PPO:
         # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
         # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
         self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
-        # Multi-device: sharding.setup sets this to a sharding constraint that keeps each
-        # minibatch split over the devices (data-parallel gradients). None on one device.
-        self.batch_constraint: Any = None
+        # Multi-device: a function from `sharding.Layout` that keeps each minibatch split over the
+        # devices (data-parallel gradients). None on one device.
+        self.batch_constraint = batch_constraint
 
     # -- init ------------------------------------------------------------------------------
     def init(self, key: jax.Array, data: MarketData) -> Runner:
@@ -279,8 +279,6 @@ def update_flops(config: TrainConfig, obs_size: int) -> float:
     the first (the observation needs no gradient, and XLA does not compute it), so the count is the
     work actually done, not the 3x-forward rule of thumb that would overstate utilisation.
     """
-    from .networks import forward_flops_per_sample
-
     fwd = forward_flops_per_sample(obs_size, config.hidden, len(config.positions))
     first_layers = 2 * (2 * obs_size * config.hidden[0])  # actor and critic input layers
     bwd = 2 * fwd - first_layers

@@ -1,6 +1,6 @@
 """A plain NumPy (float64) reference of the trading environment, for tests.
 
-Written independently of env.py and as literally as possible from the accounting in DESIGN.md:
+Written independently of env.py and as literally as possible from the accounting in docs/accounting.md:
 it computes the equity values E_t, E_open, E_fill, E_{t+1} explicitly and the reward as
 log(E_{t+1} / E_t). It has no auto-reset and no randomness: the caller places it with
 `reset_to(symbol, t)`.
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Each multiplicative equity factor is floored at this value (a wiped-out account), as in env.py.
-MIN_GROWTH = 1e-6
+from .config import EXECUTION_MODES, MIN_GROWTH  # floor of each equity factor (a wiped-out account)
 
 
 class ReferenceTradingEnv:
     def __init__(self, open_, close, features, length, first_index, test_start, positions, cost,
                  execution, window, episode_len):
-        if execution not in ("next_open", "close"):
+        if execution not in EXECUTION_MODES:
             raise ValueError(f"unknown execution {execution!r}")
         self.open = np.asarray(open_, dtype=np.float64)
         self.close = np.asarray(close, dtype=np.float64)

@@ -1,13 +1,18 @@
-"""Multi-device data parallelism: the env batch sharded over a 1-D device mesh.
+"""Multi-device layout: how a run's arrays are split over a device mesh. Pure description.
 
-With more than one device, the training loop lays the runner out like this (see `shard_runner`):
+The mesh has two named axes, `"population"` and `"data"` (the env batch). A single agent uses a
+population axis of size 1, so every device works on the env batch; a population of N agents
+(leading axis N on every runner leaf) can be split over the population axis, the env batch
+over the data axis, or both. This module only *returns* shardings and constraint functions;
+it never changes an algorithm object. The training loop passes them on:
 
-- env-batch leaves (`runner.env_state`, `runner.obs`: leading axis = num_envs) are split over the
-  mesh axis `"data"`, so each device steps its own slice of the envs and runs the rollout for it;
-- everything else (network params, optimiser state, PRNG key, hyperparameters, update counter) and
-  the market data are replicated;
-- inside the update, `PPO.batch_constraint` keeps every minibatch split along its sample axis,
-  so each device computes the loss and gradients of its part of the minibatch and XLA inserts the
+- `Layout.runner`: a pytree of NamedShardings like the runner: env-batch leaves (`env_state`,
+  `obs`: leading axis = num_envs, after the population axis if any) split over `"data"`,
+  everything else (network params, optimiser state, key, hyperparameters, counter) replicated
+  over `"data"` (and split over `"population"` when there is a population axis);
+- `Layout.data`: the market data, replicated everywhere;
+- `Layout.minibatch_constraint`: for `PPO(batch_constraint=...)`, keeps every minibatch split along
+  its sample axis so each device computes the loss and gradients of its part and XLA inserts the
   all-reduce of the gradients (data-parallel SGD, semantically identical to one device).
 
 Everything goes through `jax.jit` with explicit in/out shardings; XLA's SPMD partitioner inserts
@@ -16,19 +21,20 @@ the collectives. Results equal a one-device run up to the order of float reducti
 `XLA_FLAGS=--xla_force_host_platform_device_count=4`).
 
 Multi-host (several machines, each with its devices): call `jax.distributed.initialize()` at the
-start of every process (coordinator address, process count and id come from the cluster
-environment or arguments), then `data_mesh(jax.devices())` spans all hosts' devices. Each process
-runs the same program; see docs/benchmarks.md. No home-made cluster code.
+start of every process, then `make_mesh(jax.devices())` spans all hosts' devices. Each process runs
+the same program; see docs/benchmarks.md. No home-made cluster code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+POPULATION_AXIS = "population"
 DATA_AXIS = "data"
 
 
@@ -36,15 +42,31 @@ class ShardingError(ValueError):
     """The configuration cannot be split over the devices (message says what to change)."""
 
 
-def data_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh named "data" over `devices` (default: every device of the default backend, i.e. the
-    local ones, or all hosts' after `jax.distributed.initialize`)."""
+class Layout(NamedTuple):
+    mesh: Mesh
+    runner: Any  # pytree of NamedSharding, same structure as the runner
+    data: NamedSharding
+    minibatch_constraint: Callable[[Any], Any]
+
+    @property
+    def jit_kwargs(self) -> dict[str, Any]:
+        """`in_shardings`/`out_shardings` for `jax.jit(run_updates)`: (runner, data) -> (runner, metrics)."""
+        metrics = NamedSharding(self.mesh, PartitionSpec())
+        return {"in_shardings": (self.runner, self.data), "out_shardings": (self.runner, metrics)}
+
+
+def make_mesh(devices: list | None = None, population_shards: int = 1) -> Mesh:
+    """A 2-D mesh (population, data) over `devices` (default: every device of the default backend,
+    i.e. the local ones, or all hosts' after `jax.distributed.initialize`)."""
     devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    if population_shards < 1 or len(devices) % population_shards:
+        raise ShardingError(f"population shards: {population_shards} does not divide {len(devices)} devices")
+    grid = np.asarray(devices).reshape(population_shards, len(devices) // population_shards)
+    return Mesh(grid, (POPULATION_AXIS, DATA_AXIS))
 
 
 def check_divisible(num_envs: int, minibatch_size: int, mesh: Mesh) -> None:
-    n = mesh.devices.size
+    n = mesh.shape[DATA_AXIS]
     if num_envs % n:
         raise ShardingError(
             f"num_envs: {num_envs} envs cannot be split evenly over {n} devices; "
@@ -57,38 +79,23 @@ def check_divisible(num_envs: int, minibatch_size: int, mesh: Mesh) -> None:
         )
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def env_batch(mesh: Mesh) -> NamedSharding:
-    """Leading axis split over the devices, other axes whole."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def runner_shardings(runner: Any, mesh: Mesh) -> Any:
-    """A pytree like `runner` (a ppo.Runner) of NamedShardings: env batch split, the rest replicated."""
-    rep, split = replicated(mesh), env_batch(mesh)
-    shardings = jax.tree_util.tree_map(lambda _: rep, runner)
+def runner_shardings(runner: Any, mesh: Mesh, population: bool = False) -> Any:
+    """A pytree like `runner` (a ppo.Runner, optionally with a leading population axis) of
+    NamedShardings: env batch split over "data", the rest replicated over "data"."""
+    lead = (POPULATION_AXIS,) if population else ()
+    whole = NamedSharding(mesh, PartitionSpec(*lead))
+    split = NamedSharding(mesh, PartitionSpec(*lead, DATA_AXIS))
+    shardings = jax.tree_util.tree_map(lambda _: whole, runner)
     return shardings._replace(
         env_state=jax.tree_util.tree_map(lambda _: split, runner.env_state),
         obs=split,
     )
 
 
-def shard_runner(runner: Any, mesh: Mesh) -> Any:
-    """Place a runner on the mesh (env batch split over "data", everything else replicated)."""
-    return jax.device_put(runner, runner_shardings(runner, mesh))
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a pytree (e.g. the market data) whole on every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
-
-
-def minibatch_constraint(mesh: Mesh):
-    """For `PPO.batch_constraint`: keep [num_minibatches, minibatch_size, ...] arrays split along
-    the sample axis, so each device takes its share of every gradient step."""
+def minibatch_constraint(mesh: Mesh) -> Callable[[Any], Any]:
+    """Keep [num_minibatches, minibatch_size, ...] arrays split along the sample axis, so each
+    device takes its share of every gradient step. Under `vmap` over a population the batched
+    axis is left to the partitioner."""
     spec = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
     def constrain(tree: Any) -> Any:
@@ -97,19 +104,16 @@ def minibatch_constraint(mesh: Mesh):
     return constrain
 
 
-def setup(ppo: Any, runner: Any, data: Any, config: Any, devices: list | None = None):
-    """Shard a run over `devices` (default: all devices).
-
-    Returns (runner, data, jit_kwargs): the placed runner and market data, and the
-    `in_shardings`/`out_shardings` to give `jax.jit(ppo.run_updates, ...)` so that compiled chunks
-    keep the layout from one call to the next. Sets `ppo.batch_constraint`.
-    """
-    mesh = data_mesh(devices)
+def layout(runner: Any, config: Any, devices: list | None = None, population: bool = False,
+           population_shards: int = 1) -> Layout:
+    """The layout of a run over `devices` (default: all); with `population`, runner leaves carry a
+    leading population axis, split over `population_shards` rows of the mesh. Raises ShardingError
+    when the env batch or the minibatch does not divide over the data axis."""
+    mesh = make_mesh(devices, population_shards)
     check_divisible(config.num_envs, config.minibatch_size, mesh)
-    ppo.batch_constraint = minibatch_constraint(mesh)
-    runner_sh = runner_shardings(runner, mesh)
-    rep = replicated(mesh)
-    runner = jax.device_put(runner, runner_sh)
-    data = jax.device_put(data, rep)
-    jit_kwargs = {"in_shardings": (runner_sh, rep), "out_shardings": (runner_sh, rep)}
-    return runner, data, jit_kwargs
+    return Layout(
+        mesh=mesh,
+        runner=runner_shardings(runner, mesh, population),
+        data=NamedSharding(mesh, PartitionSpec()),
+        minibatch_constraint=minibatch_constraint(mesh),
+    )

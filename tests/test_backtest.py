@@ -222,7 +222,7 @@ def test_metrics_table_and_rows():
     positions = np.array([[1.0, 1.0, 0.0, 0.5, 1.0], [0.0] * 5])
     eq = backtest.equity_curve(open_, close, positions, 0.001, initial=1e6)
     bh = backtest.buy_and_hold(open_, close, 0.001, initial=1e6)
-    table = backtest.metrics_table(["AAA", "BBB"], eq, positions)
+    table = backtest.metrics_by_symbol(["AAA", "BBB"], eq, positions)
     assert set(table) == {"AAA", "BBB"}
     assert table["AAA"]["trades"] == 3 and table["BBB"]["trades"] == 0
     dates = pd.bdate_range("2024-01-01", periods=5).values

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import loop
+from evorl_core import pipeline
 from evorl_core.backtest import equity_curve
 from evorl_core.config import make_config
 from evorl_core.data import build_market
@@ -66,7 +66,7 @@ def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
                          total_timesteps=400_000, fee_bps=1.0, slippage_bps=0.0, seed=0)
     frames = planted_frames(symbols)
     market = build_market(frames, config.window, test_days, info={"source": "planted", "synthetic": True})
-    run = loop.train(config, tmp_path, "planted", market=market)
+    run = pipeline.run(config, tmp_path, "planted", market=market)
     equity = run.read_equity()
 
     agent_log, oracle_log = 0.0, 0.0
@@ -90,7 +90,7 @@ def test_random_walk_is_not_significantly_different_from_flat(tmp_path):
                          total_timesteps=100_000, seed=0)
     market = build_market(random_walk_frames(symbols), config.window, 250,
                           info={"source": "random-walk", "synthetic": True})
-    run = loop.train(config, tmp_path, "walk", market=market)
+    run = pipeline.run(config, tmp_path, "walk", market=market)
     metrics = run.read_backtest_metrics()
     for symbol in symbols:
         m = metrics[symbol]

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from evorl_core import loop, sharding
+    from evorl_core import pipeline, sharding
     from evorl_core.config import make_config
     from evorl_core.data import build_market, synthetic_ohlcv
+    from evorl_core.ppo import PPO
 
     out = sys.argv[1]
     config = make_config("quick", num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,),
@@ -31,22 +32,28 @@ SCRIPT = textwrap.dedent("""
     frames = {s: synthetic_ohlcv(s, n_days=300, seed=3) for s in config.symbols}
     market = build_market(frames, window=8, test_days=20, info={"source": "synthetic", "synthetic": True})
 
-    placements = []
-    original_setup = sharding.setup
+    # What the layout does to a runner: env batch split over "data", the rest replicated.
+    runner = PPO(config, market.data.features.shape[-1]).init(jax.random.PRNGKey(0), market.data)
+    placed = jax.device_put(runner, sharding.layout(runner, config).runner)
+    placement = {"obs_devices": len(placed.obs.sharding.device_set),
+                 "obs_shard_rows": placed.obs.addressable_shards[0].data.shape[0],
+                 "params_replicated": bool(jax.tree_util.tree_leaves(placed.params)[0]
+                                           .sharding.is_fully_replicated)}
+    # A population of 2 on a (population=2, data=n/2) mesh: member axis split, env batch split.
+    population = jax.tree_util.tree_map(lambda x: jax.numpy.stack([x, x]), runner)
+    n = jax.device_count()
+    pop_shards = 2 if n % 2 == 0 else 1
+    pop_layout = sharding.layout(population, config, population=True, population_shards=pop_shards)
+    pop = jax.device_put(population, pop_layout.runner)
+    pop_placement = {"obs_shard_shape": list(pop.obs.addressable_shards[0].data.shape),
+                     "params_shard_members": jax.tree_util.tree_leaves(pop.params)[0]
+                     .addressable_shards[0].data.shape[0]}
 
-    def recording_setup(ppo, runner, data, config, devices=None):
-        runner, data, kwargs = original_setup(ppo, runner, data, config, devices)
-        placements.append({"obs_devices": len(runner.obs.sharding.device_set),
-                           "obs_shard_rows": runner.obs.addressable_shards[0].data.shape[0],
-                           "params_replicated": bool(jax.tree_util.tree_leaves(runner.params)[0]
-                                                     .sharding.is_fully_replicated)})
-        return runner, data, kwargs
-
-    sharding.setup = recording_setup
-    run = loop.train(config, out, "run", market=market)
+    run = pipeline.run(config, out, "run", market=market)
     rows = run.read_metrics()
     keep = ("policy_loss", "value_loss", "entropy", "approx_kl", "reward_mean", "explained_variance")
-    print(json.dumps({"devices": jax.device_count(), "placements": placements,
+    print(json.dumps({"devices": jax.device_count(), "placement": placement, "population": pop_placement,
+                      "mesh": run.read_status().get("mesh"),
                       "metrics": [{k: r[k] for k in keep} for r in rows]}))
 """)
 
@@ -67,9 +74,12 @@ def _run(tmp_path: Path, devices: int) -> dict:
 def test_one_and_four_devices_give_the_same_losses(tmp_path):
     one = _run(tmp_path, 1)
     four = _run(tmp_path, 4)
-    assert one["devices"] == 1 and one["placements"] == []  # one device: no sharding at all
-    assert four["devices"] == 4
-    assert four["placements"] == [{"obs_devices": 4, "obs_shard_rows": 2, "params_replicated": True}]
+    assert one["devices"] == 1 and one["mesh"] is None  # one device: the loop shards nothing
+    assert four["devices"] == 4 and four["mesh"] == {"population": 1, "data": 4}
+    assert four["placement"] == {"obs_devices": 4, "obs_shard_rows": 2, "params_replicated": True}
+    # 8 envs of 2 members on a 2 x 2 mesh: each device holds 1 member x 4 envs
+    assert four["population"] == {"obs_shard_shape": [1, 4, four["population"]["obs_shard_shape"][2]],
+                                  "params_shard_members": 1}
     assert len(one["metrics"]) == len(four["metrics"]) == 4
     for a, b in zip(one["metrics"], four["metrics"], strict=True):
         for key in a:
@@ -83,7 +93,7 @@ def test_uneven_env_batch_is_a_clear_error():
     code = textwrap.dedent("""
         from evorl_core import sharding
         try:
-            sharding.check_divisible(6, 32, sharding.data_mesh())
+            sharding.check_divisible(6, 32, sharding.make_mesh())
         except sharding.ShardingError as exc:
             print(exc)
     """)

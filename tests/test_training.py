@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import loop
+from evorl_core import checkpoints, pipeline
 from evorl_core.config import make_config
 from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.ppo import PPO, gae
@@ -73,8 +73,8 @@ def _learning_metrics(run: RunDir):
 
 def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
     config = tiny_config()
-    a = loop.train(config, tmp_path, "a", market=tiny_market)
-    b = loop.train(config, tmp_path, "b", market=tiny_market)
+    a = pipeline.run(config, tmp_path, "a", market=tiny_market)
+    b = pipeline.run(config, tmp_path, "b", market=tiny_market)
     status = a.read_status()
     assert status["state"] == "done" and status["env_steps"] == config.num_updates * config.batch_size
     assert status["compile_seconds"] > 0
@@ -110,14 +110,14 @@ def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
 
 
 def test_different_seed_changes_learning(tmp_path, tiny_market):
-    a = loop.train(tiny_config(seed=0, total_timesteps=256), tmp_path, "s0", market=tiny_market)
-    b = loop.train(tiny_config(seed=1, total_timesteps=256), tmp_path, "s1", market=tiny_market)
+    a = pipeline.run(tiny_config(seed=0, total_timesteps=256), tmp_path, "s0", market=tiny_market)
+    b = pipeline.run(tiny_config(seed=1, total_timesteps=256), tmp_path, "s1", market=tiny_market)
     assert _learning_metrics(a) != _learning_metrics(b)
 
 
 def test_stop_then_resume_equals_uninterrupted(tmp_path, tiny_market):
     config = tiny_config(updates_per_chunk=1)
-    full = loop.train(config, tmp_path, "full", market=tiny_market)
+    full = pipeline.run(config, tmp_path, "full", market=tiny_market)
 
     seen = []
 
@@ -125,12 +125,12 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path, tiny_market):
         def is_set(self):
             return len(seen) >= 3
 
-    part = loop.train(config, tmp_path, "part", market=tiny_market, progress=seen.append,
+    part = pipeline.run(config, tmp_path, "part", market=tiny_market, progress=seen.append,
                       stop_event=StopAfterThree())
     status = part.read_status()
     assert status["state"] == "stopped" and status["env_steps"] == 3 * config.batch_size
     assert part.has_checkpoint() and not part.equity_path.exists()
-    resumed = loop.train(config, tmp_path, "part", market=tiny_market, resume=True)
+    resumed = pipeline.run(config, tmp_path, "part", market=tiny_market, resume=True)
     assert resumed.read_status()["state"] == "done"
     np.testing.assert_allclose(
         [list(r.values()) for r in _learning_metrics(resumed)],
@@ -147,7 +147,7 @@ def test_stop_file_stops_a_run(tmp_path, tiny_market):
         if info["updates_done"] == 2:
             run.request_stop()
 
-    loop.train(config, tmp_path, "filestop", market=tiny_market, progress=request_stop)
+    pipeline.run(config, tmp_path, "filestop", market=tiny_market, progress=request_stop)
     status = run.read_status()
     assert status["state"] == "stopped" and status["updates_done"] == 2
     assert not run.stop_path.exists()
@@ -159,8 +159,8 @@ def test_checkpoint_round_trip(tmp_path, tiny_market):
     runner = ppo.init(jax.random.PRNGKey(7), tiny_market.data)
     runner, _ = jax.jit(ppo.update)(runner, tiny_market.data)
     run = RunDir.create(tmp_path, "ckpt")
-    loop.save_checkpoint(run, runner, 128, 1)
-    restored, meta = loop.load_checkpoint(run, ppo.init(jax.random.PRNGKey(0), tiny_market.data))
+    checkpoints.save_checkpoint(run, runner, 128, 1)
+    restored, meta = checkpoints.load_checkpoint(run, ppo.init(jax.random.PRNGKey(0), tiny_market.data))
     assert meta["env_steps"] == 128 and meta["updates_done"] == 1
     for x, y in zip(jax.tree_util.tree_leaves(runner), jax.tree_util.tree_leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -172,6 +172,6 @@ def test_failure_is_recorded_in_status(tmp_path):
     from evorl_core.data import DataError
 
     with pytest.raises(DataError):
-        loop.train(config, tmp_path, "broken")
+        pipeline.run(config, tmp_path, "broken")
     status = RunDir.open(tmp_path, "broken").read_status()
     assert status["state"] == "failed" and "nonexistent" in status["error"]

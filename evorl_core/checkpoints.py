@@ -1,0 +1,55 @@
+"""Checkpoints: the full training state of a run, and the trained parameters read back from it.
+
+runs/<run_id>/checkpoint/
+  state.msgpack   the whole `ppo.Runner` (params, optimiser state, env state, key, hyperparameters,
+                  update counter) in flax msgpack; never pickle
+  meta.json       env_steps, updates_done, saved_at
+
+Both files are written atomically (temp name, then rename): a crash leaves the previous
+checkpoint intact. Readers that only need the network parameters use `load_params`, which
+restores them without rebuilding the env state or the market data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import serialization
+
+from .config import TrainConfig
+from .ppo import PPO, Runner
+from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+
+STATE_FILE = "state.msgpack"
+META_FILE = "meta.json"
+
+
+def save_checkpoint(run: RunDir, runner: Runner, env_steps: int, updates_done: int) -> None:
+    state = jax.device_get(runner)
+    atomic_write_bytes(run.checkpoint_dir / STATE_FILE, serialization.to_bytes(state))
+    atomic_write_json(run.checkpoint_dir / META_FILE, {
+        "env_steps": env_steps, "updates_done": updates_done, "saved_at": time.time(),
+    })
+
+
+def load_checkpoint(run: RunDir, template: Runner) -> tuple[Runner, dict[str, Any]]:
+    """The runner saved in `run`, shaped like `template` (a freshly initialised runner)."""
+    raw = (run.checkpoint_dir / STATE_FILE).read_bytes()
+    runner = serialization.from_bytes(template, raw)
+    meta = read_json(run.checkpoint_dir / META_FILE, {})
+    return jax.tree_util.tree_map(jnp.asarray, runner), meta
+
+
+def params_template(config: TrainConfig, num_features: int) -> Any:
+    """Freshly initialised network parameters of the right shapes (the template to restore into)."""
+    ppo = PPO(config, num_features)
+    return ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
+
+
+def load_params(run: RunDir, config: TrainConfig, num_features: int) -> Any:
+    """The trained network parameters of a run's checkpoint."""
+    raw_state = serialization.msgpack_restore((run.checkpoint_dir / STATE_FILE).read_bytes())
+    return serialization.from_state_dict(params_template(config, num_features), raw_state["params"])
