@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -323,9 +325,6 @@ COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-    import warnings
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

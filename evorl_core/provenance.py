@@ -11,17 +11,20 @@ import os
 import platform
 from typing import Any
 
+import flax
+import jax
+import jaxlib
+import numpy as np
+import optax
+import pandas
+import psutil
+
 from . import __version__
 from .backends import EVORL_NAME, MEMORY_ENV_VARS, device_memory, installed_plugins
 
 
 def library_versions() -> dict[str, str]:
     """Versions of evorl and the libraries whose behaviour shapes results."""
-    import flax
-    import jax
-    import numpy as np
-    import optax
-    import pandas
 
     return {
         "evorl": __version__, "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
@@ -42,7 +45,6 @@ def cpu_model() -> str:
 
 def host() -> dict[str, Any]:
     """The machine: OS, CPU, cores, memory (no JAX)."""
-    import psutil
 
     vm = psutil.virtual_memory()
     return {
@@ -61,8 +63,6 @@ def describe() -> dict[str, Any]:
 
     Initialises JAX (on the platform chosen by `backends.select` / JAX_PLATFORMS).
     """
-    import jax
-    import jaxlib
 
     devices = jax.devices()
     jax_backend = jax.default_backend()
@@ -115,13 +115,11 @@ def summary(info: dict[str, Any] | None = None) -> str:
 
 def host_rss_mb() -> float:
     """Resident memory of this process in MiB."""
-    import psutil
 
     return psutil.Process().memory_info().rss / 2**20
 
 
 def device_memory_mb() -> float | None:
     """MiB in use on the first device, when the backend reports it (GPU does, CPU does not)."""
-    import jax
 
     return (device_memory(jax.devices()[0]) or {}).get("in_use_mb")

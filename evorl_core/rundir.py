@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 # The states of a run (docs/architecture.md). Active: a process owns the run and works on it.
 # Final: nothing works on it; `stopped`, `interrupted` and `failed` runs resume from a checkpoint.
 ACTIVE_STATES = ("queued", "compiling", "running", "stopping")
@@ -210,9 +212,7 @@ class RunDir:
     def read_backtest_metrics(self) -> dict[str, dict[str, Any]] | None:
         return read_json(self.backtest_metrics_path)
 
-    def read_equity(self):
-        import pandas as pd
-
+    def read_equity(self) -> pd.DataFrame | None:
         if not self.equity_path.exists():
             return None
         return pd.read_csv(self.equity_path, parse_dates=["date"])
