@@ -6,7 +6,7 @@ The stages, one module each, read in this order (each imports only the ones befo
 2. the sources: `csv_files` (`read_symbol_csv`, Yahoo and NSE layouts), `yahoo` (`fetch_yahoo`,
    the download cache; reads its cache with `csv_files`), `synthetic` (`synthetic_ohlcv`);
 3. `sources`: `load_frames`, one source per symbol; `auto` falls back to synthetic data loudly,
-   never quietly;
+   never quietly; `data_info` is the record of what was used;
 4. `features`: causal features (`FEATURE_NAMES`, `raw_features`, `features_for_inference`);
 5. `market`: `build_market`, padded device arrays, train/test split indices, training-range
    normalisation, data hash; `load_market` does 3 + 5 from a `TrainConfig`.
@@ -32,7 +32,7 @@ from .features import (
     raw_features,
 )
 from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
-from .sources import DATA_SOURCES, load_frames
+from .sources import DATA_SOURCES, data_info, load_frames
 from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
 from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
 from .yahoo import (
@@ -73,6 +73,7 @@ __all__ = [
     "MarketData",
     "build_market",
     "cache_path",
+    "data_info",
     "features_for_inference",
     "fetch_yahoo",
     "hash_frames",

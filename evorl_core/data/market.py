@@ -17,7 +17,7 @@ import pandas as pd
 from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
 
 from .features import NUM_FEATURES, STD_FLOOR, features_for_inference, normalisation_stats, raw_features
-from .sources import load_frames
+from .sources import data_info, load_frames
 from .validate import OHLCV, DataError, validate_ohlcv
 
 MIN_TRAIN_STEPS = 20  # training transitions a symbol must offer besides window and test days
@@ -120,15 +120,7 @@ def build_market(
         test_start=jnp.asarray(test_start, dtype=jnp.int32),
     )
     if info is None:  # frames built by hand: record what the frames say about themselves
-        per_symbol = {
-            s: {"source": valid[s].attrs.get("source", "frames"), "path": None, "rows": len(valid[s]),
-                "first_date": str(valid[s].index[0].date()), "last_date": str(valid[s].index[-1].date())}
-            for s in symbols
-        }
-        kinds = {e["source"] for e in per_symbol.values()}
-        info = {"source": kinds.pop() if len(kinds) == 1 else "mixed", "requested": "frames",
-                "synthetic": any(e["source"] == "synthetic" for e in per_symbol.values()),
-                "warnings": [], "per_symbol": per_symbol}
+        info = data_info(valid, "frames")
     return Market(
         symbols=symbols,
         frames=valid,

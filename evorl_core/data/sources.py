@@ -1,7 +1,8 @@
 """`load_frames`: one source per symbol, and a record of what was actually used.
 
 `auto` falls back to synthetic data loudly (a `DataFallbackWarning` and a log line that say why),
-never quietly.
+never quietly. `data_info` builds the info dict that a run records about its data; `load_frames`
+and `build_market` (for frames built by hand) both use it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ def load_frames(
     auto, per symbol: `csv_dir` if given, else the cache file, else a download (when
     `allow_download`), else synthetic data with a `DataFallbackWarning` that says why.
     `n_days`: synthetic length (default per symbol); for real data, keep the last `n_days` rows.
-    The info dict records per symbol what was used (see docs/internals.md); `info["source"]` is
-    "mixed" when symbols came from different places.
+    The info dict (`data_info`) records per symbol what was used; `info["source"]` is "mixed"
+    when symbols came from different places.
     """
     symbols = list(symbols)
     if not symbols:
@@ -56,7 +57,8 @@ def load_frames(
         raise DataError(f"unknown data source {source!r}; use one of {', '.join(DATA_SOURCES)}")
     cache_dir = Path(cache_dir)
     frames: dict[str, pd.DataFrame] = {}
-    per_symbol: dict[str, dict] = {}
+    paths: dict[str, Path | None] = {}
+    extras: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
 
     for symbol in symbols:
@@ -97,18 +99,42 @@ def load_frames(
             extra["ticker"] = yahoo_ticker(symbol)
         frame.attrs["source"] = used
         frames[symbol] = frame
-        per_symbol[symbol] = {
-            "source": used, "path": None if path is None else str(path), "rows": len(frame),
-            "first_date": str(frame.index[0].date()), "last_date": str(frame.index[-1].date()), **extra,
-        }
+        paths[symbol] = path
+        extras[symbol] = extra
 
+    return frames, data_info(frames, source, notes=notes, paths=paths, extras=extras)
+
+
+def data_info(
+    frames: Mapping[str, pd.DataFrame],
+    requested: str,
+    *,
+    notes: Iterable[str] = (),
+    paths: Mapping[str, str | os.PathLike | None] | None = None,
+    extras: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict:
+    """The info dict a run records about its data (see docs/internals.md).
+
+    Per symbol: `source` (the frame's `attrs["source"]`, "frames" when unset), `path`, `rows`,
+    `first_date`, `last_date`, plus that symbol's `extras` (layout, ticker, fallback reason).
+    Overall: `source` ("mixed" when symbols came from different places), `requested`,
+    `synthetic` (any symbol synthetic), `warnings` (`notes`) and `per_symbol`.
+    """
+    paths = paths or {}
+    extras = extras or {}
+    per_symbol: dict[str, dict] = {}
+    for symbol, frame in frames.items():
+        path = paths.get(symbol)
+        per_symbol[symbol] = {
+            "source": frame.attrs.get("source", "frames"), "path": None if path is None else str(path),
+            "rows": len(frame), "first_date": str(frame.index[0].date()),
+            "last_date": str(frame.index[-1].date()), **extras.get(symbol, {}),
+        }
     used_kinds = {entry["source"] for entry in per_symbol.values()}
-    info = {
+    return {
         "source": used_kinds.pop() if len(used_kinds) == 1 else "mixed",
-        "requested": source,
+        "requested": requested,
         "synthetic": any(entry["source"] == "synthetic" for entry in per_symbol.values()),
-        "warnings": notes,
+        "warnings": list(notes),
         "per_symbol": per_symbol,
     }
-    return frames, info
-
