@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from evorl_core import data as D
 from evorl_core.data import DataError
+from evorl_core.data import yahoo as Y  # where the downloader lives: tests patch it there
 from evorl_core.market_data import MarketData
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -37,8 +38,8 @@ def no_network(monkeypatch):
     def forbidden(ticker, start, end):
         raise AssertionError(f"network download attempted for {ticker}")
 
-    monkeypatch.setattr(D, "_download", forbidden)
-    monkeypatch.setattr(D, "RETRY_BACKOFF_S", (0.0, 0.0))
+    monkeypatch.setattr(Y, "_download", forbidden)
+    monkeypatch.setattr(Y, "RETRY_BACKOFF_S", (0.0, 0.0))
 
 
 # --------------------------------------------------------------------------- CSV layouts
@@ -447,7 +448,7 @@ def test_yahoo_download_writes_cache_then_reuses_it(tmp_path, monkeypatch):
         calls.append(ticker)
         return recorded_download(ticker, start, end)
 
-    monkeypatch.setattr(D, "_download", download)
+    monkeypatch.setattr(Y, "_download", download)
     frames, info = D.load_frames("yahoo", ["BPCL"], cache_dir=tmp_path)
     assert calls == ["BPCL.NS"]
     cache = tmp_path / "BPCL.NS.csv"
@@ -457,7 +458,7 @@ def test_yahoo_download_writes_cache_then_reuses_it(tmp_path, monkeypatch):
     recorded = recorded_download("BPCL.NS", "", None)
     np.testing.assert_array_equal(frames["BPCL"]["close"].to_numpy(), recorded[("Close", "BPCL.NS")].to_numpy())
 
-    monkeypatch.setattr(D, "_download", lambda *a: pytest.fail("cache should have been used"))
+    monkeypatch.setattr(Y, "_download", lambda *a: pytest.fail("cache should have been used"))
     for source in ("yahoo", "auto"):
         again, info2 = D.load_frames(source, ["BPCL"], cache_dir=tmp_path)
         assert info2["source"] == "cache" and info2["per_symbol"]["BPCL"]["source"] == "cache"
@@ -474,7 +475,7 @@ def test_yahoo_retries_then_succeeds(tmp_path, monkeypatch):
             raise ConnectionError("reset by peer")
         return recorded_download(ticker, start, end)
 
-    monkeypatch.setattr(D, "_download", flaky)
+    monkeypatch.setattr(Y, "_download", flaky)
     frame, path = D.fetch_yahoo("BPCL", tmp_path)
     assert len(attempts) == 3 and len(frame) == 80 and path.is_file()
 
@@ -486,7 +487,7 @@ def test_yahoo_empty_frame_is_an_error_naming_the_symbol(tmp_path, monkeypatch):
         attempts.append(ticker)
         return pd.DataFrame()
 
-    monkeypatch.setattr(D, "_download", empty)
+    monkeypatch.setattr(Y, "_download", empty)
     with pytest.raises(DataError) as err:
         D.load_frames("yahoo", ["NOSUCH"], cache_dir=tmp_path)
     assert "NOSUCH" in str(err.value) and "no rows" in str(err.value)
@@ -498,7 +499,7 @@ def test_auto_falls_back_to_synthetic_with_a_warning_naming_why(tmp_path, monkey
     def offline(ticker, start, end):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(D, "_download", offline)
+    monkeypatch.setattr(Y, "_download", offline)
     with pytest.warns(D.DataFallbackWarning) as record:
         frames, info = D.load_frames("auto", ["BPCL"], cache_dir=tmp_path, seed=4)
     message = str(record[0].message)
@@ -524,7 +525,7 @@ def test_auto_mixes_sources_per_symbol_and_respects_allow_download(tmp_path):
 
 def test_auto_replaces_an_invalid_cache_file(tmp_path, monkeypatch):
     (tmp_path / "BPCL.NS.csv").write_text("Date,Open\n2024-01-01,1\n")
-    monkeypatch.setattr(D, "_download", recorded_download)
+    monkeypatch.setattr(Y, "_download", recorded_download)
     with warnings.catch_warnings():
         warnings.simplefilter("error", D.DataFallbackWarning)
         frames, info = D.load_frames("auto", ["BPCL"], cache_dir=tmp_path)

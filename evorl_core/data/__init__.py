@@ -1,0 +1,90 @@
+"""Market data: load, validate, build causal features, split train/test.
+
+The stages, one module each, read in this order (each imports only the ones before it):
+
+1. `validate`: the validated-frame contract and its errors (`DataError`, `validate_ohlcv`);
+2. the sources: `csv_files` (`read_symbol_csv`, Yahoo and NSE layouts), `yahoo` (`fetch_yahoo`,
+   the download cache; reads its cache with `csv_files`), `synthetic` (`synthetic_ohlcv`);
+3. `sources`: `load_frames`, one source per symbol; `auto` falls back to synthetic data loudly,
+   never quietly; `data_info` is the record of what was used;
+4. `features`: causal features (`FEATURE_NAMES`, `raw_features`, `features_for_inference`);
+5. `market`: `build_market`, padded device arrays, train/test split indices, training-range
+   normalisation, data hash; `load_market` does 3 + 5 from a `TrainConfig`.
+
+Nothing here fills gaps: a missing or inconsistent value is a `DataError` naming the file, the
+column and the row, so a user can fix the data instead of training on invented prices. The names
+below are re-exported so callers import from `evorl_core.data`; to replace a module-level
+function or constant (a test stubbing `_download`), patch it in the module that defines it
+(`evorl_core.data.yahoo`).
+"""
+
+from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
+
+from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, read_symbol_csv, yahoo_ticker
+from .features import (
+    FEATURE_CLIP,
+    FEATURE_NAMES,
+    NUM_FEATURES,
+    STD_FLOOR,
+    VOLUME_LOOKBACK,
+    features_for_inference,
+    normalisation_stats,
+    raw_features,
+)
+from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
+from .sources import DATA_SOURCES, data_info, load_frames
+from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
+from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
+from .yahoo import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_START,
+    DOWNLOAD_TIMEOUT_S,
+    NETWORK_CHECK_TIMEOUT_S,
+    RETRY_BACKOFF_S,
+    YAHOO_HOST,
+    cache_path,
+    fetch_yahoo,
+)
+
+__all__ = [
+    "DATA_SOURCES",
+    "DOWNLOAD_ATTEMPTS",
+    "DOWNLOAD_START",
+    "DOWNLOAD_TIMEOUT_S",
+    "FEATURE_CLIP",
+    "FEATURE_NAMES",
+    "MIN_TRAIN_STEPS",
+    "NETWORK_CHECK_TIMEOUT_S",
+    "NSE_LAYOUT",
+    "NUM_FEATURES",
+    "OHLCV",
+    "PRICES",
+    "PRICE_TOLERANCE",
+    "RETRY_BACKOFF_S",
+    "STD_FLOOR",
+    "SYNTHETIC_DAYS",
+    "SYNTHETIC_END",
+    "VOLUME_LOOKBACK",
+    "YAHOO_HOST",
+    "YAHOO_LAYOUT",
+    "DataError",
+    "DataFallbackWarning",
+    "Market",
+    "MarketData",
+    "build_market",
+    "cache_path",
+    "data_info",
+    "features_for_inference",
+    "fetch_yahoo",
+    "hash_frames",
+    "load_frames",
+    "load_market",
+    "normalisation_stats",
+    "raw_features",
+    "read_symbol_csv",
+    "rows_needed",
+    "synthetic_length",
+    "synthetic_ohlcv",
+    "validate_ohlcv",
+    "yahoo_ticker",
+]

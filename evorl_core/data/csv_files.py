@@ -1,0 +1,115 @@
+"""CSV files of one symbol each: the Yahoo layout and the NSE bhavcopy / Kaggle layout.
+
+`read_symbol_csv` detects the layout from the header and validates the rows (see `validate`), so
+a problem is reported with the file's own header spelling and spreadsheet row number. The file
+naming rule (`SYMBOL.csv` or `SYMBOL.NS.csv`, found by `_find_symbol_file`) is shared by
+`csv:DIR` sources and the Yahoo download cache; `yahoo_ticker` lives here for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .validate import OHLCV, DataError, _listing, _validated
+
+YAHOO_LAYOUT = "Date,Open,High,Low,Close[,Adj Close],Volume"
+NSE_LAYOUT = "Date,Symbol,Series,Prev Close,Open,High,Low,Last,Close,VWAP,Volume,..."
+
+# Header spellings (lower case, runs of space/underscore/dot collapsed to one space).
+# 'adj close', 'last' and 'prev close' are deliberately absent: prices are the traded Close.
+_ALIASES = {
+    "date": ("date", "timestamp", "datetime"),
+    "open": ("open", "open price"),
+    "high": ("high", "high price"),
+    "low": ("low", "low price"),
+    "close": ("close", "close price"),
+    "volume": ("volume", "tottrdqty", "total traded quantity", "shares traded", "no of shares"),
+}
+_NSE_MARKERS = ("series", "symbol", "prev close", "vwap")
+
+
+def yahoo_ticker(symbol: str) -> str:
+    """NSE symbols get '.NS'; anything already qualified ('RELIANCE.BO', '^NSEI') is kept."""
+    return symbol if ("." in symbol or "^" in symbol) else f"{symbol}.NS"
+
+
+def read_symbol_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate one symbol's daily CSV (Yahoo or NSE/Kaggle layout, auto-detected)."""
+    return _read_csv(Path(path))[0]
+
+
+def _header_key(header: Any) -> str:
+    return re.sub(r"[\s_.]+", " ", str(header).strip().lower()).strip()
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
+    """(validated frame, layout) where layout is 'yahoo', 'yahoo-multiindex' or 'nse'."""
+    name = str(path)
+    if not path.is_file():
+        raise DataError(f"{name}: file not found")
+    read = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    try:
+        raw = pd.read_csv(path, **read)
+        first_row = 2
+        # `DataFrame.to_csv` of a yfinance MultiIndex frame: Price,..  /  Ticker,..  /  Date,,,
+        if (len(raw) >= 2 and raw.columns.size and _header_key(raw.columns[0]) == "price"
+                and str(raw.iloc[0, 0]).strip().lower() == "ticker"):
+            raw = pd.read_csv(path, skiprows=[1, 2], **read).rename(columns={raw.columns[0]: "Date"})
+            first_row = 4
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {e})") from None
+    headers: dict[str, str] = {}
+    for col in raw.columns:
+        headers.setdefault(_header_key(col), col)
+    is_nse = any(m in headers for m in _NSE_MARKERS)
+    layout = "nse" if is_nse else ("yahoo-multiindex" if first_row == 4 else "yahoo")
+
+    labels: dict[str, str] = {}
+    for canon, aliases in _ALIASES.items():
+        found = next((headers[a] for a in aliases if a in headers), None)
+        if found is None:
+            expected = NSE_LAYOUT if is_nse else YAHOO_LAYOUT
+            raise DataError(
+                f"{name}: missing column '{canon.capitalize()}' in the header (row 1); "
+                f"found: {_listing(raw.columns)}; expected {expected}"
+            )
+        labels[canon] = found
+
+    rows = np.arange(len(raw)) + first_row
+    if "series" in headers:
+        series_col = headers["series"]
+        series = raw[series_col].str.strip().str.upper()
+        kinds = sorted(set(series))
+        if len(kinds) > 1:  # bhavcopy-style files mix EQ with BE/BL/...: prices of the EQ book
+            keep = (series == "EQ").to_numpy()
+            if not keep.any():
+                raise DataError(
+                    f"{name}: column '{series_col}', row 2: several series ({', '.join(kinds)}) and "
+                    "none is 'EQ'; keep one series per file"
+                )
+            raw, rows = raw[keep], rows[keep]
+    shown = {c: str(col).strip() for c, col in labels.items()}
+    frame = _validated(raw[labels["date"]], {c: raw[labels[c]] for c in OHLCV}, name, rows, shown)
+    return frame, layout
+
+
+def _find_symbol_file(directory: Path, symbol: str, prefer_ticker: bool = False) -> Path | None:
+    names = [f"{symbol}.csv", f"{yahoo_ticker(symbol)}.csv"]
+    if prefer_ticker:
+        names.reverse()
+    for n in dict.fromkeys(names):
+        if (directory / n).is_file():
+            return directory / n
+    if directory.is_dir():  # case-insensitive second chance (bpcl.csv on a case-sensitive disk)
+        by_lower = {p.name.lower(): p for p in directory.glob("*.csv")}
+        for n in names:
+            if n.lower() in by_lower:
+                return by_lower[n.lower()]
+    return None
+
