@@ -45,6 +45,21 @@ def test_parse_floats_error_names_field():
         parse_floats("0,a", "positions")
 
 
-def test_presets_are_valid():
-    for name in PRESETS:
-        assert make_config(name).preset == name
+def test_presets_apply_every_value_and_overrides_win():
+    for name, values in PRESETS.items():
+        c = make_config(name)
+        assert c.preset == name
+        for key, value in values.items():
+            expected = tuple(value) if isinstance(value, list) else value
+            assert getattr(c, key) == expected, (name, key)
+        assert c.num_updates == -(-c.total_timesteps // c.batch_size)
+    quick = make_config("quick")
+    assert (quick.hidden, quick.num_envs, quick.init_scheme) == ((64, 64), 64, "orthogonal")
+    assert make_config("quick", lr=5e-4, hidden=(8,)).lr == 5e-4
+    assert make_config("quick", hidden=(8,)).hidden == (8,)
+
+
+def test_old_config_key_init_still_loads():
+    old = {**make_config("quick").to_dict(), "init": "normal"}
+    del old["init_scheme"]
+    assert TrainConfig.from_dict(old).init_scheme == "normal"
