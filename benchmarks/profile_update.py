@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import jax  # noqa: E402
 
-from evorl_core.bench import _config, _market  # noqa: E402
+from evorl_core.bench.plan import bench_config, bench_market  # noqa: E402
 from evorl_core.ppo import PPO, update_flops  # noqa: E402
 
 
@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--trace-dir", default="bench-results/trace")
     args = parser.parse_args()
 
-    config = _config(args.preset, {})
-    market = _market(config)
+    config = bench_config(args.preset, {})
+    market = bench_market(config)
     ppo = PPO(config, market.data.features.shape[-1])
     runner = ppo.init(jax.random.PRNGKey(0), market.data)
     fn = jax.jit(ppo.run_updates, static_argnums=2).lower(runner, market.data, args.updates).compile()

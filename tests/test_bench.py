@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evorl_core import bench
+from evorl_core.bench import harness, peer, report, sections
+from evorl_core.bench.plan import stat
 from evorl_core.config import make_config
 from evorl_core.ppo import update_flops
 
@@ -37,23 +38,23 @@ def test_update_flops_matches_hand_count():
 
 
 def test_layer_shapes_cover_actor_and_critic():
-    assert bench.layer_shapes(5, (4, 3), 2) == [(5, 4), (4, 3), (3, 2), (5, 4), (4, 3), (3, 1)]
+    assert sections.layer_shapes(5, (4, 3), 2) == [(5, 4), (4, 3), (3, 2), (5, 4), (4, 3), (3, 1)]
 
 
 def test_stat_is_a_median_of_repeats():
-    s = bench.stat([3.0, 1.0, 2.0, 10.0])
+    s = stat([3.0, 1.0, 2.0, 10.0])
     assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["n"] == 4
 
 
 def test_targets_judged_from_figures():
     result = {
-        "env": {"jax_4096": {"steps_per_s": bench.stat([12e6])}},
-        "train": {"production": {"steps_per_s": bench.stat([100.0]), "update_s": bench.stat([2.0]),
+        "env": {"jax_4096": {"steps_per_s": stat([12e6])}},
+        "train": {"production": {"steps_per_s": stat([100.0]), "update_s": stat([2.0]),
                                  "update_flops": 8e9, "compile_s": 3.0, "peak_host_rss_mb": 5000.0}},
-        "flops": {"production": {"flops_per_s": bench.stat([5e9])}},
-        "peer": {"production": {"available": True, "steps_per_s": bench.stat([40.0])}},
+        "flops": {"production": {"flops_per_s": stat([5e9])}},
+        "peer": {"production": {"available": True, "steps_per_s": stat([40.0])}},
     }
-    derived = bench.derive(result)
+    derived = report.derive(result)
     prod = derived["presets"]["production"]
     assert prod["vs_sb3"] == pytest.approx(2.5)
     assert prod["flop_fraction"] == pytest.approx(0.8)  # 4 GFLOP/s achieved of 5 peak
@@ -66,19 +67,19 @@ def test_targets_judged_from_figures():
 
 
 def test_missing_peer_is_reported_not_fatal(monkeypatch):
-    monkeypatch.setattr(bench, "peer_available", lambda: (False, "not installed (torch missing)"))
-    result = bench.run_suite(only=["peer"], tiny=True, log=lambda _: None)
+    monkeypatch.setattr(harness, "peer_available", lambda: (False, "not installed (torch missing)"))
+    result = harness.run_suite(only=["peer"], tiny=True, log=lambda _: None)
     assert result["peer"]["quick"] == {"available": False, "reason": "not installed (torch missing)"}
-    assert "not installed" in bench.format_table(result)
+    assert "not installed" in report.format_table(result)
 
 
 @pytest.mark.slow
 def test_tiny_bench_writes_json_with_expected_keys(tmp_path):
     out = tmp_path / "bench.json"
-    sections = ["env", "train", "flops", "scaling"] + (["peer"] if bench.peer_available()[0] else [])
+    chosen = ["env", "train", "flops", "scaling"] + (["peer"] if peer.peer_available()[0] else [])
     proc = subprocess.run(
         [sys.executable, "-m", "evorl_core.bench", "--tiny", "--repeats", "2", "--backend", "cpu",
-         "--out", str(out), "--only", *sections],
+         "--out", str(out), "--only", *chosen],
         capture_output=True, text=True, timeout=900, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -105,7 +106,7 @@ def test_tiny_bench_writes_json_with_expected_keys(tmp_path):
         assert result["flops"][preset]["flops_per_s"]["median"] > 0
         d = result["derived"]["presets"][preset]
         assert d["flop_fraction"] > 0
-        if "peer" in sections:
+        if "peer" in chosen:
             p = result["peer"][preset]
             assert p["available"] is True and p["steps_per_s"]["median"] > 0
             assert d["vs_sb3"] > 0

@@ -1,0 +1,89 @@
+"""What a bench run measures and on what: its sections, sizes (full, --quick, and the tiny one the
+tests use), the targets it reports, the median-of-repeats statistic, and the configuration and
+synthetic market every measurement runs on."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..config import TrainConfig, make_config
+from ..data import Market, build_market, synthetic_ohlcv
+
+SECTIONS = ("env", "train", "flops", "peer", "scaling")
+BENCH_PRESETS = ("quick", "production")
+SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
+
+# Targets for a 2-core CPU (docs/benchmarks.md). Reported, never asserted.
+TARGETS = {
+    "production_vs_sb3": 2.0,
+    "production_flop_fraction": 0.85,
+    "quick_vs_sb3": 5.0,
+    "env_steps_per_s_4096": 10e6,
+    "production_peak_rss_mb": 4096.0,
+    "compile_s": 20.0,
+}
+
+# config overrides of the tiny run (tests): seconds, every code path
+_TINY = {"num_envs": 8, "num_steps": 16, "minibatch_size": 32, "epochs": 1, "hidden": (16,), "window": 8,
+         "test_days": 20, "total_timesteps": 8 * 16 * 3, "updates_per_chunk": 1, "symbols": ("AAA", "BBB")}
+
+
+def plan(quick: bool, repeats: int | None, tiny: bool = False) -> dict[str, Any]:
+    """Sizes of a run: full vs --quick, and the tiny one the tests use."""
+    if tiny:  # tests: seconds, every code path
+        return {
+            "repeats": repeats or 2, "env_sizes": (8, 16), "env_steps": 10, "ref_steps": 200,
+            "ref_loop_envs": 16, "ref_loop_steps": 5,
+            "train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
+            "peer": {p: {"updates": 1, "warmup": 0, "overrides": _TINY} for p in BENCH_PRESETS},
+            "scaling_envs": (8, 16), "scaling_overrides": {**_TINY, "num_envs": None}, "scaling_updates": 1,
+            "flops_overrides": _TINY,
+        }
+    r = repeats or (3 if quick else 5)
+    return {
+        "repeats": r,
+        "env_sizes": (256, 4096),
+        "env_steps": 200 if quick else 1000,
+        "ref_steps": 20_000 if quick else 100_000,
+        "ref_loop_envs": 256,
+        "ref_loop_steps": 40 if quick else 200,
+        "train": {
+            # quick: the preset's own full run (25 updates); production: a few updates (each ~10-40 s
+            # on a 2-core CPU), one compiled chunk per update, so each update is one timing sample.
+            "quick": {"preset": "quick", "total_timesteps": None, "overrides": {}},
+            "production": {"preset": "production", "total_timesteps": (3 if quick else 5) * 256 * 512,
+                           "overrides": {"updates_per_chunk": 1}},
+        },
+        "peer": {
+            "quick": {"updates": r + 1 if quick else 2 * r, "warmup": 1, "overrides": {}},
+            # one SB3 production update is ~30-60 s here; --quick times a single one without warm-up
+            "production": {"updates": 1 if quick else 2, "warmup": 0 if quick else 1, "overrides": {}},
+        },
+        "scaling_envs": SCALING_ENVS,
+        "scaling_overrides": {},
+        "scaling_updates": 2 if quick else 3,
+        "flops_overrides": {},
+    }
+
+
+def stat(samples: list[float]) -> dict[str, Any]:
+    """Median (the reported figure), min, max and the samples themselves."""
+    xs = [float(x) for x in samples]
+    if not xs:
+        return {"median": None, "min": None, "max": None, "n": 0, "samples": []}
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs), "samples": xs}
+
+
+def bench_config(preset: str, overrides: dict[str, Any]) -> TrainConfig:
+    """A preset on synthetic data with the overrides that are set (None leaves the preset's value)."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return make_config(preset, data="synthetic", **values)
+
+
+def bench_market(config: TrainConfig) -> Market:
+    """The synthetic market of `--data synthetic` (deterministic); tiny configs get short histories."""
+    n_days = 300 if config.window <= 8 else None
+    frames = {s: synthetic_ohlcv(s, n_days=n_days, seed=config.seed) for s in config.symbols}
+    return build_market(frames, window=config.window, test_days=config.test_days,
+                        info={"source": "synthetic", "synthetic": True, "requested": "synthetic"})

@@ -1,0 +1,143 @@
+"""From a bench result to figures and text: the derived ratios, FLOP utilisation and targets
+(`derive`), and the printed tables (`format_table`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .plan import BENCH_PRESETS, TARGETS
+
+
+def _median(d: dict | None, *path: str) -> float | None:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    if isinstance(d, dict):
+        return d.get("median")
+    return d
+
+
+def derive(result: dict[str, Any]) -> dict[str, Any]:
+    """Ratios, FLOP utilisation and the targets, from whatever sections ran."""
+    out: dict[str, Any] = {"presets": {}, "targets": []}
+    for preset in BENCH_PRESETS:
+        train = (result.get("train") or {}).get(preset)
+        peer = (result.get("peer") or {}).get(preset) or {}
+        peak = (result.get("flops") or {}).get(preset)
+        d: dict[str, Any] = {}
+        if train:
+            d["steps_per_s"] = _median(train, "steps_per_s")
+            update_s = _median(train, "update_s")
+            d["achieved_flops_per_s"] = train["update_flops"] / update_s if update_s else None
+        if peer.get("available") and "steps_per_s" in peer and train:
+            d["sb3_steps_per_s"] = _median(peer, "steps_per_s")
+            d["vs_sb3"] = d["steps_per_s"] / d["sb3_steps_per_s"]
+        if train and peak and d.get("achieved_flops_per_s"):
+            rate = _median(peak, "flops_per_s")
+            d["peak_flops_per_s"] = rate
+            d["flop_fraction"] = d["achieved_flops_per_s"] / rate
+            d["flop_bound_update_s"] = train["update_flops"] / rate
+        out["presets"][preset] = d
+
+    def target(name: str, value: float | None, goal: float, higher_is_better: bool = True) -> None:
+        met = None if value is None else (value >= goal if higher_is_better else value < goal)
+        out["targets"].append({"name": name, "value": value, "target": goal,
+                               "direction": ">=" if higher_is_better else "<", "met": met})
+
+    q, prod = out["presets"].get("quick", {}), out["presets"].get("production", {})
+    target("production steps/s vs SB3", prod.get("vs_sb3"), TARGETS["production_vs_sb3"])
+    target("production fraction of FLOP-bound limit", prod.get("flop_fraction"), TARGETS["production_flop_fraction"])
+    target("quick steps/s vs SB3", q.get("vs_sb3"), TARGETS["quick_vs_sb3"])
+    env4096 = _median(result.get("env"), "jax_4096", "steps_per_s")
+    target("env steps/s at 4096 envs", env4096, TARGETS["env_steps_per_s_4096"])
+    rss = ((result.get("train") or {}).get("production") or {}).get("peak_host_rss_mb")
+    target("production peak host RSS (MB)", rss, TARGETS["production_peak_rss_mb"], higher_is_better=False)
+    compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
+    target("compile time (s), worst preset", max(compiles) if compiles else None, TARGETS["compile_s"],
+           higher_is_better=False)
+    return out
+
+
+def _n(x: float | None, fmt: str = ",.0f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def table(rows: list[list[str]]) -> str:
+    """Aligned text table: first column left-aligned, the others right-aligned, a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"backend {result['backend']} ({result['device_count']} x {result['device']}), "
+             f"jax {result['jax_version']}, {result['machine']['cpu']} x{result['machine']['cpu_count']}, "
+             f"load avg {result.get('load_avg_start')} -> {result.get('load_avg_end')}"]
+    env = result.get("env")
+    if env:
+        rows = [["env (random actions)", "envs", "env steps/s (median)", "min", "max"]]
+        for key in [k for k in env if isinstance(env[k], dict) and "steps_per_s" in env[k]]:
+            s = env[key]["steps_per_s"]
+            name = {"numpy_single": "NumPy reference, 1 env"}.get(key, key)
+            if key.startswith("numpy_loop"):
+                name = f"NumPy reference, Python loop over {env[key]['num_envs']}"
+            elif key.startswith("jax_"):
+                name = "JAX env (jit scan, vmap)"
+            rows.append([name, str(env[key]["num_envs"]), _n(s["median"]), _n(s["min"]), _n(s["max"])])
+        lines += ["", table(rows)]
+    train, peer, derived = result.get("train") or {}, result.get("peer") or {}, result.get("derived") or {}
+    if train or peer:
+        rows = [["training (end to end)", "steps/s", "updates/s", "compile s", "peak RSS MB", "device MB",
+                 "SB3 steps/s", "evorl/SB3", "FLOP util."]]
+        for preset in BENCH_PRESETS:
+            t, pr, d = train.get(preset) or {}, peer.get(preset) or {}, derived.get("presets", {}).get(preset, {})
+            sb3 = _median(pr, "steps_per_s") if pr.get("available") else None
+            rows.append([
+                preset, _n(_median(t, "steps_per_s")), _n(_median(t, "updates_per_s"), ".3f"),
+                _n(t.get("compile_s"), ".1f"), _n(t.get("peak_host_rss_mb")), _n(t.get("device_memory_mb")),
+                _n(sb3) if pr.get("available", True) else "not installed",
+                _n(d.get("vs_sb3"), ".2f") + ("x" if d.get("vs_sb3") else ""),
+                _n(100 * d["flop_fraction"], ".0f") + "%" if d.get("flop_fraction") else "n/a",
+            ])
+        lines += ["", table(rows)]
+        for preset in BENCH_PRESETS:
+            d = derived.get("presets", {}).get(preset, {})
+            if d.get("peak_flops_per_s"):
+                lines.append(f"  {preset}: {d['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s achieved, peak matmul "
+                             f"{d['peak_flops_per_s'] / 1e9:.1f} GFLOP/s -> FLOP-bound update "
+                             f"{d['flop_bound_update_s']:.3f} s vs measured {_median(train[preset], 'update_s'):.3f} s")
+    if result.get("flops") and not train:
+        for preset, peak in result["flops"].items():
+            lines.append(f"  peak matmul {preset}: {peak['flops_per_s']['median'] / 1e9:.1f} GFLOP/s "
+                         f"(its layer shapes at batch {peak['batch']})")
+    for preset in BENCH_PRESETS:
+        pr = peer.get(preset) or {}
+        if pr.get("available") and "rollout_s" in pr:
+            lines.append(f"  SB3 {preset}: rollout {_median(pr, 'rollout_s'):.2f} s + training "
+                         f"{_median(pr, 'train_s'):.2f} s per update, {pr['updates_timed']} update(s) timed, "
+                         f"torch {pr['torch']} ({pr['torch_threads']} threads)")
+        elif pr and not pr.get("available", True):
+            lines.append(f"  SB3 {preset}: {pr['reason']}")
+        elif pr.get("error"):
+            lines.append(f"  SB3 {preset}: failed ({pr['error'].splitlines()[0]})")
+    scaling = result.get("scaling")
+    if scaling:
+        rows = [["scaling (quick preset)", *[str(pt["num_envs"]) for pt in scaling["points"]]],
+                ["steps/s", *[_n(pt["steps_per_s"]["median"]) for pt in scaling["points"]]]]
+        lines += ["", table(rows)]
+    if any(tg["value"] is not None for tg in derived.get("targets", [])):
+        rows = [["target (2-core CPU)", "measured", "target", "met"]]
+        for tg in derived["targets"]:
+            if tg["value"] is None:
+                continue
+            fmt = ",.0f" if tg["value"] > 100 else ".2f"
+            rows.append([tg["name"], _n(tg["value"], fmt), f"{tg['direction']} {_n(tg['target'], fmt)}",
+                         "yes" if tg["met"] else "NO"])
+        lines += ["", table(rows)]
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
