@@ -4,6 +4,7 @@ the Train form's validation, starting runs, failures shown as st.error (never a 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), total_tim
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory) -> RunDir:
     """One real (tiny) training run on synthetic data, built once per test session."""
-    from evorl_core.loop import train
+    from evorl_core.pipeline import run as train
 
     base = tmp_path_factory.mktemp("finished")
     config = make_config("quick", data="synthetic", **TINY)
@@ -140,9 +141,12 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
         f"{s} — equity vs buy & hold" for s in symbols)
     assert sum("drawdown" in t for t in titles) == len(symbols)
     assert sum("entries" in t for t in titles) == len(symbols)
+    # the conventions needed to read the numbers, with this run's own execution mode and costs
+    config = with_run.read_config()
     caption = " ".join(c.value for c in at.caption)
-    assert "A = 252" in caption and "risk-free rate 0" in caption and "next_open" in caption
-    assert "fee 5.0 bps" in caption and "slippage 5.0 bps" in caption and "per trade" in caption
+    assert "252" in caption and config["execution"] in caption
+    for cost in ("fee_bps", "slippage_bps"):
+        assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
     assert at.get("download_button")
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
@@ -326,3 +330,34 @@ def test_data_page_shows_validation_errors(dirs, tmp_path):
     assert not at.exception
     msgs = errors(at)
     assert msgs and "BAD.csv" in msgs[0]
+
+
+# the one data-source picker ------------------------------------------------------------------
+GOOD_CSV = ("Date,Open,High,Low,Close,Adj Close,Volume\n"
+            + "".join(f"2020-01-{d:02d},10,11,9,10.5,10.5,100\n" for d in range(1, 29))).encode()
+
+
+def test_every_data_page_offers_the_same_sources(with_run, dirs):
+    at = open_page("models")
+    at.selectbox(key="models_run").set_value(with_run.run_id)
+    at.button(key="models_deploy").click().run()
+    options = {}
+    for page, key in (("train", "train_source"), ("data", "data_source"), ("models", "models_source")):
+        at = open_page(page)
+        assert_clean(at, page)
+        options[page] = at.selectbox(key=key).options
+    assert options["train"] == options["data"] == options["models"]
+    assert "Yahoo Finance" in options["models"] and "CSV upload per symbol" in options["models"]
+
+
+def test_data_page_loads_an_upload_into_the_data_cache(dirs):
+    at = open_page("data")
+    at.text_input(key="data_symbols").set_value("AAA").run()
+    at.selectbox(key="data_source").set_value("upload").run()
+    at.file_uploader(key="data_upload_AAA").set_value(("whatever.csv", GOOD_CSV, "text/csv"))
+    at.run()
+    at.button(key="data_load").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert errors(at) == []
+    assert at.dataframe[0].value["symbol"].tolist() == ["AAA"] and at.dataframe[0].value["rows"].item() == 28
+    assert (dirs["cache"] / "uploads" / "data" / "AAA.csv").read_bytes() == GOOD_CSV

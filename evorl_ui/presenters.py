@@ -1,14 +1,12 @@
 """Display preparation for the dashboard: pure NumPy/pandas, no Streamlit, no metric logic.
 
-Performance metrics come from ``backtest/metrics.json`` (computed by the backtest module); this
-module only reshapes what a run directory holds into arrays a chart can draw: downsampling,
-drawdown series for the underwater chart, trade markers, progress/ETA, table layouts, and the
-translation of the Train form into a TrainConfig.
+Performance metrics come from ``backtest/metrics.json`` (computed by evorl_core.backtest); this
+module only reshapes what run directories and bundles hold into what a page shows: downsampled
+series, drawdowns, trade markers, progress/ETA, status lines, KPI texts and tables.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import PRESETS, ConfigError, TrainConfig, parse_floats, parse_ints, validation_errors
-from .rundir import ACTIVE_STATES
+from evorl_core.backtest import METRIC_DEFINITIONS
+from evorl_core.rundir import ACTIVE_STATES
+from evorl_core.timefmt import format_duration
 
 MAX_POINTS = 2000
 BH_PREFIX = "bh_"
@@ -172,19 +171,6 @@ def progress(status: Mapping[str, Any] | None, rows: Sequence[Mapping[str, Any]]
             "eta_seconds": None if eta is None else float(eta)}
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = int(round(max(0.0, seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h {m:02d}m"
-    if m:
-        return f"{m}m {s:02d}s"
-    return f"{s}s"
-
-
 STALE_SECONDS = 15 * 60
 
 
@@ -213,10 +199,6 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
             bh[k[len(BH_PREFIX):]] = v
         elif not isinstance(v, Mapping):
             agent[k] = v
-    nested = (metrics or {}).get("buy_and_hold") or (metrics or {}).get("benchmark")
-    if isinstance(nested, Mapping):
-        for k, v in nested.items():
-            bh.setdefault(k, v)
     return agent, bh
 
 
@@ -335,84 +317,209 @@ def headline(backtest: Mapping[str, Mapping[str, Any]] | None) -> dict[str, floa
     return out
 
 
-# the Train form ------------------------------------------------------------------
-def parse_symbols(text: str) -> tuple[str, ...]:
-    return tuple(s.strip().upper() for s in text.replace(";", ",").replace(" ", ",").split(",") if s.strip())
-
-
-FORM_FIELDS = ("num_envs", "num_steps", "minibatch_size", "epochs", "hidden", "lr", "fee_bps",
-               "slippage_bps", "positions", "execution", "seed", "total_timesteps", "test_days")
-
-
-def preset_form_values(preset: str) -> dict[str, Any]:
-    """The values the Train form shows for a preset (text fields as text)."""
-    base = TrainConfig()
-    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
-    values.update(PRESETS[preset])
-    values["hidden"] = ",".join(str(h) for h in values["hidden"])
-    values["positions"] = ",".join(f"{p:g}" for p in values["positions"])
-    return values
-
-
-def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
-    """Translate the Train form into a TrainConfig; return every problem, each naming its field.
-
-    ``form`` holds: symbols (text), data (source string), preset, and the FORM_FIELDS, where
-    hidden/positions are comma-separated text and the rest numbers.
-    """
-    errors: list[str] = []
-    preset = form.get("preset", "quick")
-    if preset not in PRESETS:
-        return None, [f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"]
-    values: dict[str, Any] = dict(PRESETS[preset])
-    values["preset"] = preset
-    values["symbols"] = parse_symbols(str(form.get("symbols", "")))
-    values["data"] = form.get("data", "auto")
-    for name, parse in (("hidden", parse_ints), ("positions", parse_floats)):
-        if name in form:
-            try:
-                values[name] = parse(str(form[name]), name)
-            except ConfigError as exc:
-                errors.append(str(exc))
-    ints = ("num_envs", "num_steps", "minibatch_size", "epochs", "seed", "total_timesteps", "test_days")
-    floats = ("lr", "fee_bps", "slippage_bps")
-    for name in ints + floats:
-        if name not in form or form[name] is None:
-            continue
-        v = form[name]
-        try:
-            fv = float(v)
-        except (TypeError, ValueError):
-            errors.append(f"{name}: {v!r} is not a number")
-            continue
-        if name in ints:
-            if not math.isfinite(fv) or fv != int(fv):
-                errors.append(f"{name}: must be a whole number (got {v})")
-                continue
-            values[name] = int(fv)
-        else:
-            values[name] = fv
-    if "execution" in form:
-        values["execution"] = form["execution"]
-    if "backend" in form:
-        values["backend"] = form["backend"]
-    if errors:
-        return None, errors
-    try:
-        config = TrainConfig(**values)
-    except (TypeError, ValueError) as exc:
-        return None, [str(exc)]
-    errors = validation_errors(config)
-    if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
-        errors.append("num_envs x num_steps must be at least 2")
-    return (None, errors) if errors else (config, [])
-
-
 def metric_definitions_table() -> pd.DataFrame:
     """Every reported metric with its formula, as stated in docs/accounting.md."""
-    from .backtest import METRIC_DEFINITIONS
-
     rows = dict(METRIC_DEFINITIONS)
     rows["sharpe 95% CI"] = ("moving-block bootstrap (blocks of 5 days, 2000 resamples) percentile interval "
                              "of the Sharpe ratio; 'differs from flat' when it excludes 0")
     return pd.DataFrame({"definition": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
+
+
+# run states and the Live page -----------------------------------------------------
+# Material icons (markdown only; emoji fonts are often missing on Linux browsers).
+STATE_ICONS = {
+    "queued": ":material/schedule:", "compiling": ":material/settings:", "running": ":material/play_circle:",
+    "stopping": ":material/stop_circle:", "stopped": ":material/pause_circle:",
+    "done": ":material/check_circle:", "failed": ":material/error:", "interrupted": ":material/warning:",
+}
+# Active states in which a stop request still has an effect (a stopping run is already ending).
+STOPPABLE_STATES = tuple(s for s in ACTIVE_STATES if s != "stopping")
+# The metrics.jsonl columns the Live page reads.
+LIVE_METRIC_KEYS = ("env_steps", "update", "wall_time", "steps_per_sec", "updates_per_sec", "reward_mean",
+                    "reward_std", "episode_return_mean", "policy_loss", "value_loss", "entropy", "approx_kl",
+                    "clip_fraction", "explained_variance", "host_rss_mb", "device_mem_mb",
+                    "mean_abs_position", "turnover")
+
+
+def age_text(ts: float | None, now: float | None = None) -> str:
+    """'3m 05s ago' for a timestamp ('—' when unknown)."""
+    if not ts:
+        return "—"
+    now = time.time() if now is None else now
+    return format_duration(now - ts) + " ago"
+
+
+def status_line(status: Mapping[str, Any], prog: Mapping[str, Any], stop_requested: bool = False) -> str:
+    """The text of a run's progress bar: state (and phase), env steps, ETA while active."""
+    state = status.get("state", "?")
+    phase = status.get("phase")
+    line = (f"{STATE_ICONS.get(state, '')} **{state}**" + (f" ({phase})" if phase and phase != state else "")
+            + f" · {prog['env_steps']:,} / {prog['total_steps']:,} env steps")
+    if state in ACTIVE_STATES:
+        line += f" · ETA {format_duration(prog['eta_seconds'])}"
+    if stop_requested and state in STOPPABLE_STATES:
+        line += " · stop requested"
+    return line
+
+
+def status_alert(status: Mapping[str, Any], still_live: bool,
+                 now: float | None = None) -> tuple[str, str] | None:
+    """('error' | 'warning', message) for a failed, interrupted or silent run, else None."""
+    state = status.get("state")
+    if state == "failed":
+        return "error", f"Run failed: {status.get('error') or 'no error message recorded'}"
+    if state == "interrupted":
+        return "warning", f"Run interrupted: {status.get('error') or ''}"
+    if state in ACTIVE_STATES and not still_live:
+        return "warning", (f"No update for {age_text(status.get('updated_at'), now)}: the training process "
+                           "probably ended without writing a final status.")
+    return None
+
+
+def no_metrics_text(state: str | None) -> str:
+    if state in STOPPABLE_STATES:
+        return "Waiting for the first metrics (JAX compiles the training step first; this can take a minute)."
+    return "This run has no metrics."
+
+
+def live_kpis(m: Mapping[str, np.ndarray], status: Mapping[str, Any]) -> dict[str, str]:
+    """The headline figures of the Live page from metric_arrays(rows, LIVE_METRIC_KEYS)."""
+    sps = last_finite(m["steps_per_sec"])
+    updates = m["update"]
+    comp = status.get("compile_seconds")
+    rss = last_finite(m["host_rss_mb"])
+    return {
+        "Env steps / s": f"{sps:,.0f}" if sps is not None else "—",
+        "Updates": f"{int(updates[-1]):,}" if updates.size and np.isfinite(updates[-1]) else "0",
+        "Compile": f"{comp:.1f} s" if isinstance(comp, (int, float)) else "—",
+        "Host RSS": f"{rss:,.0f} MB" if rss is not None else "—",
+    }
+
+
+# backend and host -----------------------------------------------------------------
+def backend_line(info: Mapping[str, Any]) -> str:
+    """The sidebar's one line about the JAX backend (from provenance.describe())."""
+    kinds = ", ".join(info["device_kinds"]) or info["jax_platform"]
+    return (f"Backend **{info['jax_platform']}** · {info['device_count']} device(s) · {kinds} · "
+            f"JAX {info['jax']}")
+
+
+def devices_text(info: Mapping[str, Any]) -> str:
+    """'cpu:0 (cpu), …' for provenance.describe()'s device list."""
+    return ", ".join(f"{d['platform']}:{d['id']} ({d['kind']})" for d in info.get("devices") or [])
+
+
+# run lists and bundles -------------------------------------------------------------
+def runs_table(runs: Sequence[Mapping[str, Any]], limit: int = 20) -> pd.DataFrame:
+    """The Home page's recent runs: state, progress fraction, mean test return and Sharpe."""
+    rows = []
+    for r in runs[:limit]:
+        head = headline(r.get("backtest"))
+        prog = progress({"env_steps": r.get("env_steps"), "total_steps": r.get("total_steps"),
+                         "state": r.get("state")})
+        rows.append({
+            "run": r["run_id"],
+            "state": r.get("state"),
+            "progress": prog["fraction"],
+            "symbols": ", ".join(r.get("symbols") or []),
+            "preset": r.get("preset"),
+            "data": r.get("data_source"),
+            "mean test return": head["total_return"],
+            "mean Sharpe": head["sharpe"],
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("updated_at") or 0)),
+        })
+    return pd.DataFrame(rows)
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """'run-id · SYM1,SYM2 · preset'. No state: a selectbox keeps the label it was drawn with
+    while a run changes state."""
+    syms = ",".join(run.get("symbols") or [])
+    return run["run_id"] + (f" · {syms}" if syms else "") + (f" · {run['preset']}" if run.get("preset") else "")
+
+
+def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Deployed bundles (deploy.list_models()): symbols, dates, source run, mean test metrics."""
+    rows = []
+    for m in models:
+        head = headline(m.get("test_metrics"))
+        ranges = m.get("date_ranges") or {}
+        first = next(iter(ranges.values()), {}) if ranges else {}
+        rows.append({
+            "name": m["name"],
+            "symbols": ", ".join(m.get("symbols") or []),
+            "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d %H:%M"),
+            "source run": m.get("source_run"),
+            "positions": ", ".join(f"{p:g}" for p in m.get("positions") or []),
+            "execution": m.get("execution"),
+            "train": f"{first.get('first', '?')} → {first.get('train_end', '?')}" if first else "—",
+            "test": f"{first.get('test_start', '?')} → {first.get('last', '?')}" if first else "—",
+            "mean test return": format_metric("total_return", head["total_return"]),
+            "mean test Sharpe": format_metric("sharpe", head["sharpe"]),
+            "synthetic data": "yes" if m.get("synthetic") else "no",
+        })
+    return pd.DataFrame(rows)
+
+
+def signals_table(signals: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """deploy.signals() output: one row per symbol with the target position and its probabilities."""
+    return pd.DataFrame([{
+        "symbol": s["symbol"],
+        "as of close": s["date"],
+        "close": s.get("close"),
+        "held position": s.get("held_position"),
+        "target position": s["position"],
+        **{f"P({p})": q for p, q in (s.get("probabilities") or {}).items()},
+    } for s in signals])
+
+
+# the Backtest page ----------------------------------------------------------------
+def conventions_text(config: Mapping[str, Any]) -> str:
+    """How the backtest numbers were computed, with this run's execution mode and costs."""
+    data_info = config.get("data_info") or {}
+    text = (
+        "Conventions: daily simple returns of equity, annualisation A = 252, risk-free rate 0; "
+        "Sharpe = mean/std·√A, Sortino uses downside deviation; win rate is per trade (a trade = a run "
+        f"of one unchanged non-zero position); execution **{config.get('execution', 'next_open')}**; costs "
+        f"fee {config.get('fee_bps')} bps + slippage {config.get('slippage_bps')} bps per unit of position "
+        "change; the backtest starts flat at the close of the first test day; buy & hold pays one entry "
+        "cost. \"Differs from flat\": the 95% moving-block bootstrap interval of the Sharpe ratio excludes 0."
+    )
+    if not data_info.get("synthetic"):
+        text += f" · data: {data_info.get('source', config.get('data', '?'))}"
+    return text
+
+
+def backtest_symbols(metrics: Mapping[str, Any] | None, equity: pd.DataFrame | None) -> list[str]:
+    """Symbols with metrics, then any further symbols that only have equity rows."""
+    symbols = list(metrics) if metrics else []
+    if equity is not None:
+        symbols += [s for s in equity["symbol"].unique().tolist() if s not in symbols]
+    return symbols
+
+
+def symbol_rows(equity: pd.DataFrame | None, symbol: str) -> pd.DataFrame | None:
+    """One symbol's equity rows sorted by date (None when there are none)."""
+    if equity is None:
+        return None
+    frame = equity[equity["symbol"] == symbol].sort_values("date")
+    return None if frame.empty else frame
+
+
+def notes_text(metrics: Mapping[str, Any]) -> str:
+    """metric_notes as one caption line ('' when there are none)."""
+    return " · ".join(f"{k}: {v}" for k, v in metric_notes(metrics).items())
+
+
+# the Data page --------------------------------------------------------------------
+def frames_summary(frames: Mapping[str, pd.DataFrame], info: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per loaded symbol: rows, first/last date, last close, where it came from."""
+    return pd.DataFrame([{
+        "symbol": sym, "rows": len(df), "first date": str(df.index[0].date()),
+        "last date": str(df.index[-1].date()), "last close": float(df["close"].iloc[-1]),
+        "source": (info.get("per_symbol") or {}).get(sym, {}).get("source", info.get("source")),
+    } for sym, df in frames.items()])
+
+
+def candles_title(symbol: str, rows: int) -> str:
+    return f"{symbol} — daily OHLC ({rows:,} rows" + (", aggregated for display)" if rows > MAX_POINTS else ")")

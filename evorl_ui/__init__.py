@@ -1,0 +1,18 @@
+"""evorl_ui: the Streamlit dashboard's code (dashboard.py is the entry point, pages/*.py the pages).
+
+- ``settings``: runs/models/cache directories (sidebar, else env, else default), the job
+  registry and the backend description, shared by every page.
+- ``shell``: page config, navigation, sidebar, CSS, ``require_frame``, ``go_to``, ``user_errors``.
+- ``widgets``: the one data-source picker (with CSV uploads), the one run picker, ``chart``.
+- ``charts``: plotly figure builders. ``presenters``: pure formatting, tables, progress,
+  downsampling. ``forms``: the Train form's fields and form -> TrainConfig. (These three import
+  no Streamlit and are unit-tested.)
+
+How to add a page: write ``pages/<name>.py`` that calls ``shell.require_frame()`` first, reads
+through ``settings`` (runs, models, registry) and evorl_core (rundir, jobs, deploy, data), turns
+what it read into text/tables with ``presenters`` and figures with ``charts``, and draws them inside
+``shell.user_errors()``; then add it to ``shell.PAGES``. Logic that is not drawing belongs in
+``presenters``/``forms`` (display) or evorl_core (everything else), with a test.
+
+This module imports nothing, so ``import evorl_ui`` stays cheap.
+"""

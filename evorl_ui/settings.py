@@ -1,0 +1,92 @@
+"""Where the dashboard reads and writes, and the resources every page shares.
+
+Directories: the sidebar value for this session, else the environment variable, else the default.
+Shared resources (one per server process): the job registry and the backend description.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from evorl_core import jobs, provenance
+from evorl_core.rundir import RunDir, list_runs
+
+# setting -> (environment variable, default)
+SETTINGS = {
+    "runs_dir": ("EVORL_RUNS_DIR", "runs"),
+    "models_dir": ("EVORL_MODELS_DIR", "models"),
+    "data_cache": ("EVORL_DATA_CACHE", "data_cache"),
+}
+LABELS = {"runs_dir": "Runs directory", "models_dir": "Models directory", "data_cache": "Data cache"}
+
+
+def session_key(name: str) -> str:
+    return f"setting_{name}"
+
+
+def default(name: str) -> str:
+    env, fallback = SETTINGS[name]
+    return os.environ.get(env, fallback)
+
+
+def setting(name: str) -> str:
+    """A directory setting: the sidebar value for this session, else env var, else default."""
+    value = st.session_state.get(session_key(name))
+    return str(value).strip() if value else default(name)
+
+
+def runs_dir() -> Path:
+    return Path(setting("runs_dir"))
+
+
+def models_dir() -> Path:
+    return Path(setting("models_dir"))
+
+
+def data_cache() -> Path:
+    return Path(setting("data_cache"))
+
+
+def uploads_dir(name: str) -> Path:
+    """<data cache>/uploads/<name>/: where uploaded CSVs are kept (one folder per run or page)."""
+    return data_cache() / "uploads" / name
+
+
+def all_runs() -> list[dict[str, Any]]:
+    return list_runs(runs_dir())
+
+
+def open_run(run_id: str) -> RunDir:
+    return RunDir.open(runs_dir(), run_id)
+
+
+@st.cache_resource
+def registry() -> jobs.JobRegistry:
+    """The process-wide job registry (the same object as evorl_core.jobs.get_registry())."""
+    return jobs.get_registry()
+
+
+UNAVAILABLE = {"backend": "unavailable", "jax_platform": "unavailable", "device_count": 0, "device_kind": "",
+               "device_kinds": [], "devices": [], "jax": "?", "host": {}}
+
+
+@st.cache_resource
+def backend() -> dict[str, Any]:
+    """provenance.describe() plus ``error`` (None when JAX is usable), once per process: JAX is
+    initialised here, not on every rerun. A failure is kept as text for the pages to show; the
+    dashboard still works for everything that does not need JAX."""
+    try:
+        return {**provenance.describe(), "error": None}
+    except Exception as exc:  # noqa: BLE001 - shown on screen, the app still works without it
+        return {**UNAVAILABLE, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def host_memory() -> dict[str, float]:
+    """Host memory now (GiB) and this dashboard process's resident memory (MiB)."""
+    host = provenance.host()
+    return {"total_gb": host["memory_gb"], "available_gb": host["available_gb"],
+            "process_rss_mb": provenance.host_rss_mb()}

@@ -1,0 +1,308 @@
+"""Display preparation (evorl_ui.presenters) against independent, loop-based computations."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evorl_core.backtest import METRIC_NAMES
+from evorl_core.timefmt import format_duration
+from evorl_ui import presenters
+
+
+# downsampling -----------------------------------------------------------------
+@pytest.mark.parametrize("n,max_points", [(0, 10), (1, 10), (10, 10), (11, 10), (5000, 2000), (100_003, 2000)])
+def test_downsample_indices_bounds(n, max_points):
+    idx = presenters.downsample_indices(n, max_points)
+    assert len(idx) == min(n, max_points)
+    if n:
+        assert idx[0] == 0 and idx[-1] == n - 1
+        assert np.all(np.diff(idx) > 0)
+    if n <= max_points:
+        assert list(idx) == list(range(n))
+
+
+def test_minmax_downsample_keeps_global_extremes_and_bound():
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.standard_normal(50_000))
+    y[12_345] = y.max() + 100.0  # a spike stride sampling would almost surely miss
+    y[40_001] = y.min() - 100.0
+    idx = presenters.minmax_downsample_indices(y, 2000)
+    assert len(idx) <= 2000
+    assert idx[0] == 0 and idx[-1] == len(y) - 1
+    assert np.all(np.diff(idx) > 0)
+    assert 12_345 in idx and 40_001 in idx
+    # every bucket's own extremes survive: compare with a direct per-bucket scan
+    edges = np.linspace(1, len(y) - 1, (2000 - 2) // 2 + 1).astype(int)
+    kept = set(idx.tolist())
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        seg = y[lo:hi]
+        assert lo + int(np.argmax(seg)) in kept
+        assert lo + int(np.argmin(seg)) in kept
+
+
+def test_minmax_downsample_short_series_untouched():
+    y = np.array([3.0, np.nan, 1.0])
+    assert list(presenters.minmax_downsample_indices(y, 2000)) == [0, 1, 2]
+
+
+def test_ohlc_downsample_matches_manual_aggregation():
+    rng = np.random.default_rng(1)
+    n = 5003
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    df = pd.DataFrame({
+        "open": close * (1 + rng.normal(0, 0.002, n)), "close": close,
+        "volume": rng.integers(1, 1000, n).astype(float),
+    }, index=pd.bdate_range("2000-01-03", periods=n, name="date"))
+    df["high"] = df[["open", "close"]].max(axis=1) * 1.01
+    df["low"] = df[["open", "close"]].min(axis=1) * 0.99
+    bars = presenters.ohlc_downsample(df, 700)
+    assert len(bars) <= 700
+    # independent: walk the rows and aggregate runs of equal bucket numbers
+    expected = []
+    for i in range(n):
+        b = i * 700 // n
+        if not expected or expected[-1]["b"] != b:
+            expected.append({"b": b, "date": df.index[i], "open": df["open"].iloc[i], "high": df["high"].iloc[i],
+                             "low": df["low"].iloc[i], "close": df["close"].iloc[i], "volume": df["volume"].iloc[i]})
+        else:
+            e = expected[-1]
+            e["high"] = max(e["high"], df["high"].iloc[i])
+            e["low"] = min(e["low"], df["low"].iloc[i])
+            e["close"] = df["close"].iloc[i]
+            e["volume"] += df["volume"].iloc[i]
+    assert len(bars) == len(expected)
+    for col in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(bars[col].to_numpy(), [e[col] for e in expected])
+    assert list(bars.index) == [e["date"] for e in expected]
+    assert presenters.ohlc_downsample(df.iloc[:10], 700) is not None and len(presenters.ohlc_downsample(df.iloc[:10], 700)) == 10
+
+
+# series -----------------------------------------------------------------------
+def test_drawdown_matches_loop():
+    rng = np.random.default_rng(2)
+    equity = 1e6 * np.exp(np.cumsum(rng.normal(0, 0.02, 500)))
+    expected, peak = [], -math.inf
+    for e in equity:
+        peak = max(peak, e)
+        expected.append(e / peak - 1.0)
+    dd = presenters.drawdown(equity)
+    np.testing.assert_allclose(dd, expected)
+    assert dd.max() <= 0.0 and dd[0] == 0.0
+    assert presenters.drawdown(np.array([])).size == 0
+
+
+def test_trade_markers_from_flat_start():
+    positions = np.array([0, 0.5, 1, 1, 0, 0, 1, 0.5, 0.5])
+    buys, sells = presenters.trade_markers(positions)
+    assert list(buys) == [1, 2, 6]
+    assert list(sells) == [4, 7]
+    buys, sells = presenters.trade_markers(np.array([1.0, 1.0, -1.0]))
+    assert list(buys) == [0] and list(sells) == [2]
+
+
+def test_marker_points_fill_conventions():
+    frame = pd.DataFrame({
+        "date": pd.bdate_range("2024-01-01", periods=5),
+        "open": [10.0, 11.0, 12.0, 13.0, 14.0],
+        "close": [10.5, 11.5, 12.5, 13.5, 14.5],
+        "position": [1.0, 1.0, 0.0, 0.0, 1.0],
+    })
+    nxt = presenters.marker_points(frame, "next_open")
+    # decided at the close of day 0, filled at the open of day 1; the last-day entry has no fill
+    assert list(nxt["entry"]["price"]) == [11.0]
+    assert list(nxt["exit"]["price"]) == [13.0]
+    at_close = presenters.marker_points(frame, "close")
+    assert list(at_close["entry"]["price"]) == [10.5, 14.5]
+    assert list(at_close["exit"]["price"]) == [12.5]
+
+
+def test_metric_arrays_and_last_finite():
+    rows = [{"env_steps": 10, "sps": 5.0}, {"env_steps": 20, "sps": None}, {"env_steps": 30}]
+    m = presenters.metric_arrays(rows, ["env_steps", "sps"])
+    np.testing.assert_array_equal(m["env_steps"], [10, 20, 30])
+    assert np.isnan(m["sps"][1]) and np.isnan(m["sps"][2])
+    assert presenters.last_finite(m["sps"]) == 5.0
+    assert presenters.last_finite(np.array([np.nan])) is None
+    assert presenters.has_values(m["sps"]) and not presenters.has_values(np.array([np.nan]))
+
+
+# progress -----------------------------------------------------------------------
+def test_progress_and_eta():
+    p = presenters.progress({"state": "running", "env_steps": 250, "total_steps": 1000},
+                       [{"env_steps": 250, "steps_per_sec": 50.0}])
+    assert p["fraction"] == 0.25 and p["eta_seconds"] == pytest.approx(15.0)
+    p = presenters.progress({"state": "running", "env_steps": 250, "total_steps": 1000, "eta_seconds": 7.0})
+    assert p["eta_seconds"] == 7.0
+    assert presenters.progress({"state": "done", "env_steps": 5, "total_steps": 0})["fraction"] == 1.0
+    assert presenters.progress(None)["fraction"] == 0.0
+    assert format_duration(None) == "—"
+    assert format_duration(59) == "59s"
+    assert format_duration(61) == "1m 01s"
+    assert format_duration(3 * 3600 + 120) == "3h 02m"
+
+
+def test_is_live():
+    now = 1000.0
+    assert presenters.is_live({"state": "running", "updated_at": 990.0}, now=now)
+    assert not presenters.is_live({"state": "done", "updated_at": 990.0}, now=now)
+    assert not presenters.is_live(None)
+    stale = {"state": "running", "updated_at": now - presenters.STALE_SECONDS - 1}
+    assert not presenters.is_live(stale, now=now)
+    assert presenters.is_live(stale, owned=True, now=now)
+
+
+# tables ------------------------------------------------------------------------
+METRICS = {
+    "BPCL": {"total_return": 0.1, "sharpe": 1.234, "trades": 7.0, "bh_total_return": 0.05, "bh_sharpe": 0.5,
+             "test_start": "2024-01-01", "significant": False, "sharpe_ci_low": None},
+    "TATASTEEL": {"total_return": -0.02, "sharpe": float("nan")},
+}
+
+
+def test_symbol_metrics_table_reads_whatever_is_present():
+    t = presenters.symbol_metrics_table(METRICS["BPCL"])
+    assert list(t.columns) == ["Agent", "Buy & hold"]
+    assert t.loc["total return", "Agent"] == "10.00%"
+    assert t.loc["total return", "Buy & hold"] == "5.00%"
+    assert t.loc["sharpe", "Agent"] == "1.234"
+    assert t.loc["trades", "Agent"] == "7" and t.loc["trades", "Buy & hold"] == "—"
+    assert t.loc["sharpe ci low", "Agent"] == "—"
+    assert "test start" not in t.index
+    assert presenters.metric_notes(METRICS["BPCL"]) == {"test_start": "2024-01-01", "significant": "False"}
+    t2 = presenters.symbol_metrics_table(METRICS["TATASTEEL"])
+    assert list(t2.columns) == ["Agent"] and t2.loc["sharpe", "Agent"] == "—"
+
+
+def test_overview_compare_headline():
+    o = presenters.overview_table(METRICS)
+    assert list(o.index) == ["BPCL", "TATASTEEL"]
+    assert o.loc["BPCL", "total return (B&H)"] == "5.00%"
+    c = presenters.compare_table("a", METRICS, "b", {"BPCL": {"total_return": 0.2}})
+    assert c.loc[("BPCL", "total return"), "a"] == "10.00%"
+    assert c.loc[("BPCL", "total return"), "b"] == "20.00%"
+    assert c.loc[("TATASTEEL", "total return"), "b"] == "—"
+    with pytest.raises(ValueError):
+        presenters.compare_table("a", METRICS, "a", METRICS)
+    h = presenters.headline(METRICS)
+    assert h["total_return"] == pytest.approx(0.04)
+    assert h["sharpe"] == pytest.approx(1.234)
+    assert presenters.headline(None) == {"total_return": None, "sharpe": None}
+    assert presenters.overview_table({}).empty and presenters.compare_table("a", {}, "b", {}).empty
+
+
+def test_overview_reports_sharpe_interval_and_significance():
+    metrics = {
+        "AAA": {"total_return": 0.1, "sharpe": 1.5, "sharpe_ci_low": 0.2, "sharpe_ci_high": 2.9,
+                "significant": True, "bh_total_return": 0.05},
+        "BBB": {"total_return": 0.0, "sharpe": None, "sharpe_ci_low": None, "sharpe_ci_high": None,
+                "significant": False},
+    }
+    table = presenters.overview_table(metrics)
+    assert table.loc["AAA", "Sharpe 95% CI"] == "[0.20, 2.90]"
+    assert table.loc["AAA", "differs from flat"] == "yes"
+    assert table.loc["BBB", "Sharpe 95% CI"] == "—" and table.loc["BBB", "differs from flat"] == "no"
+    assert presenters.sharpe_interval_text({"sharpe_ci_low": -0.123, "sharpe_ci_high": 0.5}) == "[-0.12, 0.50]"
+
+
+def test_metric_definitions_cover_every_reported_metric():
+    table = presenters.metric_definitions_table()
+    assert set(METRIC_NAMES) <= set(table.index)
+    assert all(isinstance(d, str) and d for d in table["definition"])
+
+
+# the pages' texts and tables ------------------------------------------------------------
+def test_status_line_and_alerts():
+    prog = {"env_steps": 1234, "total_steps": 5000, "eta_seconds": 65.0}
+    line = presenters.status_line({"state": "running", "phase": "training"}, prog, stop_requested=True)
+    assert "**running** (training)" in line and "1,234 / 5,000 env steps" in line
+    assert "ETA 1m 05s" in line and line.endswith("stop requested")
+    done = presenters.status_line({"state": "done"}, prog, stop_requested=True)
+    assert "ETA" not in done and "stop requested" not in done  # final states: no ETA, no stop note
+    stopping = presenters.status_line({"state": "stopping"}, prog, stop_requested=True)
+    assert "ETA" in stopping and "stop requested" not in stopping
+    assert presenters.status_alert({"state": "failed", "error": "boom"}, False) == ("error", "Run failed: boom")
+    assert presenters.status_alert({"state": "interrupted"}, False)[0] == "warning"
+    kind, text = presenters.status_alert({"state": "running", "updated_at": 100.0}, still_live=False, now=400.0)
+    assert kind == "warning" and "5m 00s ago" in text
+    assert presenters.status_alert({"state": "running"}, still_live=True) is None
+    assert presenters.status_alert({"state": "done"}, still_live=False) is None
+    assert "Waiting" in presenters.no_metrics_text("compiling")
+    assert presenters.no_metrics_text("done") == "This run has no metrics."
+    assert presenters.age_text(None) == "—" and presenters.age_text(10.0, now=70.0) == "1m 00s ago"
+
+
+def test_live_kpis():
+    rows = [{"update": 1, "steps_per_sec": 1234.4, "host_rss_mb": 512.2},
+            {"update": 2, "steps_per_sec": None, "host_rss_mb": None}]
+    m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
+    kpis = presenters.live_kpis(m, {"compile_seconds": 3.21})
+    assert kpis == {"Env steps / s": "1,234", "Updates": "2", "Compile": "3.2 s", "Host RSS": "512 MB"}
+    empty = presenters.live_kpis(presenters.metric_arrays([], presenters.LIVE_METRIC_KEYS), {})
+    assert empty == {"Env steps / s": "—", "Updates": "0", "Compile": "—", "Host RSS": "—"}
+
+
+def test_backend_texts():
+    info = {"jax_platform": "cpu", "device_count": 2, "device_kinds": ["cpu"], "jax": "0.5.0",
+            "devices": [{"id": 0, "platform": "cpu", "kind": "cpu"}, {"id": 1, "platform": "cpu", "kind": "cpu"}]}
+    assert presenters.backend_line(info) == "Backend **cpu** · 2 device(s) · cpu · JAX 0.5.0"
+    assert presenters.devices_text(info) == "cpu:0 (cpu), cpu:1 (cpu)"
+
+
+def test_runs_and_models_tables():
+    runs = [{"run_id": "r1", "state": "running", "env_steps": 50, "total_steps": 200, "symbols": ["A", "B"],
+             "preset": "quick", "backtest": None, "updated_at": 0},
+            {"run_id": "r2", "state": "done", "env_steps": 10, "total_steps": 0, "backtest": METRICS}]
+    t = presenters.runs_table(runs)
+    assert t["run"].tolist() == ["r1", "r2"]
+    assert t["progress"].tolist() == [0.25, 1.0]
+    assert t.loc[1, "mean test return"] == pytest.approx(0.04) and t.loc[0, "symbols"] == "A, B"
+    assert len(presenters.runs_table(runs, limit=1)) == 1
+    assert presenters.run_label(runs[0]) == "r1 · A,B · quick" and presenters.run_label(runs[1]) == "r2"
+    models = [{"name": "m", "symbols": ["A"], "created_at": 0, "positions": [0.0, 0.5, 1.0],
+               "date_ranges": {"A": {"first": "2020-01-01", "train_end": "2021-01-01", "test_start": "2021-01-04",
+                                     "last": "2021-06-01"}}, "test_metrics": METRICS, "synthetic": True}]
+    mt = presenters.models_table(models)
+    row = mt.iloc[0]
+    assert row["positions"] == "0, 0.5, 1" and row["train"] == "2020-01-01 → 2021-01-01"
+    assert row["mean test return"] == "4.00%" and row["synthetic data"] == "yes"
+    sig = presenters.signals_table([{"symbol": "A", "date": "2021-06-01", "position": 0.5,
+                                    "probabilities": {0.0: 0.2, 0.5: 0.8}}])
+    assert sig.loc[0, "target position"] == 0.5 and sig.loc[0, "P(0.5)"] == 0.8
+
+
+def test_backtest_texts_and_symbol_rows():
+    config = {"execution": "close", "fee_bps": 2.0, "slippage_bps": 3.0, "data": "yahoo",
+              "data_info": {"source": "yahoo", "synthetic": False}}
+    text = presenters.conventions_text(config)
+    assert "A = 252" in text and "**close**" in text and "fee 2.0 bps" in text and "slippage 3.0 bps" in text
+    assert text.endswith("data: yahoo")
+    assert "data:" not in presenters.conventions_text({**config, "data_info": {"synthetic": True}})
+    equity = pd.DataFrame({"date": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01"]),
+                           "symbol": ["A", "A", "C"], "equity": [2.0, 1.0, 1.0]})
+    assert presenters.backtest_symbols({"B": {}, "A": {}}, equity) == ["B", "A", "C"]
+    assert presenters.backtest_symbols(None, None) == []
+    assert presenters.symbol_rows(equity, "A")["equity"].tolist() == [1.0, 2.0]
+    assert presenters.symbol_rows(equity, "B") is None and presenters.symbol_rows(None, "A") is None
+    assert presenters.notes_text(METRICS["BPCL"]) == "test_start: 2024-01-01 · significant: False"
+
+
+def test_data_texts():
+    df = pd.DataFrame({"close": [1.0, 2.5]}, index=pd.to_datetime(["2024-01-01", "2024-01-02"]))
+    s = presenters.frames_summary({"A": df}, {"source": "synthetic", "per_symbol": {}})
+    assert s.to_dict("records") == [{"symbol": "A", "rows": 2, "first date": "2024-01-01",
+                                     "last date": "2024-01-02", "last close": 2.5, "source": "synthetic"}]
+    assert presenters.candles_title("A", 10) == "A — daily OHLC (10 rows)"
+    assert presenters.candles_title("A", 5000).endswith("aggregated for display)")
+
+
+def test_pure_modules_import_no_streamlit():
+    code = ("import sys, evorl_ui; assert 'streamlit' not in sys.modules and 'jax' not in sys.modules; "
+            "import evorl_ui.presenters, evorl_ui.forms, evorl_ui.charts; "
+            "assert 'streamlit' not in sys.modules, 'a pure module imports streamlit'")
+    subprocess.run([sys.executable, "-c", code], check=True)
