@@ -17,6 +17,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from evorl_core import data
+from evorl_core.data import DataError, read_symbol_csv
 from evorl_core.rundir import ACTIVE_STATES
 from evorl_ui import forms, presenters, settings, shell
 
@@ -76,9 +78,6 @@ def save_uploads(uploads: Mapping[str, Any], symbols: Sequence[str], folder: Pat
     Returns ('csv:<folder>', []) or (None, one message per problem, each naming its symbol); on
     problems the folder is removed again.
     """
-    # evorl_core.data imports JAX: loaded on this action only, so that every page still renders
-    # (and shows the error inside user_errors) where JAX cannot load.
-    from evorl_core.data import DataError, read_symbol_csv
 
     missing = [s for s in symbols if uploads.get(s) is None]
     if missing:
@@ -105,10 +104,6 @@ def load_frames(choice: SourceChoice, symbols: Sequence[str], uploads_name: str,
                 **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """evorl_core.data.load_frames for the chosen source (uploads saved under ``uploads_name``);
     raises DataError naming every problem."""
-    # JAX again (see save_uploads): imported when the user asks for data.
-    from evorl_core.data import DataError
-    from evorl_core.data import load_frames as load
-
     if not symbols:
         raise DataError("give at least one symbol")
     spec, errors = source_spec(choice)
@@ -116,7 +111,7 @@ def load_frames(choice: SourceChoice, symbols: Sequence[str], uploads_name: str,
         spec, errors = save_uploads(choice.uploads, symbols, settings.uploads_dir(uploads_name))
     if errors:
         raise DataError("; ".join(errors))
-    return load(spec, symbols, cache_dir=settings.data_cache(), **kwargs)
+    return data.load_frames(spec, symbols, cache_dir=settings.data_cache(), **kwargs)
 
 
 def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run", prefer_active: bool = False,
