@@ -26,6 +26,8 @@ from .rundir import RunDir
 
 CHECKPOINT_EVERY_S = 60.0
 TARGET_CHUNK_S = 2.0
+# Losses that must stay finite; a NaN/inf in one of them (or in the parameters) ends the run.
+DIVERGENCE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl")
 # Rough sustained FLOP rates used only to choose how many updates go in one compiled chunk.
 _ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
 
@@ -37,6 +39,26 @@ def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int)
     rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
     k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
     return max(1, min(k, 64, remaining))
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or a network parameter became NaN or infinite; the message names the update."""
+
+
+def check_finite(metrics: dict[str, np.ndarray], params: Any, updates_before: int) -> None:
+    """Raise TrainingDiverged at the first update of a chunk whose loss is not finite, or when the
+    parameters after the chunk are not. Called once per chunk, before anything of it is saved, so
+    the checkpoint on disk stays the last finite one."""
+    for i in range(len(next(iter(metrics.values())))):
+        for name in DIVERGENCE_METRICS:
+            value = np.asarray(metrics[name][i]) if name in metrics else np.zeros(())
+            if not np.isfinite(value).all():
+                shown = value if value.ndim == 0 else value[~np.isfinite(value)][0]
+                raise TrainingDiverged(f"diverged at update {updates_before + i + 1} ({name} = {shown})")
+    finite = jax.tree_util.tree_map(lambda x: jax.numpy.isfinite(x).all(), params)
+    if not all(bool(v) for v in jax.tree_util.tree_leaves(finite)):
+        k = len(next(iter(metrics.values())))
+        raise TrainingDiverged(f"diverged by update {updates_before + k} (network parameters are not finite)")
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
@@ -107,6 +129,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         dt = time.perf_counter() - t0
         train_seconds += dt
         metrics = {name: np.asarray(metrics[name], dtype=np.float64) for name in METRIC_NAMES}
+        check_finite(metrics, runner.params, updates_done)
         rss = host_rss_mb()
         peak_rss = max(peak_rss, rss)
         dev_mem = device_memory_mb()
