@@ -96,9 +96,12 @@ class JobRegistry:
         JobError when the run id is taken.
         """
         runs_dir = Path(runs_dir)
-        config, rd = pipeline.preflight(config, runs_dir, run_id, deploy=deploy, model_name=model_name,
-                                        models_dir=models_dir)
-        lock = pipeline.acquire(rd, resume=False)
+        try:
+            config, rd = pipeline.preflight(config, runs_dir, run_id, deploy=deploy, model_name=model_name,
+                                            models_dir=models_dir)
+            lock = pipeline.acquire(rd, resume=False)
+        except RunDirError as exc:  # id taken, run in use, runs directory unusable
+            raise JobError(str(exc)) from None
         try:
             # A provisional config so readers see symbols/preset at once; the pipeline rewrites it
             # with the data actually used and library versions.
