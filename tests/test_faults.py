@@ -17,11 +17,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from evorl_core.cli import main
 from evorl_core.config import make_config
 from evorl_core.data import DataError, read_symbol_csv, synthetic_ohlcv
 from evorl_core.deploy import DeployError, deploy_run, load_bundle, signals
-from evorl_core.rundir import RunDir, RunLock, list_runs
+from evorl_core.rundir import RunDir
 from evorl_ui import settings, widgets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,10 +286,375 @@ def test_2_prices_float32_cannot_hold_are_rejected(tmp_path, capsys):
     frame = synthetic_ohlcv("BPCL", n_days=200, seed=3)
     frame[["open", "high", "low", "close"]] *= 1e300  # finite in float64, inf in float32
     path = write_csv(tmp_path / "csv" / "BPCL.csv", frame)
-    with pytest.raises(DataError, match=r"BPCL.csv: column 'Open', row 2: price 1.*e\+30\d is outside"):
+    with pytest.raises(DataError, match=r"BPCL.csv: column 'Open', row 2: price [0-9.]+e\+30\d is outside"):
         read_symbol_csv(path)
     code, _, err = cli(capsys, "train", *TINY_ARGS, "--symbols", "BPCL", "--data", f"csv:{tmp_path / 'csv'}",
                        "--runs-dir", tmp_path / "runs", "--run-id", "big")
     assert code == 2 and "float32" in error_line(err)
     row = runs_by_id(capsys, tmp_path / "runs")["big"]
     assert row["state"] == "failed" and row["symbols"] == ["BPCL"]  # 9: config.json before the data loads
+
+
+# subprocess training: a real `evorl train` that checkpoints often and trains slowly enough to be hit
+CHILD = """
+import sys, time
+from evorl_core import loop
+from evorl_core.rundir import RunDir
+loop.CHECKPOINT_EVERY_S = 0.3  # so that a kill finds a recent checkpoint
+_append = RunDir.append_metrics
+def _slow(self, rows):
+    time.sleep(0.03)
+    _append(self, rows)
+RunDir.append_metrics = _slow
+from evorl_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+LONG_ARGS = [*TINY_ARGS, "--timesteps", str(5000 * BATCH), "--updates-per-chunk", "1"]
+
+
+def spawn_train(runs: Path, run_id: str, *extra: str, log: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    out = open(log or runs.parent / f"{run_id}.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen([sys.executable, "-c", CHILD, "train", *LONG_ARGS, "--runs-dir", str(runs),
+                             "--run-id", run_id, *extra], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def training_with_checkpoint(rd: RunDir, updates: int = 3):
+    def ready() -> bool:
+        status = rd.read_status() or {}
+        return (status.get("state") == "running" and rd.has_checkpoint()
+                and status.get("env_steps", 0) >= updates * BATCH)
+    return ready
+
+
+def test_3_one_owner_per_run_id(tmp_path, capsys):
+    """Two trainers with one run id: exactly one trains, the other is refused at once; a resume of
+    the live run is refused; a finished id is never overwritten."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    first, second = spawn_train(runs, "same"), spawn_train(runs, "same", log=tmp_path / "second.log")
+    rd = RunDir(runs / "same")
+    try:
+        wait_until(lambda: first.poll() is not None or second.poll() is not None, 120, "one trainer to give up")
+        loser, winner = (first, second) if first.poll() is not None else (second, first)
+        assert loser.returncode == 2
+        log = (runs.parent / "same.log").read_bytes().decode() + (tmp_path / "second.log").read_text()
+        assert re.search(r"evorl train: error: run (id )?'same' (already exists|is in use)", log), log
+        assert "Traceback" not in log
+        wait_until(training_with_checkpoint(rd), 120, "the winner to train")
+        assert winner.poll() is None and rd.lock_held()
+        assert rd.owner()["pid"] == winner.pid
+
+        code, _, err = cli(capsys, "train", "--resume", rd.path, "--quiet")
+        assert code == 2 and re.search(r"is running \(pid \d+ on .*\); stop it first", error_line(err))
+        assert runs_by_id(capsys, runs)["same"]["state"] == "running"
+        rd.request_stop()
+        assert winner.wait(120) == 0
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+    steps = [r["env_steps"] for r in rd.read_metrics()]
+    assert steps == sorted(set(steps)) and steps[0] == BATCH  # one writer: no mixed lines
+    assert rd.read_status()["state"] == "stopped"
+
+    before = {p.name: p.read_bytes() for p in rd.path.iterdir() if p.is_file()}
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--timesteps", BATCH, "--runs-dir", runs, "--run-id", "same")
+    assert code == 2 and "run id 'same' already exists" in error_line(err) and "state stopped" in err
+    assert {p.name: p.read_bytes() for p in rd.path.iterdir() if p.is_file()} == before
+
+
+# 4. liveness and signals --------------------------------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_4_signal_checkpoints_then_interrupted_and_resumes(sig, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc = spawn_train(runs, "sig")
+    rd = RunDir(runs / "sig")
+    try:
+        wait_until(training_with_checkpoint(rd), 120, "training")
+        proc.send_signal(sig)
+        assert proc.wait(60) == 128 + sig
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (runs.parent / "sig.log").read_text()
+    assert "Traceback" not in log and f"{signal.Signals(sig).name}: stopping" in log
+    assert f"resume with: evorl train --resume {rd.path}" in log
+    status = rd.read_status()
+    assert status["state"] == "interrupted" and f"interrupted by {signal.Signals(sig).name}" in status["error"]
+    meta = json.loads((rd.checkpoint_dir / "meta.json").read_text())
+    assert meta["env_steps"] == status["env_steps"]  # the checkpoint is of the moment it stopped
+    assert runs_by_id(capsys, runs)["sig"]["state"] == "interrupted"
+    assert not rd.lock_held()
+
+    # resumable: continue a little in this process, then stop; no duplicated or lost updates
+    stop = pipeline.StopSignal()
+    pipeline.run(tiny_config(), runs, "sig", resume=True, stop_event=stop,
+                 progress=lambda info: stop.set() if info["update"] >= meta["updates_done"] + 2 else None)
+    assert rd.read_status()["state"] == "stopped"
+    steps = [r["env_steps"] for r in rd.read_metrics()]
+    assert steps == list(range(BATCH, steps[-1] + 1, BATCH)) and steps[-1] > meta["env_steps"]
+
+
+def test_4_kill_9_reads_as_interrupted_and_resumes_from_the_dashboard(dash, capsys):
+    runs = dash["runs"]
+    proc = spawn_train(runs, "killed")
+    rd = RunDir(runs / "killed")
+    try:
+        wait_until(training_with_checkpoint(rd), 120, "training")
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    recorded = rd.recorded_status()
+    assert recorded["state"] == "running"  # what the dead process left behind
+    row = runs_by_id(capsys, runs)["killed"]
+    assert row["state"] == "interrupted" and "gone" in row["error"] and row["recorded_state"] == "running"
+    code, out, _ = cli(capsys, "runs", "--runs-dir", runs)
+    assert re.search(r"killed\s+interrupted", out)
+
+    for page in ("home", "live"):
+        at = open_page(page, "killed")
+        assert "Could not read runs" not in alerts(at)
+        if page == "home":
+            table = at.dataframe[0].value
+            assert table.loc[table["run"] == "killed", "state"].item() == "interrupted"
+    assert "interrupted" in progress_text(at) and "ETA" not in progress_text(at)
+    assert "gone" in alerts(at)
+    assert at.button(key="live_stop").disabled
+    resume = at.button(key="live_resume")
+    assert not resume.disabled
+    steps_before = rd.read_status()["env_steps"]
+    resume.click().run()
+    registry = jobs.get_registry()
+    try:
+        wait_until(lambda: (rd.read_status() or {}).get("env_steps", 0) > steps_before + 2 * BATCH, 120,
+                   "the resumed run to train")
+    finally:
+        registry.stop("killed", runs)
+        assert registry.join("killed", runs, timeout=120)
+    assert rd.read_status()["state"] == "stopped"
+
+
+
+# 5. a damaged status.json is one `damaged` row and hides nothing ------------------------------------
+def test_5_damaged_status_is_one_row_and_hides_no_other_run(done_run, dash, capsys):
+    runs = dash["runs"]
+    copy_run(done_run, runs, "good")
+    damage = {"as-list": b"[]", "torn": b'{"state": "runn', "binary": b"\xff\xfe\x00status",
+              "unknown": b'{"state": "exploded"}'}
+    for run_id, content in damage.items():
+        rd = copy_run(done_run, runs, run_id)
+        rd.status_path.write_bytes(content)
+    rows = runs_by_id(capsys, runs)
+    assert set(rows) == {"good", *damage}
+    assert rows["good"]["state"] == "done"
+    for run_id in damage:
+        assert rows[run_id]["state"] == "damaged", rows[run_id]
+        assert str(runs / run_id / "status.json") in rows[run_id]["error"]
+    assert "expected a JSON object, found list" in rows["as-list"]["error"]
+    assert "not valid JSON" in rows["torn"]["error"] and "not UTF-8" in rows["binary"]["error"]
+    code, out, err = cli(capsys, "runs", "--runs-dir", runs)
+    assert code == 0 and err == ""
+    assert len(re.findall(r"^\S+\s+damaged\s", out, re.M)) == 4 and re.search(r"^good\s+done\s", out, re.M)
+
+    at = open_page("home")
+    assert "Could not read runs" not in alerts(at)
+    table = at.dataframe[0].value
+    assert dict(zip(table["run"], table["state"], strict=True)) == {"good": "done", **dict.fromkeys(damage, "damaged")}
+    at = open_page("live", "as-list")
+    assert "Run damaged" in alerts(at) and "status.json: expected a JSON object" in alerts(at)
+    assert at.button(key="live_stop").disabled and at.button(key="live_resume").disabled
+    at = open_page("backtest", "good")
+    assert [e.value for e in at.error] == []
+
+
+# 6. disk full -----------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A small file system: a 512 KiB tmpfs when this process may mount one (root), else a patched
+    write path that fails like a full disk. Yields (directory, fill(bytes_left), how)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mounted = (os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True).returncode == 0)
+    if mounted:
+        def fill(left: int) -> None:
+            st = os.statvfs(mnt)
+            free = st.f_bavail * st.f_frsize
+            (mnt / "filler").write_bytes(b"\0" * max(0, free - left))
+
+        yield mnt, fill, "tmpfs"
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        return
+    budget = {"left": None}
+    real = rundir.atomic_write_many
+
+    def limited(files):
+        size = sum(len(b) for b in files.values())
+        if budget["left"] is not None and size > budget["left"]:
+            raise rundir.storage_error(next(iter(files)), OSError(errno.ENOSPC, "No space left on device"))
+        real(files)
+
+    monkeypatch.setattr(rundir, "atomic_write_many", limited)
+    monkeypatch.setattr(checkpoints, "atomic_write_many", limited)
+    yield mnt, lambda left: budget.update(left=left), "patched write"
+
+
+def test_6_disk_full_during_training_keeps_the_last_checkpoint(stopped_run, small_disk, capsys):
+    disk, fill, how = small_disk
+    rd = copy_run(stopped_run, disk / "runs")
+    good = (rd.checkpoint_dir / "state.msgpack").read_bytes()
+    fill(16 * 1024)  # room for status and metrics lines, not for a 22 KB checkpoint
+    code, _, err = cli(capsys, "train", "--resume", rd.path, "--quiet")
+    assert code == 1, (how, err)
+    line = error_line(err)
+    assert f"no space left on device writing {rd.checkpoint_dir / 'state.msgpack'}" in line, (how, line)
+    status = rd.read_status()
+    assert status["state"] == "failed" and "no space left on device writing" in status["error"]
+    assert (rd.checkpoint_dir / "state.msgpack").read_bytes() == good  # the last good checkpoint, intact
+    assert sorted(p.name for p in rd.checkpoint_dir.iterdir()) == ["meta.json", "state.msgpack"]  # no temp files
+    assert runs_by_id(capsys, disk / "runs")["stopped"]["state"] == "failed"
+
+
+def test_6_disk_full_before_the_first_status_leaves_a_visible_run(small_disk, capsys):
+    disk, fill, how = small_disk
+    (disk / "runs").mkdir()
+    fill(0)
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--timesteps", BATCH, "--runs-dir", disk / "runs",
+                       "--run-id", "full")
+    assert code == 1, (how, err)
+    assert re.search(r"no space left on device writing \S+/runs/full/\S+", error_line(err)), (how, err)
+    row = runs_by_id(capsys, disk / "runs")["full"]  # not invisible
+    assert row["state"] in ("failed", "damaged"), row
+    if row["state"] == "damaged":
+        assert "status.json: missing" in row["error"]
+
+
+# 7. everything is validated before training starts ------------------------------------------------
+def test_7_bad_model_name_is_refused_before_training(tmp_path, dash, capsys):
+    runs = tmp_path / "cli-runs"
+    start = time.monotonic()
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--timesteps", BATCH, "--runs-dir", runs, "--run-id", "r",
+                       "--deploy", "--model-name", "../../x")
+    assert code == 2 and "model name '../../x' is invalid" in error_line(err)
+    assert not (runs / "r").exists() and time.monotonic() - start < 30
+
+    at = open_page("train")
+    at.checkbox(key="train_deploy").check().run()
+    at.text_input(key="train_model_name").set_value("../../x").run()
+    at.button(key="train_start").click().run()
+    assert "model name '../../x' is invalid" in alerts(at)
+    assert list(dash["runs"].iterdir()) == []
+    assert not (tmp_path / "x").exists()
+
+
+# 8. one-line errors naming the field or the file -------------------------------------------------
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--seed", "100000000000000000000000", "seed: must be a whole number from 0 to 4294967295"),
+    ("--seed", "-1", "seed: must be a whole number"),
+    ("--hidden", "100000000", "hidden: this configuration needs about"),
+    ("--hidden", "", "hidden: give positive layer sizes"),
+    ("--positions", "", "positions: give at least two target positions"),
+    ("--initial-capital", "inf", "initial_capital: must be a finite number"),
+    ("--runs-dir", "FILE", "is not a directory"),
+])
+def test_8_bad_values_end_in_one_line_naming_the_field(flag, value, expected, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    if value == "FILE":
+        value = tmp_path / "a-file"
+        value.write_text("not a directory")
+        runs = value
+    args = ["train", *TINY_ARGS, "--timesteps", BATCH, "--run-id", "r", flag, value]
+    if flag != "--runs-dir":
+        args += ["--runs-dir", runs]
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and expected in error_line(err)
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_8_resume_skips_metric_lines_that_are_not_objects(stopped_run, tmp_path, capsys):
+    rd = copy_run(stopped_run, tmp_path / "runs")
+    with open(rd.metrics_path, "a", encoding="utf-8") as f:
+        f.write('[1, 2]\n5\n"text"\nnull\n{"env_steps": "many"}\n')
+    code, _, err = cli(capsys, "train", "--resume", rd.path, "--quiet")
+    assert code == 0, err
+    assert rd.read_status()["state"] == "done"
+    steps = [r["env_steps"] for r in rd.read_metrics()]
+    assert steps == list(range(BATCH, 12 * BATCH + 1, BATCH))
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("config-list", "config.json: expected a JSON object, found list"),
+    ("config-binary", "config.json: not UTF-8 text"),
+    ("config-dir", "config.json: is a directory"),
+    ("config-missing", "no config.json; is this a run directory?"),
+    ("checkpoint-torn", "state.msgpack: damaged checkpoint"),
+])
+def test_8_backtest_of_a_damaged_run_names_the_file(damage, expected, done_run, tmp_path, capsys):
+    rd = copy_run(done_run, tmp_path / "runs")
+    if damage == "config-list":
+        rd.config_path.write_text("[]")
+    elif damage == "config-binary":
+        rd.config_path.write_bytes(b"\xff\xfe{}")
+    elif damage == "config-dir":
+        rd.config_path.unlink()
+        rd.config_path.mkdir()
+    elif damage == "config-missing":
+        rd.config_path.unlink()
+    else:
+        state = rd.checkpoint_dir / "state.msgpack"
+        state.write_bytes(state.read_bytes()[:100])
+    code, _, err = cli(capsys, "backtest", "--run", rd.path, "--data", "synthetic", "--cache-dir", tmp_path / "c")
+    assert code == 2 and expected in error_line(err, "backtest")
+    assert str(rd.path) in error_line(err, "backtest")
+
+
+def test_8_csv_parser_errors_are_one_line(tmp_path, capsys):
+    good = synthetic_ohlcv("BPCL", n_days=120, seed=2)
+    path = write_csv(tmp_path / "csv" / "BPCL.csv", good)
+    lines = path.read_text().splitlines()
+    lines[5] += ",1,2,3"  # a row with more fields than the header
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        read_symbol_csv(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--symbols", "BPCL", "--data", f"csv:{path.parent}",
+                       "--timesteps", BATCH, "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "not a readable CSV file (ParserError" in error_line(err)
+
+
+# 9. readable files, config.json before the data, a done run is not resumed ----------------------------
+def test_9_run_files_are_readable_by_other_users(done_run):
+    files = [p for p in done_run.path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"status.json", "config.json", "metrics.jsonl", "state.msgpack",
+                                        "meta.json", "equity.csv", "metrics.json", "LOCK"}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for p in files:
+        mode = p.stat().st_mode & 0o777
+        assert mode == 0o666 & ~umask, (p, oct(mode))  # what open() gives, not mkstemp's 0600
+        if umask == 0o022:
+            assert mode == 0o644, p
+
+
+def test_9_resume_of_a_done_run_is_refused_and_changes_nothing(done_run, tmp_path, capsys):
+    rd = copy_run(done_run, tmp_path / "runs")
+    state = rd.checkpoint_dir / "state.msgpack"
+    state.write_bytes(state.read_bytes()[:50])
+    before = {p: p.read_bytes() for p in rd.path.rglob("*") if p.is_file()}
+    code, _, err = cli(capsys, "train", "--resume", rd.path, "--quiet")
+    assert code == 2 and "is done; nothing to resume" in error_line(err)
+    assert rd.read_status()["state"] == "done"
+    assert {p: p.read_bytes() for p in rd.path.rglob("*") if p.is_file()} == before
