@@ -325,7 +325,7 @@ class RunDir:
 
     def truncate_metrics(self, max_env_steps: int) -> None:
         """On resume: drop metric lines past the checkpoint so the file has no duplicates."""
-        rows = [r for r in self.read_metrics() if _number(r.get("env_steps"), 0) <= max_env_steps]
+        rows = [r for r in self.read_metrics() if _number(r.get("env_steps"), math.inf) <= max_env_steps]
         atomic_write_text(self.metrics_path, "".join(dumps(r, indent=None) + "\n" for r in rows))
 
     def request_stop(self) -> None:
