@@ -17,9 +17,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -658,3 +660,229 @@ def test_9_resume_of_a_done_run_is_refused_and_changes_nothing(done_run, tmp_pat
     assert code == 2 and "is done; nothing to resume" in error_line(err)
     assert rd.read_status()["state"] == "done"
     assert {p: p.read_bytes() for p in rd.path.rglob("*") if p.is_file()} == before
+
+
+# browser: the real server, driven through Chromium (see tests/test_browser.py) ------------------------
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+IGNORED = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".venv"}
+
+
+class Server:
+    """`streamlit run dashboard.py` on its own port with runs/models/cache under `base`."""
+
+    def __init__(self, base: Path):
+        self.base, self.log_path = base, base / "streamlit.log"
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> Server:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "EVORL_RUNS_DIR": str(self.base / "runs"), "EVORL_MODELS_DIR": str(self.base / "models"),
+               "EVORL_DATA_CACHE": str(self.base / "cache"), "JAX_PLATFORMS": "cpu"}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the server process owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            try:
+                return urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).read() == b"ok"
+            except OSError:
+                return False
+
+        wait_until(healthy, 90, "streamlit to start")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = next((c for c in (os.environ.get("EVORL_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"))
+                       if c and Path(c).exists()), None)
+    if executable is None:
+        pytest.fail("Chromium not found: install Debian's chromium or set EVORL_CHROMIUM (never `playwright install`)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        pg = b.new_page(viewport={"width": 1400, "height": 1100})
+        pg.set_default_timeout(60_000)
+        yield pg
+        b.close()
+
+
+def wait_idle(pg, timeout: float = 60.0) -> None:
+    app = pg.locator('[data-testid="stApp"]')
+    app.wait_for()
+    time.sleep(0.3)
+    deadline, quiet_since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if app.get_attribute("data-test-script-state") in ("running", "rerunRequested", "initial"):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 0.5:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"Streamlit still busy after {timeout} s")
+
+
+def choose(pg, label: str, option: str) -> None:
+    pg.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    pg.get_by_role("option", name=option, exact=True).click()
+    wait_idle(pg)
+
+
+def no_exceptions(pg) -> None:
+    exc = pg.locator('[data-testid="stException"]')
+    assert exc.count() == 0, exc.first.inner_text()
+
+
+def files_under(*roots: Path) -> set[Path]:
+    found = set()
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d not in IGNORED]
+            found.update(Path(dirpath) / f for f in filenames)
+    return found
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_1_browser_upload_with_path_like_names_writes_only_into_the_upload_folder(tmp_path, browser):
+    pg = browser
+    server = Server(tmp_path / "app").start()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    csv = {s: write_csv(tmp_path / "src" / f"{s}.csv", synthetic_ohlcv(s, n_days=150, seed=4)).read_bytes()
+           for s in ("BPCL", "TATASTEEL")}
+    names = {"BPCL": str(outside / "evil.csv"), "TATASTEEL": "../../../../evil2.csv"}
+    try:
+        before = files_under(tmp_path, ROOT)
+        pg.goto(f"{server.url}/data")
+        pg.get_by_role("button", name="Load").wait_for()
+        wait_idle(pg)
+        symbols = pg.get_by_label("Symbols")
+        symbols.fill("BPCL,TATASTEEL")
+        symbols.press("Enter")
+        wait_idle(pg)
+        choose(pg, "Data source", widgets.SOURCES["upload"])
+        for sym, name in names.items():
+            uploader = pg.locator('[data-testid="stFileUploader"]').filter(has_text=f"{sym}.csv")
+            uploader.locator('input[type="file"]').set_input_files(
+                files=[{"name": name, "mimeType": "text/csv", "buffer": csv[sym]}])
+            wait_idle(pg)
+        # the page received the hostile names as given (the uploader lists them)
+        listed = " ".join(pg.locator('[data-testid="stFileUploaderFileName"]').all_inner_texts())
+        assert "evil.csv" in listed and "evil2.csv" in listed, listed
+        pg.get_by_role("button", name="Load").click()
+        wait_idle(pg)
+        pg.locator(".js-plotly-plot").first.wait_for()
+        no_exceptions(pg)
+        assert pg.locator('[data-testid="stAlert"]').filter(has_text="error").count() == 0
+    finally:
+        server.close()
+    folder = tmp_path / "app" / "cache" / "uploads" / "data"
+    new = files_under(tmp_path, ROOT) - before - {server.log_path}
+    assert new == {folder / "BPCL.csv", folder / "TATASTEEL.csv"}, sorted(map(str, new))
+    assert all((folder / f"{s}.csv").read_bytes() == csv[s] for s in csv)
+    assert list(outside.iterdir()) == []
+    for where in (folder, folder.parent, folder.parent.parent, tmp_path / "app", tmp_path, ROOT):
+        assert not (where / names["TATASTEEL"]).resolve().exists()
+
+
+def live_state(pg) -> str:
+    text = pg.locator('[data-testid="stProgress"]').first.inner_text() if pg.locator(
+        '[data-testid="stProgress"]').count() else ""
+    found = re.findall(r"\b(queued|compiling|running|stopping|stopped|done|failed|interrupted|damaged)\b", text)
+    return found[0] if found else ""
+
+
+def wait_live_state(pg, states: tuple[str, ...], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = live_state(pg)
+        if state in states:
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"Live never showed {states}; last: {live_state(pg)!r}")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(900)
+def test_4_browser_server_stop_interrupts_its_runs_and_resume_works(tmp_path, browser):
+    """A run started from the dashboard: SIGTERM to the server checkpoints it and records
+    `interrupted` (no C++ abort on the way out); a restarted server shows it interrupted and resumes
+    it; after kill -9 of the server the run reads as interrupted (owner gone) on the next start."""
+    pg = browser
+    app = tmp_path / "app"
+    server = Server(app).start()
+    try:
+        pg.goto(f"{server.url}/train")
+        pg.get_by_role("button", name="Start training").wait_for()
+        wait_idle(pg)
+        choose(pg, "Data source", widgets.SOURCES["synthetic"])
+        steps = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Timesteps").locator("input")
+        steps.fill("50000000")
+        steps.press("Enter")
+        wait_idle(pg)
+        pg.get_by_role("button", name="Start training").click()
+        pg.wait_for_url(re.compile(r".*/live\?run=run-.*"), timeout=60_000)
+        run_id = re.search(r"run=([^&]+)", pg.url).group(1)
+        rd = RunDir(app / "runs" / run_id)
+        wait_until(lambda: len(rd.read_metrics()) >= 2, 240, "the dashboard run to train")
+
+        assert server.stop(signal.SIGTERM) == 0
+        log = server.log_path.read_text()
+        for bad in ("terminate called", "FATAL", "Traceback", "exception not rethrown"):
+            assert bad not in log, log[-3000:]
+        status = rd.recorded_status()
+        assert status["state"] == "interrupted", status
+        assert "dashboard server stopped" in status["error"]
+        meta = json.loads((rd.checkpoint_dir / "meta.json").read_text())
+        assert meta["env_steps"] == status["env_steps"] > 0
+        assert not rd.lock_held()
+
+        server = Server(app).start()  # the restarted server shows it interrupted and resumes it
+        pg.goto(f"{server.url}/live?run={run_id}")
+        wait_idle(pg)
+        assert wait_live_state(pg, ("interrupted",), 30) == "interrupted"
+        resume = pg.get_by_role("button", name="Resume")
+        assert resume.is_enabled()
+        resume.click()
+        wait_idle(pg)
+        wait_until(lambda: (rd.read_status() or {}).get("env_steps", 0) > meta["env_steps"], 240,
+                   "the resumed run to train")
+        no_exceptions(pg)
+
+        server.stop(signal.SIGKILL)  # no shutdown hook: the run is orphaned
+        assert rd.recorded_status()["state"] == "running"
+        server = Server(app).start()
+        pg.goto(f"{server.url}/live?run={run_id}")
+        wait_idle(pg)
+        assert wait_live_state(pg, ("interrupted",), 30) == "interrupted"
+        assert pg.get_by_text("gone", exact=False).count() >= 1
+        assert pg.get_by_role("button", name="Resume").is_enabled()
+        assert not pg.get_by_role("button", name="Stop").is_enabled()
+        no_exceptions(pg)
+    finally:
+        server.close()
