@@ -682,6 +682,7 @@ class Server:
             port = s.getsockname()[1]
         env = {**os.environ, "EVORL_RUNS_DIR": str(self.base / "runs"), "EVORL_MODELS_DIR": str(self.base / "models"),
                "EVORL_DATA_CACHE": str(self.base / "cache"), "JAX_PLATFORMS": "cpu"}
+        self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the server process owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
@@ -779,7 +780,7 @@ def test_1_browser_upload_with_path_like_names_writes_only_into_the_upload_folde
     try:
         before = files_under(tmp_path, ROOT)
         pg.goto(f"{server.url}/data")
-        pg.get_by_role("button", name="Load").wait_for()
+        pg.get_by_role("button", name="Load", exact=True).wait_for()
         wait_idle(pg)
         symbols = pg.get_by_label("Symbols")
         symbols.fill("BPCL,TATASTEEL")
@@ -791,14 +792,26 @@ def test_1_browser_upload_with_path_like_names_writes_only_into_the_upload_folde
             uploader.locator('input[type="file"]').set_input_files(
                 files=[{"name": name, "mimeType": "text/csv", "buffer": csv[sym]}])
             wait_idle(pg)
-        # the page received the hostile names as given (the uploader lists them)
-        listed = " ".join(pg.locator('[data-testid="stFileUploaderFileName"]').all_inner_texts())
-        assert "evil.csv" in listed and "evil2.csv" in listed, listed
-        pg.get_by_role("button", name="Load").click()
+        # the browser kept the hostile names as given (the uploader's file chips show them)
+        listed = {el.get_attribute("title") for el in pg.locator('[data-testid="stFileChipName"]').all()}
+        assert listed == set(names.values()), listed
+        pg.get_by_role("button", name="Load", exact=True).click()
         wait_idle(pg)
         pg.locator(".js-plotly-plot").first.wait_for()
         no_exceptions(pg)
         assert pg.locator('[data-testid="stAlert"]').filter(has_text="error").count() == 0
+
+        # a path-like symbol names the file on disk: refused, nothing written
+        symbols.fill("../../EVIL3")
+        symbols.press("Enter")
+        wait_idle(pg)
+        pg.locator('[data-testid="stFileUploader"]').filter(has_text="../../EVIL3.csv").locator(
+            'input[type="file"]').set_input_files(files=[{"name": "x.csv", "mimeType": "text/csv", "buffer": csv["BPCL"]}])
+        wait_idle(pg)
+        pg.get_by_role("button", name="Load", exact=True).click()
+        wait_idle(pg)
+        pg.get_by_text("is not a valid ticker", exact=False).first.wait_for()
+        no_exceptions(pg)
     finally:
         server.close()
     folder = tmp_path / "app" / "cache" / "uploads" / "data"
@@ -808,6 +821,7 @@ def test_1_browser_upload_with_path_like_names_writes_only_into_the_upload_folde
     assert list(outside.iterdir()) == []
     for where in (folder, folder.parent, folder.parent.parent, tmp_path / "app", tmp_path, ROOT):
         assert not (where / names["TATASTEEL"]).resolve().exists()
+        assert not (where / "../../EVIL3.csv").resolve().exists()
 
 
 def live_state(pg) -> str:
@@ -838,14 +852,14 @@ def test_4_browser_server_stop_interrupts_its_runs_and_resume_works(tmp_path, br
     server = Server(app).start()
     try:
         pg.goto(f"{server.url}/train")
-        pg.get_by_role("button", name="Start training").wait_for()
+        pg.get_by_role("button", name="Start training", exact=True).wait_for()
         wait_idle(pg)
         choose(pg, "Data source", widgets.SOURCES["synthetic"])
         steps = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Timesteps").locator("input")
         steps.fill("50000000")
         steps.press("Enter")
         wait_idle(pg)
-        pg.get_by_role("button", name="Start training").click()
+        pg.get_by_role("button", name="Start training", exact=True).click()
         pg.wait_for_url(re.compile(r".*/live\?run=run-.*"), timeout=60_000)
         run_id = re.search(r"run=([^&]+)", pg.url).group(1)
         rd = RunDir(app / "runs" / run_id)
@@ -866,7 +880,7 @@ def test_4_browser_server_stop_interrupts_its_runs_and_resume_works(tmp_path, br
         pg.goto(f"{server.url}/live?run={run_id}")
         wait_idle(pg)
         assert wait_live_state(pg, ("interrupted",), 30) == "interrupted"
-        resume = pg.get_by_role("button", name="Resume")
+        resume = pg.get_by_role("button", name="Resume", exact=True)
         assert resume.is_enabled()
         resume.click()
         wait_idle(pg)
@@ -881,8 +895,8 @@ def test_4_browser_server_stop_interrupts_its_runs_and_resume_works(tmp_path, br
         wait_idle(pg)
         assert wait_live_state(pg, ("interrupted",), 30) == "interrupted"
         assert pg.get_by_text("gone", exact=False).count() >= 1
-        assert pg.get_by_role("button", name="Resume").is_enabled()
-        assert not pg.get_by_role("button", name="Stop").is_enabled()
+        assert pg.get_by_role("button", name="Resume", exact=True).is_enabled()
+        assert not pg.get_by_role("button", name="Stop", exact=True).is_enabled()
         no_exceptions(pg)
     finally:
         server.close()
