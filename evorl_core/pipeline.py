@@ -10,6 +10,7 @@ What each fault leads to: docs/reliability.md.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 import traceback
@@ -37,6 +38,7 @@ from .rundir import (
     check_runs_dir,
     new_run_id,
     owner_text,
+    storage_error,
 )
 
 # Memory a run may plan to use, as a fraction of what the device (or, on CPU, the host) has free.
@@ -63,6 +65,8 @@ def describe_error(exc: BaseException) -> str:
                 f"--num-envs or --minibatch-size ({text[:200] or type(exc).__name__})")
     if isinstance(exc, (RunDirError, loop.TrainingDiverged)):
         return text
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and exc.filename:
+        return str(storage_error(exc.filename, exc))  # a write outside rundir's write path
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
