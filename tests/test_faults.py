@@ -514,8 +514,10 @@ def small_disk(tmp_path, monkeypatch):
     yield mnt, lambda left: budget.update(left=left), "patched write"
 
 
-def test_6_disk_full_during_training_keeps_the_last_checkpoint(stopped_run, small_disk, capsys):
+def test_6_disk_full_during_training_keeps_the_last_checkpoint(stopped_run, small_disk, capsys,
+                                                                 record_property):
     disk, fill, how = small_disk
+    record_property("disk_full_simulated_with", how)  # "tmpfs" where root may mount, else "patched write"
     rd = copy_run(stopped_run, disk / "runs")
     good = (rd.checkpoint_dir / "state.msgpack").read_bytes()
     fill(16 * 1024)  # room for status and metrics lines, not for a 22 KB checkpoint
@@ -530,8 +532,9 @@ def test_6_disk_full_during_training_keeps_the_last_checkpoint(stopped_run, smal
     assert runs_by_id(capsys, disk / "runs")["stopped"]["state"] == "failed"
 
 
-def test_6_disk_full_before_the_first_status_leaves_a_visible_run(small_disk, capsys):
+def test_6_disk_full_before_the_first_status_leaves_a_visible_run(small_disk, capsys, record_property):
     disk, fill, how = small_disk
+    record_property("disk_full_simulated_with", how)
     (disk / "runs").mkdir()
     fill(0)
     code, _, err = cli(capsys, "train", *TINY_ARGS, "--timesteps", BATCH, "--runs-dir", disk / "runs",
