@@ -36,6 +36,8 @@ def synthetic_data(num_symbols=3, num_days=2500, num_features=6, window=32, test
         features=jnp.asarray(features, jnp.float32),
         length=jnp.full((num_symbols,), num_days, jnp.int32),
         first_index=jnp.full((num_symbols,), window, jnp.int32),
+        train_end=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
+        val_start=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
         test_start=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
     )
 

@@ -49,7 +49,11 @@ def params_template(config: TrainConfig, num_features: int) -> Any:
     return ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
 
 
-def load_params(run: RunDir, config: TrainConfig, num_features: int) -> Any:
-    """The trained network parameters of a run's checkpoint."""
+def load_params(run: RunDir, config: TrainConfig, num_features: int, member: int | None = None) -> Any:
+    """The trained network parameters of a run's checkpoint: with several members, all of them
+    (leading member axis), or only `member`'s."""
     raw_state = serialization.msgpack_restore((run.checkpoint_dir / STATE_FILE).read_bytes())
-    return serialization.from_state_dict(params_template(config, num_features), raw_state["params"])
+    params = serialization.from_state_dict(params_template(config, num_features), raw_state["params"])
+    if member is not None and config.members > 1:
+        params = jax.tree_util.tree_map(lambda x: x[member], params)
+    return params

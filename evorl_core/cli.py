@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
+    t.add_argument("--val-days", type=int,
+                   help="validation days before the test days, for any selection (default 60; 0 = none)")
+    t.add_argument("--embargo-days", type=int,
+                   help="unused days before validation and before test (default: the feature window)")
+    t.add_argument("--seeds", type=int,
+                   help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
     t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
     t.add_argument("--preset", default="production", choices=sorted(PRESETS))
     t.add_argument("--num-envs", type=int)
@@ -195,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     backends.select(args.backend)
 
     overrides = dict(
-        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days,
+        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
+        embargo_days=args.embargo_days, seeds=args.seeds,
         total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
         minibatch_size=args.minibatch_size, epochs=args.epochs,
         hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,

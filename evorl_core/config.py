@@ -32,6 +32,8 @@ class TrainConfig:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
     test_days: int = 60
+    val_days: int = 60  # validation days before the test days: what any selection may look at
+    embargo_days: int | None = None  # unused days before validation and before test; None = window
     window: int = 32  # days of causal features in one observation
     # market conventions (docs/accounting.md): target exposures, costs, execution
     positions: tuple[float, ...] = (0.0, 0.5, 1.0)
@@ -60,6 +62,7 @@ class TrainConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     seed: int = 0
+    seeds: int = 1  # independent agents trained as one vmapped program (seeds seed, seed+1, ...)
     # runtime
     backend: str = "auto"  # auto | cpu | gpu | metal
     updates_per_chunk: int = 0  # 0 = choose automatically (~2 s of work per chunk)
@@ -76,6 +79,21 @@ class TrainConfig:
     @property
     def num_updates(self) -> int:
         return max(1, math.ceil(self.total_timesteps / self.batch_size))
+
+    @property
+    def embargo(self) -> int:
+        """Days left out before the validation and the test range (at least the feature window)."""
+        return self.window if self.embargo_days is None else self.embargo_days
+
+    @property
+    def members(self) -> int:
+        """Agents trained together (a leading axis on the runner when more than one)."""
+        return self.seeds
+
+    @property
+    def total_env_steps(self) -> int:
+        """Env steps of the whole run: every member's updates x batch."""
+        return self.num_updates * self.batch_size * self.members
 
     @property
     def cost(self) -> float:
@@ -156,6 +174,11 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.data in ("auto", "synthetic", "yahoo") or c.data.startswith("csv:"),
          f"data: {c.data!r} must be auto, synthetic, yahoo or csv:DIR")
     need(c.test_days >= 2, f"test_days: must be at least 2 (got {c.test_days})")
+    need(c.val_days == 0 or c.val_days >= 2, f"val_days: must be 0 (no validation) or at least 2 (got {c.val_days})")
+    if c.embargo_days is not None:
+        need(c.embargo_days >= c.window,
+             f"embargo_days: must be at least the feature window ({c.window}) (got {c.embargo_days})")
+    need(1 <= c.seeds <= 4096, f"seeds: must lie in 1 .. 4096 (got {c.seeds})")
     need(c.window >= 1, f"window: must be at least 1 (got {c.window})")
     need(len(c.positions) >= 2, "positions: give at least two target positions, e.g. 0,0.5,1")
     need(all(-1.0 <= p <= 1.0 for p in c.positions), "positions: each target exposure must lie in [-1, 1]")

@@ -68,18 +68,18 @@ def check_data(data: MarketData, window: int) -> None:
     Raises ValueError naming the symbol index. Call it once before training (not under jit).
     """
     first = np.asarray(data.first_index)
-    test_start = np.asarray(data.test_start)
+    train_end = np.asarray(data.train_end)
     length = np.asarray(data.length)
     for s in range(first.shape[0]):
         if first[s] < window - 1:
             raise ValueError(f"symbol {s}: first_index {first[s]} leaves no full window of {window} days")
-        if test_start[s] - 2 < first[s]:
+        if train_end[s] - 2 < first[s]:
             raise ValueError(
-                f"symbol {s}: no training transition (first_index {first[s]}, test_start {test_start[s]}); "
+                f"symbol {s}: no training transition (first_index {first[s]}, train_end {train_end[s]}); "
                 "give more history or fewer test days"
             )
-        if test_start[s] > length[s]:
-            raise ValueError(f"symbol {s}: test_start {test_start[s]} is beyond length {length[s]}")
+        if train_end[s] > length[s]:
+            raise ValueError(f"symbol {s}: train_end {train_end[s]} is beyond length {length[s]}")
 
 
 def _log_factor(x: jax.Array) -> jax.Array:
@@ -120,7 +120,7 @@ def observe(data: MarketData, symbol, t, position, params: EnvParams) -> jax.Arr
 
 
 def _random_start(key: jax.Array, data: MarketData) -> tuple[jax.Array, jax.Array]:
-    """Uniform symbol, then a uniform start day t in [first_index, test_start - 2] of that symbol.
+    """Uniform symbol, then a uniform start day t in [first_index, train_end - 2] of that symbol.
 
     Both come from one 64-bit draw (a single threefry block) reduced modulo the range: the modulo
     bias is below range / 2**32 (< 1e-6 for any real history), and this draw runs for every env at
@@ -131,7 +131,7 @@ def _random_start(key: jax.Array, data: MarketData) -> tuple[jax.Array, jax.Arra
     num_symbols = data.length.shape[0]
     symbol = (bits[0] % jnp.uint32(num_symbols)).astype(jnp.int32)
     lowest = data.first_index[symbol]
-    highest = data.test_start[symbol] - 2  # so that t + 1 <= test_start - 1
+    highest = data.train_end[symbol] - 2  # so that t + 1 <= train_end - 1
     span = jnp.maximum(highest - lowest + 1, 1).astype(jnp.uint32)
     t = lowest + (bits[1] % span).astype(jnp.int32)
     return symbol, t
@@ -149,7 +149,7 @@ def _fresh_state(symbol: jax.Array, t: jax.Array) -> EnvState:
 
 
 def reset(key: jax.Array, params: EnvParams, data: MarketData) -> tuple[jax.Array, EnvState]:
-    """Uniform symbol, then a uniform start day t in [first_index, test_start - 2] of that symbol."""
+    """Uniform symbol, then a uniform start day t in [first_index, train_end - 2] of that symbol."""
     state = _fresh_state(*_random_start(key, data))
     return observe(data, state.symbol, state.t, state.position, params), state
 
@@ -179,8 +179,9 @@ def transition(state: EnvState, action, params: EnvParams, data: MarketData):
         episode_return=state.episode_return + reward,
     )
     # Done when the episode is long enough or no further training transition exists
-    # (the next one would need t_next + 1 <= test_start - 1).
-    done = (steps >= params.episode_len) | (t_next >= data.test_start[symbol] - 1)
+    # (the next one would need t_next + 1 <= train_end - 1: no training step reads a validation,
+    # embargo or test day).
+    done = (steps >= params.episode_len) | (t_next >= data.train_end[symbol] - 1)
     info = {
         "episode_return": next_state.episode_return,
         "returned_episode": done,

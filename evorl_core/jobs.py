@@ -94,7 +94,7 @@ class JobRegistry:
         # A provisional config so readers see symbols/preset at once; the loop rewrites it with
         # the data actually used and library versions.
         rd.write_config({**config.to_dict(), "data_info": None})
-        rd.write_status("queued", env_steps=0, total_steps=config.num_updates * config.batch_size,
+        rd.write_status("queued", env_steps=0, total_steps=config.total_env_steps,
                         error=None)
         job = Job(run_id=run_id, runs_dir=runs_dir, config=config)
         kwargs = dict(stop_event=job.stop_event, resume=False, deploy=deploy,

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import sharding
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Market
-from .ppo import METRIC_NAMES, PPO, update_flops
+from .market_data import MarketData
+from .ppo import METRIC_NAMES, PPO, Runner, update_flops
 from .provenance import device_memory_mb, host_rss_mb
 from .rundir import RunDir
 
@@ -33,10 +35,28 @@ _ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal":
 def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int) -> int:
     if config.updates_per_chunk > 0:
         return max(1, min(config.updates_per_chunk, remaining))
-    flops = update_flops(config, obs_size)
+    flops = update_flops(config, obs_size) * config.members
     rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
     k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
     return max(1, min(k, 64, remaining))
+
+
+def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
+    """The runner of a run: one agent seeded with `seed`, or `members` agents with seeds
+    seed, seed+1, ... stacked on a leading axis (member k starts exactly as a solo run of seed+k)."""
+    if config.members == 1:
+        return ppo.init(jax.random.PRNGKey(config.seed), data)
+    keys = jnp.stack([jax.random.PRNGKey(config.seed + k) for k in range(config.members)])
+    return jax.vmap(ppo.init, in_axes=(0, None))(keys, data)
+
+
+def chunk_program(ppo: PPO, num_updates: int, members: int) -> Callable[[Runner, MarketData], Any]:
+    """`num_updates` updates of one runner, or of every member of a population (vmapped, market data
+    shared): the pure function one compiled chunk runs."""
+    def chunk(runner: Runner, data: MarketData):
+        return ppo.run_updates(runner, data, num_updates)
+
+    return chunk if members == 1 else jax.vmap(chunk, in_axes=(0, None))
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
@@ -47,15 +67,17 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     Returns True when every update is done (the final checkpoint is saved), False when stopped.
     """
     data = market.data
+    members = config.members
     total_updates = config.num_updates
-    total_steps = total_updates * config.batch_size
+    total_steps = config.total_env_steps
+    steps_per_update = config.batch_size * members  # env steps of one update of every member
 
     run.write_status("compiling", started_at=time.time())
-    runner = PPO(config, data.features.shape[-1]).init(jax.random.PRNGKey(config.seed), data)
+    runner = init_runner(PPO(config, data.features.shape[-1]), config, data)
     updates_done = 0
     if resume:
         runner, meta = load_checkpoint(run, runner)
-        updates_done = int(meta.get("updates_done", int(runner.update_step)))
+        updates_done = int(meta.get("updates_done", int(np.max(runner.update_step))))
         run.truncate_metrics(updates_done * config.batch_size)
 
     # More than one device: split the env batch over all of them (data-parallel; sharding.py).
@@ -63,7 +85,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     batch_constraint = None
     mesh_shape = None
     if jax.device_count() > 1:
-        layout = sharding.layout(runner, config)
+        layout = sharding.layout(runner, config, population=members > 1)
         runner = jax.device_put(runner, layout.runner)
         data = jax.device_put(data, layout.data)
         jit_kwargs, batch_constraint = layout.jit_kwargs, layout.minibatch_constraint
@@ -77,8 +99,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         nonlocal compile_seconds
         if k not in chunk_fns:
             t0 = time.perf_counter()
-            fn = jax.jit(ppo.run_updates, static_argnums=2, donate_argnums=0, **jit_kwargs)
-            chunk_fns[k] = fn.lower(runner, data, k).compile()
+            fn = jax.jit(chunk_program(ppo, k, members), donate_argnums=0, **jit_kwargs)
+            chunk_fns[k] = fn.lower(runner, data).compile()
             compile_seconds += time.perf_counter() - t0
         return chunk_fns[k]
 
@@ -88,8 +110,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     k = choose_updates_per_chunk(config, ppo.obs_size, max(total_updates - updates_done, 1))
     if updates_done < total_updates:
         compiled(k)
-    run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * config.batch_size,
-                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape)
+    run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
+                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
 
     train_seconds = 0.0
     session_updates = 0
@@ -106,25 +128,29 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         metrics = jax.block_until_ready(metrics)
         dt = time.perf_counter() - t0
         train_seconds += dt
-        metrics = {name: np.asarray(metrics[name], dtype=np.float64) for name in METRIC_NAMES}
+        # [K] per metric for one agent, [members, K] for several
+        metrics = {name: np.asarray(metrics[name], dtype=np.float64).reshape(members, k_now)
+                   for name in METRIC_NAMES}
         rss = host_rss_mb()
         peak_rss = max(peak_rss, rss)
         dev_mem = device_memory_mb()
-        steps_per_sec = k_now * config.batch_size / dt
+        steps_per_sec = k_now * steps_per_update / dt
         rows = []
         for i in range(k_now):
             u = updates_done + i + 1
-            row = {"update": u, "env_steps": u * config.batch_size,
-                   "wall_time": time.time() - wall_start - dt * (k_now - 1 - i) / k_now,
-                   "train_seconds": train_seconds - dt * (k_now - 1 - i) / k_now,
-                   "steps_per_sec": steps_per_sec, "updates_per_sec": k_now / dt,
-                   "host_rss_mb": rss, "device_mem_mb": dev_mem}
-            row.update({name: float(metrics[name][i]) for name in METRIC_NAMES})
-            rows.append(row)
+            timing = {"update": u, "env_steps": u * config.batch_size,
+                      "wall_time": time.time() - wall_start - dt * (k_now - 1 - i) / k_now,
+                      "train_seconds": train_seconds - dt * (k_now - 1 - i) / k_now,
+                      "steps_per_sec": steps_per_sec, "updates_per_sec": k_now / dt,
+                      "host_rss_mb": rss, "device_mem_mb": dev_mem}
+            for m in range(members):
+                row = dict(timing, member=m) if members > 1 else dict(timing)
+                row.update({name: float(metrics[name][m, i]) for name in METRIC_NAMES})
+                rows.append(row)
         run.append_metrics(rows)
         updates_done += k_now
         session_updates += k_now
-        env_steps = updates_done * config.batch_size
+        env_steps = updates_done * steps_per_update
         eta = (total_updates - updates_done) * train_seconds / session_updates
         status = run.write_status(
             "running", env_steps=env_steps, total_steps=total_steps, updates_done=updates_done,
@@ -137,7 +163,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
             save_checkpoint(run, runner, env_steps, updates_done)
             last_checkpoint = time.monotonic()
 
-    env_steps = updates_done * config.batch_size
+    env_steps = updates_done * steps_per_update
     if updates_done < total_updates:  # stop requested
         run.write_status("stopping", env_steps=env_steps)
         save_checkpoint(run, runner, env_steps, updates_done)

@@ -35,16 +35,7 @@ def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
             sym: {"mean": market.norm_mean[s].tolist(), "std": market.norm_std[s].tolist()}
             for s, sym in enumerate(market.symbols)
         },
-        "date_ranges": {
-            sym: {
-                "first": str(market.dates[s][0]),
-                "train_end": str(market.dates[s][int(market.data.test_start[s]) - 1]),
-                "test_start": str(market.dates[s][int(market.data.test_start[s])]),
-                "last": str(market.dates[s][-1]),
-                "rows": int(market.data.length[s]),
-            }
-            for s, sym in enumerate(market.symbols)
-        },
+        "date_ranges": {sym: market.split_dates(s) for s, sym in enumerate(market.symbols)},
         "versions": library_versions(),
         "backend_info": backend_record(describe()),
         "batch_size": config.batch_size,
@@ -80,7 +71,7 @@ def run(
             config = TrainConfig.from_dict(stored)
         config = config.validated()
         rd.clear_stop()
-        rd.write_status("queued", total_steps=config.num_updates * config.batch_size, error=None,
+        rd.write_status("queued", total_steps=config.total_env_steps, error=None,
                         env_steps=(rd.read_status() or {}).get("env_steps", 0) if resume else 0)
         if market is None:
             norm = stored_normalisation(rd.read_config(), config.symbols) if resume else None

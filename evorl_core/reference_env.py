@@ -14,7 +14,7 @@ from .config import EXECUTION_MODES, MIN_GROWTH  # floor of each equity factor (
 
 
 class ReferenceTradingEnv:
-    def __init__(self, open_, close, features, length, first_index, test_start, positions, cost,
+    def __init__(self, open_, close, features, length, first_index, train_end, positions, cost,
                  execution, window, episode_len):
         if execution not in EXECUTION_MODES:
             raise ValueError(f"unknown execution {execution!r}")
@@ -23,7 +23,7 @@ class ReferenceTradingEnv:
         self.features = np.asarray(features, dtype=np.float64)
         self.length = np.asarray(length, dtype=np.int64)
         self.first_index = np.asarray(first_index, dtype=np.int64)
-        self.test_start = np.asarray(test_start, dtype=np.int64)
+        self.train_end = np.asarray(train_end, dtype=np.int64)
         self.positions = np.asarray(positions, dtype=np.float64)
         self.cost = float(cost)
         self.execution = execution
@@ -38,7 +38,7 @@ class ReferenceTradingEnv:
 
     def reset_to(self, symbol: int, t: int) -> np.ndarray:
         symbol, t = int(symbol), int(t)
-        if not (self.first_index[symbol] <= t <= self.test_start[symbol] - 2):
+        if not (self.first_index[symbol] <= t <= self.train_end[symbol] - 2):
             raise ValueError(f"start day {t} is outside the training starts of symbol {symbol}")
         self.symbol = symbol
         self.t = t
@@ -72,7 +72,7 @@ class ReferenceTradingEnv:
         self.equity = e_next
         self.steps += 1
         self.episode_return += reward
-        # The next transition would go from self.t to self.t + 1, allowed only up to test_start - 1.
-        no_more_training_days = self.t + 1 > self.test_start[s] - 1
+        # The next transition would go from self.t to self.t + 1, allowed only up to train_end - 1.
+        no_more_training_days = self.t + 1 > self.train_end[s] - 1
         done = self.steps >= self.episode_len or bool(no_more_training_days)
         return self.observe(), reward, done

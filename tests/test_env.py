@@ -55,6 +55,9 @@ def to_market_data(a: dict) -> MarketData:
         features=jnp.asarray(a["features"]),
         length=jnp.asarray(a["length"]),
         first_index=jnp.asarray(a["first_index"]),
+        # no validation window here: training may run up to the test days
+        train_end=jnp.asarray(a["test_start"]),
+        val_start=jnp.asarray(a["test_start"]),
         test_start=jnp.asarray(a["test_start"]),
     )
 
@@ -140,10 +143,11 @@ def test_hand_computed_steps():
     close = np.full((1, 8), 100.0)
     close[0, 3], open_[0, 4], close[0, 4], open_[0, 5], close[0, 5] = 100.0, 102.0, 104.0, 99.0, 110.0
     arrays = dict(open_=open_, close=close, features=np.zeros((1, 8, 1)), length=[8], first_index=[2],
-                  test_start=[8])
+                  train_end=[8], val_start=[8], test_start=[8])
     data = MarketData(*(jnp.asarray(np.asarray(arrays[k]), dtype=d) for k, d in [
         ("open_", jnp.float32), ("close", jnp.float32), ("features", jnp.float32),
-        ("length", jnp.int32), ("first_index", jnp.int32), ("test_start", jnp.int32)]))
+        ("length", jnp.int32), ("first_index", jnp.int32), ("train_end", jnp.int32), ("val_start", jnp.int32),
+        ("test_start", jnp.int32)]))
     expected = {
         # E1 = 1 * (1 - 0.001 * 1) * 104 / 102; E2 = E1 * 99/104 * (1 - 0.001 * 0.5) * (1 + 0.5 * (110/99 - 1))
         "next_open": (1.0185882352941176, 1.0229735514705882),
@@ -184,7 +188,8 @@ def test_observation_layout():
     num_days, num_features, window = 12, 2, 3
     features = np.arange(num_days * num_features, dtype=np.float32).reshape(1, num_days, num_features)
     data = MarketData(jnp.ones((1, num_days)), jnp.ones((1, num_days)), jnp.asarray(features),
-                      jnp.array([num_days]), jnp.array([window]), jnp.array([num_days - 2]))
+                      jnp.array([num_days]), jnp.array([window]), jnp.array([num_days - 2]),
+                      jnp.array([num_days - 2]), jnp.array([num_days - 2]))
     params = make_params(LONG_ONLY, 0.0, "next_open", window=window)
     obs = env.observe(data, jnp.int32(0), jnp.int32(6), jnp.float32(0.5), params)
     # Days 4, 5, 6 (oldest first), features in column order, then the held position.

@@ -33,14 +33,14 @@ def reference_envs(market, config, n: int) -> list[ReferenceTradingEnv]:
     """`n` NumPy reference envs over the market's arrays."""
     d = {k: np.asarray(v) for k, v in market.data._asdict().items()}
     return [ReferenceTradingEnv(d["open"], d["close"], d["features"], d["length"], d["first_index"],
-                                d["test_start"], config.positions, config.cost, config.execution,
+                                d["train_end"], config.positions, config.cost, config.execution,
                                 config.window, config.episode_len) for _ in range(n)]
 
 
 def random_reset(ref, market, rng) -> np.ndarray:
-    """The JAX env's start distribution: uniform symbol, uniform day in [first_index, test_start - 2]."""
+    """The JAX env's start distribution: uniform symbol, uniform day in [first_index, train_end - 2]."""
     s = int(rng.integers(len(ref.length)))
-    t = int(rng.integers(ref.first_index[s], ref.test_start[s] - 1))
+    t = int(rng.integers(ref.first_index[s], ref.train_end[s] - 1))
     return ref.reset_to(s, t)
 
 

@@ -31,7 +31,15 @@ from .features import (
     normalisation_stats,
     raw_features,
 )
-from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
+from .market import (
+    MIN_TRAIN_STEPS,
+    Market,
+    build_market,
+    hash_frames,
+    load_market,
+    rows_needed,
+    split_indices,
+)
 from .sources import DATA_SOURCES, data_info, load_frames
 from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
 from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
@@ -83,6 +91,7 @@ __all__ = [
     "raw_features",
     "read_symbol_csv",
     "rows_needed",
+    "split_indices",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",
