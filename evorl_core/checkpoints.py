@@ -1,8 +1,9 @@
 """Checkpoints: the full training state of a run, and the trained parameters read back from it.
 
 runs/<run_id>/checkpoint/
-  state.msgpack   the whole `ppo.Runner` (params, optimiser state, env state, key, hyperparameters,
-                  update counter) in flax msgpack; never pickle
+  state.msgpack   the whole training state in flax msgpack (never pickle): a `ppo.Runner` (params,
+                  optimiser state, env state, key, hyperparameters, update counter), stacked on a
+                  leading member axis for several seeds, or an `evolution.Population` around one
   meta.json       env_steps, updates_done, saved_at
 
 Both files are written atomically (temp name, then rename): a crash leaves the previous
@@ -53,7 +54,8 @@ def load_params(run: RunDir, config: TrainConfig, num_features: int, member: int
     """The trained network parameters of a run's checkpoint: with several members, all of them
     (leading member axis), or only `member`'s."""
     raw_state = serialization.msgpack_restore((run.checkpoint_dir / STATE_FILE).read_bytes())
-    params = serialization.from_state_dict(params_template(config, num_features), raw_state["params"])
+    runner_state = raw_state["runner"] if "runner" in raw_state else raw_state  # a PBT population
+    params = serialization.from_state_dict(params_template(config, num_features), runner_state["params"])
     if member is not None and config.members > 1:
         params = jax.tree_util.tree_map(lambda x: x[member], params)
     return params

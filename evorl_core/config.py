@@ -18,6 +18,56 @@ INIT_SCHEMES = ("normal", "orthogonal")
 # with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
 # undefined; equity then drops to a millionth, which reads as "wiped out" (docs/accounting.md).
 MIN_GROWTH = 1e-6
+TUPLE_FIELDS = ("symbols", "positions", "hidden", "evolve")
+
+
+@dataclass(frozen=True)
+class Range:
+    """One dimension of the PBT search space. `scale`: how it is sampled and perturbed:
+    "log" (x0.8 / x1.25 perturbations, log-uniform resampling), "linear", or "discount" for values
+    near 1 (gamma, lambda), perturbed as g = -log(1 - x) so they never leave (0, 1)."""
+
+    low: float
+    high: float
+    scale: str = "linear"
+    doc: str = ""
+
+
+# The one declared search space: the CLI flags, the Train form and docs/evolution.md read it.
+SEARCH_SPACE: dict[str, Range] = {
+    "lr": Range(1e-5, 3e-3, "log", "learning rate (Adam step size)"),
+    "ent_coef": Range(1e-4, 0.1, "log", "entropy bonus coefficient"),
+    "clip_eps": Range(0.05, 0.4, "linear", "PPO clip range of the probability ratio"),
+    "vf_coef": Range(0.1, 1.0, "linear", "value-loss coefficient"),
+    "gamma": Range(0.9, 0.999, "discount", "discount factor"),
+    "gae_lambda": Range(0.8, 0.99, "discount", "GAE lambda"),
+}
+
+
+def parse_space(text: str, field_name: str) -> dict[str, Range]:
+    """'lr=1e-5:1e-2,ent_coef=0:0.05' -> ranges replacing those of SEARCH_SPACE (others unchanged)."""
+    space = dict(SEARCH_SPACE)
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, sep, bounds = item.partition("=")
+        low, sep2, high = bounds.partition(":")
+        if not sep or not sep2 or name.strip() not in SEARCH_SPACE:
+            raise ConfigError(f"{field_name}: {item!r} must look like NAME=LOW:HIGH with NAME one of "
+                              f"{', '.join(SEARCH_SPACE)}")
+        try:
+            lo, hi = float(low), float(high)
+        except ValueError:
+            raise ConfigError(f"{field_name}: {item!r}: LOW and HIGH must be numbers") from None
+        base = SEARCH_SPACE[name.strip()]
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ConfigError(f"{field_name}: {item!r}: need finite LOW <= HIGH")
+        if base.scale == "log" and lo <= 0:
+            raise ConfigError(f"{field_name}: {item!r}: {name.strip()} is searched on a log scale; LOW must be > 0")
+        if base.scale == "discount" and not (0 < lo and hi < 1):
+            raise ConfigError(f"{field_name}: {item!r}: {name.strip()} must lie strictly between 0 and 1")
+        space[name.strip()] = Range(lo, hi, base.scale, base.doc)
+    return space
+
+
 # Config keys of earlier versions -> today's field names (old run directories keep loading).
 _RENAMED = {"init": "init_scheme"}
 
@@ -63,6 +113,14 @@ class TrainConfig:
     max_grad_norm: float = 0.5
     seed: int = 0
     seeds: int = 1  # independent agents trained as one vmapped program (seeds seed, seed+1, ...)
+    # population-based training (docs/evolution.md)
+    population: int = 1  # agents trained as one vmapped program and evolved (1 = no PBT)
+    pbt_interval: int = 10  # updates between two exploit/explore rounds
+    pbt_fraction: float = 0.25  # bottom fraction replaced by copies of the top fraction each round
+    pbt_resample: float = 0.25  # chance that explore resamples a hyperparameter instead of perturbing it
+    evolve: tuple[str, ...] = ("lr", "ent_coef", "clip_eps")  # hyperparameters PBT evolves
+    search_space: str = ""  # ranges overriding SEARCH_SPACE, e.g. "lr=1e-5:1e-2,ent_coef=0:0.05"
+    init_space: str = ""  # ranges the first generation is drawn from (default: the search space)
     # runtime
     backend: str = "auto"  # auto | cpu | gpu | metal
     updates_per_chunk: int = 0  # 0 = choose automatically (~2 s of work per chunk)
@@ -88,7 +146,11 @@ class TrainConfig:
     @property
     def members(self) -> int:
         """Agents trained together (a leading axis on the runner when more than one)."""
-        return self.seeds
+        return self.population if self.population > 1 else self.seeds
+
+    @property
+    def evolving(self) -> bool:
+        return self.population > 1
 
     @property
     def total_env_steps(self) -> int:
@@ -105,6 +167,7 @@ class TrainConfig:
         d["symbols"] = list(self.symbols)
         d["positions"] = list(self.positions)
         d["hidden"] = list(self.hidden)
+        d["evolve"] = list(self.evolve)
         return d
 
     @classmethod
@@ -112,7 +175,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {_RENAMED.get(k, k): v for k, v in d.items()}
         kwargs = {k: v for k, v in d.items() if k in names}
-        for key in ("symbols", "positions", "hidden"):
+        for key in TUPLE_FIELDS:
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs).validated()
@@ -148,7 +211,7 @@ def make_config(preset: str = "production", **overrides: Any) -> TrainConfig:
     values: dict[str, Any] = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["preset"] = preset
-    for key in ("symbols", "positions", "hidden"):
+    for key in TUPLE_FIELDS:
         if key in values:
             values[key] = tuple(values[key])
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -179,6 +242,21 @@ def validation_errors(c: TrainConfig) -> list[str]:
         need(c.embargo_days >= c.window,
              f"embargo_days: must be at least the feature window ({c.window}) (got {c.embargo_days})")
     need(1 <= c.seeds <= 4096, f"seeds: must lie in 1 .. 4096 (got {c.seeds})")
+    need(1 <= c.population <= 4096, f"population: must lie in 1 .. 4096 (got {c.population})")
+    need(c.population == 1 or c.seeds == 1,
+         "population: use either --seeds (independent agents) or --population (PBT), not both")
+    need(c.pbt_interval >= 1, f"pbt_interval: must be at least 1 update (got {c.pbt_interval})")
+    need(0 < c.pbt_fraction <= 0.5, f"pbt_fraction: must lie in (0, 0.5] (got {c.pbt_fraction})")
+    need(0 <= c.pbt_resample <= 1, f"pbt_resample: must lie in [0, 1] (got {c.pbt_resample})")
+    unknown = [h for h in c.evolve if h not in SEARCH_SPACE]
+    need(not unknown, f"evolve: unknown hyperparameter(s) {', '.join(unknown)}; choose from {', '.join(SEARCH_SPACE)}")
+    if c.population > 1:
+        need(c.val_days > 0, "population: PBT selects on validation days; give --val-days > 0")
+    for name in ("search_space", "init_space"):
+        try:
+            parse_space(getattr(c, name), name)
+        except ConfigError as exc:
+            errs.append(str(exc))
     need(c.window >= 1, f"window: must be at least 1 (got {c.window})")
     need(len(c.positions) >= 2, "positions: give at least two target positions, e.g. 0,0.5,1")
     need(all(-1.0 <= p <= 1.0 for p in c.positions), "positions: each target exposure must lie in [-1, 1]")

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import sharding
+from . import evolution, sharding
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Market
 from .market_data import MarketData
-from .ppo import METRIC_NAMES, PPO, Runner, update_flops
+from .ppo import METRIC_NAMES, PPO, Hyper, Runner, update_flops
 from .provenance import device_memory_mb, host_rss_mb
 from .rundir import RunDir
 
@@ -50,13 +50,34 @@ def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
     return jax.vmap(ppo.init, in_axes=(0, None))(keys, data)
 
 
-def chunk_program(ppo: PPO, num_updates: int, members: int) -> Callable[[Runner, MarketData], Any]:
-    """`num_updates` updates of one runner, or of every member of a population (vmapped, market data
-    shared): the pure function one compiled chunk runs."""
+def init_state(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner | evolution.Population:
+    """What the loop carries: a runner (one agent or independent seeds) or a PBT population."""
+    runner = init_runner(ppo, config, data)
+    return evolution.init_population(runner, config) if config.evolving else runner
+
+
+def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False):
+    """The pure function one compiled chunk runs: (state, data) -> (state, metrics, PBT report or None).
+    `num_updates` updates of one runner, of every seed (vmapped, market data shared), or of every
+    member of a population followed by one PBT round (`with_round`)."""
+    if config.evolving:
+        return evolution.chunk_program(ppo, config, num_updates, with_round)
+
     def chunk(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
-    return chunk if members == 1 else jax.vmap(chunk, in_axes=(0, None))
+    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None))
+
+    def with_no_report(runner: Runner, data: MarketData):
+        runner, metrics = program(runner, data)
+        return runner, metrics, None
+
+    return with_no_report
+
+
+def pbt_chunk_size(k: int, interval: int) -> int:
+    """The largest chunk size <= k that divides the PBT interval, so rounds fall on chunk ends."""
+    return max(d for d in range(1, min(k, interval) + 1) if interval % d == 0)
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
@@ -73,43 +94,56 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     steps_per_update = config.batch_size * members  # env steps of one update of every member
 
     run.write_status("compiling", started_at=time.time())
-    runner = init_runner(PPO(config, data.features.shape[-1]), config, data)
+    state = init_state(PPO(config, data.features.shape[-1]), config, data)
     updates_done = 0
     if resume:
-        runner, meta = load_checkpoint(run, runner)
-        updates_done = int(meta.get("updates_done", int(np.max(runner.update_step))))
+        state, meta = load_checkpoint(run, state)
+        updates_done = int(meta["updates_done"])
         run.truncate_metrics(updates_done * config.batch_size)
+        run.truncate_population(updates_done)
+    elif config.evolving:
+        run.append_population("hyperparams", hyperparam_rows(state.runner.hyper, 0, 0))
 
     # More than one device: split the env batch over all of them (data-parallel; sharding.py).
     jit_kwargs: dict[str, Any] = {}
     batch_constraint = None
     mesh_shape = None
     if jax.device_count() > 1:
+        runner = state.runner if config.evolving else state
         layout = sharding.layout(runner, config, population=members > 1)
-        runner = jax.device_put(runner, layout.runner)
+        shardings = layout.runner
+        if config.evolving:
+            shardings = evolution.Population(layout.runner, layout.data, layout.data)
+        state = jax.device_put(state, shardings)
         data = jax.device_put(data, layout.data)
-        jit_kwargs, batch_constraint = layout.jit_kwargs, layout.minibatch_constraint
+        jit_kwargs = {"in_shardings": (shardings, layout.data), "out_shardings": (shardings, layout.data, layout.data)}
+        batch_constraint = layout.minibatch_constraint
         mesh_shape = dict(layout.mesh.shape)
     ppo = PPO(config, data.features.shape[-1], batch_constraint=batch_constraint)
 
-    chunk_fns: dict[int, Any] = {}
+    chunk_fns: dict[tuple[int, bool], Any] = {}
     compile_seconds = 0.0
 
-    def compiled(k: int):
+    def compiled(k: int, with_round: bool):
         nonlocal compile_seconds
-        if k not in chunk_fns:
+        if (k, with_round) not in chunk_fns:
             t0 = time.perf_counter()
-            fn = jax.jit(chunk_program(ppo, k, members), donate_argnums=0, **jit_kwargs)
-            chunk_fns[k] = fn.lower(runner, data).compile()
+            fn = jax.jit(chunk_program(ppo, config, k, with_round), donate_argnums=0, **jit_kwargs)
+            chunk_fns[k, with_round] = fn.lower(state, data).compile()
             compile_seconds += time.perf_counter() - t0
-        return chunk_fns[k]
+        return chunk_fns[k, with_round]
+
+    def round_due(k_now: int) -> bool:
+        return config.evolving and (updates_done + k_now) % config.pbt_interval == 0
 
     def should_stop() -> bool:
         return (stop_event is not None and stop_event.is_set()) or run.stop_requested()
 
     k = choose_updates_per_chunk(config, ppo.obs_size, max(total_updates - updates_done, 1))
+    if config.evolving:
+        k = pbt_chunk_size(k, config.pbt_interval)
     if updates_done < total_updates:
-        compiled(k)
+        compiled(k, round_due(k))
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
                      total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
 
@@ -122,9 +156,9 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         if should_stop():
             break
         k_now = min(k, total_updates - updates_done)
-        fn = compiled(k_now)
+        fn = compiled(k_now, round_due(k_now))
         t0 = time.perf_counter()
-        runner, metrics = fn(runner, data)
+        state, metrics, report = fn(state, data)
         metrics = jax.block_until_ready(metrics)
         dt = time.perf_counter() - t0
         train_seconds += dt
@@ -148,6 +182,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
                 row.update({name: float(metrics[name][m, i]) for name in METRIC_NAMES})
                 rows.append(row)
         run.append_metrics(rows)
+        if report is not None:
+            write_round(run, jax.device_get(report), updates_done + k_now, int(state.round))
         updates_done += k_now
         session_updates += k_now
         env_steps = updates_done * steps_per_update
@@ -160,15 +196,45 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         if progress is not None:
             progress({**status, **rows[-1]})
         if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
-            save_checkpoint(run, runner, env_steps, updates_done)
+            save_checkpoint(run, state, env_steps, updates_done)
             last_checkpoint = time.monotonic()
 
     env_steps = updates_done * steps_per_update
     if updates_done < total_updates:  # stop requested
         run.write_status("stopping", env_steps=env_steps)
-        save_checkpoint(run, runner, env_steps, updates_done)
+        save_checkpoint(run, state, env_steps, updates_done)
         run.write_status("stopped", env_steps=env_steps, finished_at=time.time())
         run.clear_stop()
         return False
-    save_checkpoint(run, runner, env_steps, updates_done)
+    save_checkpoint(run, state, env_steps, updates_done)
     return True
+
+
+def hyperparam_rows(hyper: Hyper, update: int, pbt_round: int, report: Any = None) -> list[dict[str, Any]]:
+    """population/hyperparams.jsonl: each member's hyperparameters (and fitness) after a round."""
+    values = {name: np.asarray(getattr(hyper, name), np.float64) for name in Hyper._fields}
+    rows = []
+    for m in range(len(values["lr"])):
+        row = {"update": update, "round": pbt_round, "member": m, **{n: float(v[m]) for n, v in values.items()}}
+        if report is not None:
+            row.update(fitness=float(report.fitness[m]), replaced=bool(report.replaced[m]),
+                       donor=int(report.donor[m]))
+        rows.append(row)
+    return rows
+
+
+def write_round(run: RunDir, report: Any, update: int, pbt_round: int) -> None:
+    """One PBT round: every member's hyperparameters and fitness, and an exploit/explore event per
+    replaced member (who copied whom, old -> new hyperparameters) in population/lineage.jsonl."""
+    run.append_population("hyperparams", hyperparam_rows(report.after, update, pbt_round, report))
+    events = []
+    for m in np.flatnonzero(report.replaced):
+        donor = int(report.donor[m])
+        events.append({
+            "update": update, "round": pbt_round, "member": int(m), "donor": donor,
+            "fitness": float(report.fitness[m]), "donor_fitness": float(report.fitness[donor]),
+            "old": {n: float(getattr(report.before, n)[m]) for n in Hyper._fields},
+            "donor_hyper": {n: float(getattr(report.before, n)[donor]) for n in Hyper._fields},
+            "new": {n: float(getattr(report.after, n)[m]) for n in Hyper._fields},
+        })
+    run.append_population("lineage", events)

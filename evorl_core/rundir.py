@@ -174,6 +174,31 @@ class RunDir:
             "".join(json.dumps(clean_json(r), default=_json_default) + "\n" for r in rows),
         )
 
+    # population files (PBT) -----------------------------------------------------
+    def population_path(self, name: str) -> Path:
+        return self.path / "population" / f"{name}.jsonl"
+
+    def append_population(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """population/<name>.jsonl: hyperparams (per member per round) or lineage (exploit events)."""
+        if not rows:
+            return
+        path = self.population_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(clean_json(r), default=_json_default) + "\n" for r in rows))
+
+    def read_population(self, name: str) -> list[dict[str, Any]]:
+        return _read_jsonl(self.population_path(name))
+
+    def truncate_population(self, max_update: int) -> None:
+        """On resume: drop population rows written after the checkpoint."""
+        for name in ("hyperparams", "lineage"):
+            path = self.population_path(name)
+            if path.exists():
+                rows = [r for r in self.read_population(name) if r.get("update", 0) <= max_update]
+                atomic_write_text(path, "".join(json.dumps(clean_json(r), default=_json_default) + "\n"
+                                                for r in rows))
+
     def request_stop(self) -> None:
         atomic_write_text(self.stop_path, str(time.time()))
 
@@ -195,19 +220,7 @@ class RunDir:
         return read_json(self.status_path)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        try:
-            text = self.metrics_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        rows = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line while the writer appends
-        return rows
+        return _read_jsonl(self.metrics_path)
 
     def read_backtest_metrics(self) -> dict[str, dict[str, Any]] | None:
         return read_json(self.backtest_metrics_path)
@@ -223,6 +236,25 @@ class RunDir:
     def is_trained(self) -> bool:
         """config.json and a checkpoint are present: the run can be backtested, deployed, resumed."""
         return self.config_path.exists() and self.has_checkpoint()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Whole JSON-object lines of a file; a torn last line (a writer appending) is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
