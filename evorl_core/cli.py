@@ -25,6 +25,7 @@ from .config import (
     EXECUTION_MODES,
     INIT_SCHEMES,
     PRESETS,
+    SEARCH_SPACE,
     ConfigError,
     make_config,
     parse_floats,
@@ -119,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unused days before validation and before test (default: the feature window)")
     t.add_argument("--seeds", type=int,
                    help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
+    pbt = t.add_argument_group("population-based training (docs/evolution.md)")
+    pbt.add_argument("--population", type=int, help="train N agents as one vmapped program and evolve them")
+    pbt.add_argument("--pbt-interval", type=int, help="updates between exploit/explore rounds (default 10)")
+    pbt.add_argument("--pbt-fraction", type=float, help="bottom fraction replaced each round (default 0.25)")
+    pbt.add_argument("--pbt-resample", type=float, help="chance explore resamples instead of perturbing (0.25)")
+    pbt.add_argument("--evolve", help=f"hyperparameters to evolve, from {','.join(SEARCH_SPACE)} "
+                                      "(default lr,ent_coef,clip_eps)")
+    pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
+                     + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
+    pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
     t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
     t.add_argument("--preset", default="production", choices=sorted(PRESETS))
     t.add_argument("--num-envs", type=int)
@@ -202,7 +213,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = dict(
         symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
-        embargo_days=args.embargo_days, seeds=args.seeds,
+        embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
+        pbt_interval=args.pbt_interval, pbt_fraction=args.pbt_fraction, pbt_resample=args.pbt_resample,
+        evolve=tuple(x for x in args.evolve.replace(" ", "").split(",") if x) if args.evolve is not None else None,
+        search_space=args.search_space, init_space=args.init_space,
         total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
         minibatch_size=args.minibatch_size, epochs=args.epochs,
         hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,

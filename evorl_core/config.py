@@ -252,6 +252,7 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(not unknown, f"evolve: unknown hyperparameter(s) {', '.join(unknown)}; choose from {', '.join(SEARCH_SPACE)}")
     if c.population > 1:
         need(c.val_days > 0, "population: PBT selects on validation days; give --val-days > 0")
+        need(len(c.evolve) > 0, "evolve: name at least one hyperparameter for PBT to evolve")
     for name in ("search_space", "init_space"):
         try:
             parse_space(getattr(c, name), name)
