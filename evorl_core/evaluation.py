@@ -14,9 +14,10 @@ import jax
 import numpy as np
 import pandas as pd
 
-from .backtest import backtest_rows, buy_and_hold, compute_metrics, equity_curve
+from .backtest import backtest_rows, buy_and_hold, compute_metrics, cost_metrics, equity_curve
 from .checkpoints import load_params
 from .config import TrainConfig
+from .costs import cost_model
 from .data import Market, load_market
 from .ppo import PPO
 from .rundir import RunDir, RunDirError, atomic_write_json, atomic_write_text
@@ -31,15 +32,17 @@ def backtest_policy(config: TrainConfig, params: Any, market: Market) -> tuple[p
     positions = np.asarray(jax.jit(ppo.greedy_positions, static_argnums=3)(params, market.data, start, n),
                            dtype=np.float64)
     rows, metrics = [], {}
+    costs = cost_model(config)
     for s, symbol in enumerate(market.symbols):
         t0 = int(start[s])
         frame = market.frames[symbol]
         open_ = frame["open"].to_numpy(np.float64)[t0:t0 + n]
         close = frame["close"].to_numpy(np.float64)[t0:t0 + n]
         dates = market.dates[s][t0:t0 + n]
-        equity = equity_curve(open_, close, positions[s], config.cost, config.execution, config.initial_capital)
-        bench = buy_and_hold(open_, close, config.cost, config.execution, config.initial_capital)
+        equity = equity_curve(open_, close, positions[s], costs, config.execution, config.initial_capital)
+        bench = buy_and_hold(open_, close, costs, config.execution, config.initial_capital)
         m = {**compute_metrics(equity, positions[s]),
+             **cost_metrics(open_, close, positions[s], costs, config.execution, config.initial_capital),
              **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
         bh = compute_metrics(bench, np.ones(n))
         metrics[symbol] = {**m, **{f"bh_{k}": v for k, v in bh.items()},
