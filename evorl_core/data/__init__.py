@@ -34,7 +34,16 @@ from .features import (
 from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
 from .sources import DATA_SOURCES, data_info, load_frames
 from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
-from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
+from .validate import (
+    OHLCV,
+    PRICE_TOLERANCE,
+    PRICES,
+    SPLIT_MOVE_THRESHOLD,
+    DataError,
+    DataFallbackWarning,
+    suspicious_moves,
+    validate_ohlcv,
+)
 from .yahoo import (
     DOWNLOAD_ATTEMPTS,
     DOWNLOAD_START,
@@ -62,6 +71,7 @@ __all__ = [
     "PRICE_TOLERANCE",
     "RETRY_BACKOFF_S",
     "STD_FLOOR",
+    "SPLIT_MOVE_THRESHOLD",
     "SYNTHETIC_DAYS",
     "SYNTHETIC_END",
     "VOLUME_LOOKBACK",
@@ -83,6 +93,7 @@ __all__ = [
     "raw_features",
     "read_symbol_csv",
     "rows_needed",
+    "suspicious_moves",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",
