@@ -313,6 +313,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     stored = run.read_config() or {}
     out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
     metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
+    record = json.loads((out / "rebacktest.json").read_text(encoding="utf-8"))
+    for warning in (record.get("data_info") or {}).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"costs {cost_line(stored)}")
     print(format_metrics_table(metrics))
     print(f"\nwritten to: {out} (the run's own backtest/ is unchanged)")
