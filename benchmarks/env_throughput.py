@@ -92,7 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     window, num_features = 32, 6
     data = synthetic_data(num_features=num_features, window=window)
-    params = env.EnvParams(positions=jnp.asarray([0.0, 0.5, 1.0], jnp.float32), cost=jnp.float32(0.001),
+    # The default cost model (nse-delivery) with its sell-day charge, as training uses it.
+    params = env.EnvParams(positions=jnp.asarray([0.0, 0.5, 1.0], jnp.float32), c_buy=jnp.float32(0.0017),
+                           c_sell=jnp.float32(0.0015), sell_charge=jnp.float32(1.6e-5),
                            execution="next_open", window=window, episode_len=256)
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}")
     print(f"data: 3 symbols x 2500 days, F={num_features}, window={window}, obs size "

@@ -13,6 +13,12 @@ from typing import Any
 
 DEFAULT_SYMBOLS = ("BPCL", "HDFCLIFE", "TATASTEEL")
 EXECUTION_MODES = ("next_open", "close")
+# Cost models (evorl_core/costs.py builds them; docs/accounting.md states the formulas).
+COST_MODELS = ("nse-delivery", "flat")
+# Price series: the traded close, or total-return prices from an `Adj Close` column (docs/data.md).
+PRICE_ADJUSTMENTS = ("none", "dividends")
+MAX_BROKERAGE_BPS = 1000.0  # 10% per side: beyond any delivery brokerage, and keeps c_buy, c_sell < 1
+MAX_SLIPPAGE_BPS = 5000.0
 INIT_SCHEMES = ("normal", "orthogonal")
 # Each multiplicative equity factor (overnight move, fee, intraday move) is floored at this value:
 # with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
@@ -81,14 +87,18 @@ class TrainConfig:
     # what to trade
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
+    price_adjustment: str = "none"  # none (traded close) | dividends (total-return prices from Adj Close)
     test_days: int = 60
     val_days: int = 60  # validation days before the test days: what any selection may look at
     embargo_days: int | None = None  # unused days before validation and before test; None = window
     window: int = 32  # days of causal features in one observation
     # market conventions (docs/accounting.md): target exposures, costs, execution
     positions: tuple[float, ...] = (0.0, 0.5, 1.0)
-    fee_bps: float = 5.0
-    slippage_bps: float = 5.0
+    cost_model: str = "nse-delivery"  # nse-delivery (statutory charges, per side) | flat (fee_bps each side)
+    fee_bps: float = 5.0  # the flat model's fee per side
+    slippage_bps: float = 5.0  # both models, each side
+    brokerage_bps: float = 0.0  # nse-delivery: brokerage per side (0 = a discount delivery broker)
+    dp_charge: float = 13.5  # nse-delivery: depository charge in rupees per sell day, before 18% GST
     execution: str = "next_open"
     episode_len: int = 256  # max training-episode length in days (episodes also end at train end)
     initial_capital: float = 1_000_000.0
@@ -157,10 +167,6 @@ class TrainConfig:
         """Env steps of the whole run: every member's updates x batch."""
         return self.num_updates * self.batch_size * self.members
 
-    @property
-    def cost(self) -> float:
-        return (self.fee_bps + self.slippage_bps) / 1e4
-
     # (de)serialisation ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -174,6 +180,8 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {_RENAMED.get(k, k): v for k, v in d.items()}
+        if "fee_bps" in d and "cost_model" not in d:
+            d["cost_model"] = "flat"  # recorded before cost models existed: it was trained with flat costs
         kwargs = {k: v for k, v in d.items() if k in names}
         for key in TUPLE_FIELDS:
             if key in kwargs:
@@ -262,9 +270,19 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(len(c.positions) >= 2, "positions: give at least two target positions, e.g. 0,0.5,1")
     need(all(-1.0 <= p <= 1.0 for p in c.positions), "positions: each target exposure must lie in [-1, 1]")
     need(len(set(c.positions)) == len(c.positions), "positions: duplicates are not allowed")
-    need(c.fee_bps >= 0, f"fee_bps: must be >= 0 (got {c.fee_bps})")
-    need(c.slippage_bps >= 0, f"slippage_bps: must be >= 0 (got {c.slippage_bps})")
-    need(c.cost < 1, "fee_bps + slippage_bps must be below 10000 bps")
+    need(c.price_adjustment in PRICE_ADJUSTMENTS,
+         f"price_adjustment: must be one of {', '.join(PRICE_ADJUSTMENTS)} (got {c.price_adjustment!r})")
+    need(c.cost_model in COST_MODELS, f"cost_model: must be one of {', '.join(COST_MODELS)} (got {c.cost_model!r})")
+    need(_finite(c.fee_bps) and c.fee_bps >= 0, f"fee_bps: must be >= 0 (got {c.fee_bps})")
+    need(_finite(c.slippage_bps) and 0 <= c.slippage_bps < MAX_SLIPPAGE_BPS,
+         f"slippage_bps: must be >= 0 and below {MAX_SLIPPAGE_BPS:g} (got {c.slippage_bps})")
+    need(not (_finite(c.fee_bps) and _finite(c.slippage_bps)) or c.fee_bps + c.slippage_bps < 10000,
+         "fee_bps: fee_bps + slippage_bps must be below 10000 bps")
+    need(_finite(c.brokerage_bps) and 0 <= c.brokerage_bps < MAX_BROKERAGE_BPS,
+         f"brokerage_bps: must be >= 0 and below {MAX_BROKERAGE_BPS:g} (got {c.brokerage_bps})")
+    need(_finite(c.dp_charge) and c.dp_charge >= 0, f"dp_charge: must be >= 0 rupees (got {c.dp_charge})")
+    need(not (_finite(c.dp_charge) and _finite(c.initial_capital)) or c.dp_charge < c.initial_capital,
+         f"dp_charge: Rs {c.dp_charge} per sell day must be below initial_capital")
     need(c.execution in EXECUTION_MODES, f"execution: must be one of {', '.join(EXECUTION_MODES)}")
     need(c.episode_len >= 2, f"episode_len: must be at least 2 (got {c.episode_len})")
     need(c.initial_capital > 0, "initial_capital: must be positive")
@@ -291,6 +309,13 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.backend in ("auto", "cpu", "gpu", "metal"), "backend: must be auto, cpu, gpu or metal")
     need(c.updates_per_chunk >= 0, "updates_per_chunk: must be >= 0")
     return errs
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def parse_floats(text: str, field_name: str) -> tuple[float, ...]:

@@ -10,10 +10,15 @@ spread is visible (docs/evaluation.md). Files of the run-directory contract:
   backtest/selection.json  how the agent was chosen: criterion, validation scores per member
   backtest/members.csv     several agents: date,symbol,member,position,equity (test days)
   backtest/members.json    several agents: {member: {symbol: {metric: value}}} (test days)
+
+A re-backtest (`run_backtest`) never reads a day the run saw in training or validation and never
+overwrites `backtest/`: it writes `rebacktests/<timestamp>-<source>/` (or a new `out_dir`).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,15 +27,21 @@ import jax
 import numpy as np
 import pandas as pd
 
-from .backtest import backtest_rows, buy_and_hold, compute_metrics, equity_curve
+from .backtest import backtest_rows, buy_and_hold, compute_metrics, cost_metrics, equity_curve
 from .checkpoints import load_params
 from .config import TrainConfig
+from .costs import cost_model
 from .data import Market, load_market
 from .ppo import PPO
 from .rundir import RunDir, RunDirError, atomic_write_json, atomic_write_text, read_json
 from .stats import sharpe_confidence_interval
 
 SPREAD_METRICS = ("total_return", "sharpe", "max_drawdown", "exposure", "trades")
+REBACKTESTS = "rebacktests"  # runs/<id>/rebacktests/<timestamp>-<source>/: one folder per re-backtest
+
+
+class LeakError(ValueError):
+    """A re-backtest's test days overlap the days a run was trained or validated on."""
 
 
 def greedy_paths(config: TrainConfig, params: Any, market: Market, start: np.ndarray, num_days: int,
@@ -57,26 +68,29 @@ def window_log_returns(config: TrainConfig, market: Market, paths: np.ndarray, s
                        num_days: int) -> np.ndarray:
     """[members, S] net log return of each member's positions over a window (the selection score)."""
     out = np.zeros(paths.shape[:2])
+    costs = cost_model(config)
     for s in range(len(market.symbols)):
         _, open_, close = _window(market, s, int(start[s]), num_days)
         for m in range(paths.shape[0]):
-            equity = equity_curve(open_, close, paths[m, s], config.cost, config.execution, 1.0)
-            out[m, s] = float(np.log(equity[-1]))
+            equity = equity_curve(open_, close, paths[m, s], costs, config.execution, config.initial_capital)
+            out[m, s] = float(np.log(equity[-1] / config.initial_capital))
     return out
 
 
 def _test_results(config: TrainConfig, market: Market, paths: np.ndarray):
     """Per member: equity frame rows and metrics per symbol on the test days."""
     n, start = market.test_days, np.asarray(market.data.test_start)
+    costs = cost_model(config)
     frames, metrics = [], []
     for m in range(paths.shape[0]):
         rows, per_symbol = [], {}
         for s, symbol in enumerate(market.symbols):
             dates, open_, close = _window(market, s, int(start[s]), n)
             positions = paths[m, s]
-            equity = equity_curve(open_, close, positions, config.cost, config.execution, config.initial_capital)
-            bench = buy_and_hold(open_, close, config.cost, config.execution, config.initial_capital)
+            equity = equity_curve(open_, close, positions, costs, config.execution, config.initial_capital)
+            bench = buy_and_hold(open_, close, costs, config.execution, config.initial_capital)
             row = {**compute_metrics(equity, positions),
+                   **cost_metrics(open_, close, positions, costs, config.execution, config.initial_capital),
                    **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
             bh = compute_metrics(bench, np.ones(n))
             per_symbol[symbol] = {**row, **{f"bh_{k}": v for k, v in bh.items()},
@@ -195,12 +209,51 @@ def chosen_member(run: RunDir) -> int:
     return int(read_json(run.backtest_dir / "selection.json", {}).get("chosen_member", 0))
 
 
+def last_seen_day(date_range: dict) -> str | None:
+    """The last day a run saw of one symbol (YYYY-MM-DD): the later of `train_end` and `val_end`."""
+    days = [date_range[k] for k in ("train_end", "val_end") if date_range.get(k)]
+    return max(days) if days else None
+
+
+def check_unseen(stored: dict, market: Market) -> None:
+    """Raise LeakError (one line, naming the dates) when a test window of `market` starts on or
+    before the last training or validation day the run recorded (config.json `date_ranges`)."""
+    ranges = stored.get("date_ranges") or {}
+    problems = []
+    for s, symbol in enumerate(market.symbols):
+        seen = last_seen_day(ranges.get(symbol) or {})
+        if seen is None:
+            problems.append(f"{symbol}: the run records no training dates (config.json date_ranges), so "
+                            "unseen test days cannot be checked")
+            continue
+        dates = market.dates[s]
+        first, last = str(dates[int(market.data.test_start[s])]), str(dates[-1])
+        if first <= seen:
+            unseen = int(np.sum(dates.astype(str) > seen))
+            problems.append(f"{symbol}: test days {first}..{last} overlap the run's training/validation days "
+                            f"(up to {seen}); at most {unseen} test days of this data are unseen")
+    if problems:
+        raise LeakError("refused, a backtest must not test on days the run learned from: " + "; ".join(problems))
+
+
+def rebacktest_dir(run: RunDir, source: str) -> Path:
+    """A new folder `rebacktests/<YYYYmmdd-HHMMSS>-<source>/` of the run (never an existing one)."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', source).strip('-.')[:40] or 'data'}"
+    path, i = run.path / REBACKTESTS / name, 2
+    while path.exists():
+        path, i = run.path / REBACKTESTS / f"{name}-{i}", i + 1
+    return path
+
+
 def run_backtest(run: RunDir | str | Path, market: Market | None = None, out_dir: Path | None = None,
                  data: str | None = None, test_days: int | None = None,
                  cache_dir: str = "data_cache") -> dict[str, dict]:
     """Re-run the backtest of a trained run's chosen agent (optionally on another data source / test length).
 
     Feature normalisation always uses the statistics stored with the run (its training range).
+    Refused (LeakError) when a test window overlaps the run's training or validation days. Written
+    to `out_dir` (a new folder; never the run's own `backtest/`), by default
+    `rebacktest_dir(run, source)`, with `rebacktest.json` recording the data and windows used.
     """
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     stored = run.read_config()
@@ -215,9 +268,22 @@ def run_backtest(run: RunDir | str | Path, market: Market | None = None, out_dir
     if test_days is not None:
         changes["test_days"] = test_days
     config = config.replace(**changes).validated()
+    out_dir = Path(out_dir) if out_dir is not None else rebacktest_dir(run, config.data)
+    if out_dir.resolve() == run.backtest_dir.resolve():
+        raise RunDirError(f"--out {out_dir}: that is the run's own backtest/; a re-backtest never overwrites it")
+    if (out_dir / "metrics.json").exists():
+        raise RunDirError(f"--out {out_dir}: already holds a backtest; choose a new folder")
     if market is None:
         market = load_market(config, cache_dir=cache_dir, norm=stored_normalisation(stored, config.symbols))
+    check_unseen(stored, market)
     params = load_params(run, config, market.data.features.shape[-1], member=chosen_member(run))
-    frame, metrics = backtest_policy(config.replace(seeds=1), params, market)
-    write_backtest(out_dir or run.backtest_dir, frame, metrics)
+    frame, metrics = backtest_policy(config.replace(seeds=1, population=1), params, market)
+    write_backtest(out_dir, frame, metrics)
+    atomic_write_json(out_dir / "rebacktest.json", {
+        "run": run.run_id, "data": config.data, "test_days": config.test_days, "created": time.time(),
+        "data_info": market.info, "data_hash": market.data_hash,
+        "windows": {sym: {"test_start": m["test_start"], "test_end": m["test_end"],
+                          "last_seen": last_seen_day((stored.get("date_ranges") or {}).get(sym) or {})}
+                    for sym, m in metrics.items()},
+    })
     return metrics

@@ -140,7 +140,7 @@ def explore(hyper: Hyper, replaced: jax.Array, key: jax.Array, space: SpaceArray
 # -- fitness on validation days, on the device ----------------------------------------------------
 def validation_fitness(ppo: PPO, params: Any, data: MarketData, num_days: int) -> jax.Array:
     """Greedy policy from flat over each symbol's validation days; mean over symbols of the net log
-    return (same accounting as the backtest, float32)."""
+    return, starting with the initial capital (same accounting as the backtest, float32)."""
     positions = ppo.greedy_positions(params, data, data.val_start, num_days)  # [S, n]
     t = data.val_start[:, None] + jnp.arange(num_days - 1)[None, :]
     close_now = jnp.take_along_axis(data.close, t, axis=1)
@@ -148,10 +148,15 @@ def validation_fitness(ppo: PPO, params: Any, data: MarketData, num_days: int) -
     close_next = jnp.take_along_axis(data.close, t + 1, axis=1)
     p_new = positions[:, :-1]
     p_prev = jnp.concatenate([jnp.zeros_like(p_new[:, :1]), p_new[:, :-1]], axis=1)
-    params_env = ppo.env_params
-    log_growth = trading_env.step_log_return(p_prev, p_new, open_next, close_now, close_next,
-                                             params_env.cost, params_env.execution)
-    return log_growth.sum(axis=1).mean()
+    env = ppo.env_params
+
+    def day(equity, x):  # the flat sell-day charge depends on the equity reached
+        growth = trading_env.step_log_return(*x, env.c_buy, env.c_sell, env.sell_charge, equity, env.execution)
+        return equity * jnp.exp(growth), growth
+
+    days = tuple(a.T for a in (p_prev, p_new, open_next, close_now, close_next))  # time-major [n-1, S]
+    _, log_growth = jax.lax.scan(day, jnp.ones(positions.shape[0], jnp.float32), days)
+    return log_growth.sum(axis=0).mean()
 
 
 # -- wiring -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from evorl_core import checkpoints, evolution, loop, pipeline
 from evorl_core.backtest import equity_curve
 from evorl_core.config import SEARCH_SPACE, ConfigError, make_config, parse_space
+from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.ppo import PPO, Hyper
 
@@ -131,9 +132,9 @@ def test_validation_fitness_equals_the_numpy_accounting(market):
     for s, symbol in enumerate(market.symbols):
         start = int(market.data.val_start[s])
         frame = market.frames[symbol].iloc[start:start + 30]
-        equity = equity_curve(frame["open"].to_numpy(), frame["close"].to_numpy(), positions[s], config.cost,
-                              config.execution, 1.0)
-        expected.append(np.log(equity[-1]))
+        equity = equity_curve(frame["open"].to_numpy(), frame["close"].to_numpy(), positions[s],
+                              cost_model(config), config.execution, config.initial_capital)
+        expected.append(np.log(equity[-1] / config.initial_capital))
     assert fitness == pytest.approx(np.mean(expected), abs=2e-5)
 
 

@@ -13,6 +13,7 @@ import pytest
 from evorl_core import checkpoints, deploy, evaluation, pipeline
 from evorl_core.backtest import compute_metrics, equity_curve
 from evorl_core.config import make_config
+from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
@@ -66,7 +67,7 @@ def test_every_member_reported_and_the_choice_is_on_validation(market, seeded):
             test = market.frames[symbol].iloc[-config.test_days:]
             # each member's test equity recomputed from its positions under the accounting
             equity = equity_curve(test["open"].to_numpy(), test["close"].to_numpy(), rows["position"].to_numpy(),
-                                  config.cost, config.execution, config.initial_capital)
+                                  cost_model(config), config.execution, config.initial_capital)
             np.testing.assert_allclose(rows["equity"], equity, rtol=1e-12)
             assert member_metrics[str(m)][symbol]["total_return"] == pytest.approx(
                 compute_metrics(equity, rows["position"].to_numpy())["total_return"], rel=1e-12)
@@ -94,8 +95,9 @@ def test_validation_scores_are_recomputed_from_validation_days_only(market, seed
             frame = market.frames[symbol].iloc[int(val_start[s]):int(val_start[s]) + 30]
             assert frame.index[-1] < market.frames[symbol].index[int(market.data.test_start[s]) - 8]  # embargo
             equity = equity_curve(frame["open"].to_numpy(), frame["close"].to_numpy(), paths[m, s],
-                                  config.cost, config.execution, 1.0)
-            assert selection["validation_log_return"][str(m)][symbol] == pytest.approx(np.log(equity[-1]))
+                                  cost_model(config), config.execution, config.initial_capital)
+            assert selection["validation_log_return"][str(m)][symbol] == pytest.approx(
+                np.log(equity[-1] / config.initial_capital))
 
 
 def test_deploy_takes_the_chosen_member(tmp_path, seeded):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import env as trading_env
 from .. import pipeline
+from ..costs import cost_model
 from ..data import NUM_FEATURES
 from ..ppo import PPO, update_flops
 from ..reference_env import ReferenceTradingEnv
@@ -32,9 +33,11 @@ def peak_rss_mb() -> float:
 def reference_envs(market, config, n: int) -> list[ReferenceTradingEnv]:
     """`n` NumPy reference envs over the market's arrays."""
     d = {k: np.asarray(v) for k, v in market.data._asdict().items()}
+    costs = cost_model(config)
     return [ReferenceTradingEnv(d["open"], d["close"], d["features"], d["length"], d["first_index"],
-                                d["train_end"], config.positions, config.cost, config.execution,
-                                config.window, config.episode_len) for _ in range(n)]
+                                d["train_end"], config.positions, costs.c_buy, costs.c_sell, config.execution,
+                                config.window, config.episode_len, sell_day_charge=costs.sell_day_charge_rupees,
+                                initial_capital=config.initial_capital) for _ in range(n)]
 
 
 def random_reset(ref, market, rng) -> np.ndarray:

@@ -42,7 +42,16 @@ from .market import (
 )
 from .sources import DATA_SOURCES, data_info, load_frames
 from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
-from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
+from .validate import (
+    OHLCV,
+    PRICE_TOLERANCE,
+    PRICES,
+    SPLIT_MOVE_THRESHOLD,
+    DataError,
+    DataFallbackWarning,
+    suspicious_moves,
+    validate_ohlcv,
+)
 from .yahoo import (
     DOWNLOAD_ATTEMPTS,
     DOWNLOAD_START,
@@ -70,6 +79,7 @@ __all__ = [
     "PRICE_TOLERANCE",
     "RETRY_BACKOFF_S",
     "STD_FLOOR",
+    "SPLIT_MOVE_THRESHOLD",
     "SYNTHETIC_DAYS",
     "SYNTHETIC_END",
     "VOLUME_LOOKBACK",
@@ -92,6 +102,7 @@ __all__ = [
     "read_symbol_csv",
     "rows_needed",
     "split_indices",
+    "suspicious_moves",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",

@@ -175,7 +175,9 @@ def build_market(
 
 
 def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
-    """`load_frames` + `build_market` for a TrainConfig (data, symbols, window, splits, seed)."""
-    frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed)
+    """`load_frames` + `build_market` for a TrainConfig (data, symbols, window, splits, seed,
+    price_adjustment)."""
+    frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed,
+                               price_adjustment=getattr(config, "price_adjustment", "none"))
     return build_market(frames, config.window, config.test_days, norm=norm, info=info,
                         val_days=config.val_days, embargo_days=config.embargo)
