@@ -120,11 +120,14 @@ def test_backtest_overlapping_training_days_is_refused(trained_run, capsys):
     root, run = trained_run
     before = (run / "backtest/metrics.json").read_bytes()
     config = json.loads((run / "config.json").read_text())
-    train_end = config["date_ranges"]["BPCL"]["train_end"]
+    ranges = config["date_ranges"]["BPCL"]
+    seen = max(ranges["train_end"], ranges.get("val_end", ""))  # the last training or validation day
     assert main(["backtest", "--run", str(run), "--test-days", "60"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("evorl backtest: error: refused")
-    assert f"up to {train_end}" in err[0] and "BPCL: test days " in err[0] and "at most 30 test days" in err[0]
+    # unseen days: the run's own 30 test days and the embargo before them
+    unseen = 30 + config["window"] if ranges.get("val_end") else 30
+    assert f"up to {seen}" in err[0] and "BPCL: test days " in err[0] and f"at most {unseen} test days" in err[0]
     assert (run / "backtest/metrics.json").read_bytes() == before
     assert not (run / "rebacktests").exists()
     # and never over the run's own backtest/
@@ -145,10 +148,13 @@ def test_rebacktest_writes_a_new_folder_and_leaves_backtest_alone(trained_run, c
     for name, data in before.items():
         assert (run / "backtest" / name).read_bytes() == data  # byte-identical
     # the same run on the same data and test days: the same numbers, in the new folder
-    assert json.loads((folder / "metrics.json").read_text()) == json.loads(before["metrics.json"])
+    again, original = json.loads((folder / "metrics.json").read_text()), json.loads(before["metrics.json"])
+    for symbol, metrics in again.items():  # the run's own file adds its validation score
+        assert metrics == {k: v for k, v in original[symbol].items() if k != "val_log_return"}
     record = json.loads((folder / "rebacktest.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    assert record["windows"]["BPCL"]["last_seen"] == config["date_ranges"]["BPCL"]["train_end"]
+    ranges = config["date_ranges"]["BPCL"]
+    assert record["windows"]["BPCL"]["last_seen"] == max(ranges["train_end"], ranges.get("val_end", ""))
     assert record["windows"]["BPCL"]["test_start"] == config["date_ranges"]["BPCL"]["test_start"]
     # costs and churn are printed under the main table
     assert "costs nse-delivery: buy 16.86 bps, sell 15.36 bps + Rs 15.93 per sell day" in out

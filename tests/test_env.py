@@ -187,7 +187,7 @@ def test_hand_computed_per_side_costs_and_sell_day_charge():
     close = np.full((1, 8), 100.0)
     close[0, 3], open_[0, 4], close[0, 4], open_[0, 5], close[0, 5] = 100.0, 102.0, 104.0, 99.0, 110.0
     data = MarketData(jnp.asarray(open_, jnp.float32), jnp.asarray(close, jnp.float32), jnp.zeros((1, 8, 1)),
-                      jnp.array([8]), jnp.array([2]), jnp.array([8]))
+                      jnp.array([8]), jnp.array([2]), jnp.array([8]), jnp.array([8]), jnp.array([8]))
     capital, charge = 100_000.0, 50.0
     # next_open, in rupees. Day 4: buy 1 at the open: E1 = 100000 * (1 - 0.002) * 104/102.
     e1 = 100_000.0 * 0.998 * 104.0 / 102.0
