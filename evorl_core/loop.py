@@ -16,10 +16,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
 
 from . import evolution, sharding
+from .backends import device_memory
 from .checkpoints import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data import Market
 from .market_data import MarketData
 from .ppo import METRIC_NAMES, PPO, Hyper, Runner, update_flops
@@ -39,6 +41,50 @@ def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int)
     rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
     k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
     return max(1, min(k, 64, remaining))
+
+
+def memory_estimate(config: TrainConfig, obs_size: int) -> float:
+    """Bytes a run needs on its device, estimated before compiling: per member the network
+    parameters with their gradients and Adam moments, the rollout (observations, actions,
+    log-probs, values, rewards, dones, advantages, targets) and its shuffled copy, and the
+    activations of one minibatch forward and backward pass; plus the env states. An estimate,
+    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit."""
+    widths = [obs_size, *config.hidden]
+    layer_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    head = config.hidden[-1] * (len(config.positions) + 1) + len(config.positions) + 1
+    params = 2 * layer_params + head  # actor and critic
+    per_sample = obs_size + 8  # rollout row: observation + scalars
+    rollout = config.batch_size * per_sample * 2  # the rollout and its shuffled copy
+    activations = config.minibatch_size * (2 * sum(config.hidden) + obs_size) * 3
+    per_member = 4 * (4 * params + rollout + activations + config.num_envs * (obs_size + 8))
+    return float(per_member * config.members)
+
+
+def available_memory_bytes() -> float:
+    """What a run may use: the first device's free memory where the backend reports it (GPU),
+    else the host's available memory (CPU)."""
+    memory = device_memory(jax.devices()[0]) or {}
+    if "limit_mb" in memory:
+        return (memory["limit_mb"] - memory.get("in_use_mb", 0.0)) * 2**20
+    return float(psutil.virtual_memory().available)
+
+
+def check_fits(config: TrainConfig, obs_size: int, available: float | None = None) -> None:
+    """Refuse, before compiling, a run whose estimated memory exceeds what is available, naming the
+    number of members (or the network size) that would fit."""
+    available = available_memory_bytes() if available is None else available
+    need = memory_estimate(config, obs_size)
+    if need <= available:
+        return
+    per_member = need / config.members
+    fit = int(available // per_member)
+    gib = 2**30
+    what = f"{config.members} members" if config.members > 1 else "one agent"
+    hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
+            if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
+    field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
+    raise ConfigError(f"{field}: {what} need about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
+                      f"{hint}")
 
 
 def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
@@ -89,6 +135,10 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     """
     data = market.data
     members = config.members
+    if config.evolving and market.val_days != config.val_days:
+        raise ConfigError(f"val_days: PBT needs the market's validation window ({market.val_days} days) to be "
+                          f"the config's ({config.val_days})")
+    check_fits(config, PPO(config, data.features.shape[-1]).obs_size)
     total_updates = config.num_updates
     total_steps = config.total_env_steps
     steps_per_update = config.batch_size * members  # env steps of one update of every member
