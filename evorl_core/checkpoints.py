@@ -1,14 +1,16 @@
 """Checkpoints: the full training state of a run, and the trained parameters read back from it.
 
 runs/<run_id>/checkpoint/
-  state.msgpack   the whole `ppo.Runner` (params, optimiser state, env state, key, hyperparameters,
-                  update counter) in flax msgpack; never pickle
+  state.msgpack   the whole training state in flax msgpack (never pickle): a `ppo.Runner` (params,
+                  optimiser state, env state, key, hyperparameters, update counter), stacked on a
+                  leading member axis for several seeds, or an `evolution.Population` around one
   meta.json       env_steps, updates_done, saved_at
 
 Both files are written in full to temporary names first and only then renamed into place
 (`rundir.atomic_write_many`): a crash or a full disk leaves the previous checkpoint intact, and the
-two files always belong to the same save. A damaged file is a RunDirError naming it. Readers that only need the network parameters use `load_params`, which
-restores them without rebuilding the env state or the market data.
+two files always belong to the same save. A damaged file is a RunDirError naming it. Readers that
+only need the network parameters use `load_params`, which restores them without rebuilding the env
+state or the market data.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def check_checkpoint(run: RunDir) -> None:
         state = serialization.msgpack_restore(raw)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types for a bad file
         raise _damaged(run, exc) from None
-    if not isinstance(state, dict) or "params" not in state:
+    runner_state = state.get("runner", state) if isinstance(state, dict) else None  # a PBT population
+    if not isinstance(runner_state, dict) or "params" not in runner_state:
         raise _damaged(run, ValueError("no network parameters in it"))
 
 
@@ -80,11 +83,16 @@ def params_template(config: TrainConfig, num_features: int) -> Any:
     return ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
 
 
-def load_params(run: RunDir, config: TrainConfig, num_features: int) -> Any:
-    """The trained network parameters of a run's checkpoint."""
+def load_params(run: RunDir, config: TrainConfig, num_features: int, member: int | None = None) -> Any:
+    """The trained network parameters of a run's checkpoint: with several members, all of them
+    (leading member axis), or only `member`'s."""
     raw = _state_bytes(run)
     try:
         raw_state = serialization.msgpack_restore(raw)
-        return serialization.from_state_dict(params_template(config, num_features), raw_state["params"])
+        runner_state = raw_state["runner"] if "runner" in raw_state else raw_state  # a PBT population
+        params = serialization.from_state_dict(params_template(config, num_features), runner_state["params"])
     except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
         raise _damaged(run, exc) from None
+    if member is not None and config.members > 1:
+        params = jax.tree_util.tree_map(lambda x: x[member], params)
+    return params

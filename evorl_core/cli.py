@@ -23,20 +23,25 @@ import jax
 from . import __version__, backends, bench, pipeline, provenance
 from .backends import BackendError
 from .config import (
+    COST_MODELS,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     INIT_SCHEMES,
     PRESETS,
+    PRICE_ADJUSTMENTS,
+    SEARCH_SPACE,
     ConfigError,
+    TrainConfig,
     make_config,
     parse_floats,
     parse_ints,
 )
+from .costs import cost_model
 from .data import DataError, DataFallbackWarning, load_frames
 from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
-from .evaluation import run_backtest
+from .evaluation import rebacktest_dir, run_backtest
 from .loop import TrainingDiverged
-from .rundir import DAMAGED, RunDirError, StorageError, dumps, list_runs, new_run_id
+from .rundir import DAMAGED, RunDir, RunDirError, StorageError, dumps, list_runs, new_run_id, read_json
 from .timefmt import format_duration
 
 
@@ -107,7 +112,49 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "-" * len(lines[0]))
+    table = "\n".join(lines)
+    costs = format_cost_table(metrics)
+    return f"{table}\n\n{costs}" if costs else table
+
+
+def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """What costs took and how often each symbol traded: gross vs net return, cost drag per year,
+    trades per year, average holding period, and net return / Sharpe of the same positions at a
+    flat 0 / 10 / 25 / 50 bps per side. Empty when the metrics predate these numbers."""
+    if not any("gross_return" in m for m in metrics.values()):
+        return ""
+    levels = list(next(m["cost_sensitivity"] for m in metrics.values() if "cost_sensitivity" in m))
+    at = "/".join(levels)
+    header = ["symbol", "gross ret", "net ret", "cost drag", "drag/yr", "trades/yr", "avg hold",
+              f"net ret @ {at} bps", f"Sharpe @ {at} bps"]
+    rows = [header]
+    for symbol, m in metrics.items():
+        table = m.get("cost_sensitivity") or {}
+        rows.append([
+            symbol, _fmt(m.get("gross_return"), True), _fmt(m.get("total_return"), True),
+            _fmt(m.get("cost_drag"), True), _fmt(m.get("cost_drag_annual"), True),
+            f"{m['trades_per_year']:.1f}" if _finite(m.get("trades_per_year")) else "n/a",
+            "n/a" if not _finite(m.get("avg_holding_days")) else f"{m['avg_holding_days']:.1f} d",
+            " ".join(_fmt((table.get(k) or {}).get("total_return"), True) for k in levels),
+            " ".join(_fmt((table.get(k) or {}).get("sharpe")) for k in levels),
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def cost_line(config: dict[str, Any]) -> str:
+    """The cost model of a run, one line (rates per side and the flat charge)."""
+    try:
+        return cost_model(TrainConfig.from_dict(config)).describe()
+    except (ConfigError, TypeError, ValueError):
+        return f"{config.get('fee_bps')}+{config.get('slippage_bps')} bps"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
+    t.add_argument("--val-days", type=int,
+                   help="validation days before the test days, for any selection (default 60; 0 = none)")
+    t.add_argument("--embargo-days", type=int,
+                   help="unused days before validation and before test (default: the feature window)")
+    t.add_argument("--seeds", type=int,
+                   help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
+    pbt = t.add_argument_group("population-based training (docs/evolution.md)")
+    pbt.add_argument("--population", type=int, help="train N agents as one vmapped program and evolve them")
+    pbt.add_argument("--pbt-interval", type=int, help="updates between exploit/explore rounds (default 10)")
+    pbt.add_argument("--pbt-fraction", type=float, help="bottom fraction replaced each round (default 0.25)")
+    pbt.add_argument("--pbt-resample", type=float, help="chance explore resamples instead of perturbing (0.25)")
+    pbt.add_argument("--evolve", help=f"hyperparameters to evolve, from {','.join(SEARCH_SPACE)} "
+                                      "(default lr,ent_coef,clip_eps)")
+    pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
+                     + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
+    pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
     t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
     t.add_argument("--preset", default="production", choices=sorted(PRESETS))
     t.add_argument("--num-envs", type=int)
@@ -140,8 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-std", type=float, help="std of the normal initialiser")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
     t.add_argument("--episode-len", type=int)
-    t.add_argument("--fee-bps", type=float)
-    t.add_argument("--slippage-bps", type=float)
+    t.add_argument("--cost-model", choices=list(COST_MODELS),
+                   help="nse-delivery (default: NSE statutory charges per side) or flat (--fee-bps each side)")
+    t.add_argument("--fee-bps", type=float, help="flat cost model: fee per side in bps (default 5)")
+    t.add_argument("--slippage-bps", type=float, help="slippage per side in bps, both models (default 5)")
+    t.add_argument("--brokerage-bps", type=float, help="nse-delivery: brokerage per side in bps (default 0)")
+    t.add_argument("--dp-charge", type=float,
+                   help="nse-delivery: depository charge in rupees per sell day, before GST (default 13.5)")
+    t.add_argument("--price-adjustment", choices=list(PRICE_ADJUSTMENTS),
+                   help="none (traded close, default) or dividends (total-return prices from Adj Close)")
     t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
     t.add_argument("--execution", choices=list(EXECUTION_MODES))
     t.add_argument("--initial-capital", type=float)
@@ -160,8 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
     b.add_argument("--run", required=True, metavar="RUN_DIR")
     b.add_argument("--data", help="data source (default: the run's own)")
-    b.add_argument("--test-days", type=int)
-    b.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/backtest)")
+    b.add_argument("--test-days", type=int,
+                   help="test on the last N days (refused if they overlap the run's training/validation days)")
+    b.add_argument("--out", metavar="DIR",
+                   help="a new output folder (default: RUN_DIR/rebacktests/<timestamp>-<source>/; "
+                        "never RUN_DIR/backtest)")
     b.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
 
     d = sub.add_parser("deploy", help="deploy a finished run as a model bundle")
@@ -202,7 +275,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     backends.select(args.backend)
 
     overrides = dict(
-        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days,
+        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
+        embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
+        pbt_interval=args.pbt_interval, pbt_fraction=args.pbt_fraction, pbt_resample=args.pbt_resample,
+        evolve=tuple(x for x in args.evolve.replace(" ", "").split(",") if x) if args.evolve is not None else None,
+        search_space=args.search_space, init_space=args.init_space,
         total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
         minibatch_size=args.minibatch_size, epochs=args.epochs,
         hidden=parse_ints(args.hidden, "hidden") if args.hidden is not None else None,
@@ -210,6 +287,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
         anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
+        cost_model=args.cost_model, brokerage_bps=args.brokerage_bps, dp_charge=args.dp_charge,
+        price_adjustment=args.price_adjustment,
         positions=parse_floats(args.positions, "positions") if args.positions is not None else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
@@ -270,7 +349,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = run.read_config() or {}
         synthetic = (cfg.get("data_info") or {}).get("synthetic")
         print(f"\nHeld-out test ({cfg.get('test_days')} days, {cfg.get('execution')} execution, "
-              f"{cfg.get('fee_bps')}+{cfg.get('slippage_bps')} bps)" + ("  [SYNTHETIC DATA]" if synthetic else ""))
+              f"costs {cost_line(cfg)})" + ("  [SYNTHETIC DATA]" if synthetic else ""))
         print(format_metrics_table(metrics))
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
@@ -286,10 +365,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     run_path = Path(args.run)
     if not run_path.is_dir():
         raise UserError(f"--run {run_path}: not a run directory")
-    metrics = run_backtest(run_path, data=args.data, test_days=args.test_days,
-                           out_dir=Path(args.out) if args.out else None, cache_dir=args.cache_dir)
+    run = RunDir(run_path)
+    stored = run.load_config()
+    out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
+    metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
+    record = read_json(out / "rebacktest.json", {}, kind=dict)
+    for warning in (record.get("data_info") or {}).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"costs {cost_line(stored)}")
     print(format_metrics_table(metrics))
-    print(f"\nwritten to: {Path(args.out) if args.out else run_path / 'backtest'}")
+    print(f"\nwritten to: {out} (the run's own backtest/ is unchanged)")
     return 0
 
 
@@ -302,7 +387,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_signal(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, models_dir=args.models_dir)
     symbols = args.symbols or bundle.symbols
-    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed)
+    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed,
+                               price_adjustment=bundle.config.price_adjustment)
     for w in info.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)

@@ -26,6 +26,7 @@ from . import env as trading_env
 from .checkpoints import load_params, params_template
 from .config import TrainConfig
 from .data import features_for_inference
+from .evaluation import chosen_member
 from .market_data import MarketData
 from .ppo import PPO
 from .provenance import library_versions
@@ -74,7 +75,8 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
         raise DeployError(f"{run.config_path}: no feature names or normalisation recorded; the run never "
                           "got past loading its data")
 
-    params = load_params(run, config, len(stored["feature_names"]))
+    member = chosen_member(run)
+    params = load_params(run, config, len(stored["feature_names"]), member=member)
     if not params_finite(params):
         raise DeployError(f"{run.path}: the model's parameters are not finite numbers (training diverged); "
                           "refusing to deploy it")
@@ -89,6 +91,8 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "created_at": time.time(),
             "source_run": run.run_id,
             "source_run_path": str(run.path),
+            "member": member,
+            "member_seed": config.seed + member,
             "symbols": list(config.symbols),
             "config": config.to_dict(),
             "feature_names": stored["feature_names"],
@@ -182,6 +186,8 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             features=jnp.asarray(feats[None], jnp.float32),
             length=jnp.array([length], jnp.int32),
             first_index=jnp.array([config.window], jnp.int32),
+            train_end=jnp.array([start], jnp.int32),  # no training here: the replay window only
+            val_start=jnp.array([start], jnp.int32),
             test_start=jnp.array([start], jnp.int32),
         )
         path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days)[0], np.float64)

@@ -106,7 +106,7 @@ class JobRegistry:
             # A provisional config so readers see symbols/preset at once; the pipeline rewrites it
             # with the data actually used and library versions.
             rd.write_config({**config.to_dict(), "data_info": None})
-            rd.write_status("queued", env_steps=0, total_steps=config.num_updates * config.batch_size,
+            rd.write_status("queued", env_steps=0, total_steps=config.total_env_steps,
                             error=None)
         except BaseException:
             lock.release()

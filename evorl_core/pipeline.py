@@ -18,16 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-
 from . import loop
-from .backends import device_memory
 from .checkpoints import check_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import FEATURE_NAMES, NUM_FEATURES, Market, load_market
 from .deploy import deploy_run, validate_model_name
 from .evaluation import evaluate_run, stored_normalisation
-from .provenance import backend_record, describe, host, library_versions
+from .ppo import PPO
+from .provenance import backend_record, describe, library_versions
 from .rundir import (
     ACTIVE_STATES,
     RESUMABLE_STATES,
@@ -40,9 +38,6 @@ from .rundir import (
     owner_text,
     storage_error,
 )
-
-# Memory a run may plan to use, as a fraction of what the device (or, on CPU, the host) has free.
-MEMORY_HEADROOM = 0.9
 
 
 class StopSignal(threading.Event):
@@ -68,43 +63,6 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and exc.filename:
         return str(storage_error(exc.filename, exc))  # a write outside rundir's write path
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def estimate_memory_bytes(config: TrainConfig) -> dict[str, float]:
-    """A rough upper estimate of what one run holds at once, by part (bytes, float32)."""
-    obs = config.window * NUM_FEATURES + 1
-
-    def mlp(out: int) -> int:
-        sizes = [obs, *config.hidden, out]
-        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-
-    params = mlp(len(config.positions)) + mlp(1)
-    width = 2 * sum(config.hidden)  # actor and critic activations per sample
-    return {
-        "hidden": 4.0 * params * 4,  # parameters, gradients, two Adam moments
-        "num_envs x num_steps": 4.0 * config.batch_size * (obs + 8) + 4.0 * config.num_envs * width,
-        "minibatch_size": 4.0 * config.minibatch_size * (width * 3 + obs),
-    }
-
-
-def available_memory_bytes() -> tuple[float, str]:
-    """Free memory of the first device (GPU) or of the host (CPU), and what it is."""
-    device = jax.devices()[0]
-    mem = device_memory(device)
-    if mem and mem.get("limit_mb"):
-        return (mem["limit_mb"] - mem.get("in_use_mb", 0.0)) * 2**20, f"{device.device_kind} memory"
-    return host()["available_gb"] * 2**30, "free host memory"
-
-
-def _check_memory(config: TrainConfig) -> None:
-    parts = estimate_memory_bytes(config)
-    need = sum(parts.values())
-    free, what = available_memory_bytes()
-    if need > MEMORY_HEADROOM * free:
-        field = max(parts, key=parts.get)
-        raise ConfigError(f"{field}: this configuration needs about {need / 2**30:,.1f} GiB "
-                          f"(parameters, optimiser state, rollout, activations) but {what} is "
-                          f"{free / 2**30:,.1f} GiB; make it smaller")
 
 
 def _check_free(rd: RunDir) -> None:
@@ -151,7 +109,9 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
         models = Path(models_dir)
         if models.exists() and not models.is_dir():
             raise RunDirError(f"models directory {models}: exists and is not a directory")
-    _check_memory(config)
+    # The loop checks this again before it compiles; here a run too big for the device is refused
+    # before anything is created.
+    loop.check_fits(config, PPO(config, NUM_FEATURES).obs_size)
     return config, rd
 
 
@@ -180,16 +140,7 @@ def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
             sym: {"mean": market.norm_mean[s].tolist(), "std": market.norm_std[s].tolist()}
             for s, sym in enumerate(market.symbols)
         },
-        "date_ranges": {
-            sym: {
-                "first": str(market.dates[s][0]),
-                "train_end": str(market.dates[s][int(market.data.test_start[s]) - 1]),
-                "test_start": str(market.dates[s][int(market.data.test_start[s])]),
-                "last": str(market.dates[s][-1]),
-                "rows": int(market.data.length[s]),
-            }
-            for s, sym in enumerate(market.symbols)
-        },
+        "date_ranges": {sym: market.split_dates(s) for s, sym in enumerate(market.symbols)},
         "versions": library_versions(),
         "backend_info": backend_record(describe()),
         "batch_size": config.batch_size,
@@ -242,7 +193,7 @@ def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress,
     try:
         rd.clear_stop()
         prior = (rd.read_status() or {}) if resume else {}
-        rd.write_status("queued", total_steps=config.num_updates * config.batch_size, error=None,
+        rd.write_status("queued", total_steps=config.total_env_steps, error=None,
                         finished_at=None, env_steps=prior.get("env_steps", 0) if resume else 0)
         if not resume:  # provisional: readers see symbols and preset while the data loads
             rd.write_config({**config.to_dict(), "data_info": None})

@@ -2,8 +2,8 @@
 
 One update = a rollout scan over `num_steps` of `num_envs` vmapped envs, a reverse-scan GAE, then
 `epochs` x `num_minibatches` gradient steps. It returns reduced scalar metrics only. Market data
-is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef) are
-pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
+is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef, gamma,
+GAE lambda) are pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from .networks import ActorCritic, forward_flops_per_sample, make_network
 
 
 class Hyper(NamedTuple):
+    """The hyperparameters a population may evolve: pytree leaves, one value per member."""
+
     lr: jax.Array
     ent_coef: jax.Array
     clip_eps: jax.Array
     vf_coef: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
 
 
 class Runner(NamedTuple):
@@ -80,8 +84,8 @@ class PPO:
         env_keys = jax.random.split(k_env, c.num_envs)
         obs, env_state = jax.vmap(trading_env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
         hyper = Hyper(
-            lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef),
-            clip_eps=jnp.float32(c.clip_eps), vf_coef=jnp.float32(c.vf_coef),
+            lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef), clip_eps=jnp.float32(c.clip_eps),
+            vf_coef=jnp.float32(c.vf_coef), gamma=jnp.float32(c.gamma), gae_lambda=jnp.float32(c.gae_lambda),
         )
         return Runner(params, self.tx.init(params), env_state, obs, key, hyper, jnp.int32(0))
 
@@ -119,7 +123,8 @@ class PPO:
             env_step, (runner.env_state, runner.obs), (gumbel, step_keys)
         )
         _, last_value = self.policy(runner.params, last_obs)
-        advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, c.gamma, c.gae_lambda)
+        hyper = runner.hyper
+        advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, hyper.gamma, hyper.gae_lambda)
 
         # learning-rate annealing is a function of the update counter, so resume is exact
         frac = 1.0 - runner.update_step.astype(jnp.float32) / jnp.float32(c.num_updates)

@@ -328,6 +328,33 @@ class RunDir:
         rows = [r for r in self.read_metrics() if _number(r.get("env_steps"), math.inf) <= max_env_steps]
         atomic_write_text(self.metrics_path, "".join(dumps(r, indent=None) + "\n" for r in rows))
 
+    # population files (PBT) -----------------------------------------------------
+    def population_path(self, name: str) -> Path:
+        return self.path / "population" / f"{name}.jsonl"
+
+    def append_population(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """population/<name>.jsonl: hyperparams (per member per round) or lineage (exploit events)."""
+        if not rows:
+            return
+        path = self.population_path(name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("".join(dumps(r, indent=None) + "\n" for r in rows))
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+
+    def read_population(self, name: str) -> list[dict[str, Any]]:
+        return _read_jsonl(self.population_path(name))
+
+    def truncate_population(self, max_update: int) -> None:
+        """On resume: drop population rows written after the checkpoint."""
+        for name in ("hyperparams", "lineage"):
+            path = self.population_path(name)
+            if path.exists():
+                rows = [r for r in self.read_population(name) if _number(r.get("update"), math.inf) <= max_update]
+                atomic_write_text(path, "".join(dumps(r, indent=None) + "\n" for r in rows))
+
     def request_stop(self) -> None:
         atomic_write_text(self.stop_path, str(time.time()))
 
@@ -388,21 +415,7 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The metric rows (JSON objects); torn, undecodable or non-object lines are skipped."""
-        try:
-            text = self.metrics_path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            return []
-        rows = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line while the writer appends
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+        return _read_jsonl(self.metrics_path)
 
     def read_backtest_metrics(self) -> dict[str, dict[str, Any]] | None:
         metrics = read_json(self.backtest_metrics_path, kind=dict)
@@ -544,6 +557,26 @@ def check_runs_dir(runs_dir: Path | str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunDirError(f"runs directory {path}: not writable by this user")
     return path
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Whole JSON-object lines of a file; a torn last line (a writer appending), undecodable bytes
+    and lines that are not JSON objects are skipped."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:

@@ -14,8 +14,10 @@ from typing import Any
 
 from evorl_core.backends import BACKENDS
 from evorl_core.config import (
+    COST_MODELS,
     EXECUTION_MODES,
     PRESETS,
+    PRICE_ADJUSTMENTS,
     ConfigError,
     TrainConfig,
     parse_floats,
@@ -29,10 +31,11 @@ FIELDS: dict[str, Any] = {
     "hidden": "ints", "lr": float, "fee_bps": float, "slippage_bps": float,
     "positions": "floats", "execution": EXECUTION_MODES, "seed": int, "backend": BACKENDS,
     "total_timesteps": int, "test_days": int,
+    "cost_model": COST_MODELS, "brokerage_bps": float, "dp_charge": float, "price_adjustment": PRICE_ADJUSTMENTS,
 }
 FORM_FIELDS = tuple(FIELDS)
 # Fields a preset does not set: changing the preset keeps what the user chose for them.
-KEPT_ON_PRESET_CHANGE = ("test_days", "backend")
+KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", "dp_charge", "price_adjustment")
 PRESET_FIELDS = tuple(f for f in FORM_FIELDS if f not in KEPT_ON_PRESET_CHANGE)
 INT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is int)
 FLOAT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is float)

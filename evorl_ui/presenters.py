@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from evorl_core.backtest import METRIC_DEFINITIONS
+from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.costs import cost_model
 from evorl_core.rundir import ACTIVE_STATES
 from evorl_core.timefmt import format_duration
 
@@ -202,7 +204,8 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return agent, bh
 
 
-PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure"}
+PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
+                   "gross_return", "cost_drag", "cost_drag_annual"}
 COUNT_METRICS = {"trades", "days", "episodes"}
 
 
@@ -483,14 +486,27 @@ def conventions_text(config: Mapping[str, Any]) -> str:
     text = (
         "Conventions: daily simple returns of equity, annualisation A = 252, risk-free rate 0; "
         "Sharpe = mean/std·√A, Sortino uses downside deviation; win rate is per trade (a trade = a run "
-        f"of one unchanged non-zero position); execution **{config.get('execution', 'next_open')}**; costs "
-        f"fee {config.get('fee_bps')} bps + slippage {config.get('slippage_bps')} bps per unit of position "
-        "change; the backtest starts flat at the close of the first test day; buy & hold pays one entry "
-        "cost. \"Differs from flat\": the 95% moving-block bootstrap interval of the Sharpe ratio excludes 0."
+        f"of one unchanged non-zero position); execution **{config.get('execution', 'next_open')}**; "
+        f"{costs_text(config)}; the backtest starts flat at the close of the first test day; buy & hold pays one "
+        "entry cost. \"Differs from flat\": the 95% moving-block bootstrap interval of the Sharpe ratio excludes 0."
     )
     if not data_info.get("synthetic"):
         text += f" · data: {data_info.get('source', config.get('data', '?'))}"
     return text
+
+
+def costs_text(config: Mapping[str, Any]) -> str:
+    """The run's cost model in words: per-side rates, the flat sell-day charge, the inputs."""
+    try:
+        model = cost_model(TrainConfig.from_dict(dict(config)))
+    except (ConfigError, TypeError, ValueError):
+        model = None
+    if model is None or model.name == "flat":
+        return (f"costs flat: fee {config.get('fee_bps')} bps + slippage {config.get('slippage_bps')} bps per "
+                "unit of position change, each side")
+    return (f"costs {model.describe()} per unit of position change (brokerage {config.get('brokerage_bps')} bps "
+            f"+ slippage {config.get('slippage_bps')} bps each side included; depository charge "
+            f"Rs {config.get('dp_charge')} + GST)")
 
 
 def backtest_symbols(metrics: Mapping[str, Any] | None, equity: pd.DataFrame | None) -> list[str]:

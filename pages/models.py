@@ -34,7 +34,8 @@ else:
         with shell.user_errors("Could not compute signals: "), st.spinner("Loading model and data…"):
             bundle = deploy.load_bundle(name, settings.models_dir())
             frames, info = widgets.load_frames(choice, bundle.symbols, uploads_name=f"model-{name}",
-                                               seed=bundle.config.seed)
+                                               seed=bundle.config.seed,
+                                               price_adjustment=bundle.config.price_adjustment)
             for w in info.get("warnings") or []:
                 st.warning(w)
             if info.get("synthetic"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.backends import BACKENDS
-from evorl_core.config import DEFAULT_SYMBOLS, EXECUTION_MODES, PRESETS
+from evorl_core.config import COST_MODELS, DEFAULT_SYMBOLS, EXECUTION_MODES, PRESETS, PRICE_ADJUSTMENTS
 from evorl_core.rundir import new_run_id
 from evorl_ui import forms, settings, shell, widgets
 
@@ -51,8 +51,17 @@ with st.expander("Advanced", expanded=False):
     b1, b2, b3, b4 = st.columns(4)
     b1.text_input("Hidden sizes", key="train_hidden", help="e.g. 1024,512,256")
     b2.number_input("Learning rate", format="%.2e", step=1e-4, key="train_lr")
-    b3.number_input("Fee (bps)", step=1.0, key="train_fee_bps")
-    b4.number_input("Slippage (bps)", step=1.0, key="train_slippage_bps")
+    b3.selectbox("Cost model", list(COST_MODELS), key="train_cost_model",
+                 help="nse-delivery: NSE statutory charges per side (STT, stamp duty, exchange and SEBI fees, "
+                      "GST) + brokerage + slippage + a depository charge per sell day; flat: fee + slippage "
+                      "each side. See docs/accounting.md.")
+    b4.number_input("Slippage (bps, each side)", step=1.0, key="train_slippage_bps")
+    f1, f2, f3, f4 = st.columns(4)
+    f1.number_input("Fee (bps, flat model)", step=1.0, key="train_fee_bps")
+    f2.number_input("Brokerage (bps, nse-delivery)", step=1.0, key="train_brokerage_bps")
+    f3.number_input("DP charge (Rs per sell day, before GST)", step=0.5, key="train_dp_charge")
+    f4.selectbox("Price adjustment", list(PRICE_ADJUSTMENTS), key="train_price_adjustment",
+                 help="none: the traded close; dividends: total-return prices from an Adj Close column.")
     d1, d2, d3, d4 = st.columns(4)
     d1.text_input("Target positions", key="train_positions",
                   help="Exposures the agent chooses from; long-only 0,0.5,1 by default; -1,0,1 allows shorts.")

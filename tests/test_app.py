@@ -145,8 +145,10 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
     config = with_run.read_config()
     caption = " ".join(c.value for c in at.caption)
     assert "252" in caption and config["execution"] in caption
-    for cost in ("fee_bps", "slippage_bps"):
+    costs = ("fee_bps", "slippage_bps") if config["cost_model"] == "flat" else ("slippage_bps", "brokerage_bps")
+    for cost in costs:
         assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
+    assert config["cost_model"] in caption
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
     assert at.get("download_button")
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):

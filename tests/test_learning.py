@@ -18,6 +18,7 @@ import pytest
 from evorl_core import pipeline
 from evorl_core.backtest import equity_curve
 from evorl_core.config import make_config
+from evorl_core.costs import cost_model
 from evorl_core.data import build_market
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
     symbols = ("UPDOWN1", "UPDOWN2")
     test_days = 120
     config = make_config("quick", symbols=symbols, data="synthetic", test_days=test_days, window=8,
-                         total_timesteps=400_000, fee_bps=1.0, slippage_bps=0.0, seed=0)
+                         total_timesteps=400_000, cost_model="flat", fee_bps=1.0, slippage_bps=0.0, seed=0)
     frames = planted_frames(symbols)
     market = build_market(frames, config.window, test_days, info={"source": "planted", "synthetic": True})
     run = pipeline.run(config, tmp_path, "planted", market=market)
@@ -74,7 +75,9 @@ def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
         test = df.iloc[-test_days:]
         open_, close = test["open"].to_numpy(), test["close"].to_numpy()
         oracle_positions = (close > open_).astype(float)  # long after an up day
-        oracle = equity_curve(open_, close, oracle_positions, config.cost, config.execution, 1.0)
+        oracle = equity_curve(open_, close, oracle_positions, cost_model(config), config.execution,
+                              config.initial_capital)
+        oracle = oracle / oracle[0]
         oracle_log += np.log(oracle[-1])
         rows = equity[equity.symbol == symbol]
         agent_log += np.log(rows["equity"].iloc[-1] / rows["equity"].iloc[0])

@@ -283,6 +283,11 @@ def test_backtest_texts_and_symbol_rows():
     assert "A = 252" in text and "**close**" in text and "fee 2.0 bps" in text and "slippage 3.0 bps" in text
     assert text.endswith("data: yahoo")
     assert "data:" not in presenters.conventions_text({**config, "data_info": {"synthetic": True}})
+    nse = presenters.conventions_text({**config, "cost_model": "nse-delivery", "brokerage_bps": 0.0,
+                                       "dp_charge": 13.5})
+    assert "nse-delivery: buy 14.86 bps, sell 13.36 bps + Rs 15.93 per sell day" in nse  # slippage 3 bps
+    assert "slippage 3.0 bps" in nse and "Rs 13.5 + GST" in nse
+    assert presenters.format_metric("cost_drag", 0.0123) == "1.23%"
     equity = pd.DataFrame({"date": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01"]),
                            "symbol": ["A", "A", "C"], "equity": [2.0, 1.0, 1.0]})
     assert presenters.backtest_symbols({"B": {}, "A": {}}, equity) == ["B", "A", "C"]

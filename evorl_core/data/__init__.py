@@ -31,10 +31,27 @@ from .features import (
     normalisation_stats,
     raw_features,
 )
-from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
+from .market import (
+    MIN_TRAIN_STEPS,
+    Market,
+    build_market,
+    hash_frames,
+    load_market,
+    rows_needed,
+    split_indices,
+)
 from .sources import DATA_SOURCES, data_info, load_frames
 from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
-from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
+from .validate import (
+    OHLCV,
+    PRICE_TOLERANCE,
+    PRICES,
+    SPLIT_MOVE_THRESHOLD,
+    DataError,
+    DataFallbackWarning,
+    suspicious_moves,
+    validate_ohlcv,
+)
 from .yahoo import (
     DOWNLOAD_ATTEMPTS,
     DOWNLOAD_START,
@@ -62,6 +79,7 @@ __all__ = [
     "PRICE_TOLERANCE",
     "RETRY_BACKOFF_S",
     "STD_FLOOR",
+    "SPLIT_MOVE_THRESHOLD",
     "SYNTHETIC_DAYS",
     "SYNTHETIC_END",
     "VOLUME_LOOKBACK",
@@ -84,6 +102,8 @@ __all__ = [
     "parse_symbol_csv",
     "read_symbol_csv",
     "rows_needed",
+    "split_indices",
+    "suspicious_moves",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",
