@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--run", required=True, metavar="RUN_DIR")
     d.add_argument("--model-name")
     d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    d.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="deploy the top K members by validation score; signals average their action "
+                        "probabilities (default 1: the chosen member)")
 
     s = sub.add_parser("signal", help="target position for the next session from the latest bar")
     s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
@@ -344,8 +347,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir)
-    print(f"deployed model: {path}")
+    if args.ensemble < 1:
+        raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
+    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
 

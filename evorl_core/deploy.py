@@ -57,9 +57,30 @@ class Bundle:
     def symbols(self) -> list[str]:
         return list(self.meta["symbols"])
 
+    @property
+    def ensemble(self) -> bool:
+        """Several agents whose action probabilities are averaged (a top-k ensemble)."""
+        return len(self.meta.get("ensemble") or []) > 1
 
-def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models") -> Path:
-    """Copy a finished run's trained parameters and metadata into models/<name>/."""
+
+def ensemble_members(run: RunDir, k: int) -> list[int]:
+    """The k members with the best validation scores (mean over symbols), best first."""
+    selection = read_json(run.backtest_dir / "selection.json", {})
+    scores = selection.get("validation_log_return")
+    members = int(selection.get("members", 1))
+    if k > members:
+        raise DeployError(f"ensemble: the run has {members} member(s); cannot take the top {k}")
+    if not scores:
+        raise DeployError("ensemble: the run has no validation scores to rank its members (trained with --val-days 0?)")
+    mean = {int(m): float(np.mean(list(by_symbol.values()))) for m, by_symbol in scores.items()}
+    return sorted(mean, key=lambda m: (-mean[m], m))[:k]
+
+
+def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models",
+               ensemble: int = 1) -> Path:
+    """Copy a finished run's trained parameters and metadata into models/<name>/: the member chosen
+    on validation days, or (ensemble=k) the top k members by validation score, whose action
+    probabilities the signal averages."""
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     stored = run.read_config()
     if stored is None or not run.is_trained():
@@ -68,7 +89,15 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
     name = validate_model_name(name or run.run_id)
 
     member = chosen_member(run)
-    params = load_params(run, config, len(stored["feature_names"]), member=member)
+    if ensemble > 1:
+        members = ensemble_members(run, ensemble)
+        everyone = load_params(run, config, len(stored["feature_names"]))
+        params = jax.tree_util.tree_map(lambda x: x[np.asarray(members)], everyone)
+        policy = f"average of the action probabilities of members {members} (top {ensemble} on validation days)"
+    else:
+        members = [member]
+        params = load_params(run, config, len(stored["feature_names"]), member=member)
+        policy = f"member {member} (chosen on validation days)" if config.members > 1 else "the trained agent"
 
     out = Path(models_dir) / name
     tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
@@ -80,8 +109,10 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "created_at": time.time(),
             "source_run": run.run_id,
             "source_run_path": str(run.path),
-            "member": member,
-            "member_seed": config.seed + member,
+            "member": members[0],
+            "member_seed": config.seed + members[0],
+            "ensemble": members,
+            "policy": policy,
             "symbols": list(config.symbols),
             "config": config.to_dict(),
             "feature_names": stored["feature_names"],
@@ -91,7 +122,9 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "date_ranges": stored.get("date_ranges", {}),
             "data_info": stored.get("data_info", {}),
             "data_hash": stored.get("data_hash"),
+            # the run's held-out results are those of its chosen member; an ensemble was not backtested
             "test_metrics": run.read_backtest_metrics() or {},
+            "test_metrics_of": f"member {member}",
             "versions": library_versions(),
         })
         if out.exists():
@@ -131,6 +164,9 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> B
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
     config = TrainConfig.from_dict(meta["config"])
     template = params_template(config, len(meta["feature_names"]))
+    size = len(meta.get("ensemble") or [])
+    if size > 1:
+        template = jax.tree_util.tree_map(lambda x: np.stack([x] * size), template)
     try:
         params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -170,10 +206,11 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             val_start=jnp.array([start], jnp.int32),
             test_start=jnp.array([start], jnp.int32),
         )
-        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days)[0], np.float64)
+        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days, bundle.ensemble)[0],
+                          np.float64)
         held = float(path[-2]) if days >= 2 else 0.0
         obs = trading_env.observe(data, 0, length - 1, jnp.float32(held), ppo.env_params)
-        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None])[0], np.float64)
+        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None], bundle.ensemble)[0], np.float64)
         out.append({
             "symbol": symbol,
             "date": str(frame.index[-1].date()),
