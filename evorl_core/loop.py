@@ -8,6 +8,7 @@ before (loading data, the run record) and after (backtest, deploy) is `pipeline`
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -102,17 +103,18 @@ def init_state(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner | evol
     return evolution.init_population(runner, config) if config.evolving else runner
 
 
-def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False):
+def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False,
+                  spmd_axis_name: str | None = None):
     """The pure function one compiled chunk runs: (state, data) -> (state, metrics, PBT report or None).
     `num_updates` updates of one runner, of every seed (vmapped, market data shared), or of every
     member of a population followed by one PBT round (`with_round`)."""
     if config.evolving:
-        return evolution.chunk_program(ppo, config, num_updates, with_round)
+        return evolution.chunk_program(ppo, config, num_updates, with_round, spmd_axis_name)
 
     def chunk(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
-    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None))
+    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
 
     def with_no_report(runner: Runner, data: MarketData):
         runner, metrics = program(runner, data)
@@ -158,9 +160,13 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     jit_kwargs: dict[str, Any] = {}
     batch_constraint = None
     mesh_shape = None
+    spmd_axis_name = None
     if jax.device_count() > 1:
         runner = state.runner if config.evolving else state
-        layout = sharding.layout(runner, config, population=members > 1)
+        # members first: a member per device needs no communication; the env batch takes the rest
+        population_shards = math.gcd(members, jax.device_count()) if members > 1 else 1
+        layout = sharding.layout(runner, config, population=members > 1, population_shards=population_shards)
+        spmd_axis_name = sharding.POPULATION_AXIS if members > 1 else None
         shardings = layout.runner
         if config.evolving:
             shardings = evolution.Population(layout.runner, layout.data, layout.data)
@@ -178,7 +184,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         nonlocal compile_seconds
         if (k, with_round) not in chunk_fns:
             t0 = time.perf_counter()
-            fn = jax.jit(chunk_program(ppo, config, k, with_round), donate_argnums=0, **jit_kwargs)
+            fn = jax.jit(chunk_program(ppo, config, k, with_round, spmd_axis_name), donate_argnums=0, **jit_kwargs)
             chunk_fns[k, with_round] = fn.lower(state, data).compile()
             compile_seconds += time.perf_counter() - t0
         return chunk_fns[k, with_round]
