@@ -40,6 +40,7 @@ from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
 from .evaluation import rebacktest_dir, run_backtest
 from .rundir import RunDir, RunDirError, list_runs
 from .timefmt import format_duration
+from .walkforward import WALKFORWARD_DIR, run_walkforward
 
 
 class UserError(Exception):
@@ -151,12 +152,8 @@ def cost_line(config: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
@@ -220,6 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+    add_train_flags(t)
+
+    w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")
+    add_train_flags(w)
+    w.add_argument("--folds", type=int, default=3, help="number of folds (test blocks of --test-days)")
+    w.add_argument("--id", help="walk-forward id (default: wf-<time>); folds are runs <id>-fold<k>")
+
     b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
     b.add_argument("--run", required=True, metavar="RUN_DIR")
     b.add_argument("--data", help="data source (default: the run's own)")
@@ -267,9 +278,8 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    backends.select(args.backend)
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset, then every training flag that was given."""
     overrides = dict(
         symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
         embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
@@ -289,6 +299,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
     )
+    return make_config(args.preset, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
@@ -297,7 +313,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs_dir, run_id = run_path.parent, run_path.name
         config = make_config("production")  # replaced by the stored config inside train()
     else:
-        config = make_config(args.preset, **overrides)
+        config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id
         print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
               f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
@@ -326,6 +342,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
     print(f"\nrun directory: {run.path}")
+    return 0
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+    if args.resume or args.deploy:
+        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
+    config = config_from_args(args)
+    print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
+          f"{config.test_days} test days", file=sys.stderr)
+    bar = None if args.quiet else ProgressBar()
+    try:
+        summary = run_walkforward(config, args.folds, args.runs_dir, args.id, cache_dir=args.cache_dir,
+                                  progress=bar, log=lambda msg: print(f"\n{msg}", file=sys.stderr))
+    finally:
+        if bar is not None:
+            bar.close()
+    for fold in summary["per_fold"]:
+        first = next(iter(fold["date_ranges"].values()))
+        print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
+        print(format_metrics_table(fold["metrics"]))
+    print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
+    print(format_metrics_table(summary["pooled"]))
+    print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
     return 0
 
 
@@ -411,7 +451,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
+COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
             "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
 
