@@ -20,12 +20,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import serialization
 
 from . import env as trading_env
 from .checkpoints import load_params, params_template
 from .config import TrainConfig
-from .data import features_for_inference
+from .data import features_for_inference, load_frames
 from .market_data import MarketData
 from .ppo import PPO
 from .provenance import library_versions
@@ -178,4 +179,45 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             "execution": config.execution,
             "replayed_days": days,
         })
+    return out
+
+
+# the data a deployed model acts on ------------------------------------------------------------
+# Signals and the paper ledger read the source the model was trained on unless told otherwise,
+# and `auto` never falls back to synthetic prices for them: a user asks for synthetic data
+# explicitly (or trained the model on it explicitly). A last bar older than STALE_AFTER_DAYS
+# business days is flagged as stale.
+STALE_AFTER_DAYS = 3
+
+
+def training_source(bundle: Bundle) -> str:
+    """The data source the model was trained on, as requested (auto | synthetic | yahoo | csv:DIR)."""
+    return str(bundle.meta.get("config", {}).get("data") or bundle.config.data)
+
+
+def load_signal_frames(bundle: Bundle, source: str | None = None, *, symbols: list[str] | None = None,
+                       cache_dir: str | Path = "data_cache") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Frames for a signal or a ledger entry: ``source`` (default: the training source) for the
+    model's symbols. Raises DataError naming the symbol when ``auto`` finds no real data for it."""
+    return load_frames(source or training_source(bundle), symbols or bundle.symbols, cache_dir=cache_dir,
+                       seed=bundle.config.seed, synthetic_fallback=False)
+
+
+def business_days_since(date: Any, today: Any = None) -> int:
+    """Business days (Mon-Fri) after ``date`` up to and including ``today`` (default: today)."""
+    start = np.datetime64(pd.Timestamp(date).date(), "D")
+    end = np.datetime64(pd.Timestamp(today if today is not None else time.strftime("%Y-%m-%d")).date(), "D")
+    if end <= start:
+        return 0
+    return int(np.busday_count(start + 1, end + 1))
+
+
+def stale_warnings(frames: dict[str, Any], today: Any = None, after: int = STALE_AFTER_DAYS) -> list[str]:
+    """One message per symbol whose last bar is more than ``after`` business days old."""
+    out = []
+    for symbol, frame in frames.items():
+        last = frame.index[-1]
+        age = business_days_since(last, today)
+        if age > after:
+            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} business days ago")
     return out

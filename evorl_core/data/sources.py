@@ -35,12 +35,15 @@ def load_frames(
     n_days: int | None = None,
     allow_download: bool = True,
     csv_dir: str | os.PathLike | None = None,
+    synthetic_fallback: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Validated frames for `symbols` from `source` = auto | synthetic | yahoo | csv:DIR.
 
     auto, per symbol: `csv_dir` if given, else the cache file, else a download (when
     `allow_download`), else synthetic data with a `DataFallbackWarning` that says why.
     `n_days`: synthetic length (default per symbol); for real data, keep the last `n_days` rows.
+    `synthetic_fallback=False`: auto raises a DataError naming the symbol and why instead of
+    falling back (signals and the paper ledger must never act on invented prices unasked).
     The info dict (`data_info`) records per symbol what was used; `info["source"]` is "mixed"
     when symbols came from different places.
     """
@@ -88,6 +91,9 @@ def load_frames(
                 notes += warns
             except DataError as e:
                 reason = str(e)
+                if not synthetic_fallback:
+                    raise DataError(f"{symbol}: no real data ({reason}); 'auto' does not fall back to "
+                                    "synthetic prices here (ask for them with data 'synthetic')") from None
                 msg = f"{symbol}: using SYNTHETIC data because {reason}"
                 warnings.warn(msg, DataFallbackWarning, stacklevel=2)
                 logger.warning(msg)
