@@ -31,12 +31,19 @@ _ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal":
 
 
 def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int) -> int:
+    """Updates per compiled chunk: the configured number, else about TARGET_CHUNK_S of work.
+
+    The automatic choice prefers a divisor of ``remaining`` (down to a quarter of the target), so
+    that the last chunk has the size of the others: a smaller tail needs a compile of its own,
+    which showed as a stall at 100% on the Live page. ``train`` compiles any tail up front.
+    """
     if config.updates_per_chunk > 0:
         return max(1, min(config.updates_per_chunk, remaining))
     flops = update_flops(config, obs_size)
     rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
-    k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
-    return max(1, min(k, 64, remaining))
+    target = max(1, min(int(TARGET_CHUNK_S * rate / max(flops, 1.0)), 64, remaining))
+    lowest = max(1, -(-target // 4))
+    return next((d for d in range(target, lowest - 1, -1) if remaining % d == 0), target)
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
@@ -88,6 +95,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     k = choose_updates_per_chunk(config, ppo.obs_size, max(total_updates - updates_done, 1))
     if updates_done < total_updates:
         compiled(k)
+        if (total_updates - updates_done) % k:  # the tail chunk too, so compile time is all up front
+            compiled((total_updates - updates_done) % k)
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * config.batch_size,
                      total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape)
 
