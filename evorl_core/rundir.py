@@ -342,11 +342,16 @@ def delete_run(run: RunDir) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+# Config fields that fix the work of one update (for runtime estimates from earlier runs).
+RUN_SIZE_KEYS = ("num_envs", "num_steps", "minibatch_size", "epochs", "hidden", "window", "positions")
+
+
 def run_overview(run: dict[str, Any]) -> dict[str, Any]:
     """A list_runs entry with its annotations and what a picker needs to tell runs apart: whether
     its data was synthetic (None while unknown, before the data is loaded), the config's size."""
     rd = RunDir(Path(run["path"]))
     config = rd.read_config() or {}
+    status = rd.read_status() or {}
     data_info = config.get("data_info")
     synthetic = None if not data_info else bool(data_info.get("synthetic"))
     if synthetic is None and config.get("data") == "synthetic":
@@ -360,6 +365,10 @@ def run_overview(run: dict[str, Any]) -> dict[str, Any]:
         "total_timesteps": config.get("total_timesteps"),
         "hidden": config.get("hidden"),
         "test_days": config.get("test_days"),
+        "backend": status.get("backend"),
+        "steps_per_sec": status.get("steps_per_sec"),
+        "compile_seconds": status.get("compile_seconds"),
+        "sizes": {k: config.get(k) for k in RUN_SIZE_KEYS if k in config},
     }
 
 

@@ -139,8 +139,20 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
     titles = plotly_titles(at)
     assert sorted(t for t in titles if t.endswith("equity vs buy & hold")) == sorted(
         f"{s} — equity vs buy & hold" for s in symbols)
-    assert sum("drawdown" in t for t in titles) == len(symbols)
-    assert sum("entries" in t for t in titles) == len(symbols)
+    # one linked figure per symbol: equity, drawdown and price share the date axis (zoom one, zoom all)
+    for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
+        title = spec["layout"]["title"]["text"]
+        if title.endswith("equity vs buy & hold"):
+            axes = [spec["layout"][k]["title"]["text"] for k in ("yaxis", "yaxis2", "yaxis3")]
+            assert axes == ["equity (currency)", "drawdown", "close (currency)"]
+            assert spec["layout"]["xaxis"].get("matches") == "x3" or spec["layout"]["xaxis2"].get("matches") == "x3"
+    assert "Portfolio — equity vs buy & hold, drawdown, exposure" in titles
+    assert "Monthly returns of the portfolio (%)" in titles
+    assert any(t.startswith("Rolling Sharpe of the portfolio") for t in titles)
+    # the trades count beside the win rate is the win rate's own: round trips
+    portfolio = at.dataframe[0].value
+    assert "round trips" in portfolio.index and "win rate (per round trip)" in portfolio.index
+    assert "position changes" not in portfolio.index
     # the conventions needed to read the numbers, with this run's own execution mode and costs
     config = with_run.read_config()
     caption = " ".join(c.value for c in at.caption)
@@ -148,9 +160,10 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
     for cost in ("fee_bps", "slippage_bps"):
         assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
-    assert at.get("download_button")
+    assert len(at.get("download_button")) == 2  # the HTML report and equity.csv
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
-        assert spec["layout"]["hovermode"] == "x unified"
+        if not spec["layout"]["title"]["text"].startswith("Monthly returns"):  # a heatmap: per cell
+            assert spec["layout"]["hovermode"] == "x unified"
 
 
 def test_backtest_compares_two_runs(with_run, dirs):
