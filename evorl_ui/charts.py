@@ -22,7 +22,7 @@ COLORS = {"agent": "#2563eb", "bench": "#9ca3af", "band": "rgba(37,99,235,0.18)"
           "expected_band": "rgba(124,58,237,0.12)", "exposure": "#0891b2"}
 # Three significant digits on numeric axes: '39.1k', not '39.0815k'.
 NUMBER_TICKS = ".3~s"
-SMALL_TICKS = ".2~g"
+SMALL_TICKS = ".3~g"
 RUN_COLORS = qualitative.Plotly
 
 
@@ -181,7 +181,7 @@ def throughput_figure(x: np.ndarray, steps_per_sec: np.ndarray, xtitle: str = "e
 def memory_figure(x: np.ndarray, host_rss: np.ndarray, device_mem: np.ndarray, xtitle: str = "env steps") -> go.Figure:
     fig = lines_figure(x, {"process RSS (whole process)": host_rss, "device memory": device_mem}, "Memory", "MB",
                        xtitle=xtitle)
-    fig.update_yaxes(tickformat=",.0f")
+    fig.update_yaxes(tickformat=",.4~g")
     fig.update_xaxes(tickformat=NUMBER_TICKS)
     return fig
 

@@ -169,6 +169,30 @@ def csv_dir_source(text: str) -> tuple[str | None, list[str]]:
 
 
 # checks of the data before a run starts ----------------------------------------------------
+DATA_FIELDS = ("symbols", "source", "test_days", "seed")
+
+
+def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> TrainConfig | None:
+    """The config check_data needs (symbols, data, test days, seed, the preset's window) when
+    those fields have no problem of their own, else None; other fields may still be wrong."""
+    if any(f in problems for f in DATA_FIELDS if f != "symbols"):
+        return None
+    preset = form.get("preset", "quick")
+    # Symbols with a problem of their own (a bad ticker, a duplicate) are left out; the rest are checked.
+    symbols = tuple(dict.fromkeys(s for s in parse_symbols(str(form.get("symbols", "")))
+                                  if not validation_errors(TrainConfig(symbols=(s,)))))
+    if not symbols:
+        return None
+    try:
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", "auto")),
+                             test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
+                             window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    bad = {field_of(e) for e in validation_errors(config)}
+    return None if bad & {"symbols", "source", "test_days"} else config
+
+
 def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, Any]]]) -> list[str]:
     """Every problem the data would cause once training starts, each naming its field.
 

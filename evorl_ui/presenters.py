@@ -272,7 +272,7 @@ def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
 def cagr_label(days: Any) -> str:
     """'cagr' or, for a test shorter than a year, a label that says the rate is extrapolated."""
     if cagr_is_short(days):
-        return f"cagr ⚠ annualised from {int(days) - 1} daily returns (< 1 year)"
+        return f"cagr ⚠ from {int(days) - 1} days"
     return "cagr"
 
 
@@ -293,7 +293,7 @@ def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
 
 
 def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
-                   columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown", "trades")) -> pd.DataFrame:
+                   columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown")) -> pd.DataFrame:
     """Rows = symbol; each chosen agent metric followed by its buy-and-hold value, as display text."""
     records = []
     for sym, m in (all_metrics or {}).items():
@@ -641,8 +641,8 @@ def filter_runs(runs: Sequence[Mapping[str, Any]], text: str = "", states: Seque
 
 
 def runs_table(runs: Sequence[Mapping[str, Any]], limit: int = 20) -> pd.DataFrame:
-    """The Home page's runs: state, name, data provenance, progress, size, test metrics (as text,
-    '—' when there are none), tags."""
+    """The Home page's runs: state, name, data provenance, progress, size, mean test return and
+    Sharpe over symbols (as text, '—' when there are none), tags, id."""
     rows = []
     for r in runs[:limit]:
         head = headline(r.get("backtest"))
@@ -655,11 +655,10 @@ def runs_table(runs: Sequence[Mapping[str, Any]], limit: int = 20) -> pd.DataFra
             "progress": prog["fraction"],
             "size": run_size(r),
             "symbols": ", ".join(r.get("symbols") or []),
-            "mean test return": format_metric("total_return", head["total_return"]),
-            "mean Sharpe": number_text(head["sharpe"]),
+            "test return": format_metric("total_return", head["total_return"]),
+            "Sharpe": number_text(head["sharpe"]),
             "tags": ", ".join(r.get("tags") or []),
             "run": r["run_id"],
-            "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("updated_at") or 0)),
         })
     return pd.DataFrame(rows)
 

@@ -49,14 +49,12 @@ with shell.user_errors("Could not read this run: "):
         st.subheader("Portfolio")
         st.caption("Equal starting capital per symbol, no rebalancing; buy & hold the same way.")
         c1, c2 = st.columns([2, 3])
-        c1.dataframe(report.portfolio_summary(sheet), height=35 * 13 + 3)
+        summary = report.portfolio_summary(sheet)
+        c1.dataframe(summary, height=35 * (len(summary) + 1) + 3)
         with c2:
             widgets.chart(figures["portfolio"], key="bt_portfolio")
-        c1, c2 = st.columns(2)
-        with c1:
-            widgets.chart(figures["monthly"], key="bt_monthly")
-        with c2:
-            widgets.chart(figures["rolling"], key="bt_rolling")
+        widgets.chart(figures["monthly"], key="bt_monthly")
+        widgets.chart(figures["rolling"], key="bt_rolling")
 
     overview = presenters.overview_table(metrics)
     if not overview.empty:

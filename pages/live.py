@@ -101,18 +101,18 @@ def _panel() -> None:
     m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
     kpis = presenters.live_kpis(m, status)
     mem_label, mem_value, mem_help = presenters.memory_kpi(m, status.get("backend"))
-    k1, k2, k3, k4, k5, k6 = st.columns([2, 1.3, 1, 1, 1.2, 1.2])
+    k1, k2, k3, k4, k5 = st.columns([2, 1, 1, 1.2, 1.3])
     with k1.container(key="throughput"):  # assets/style.css enlarges this figure
-        st.metric("Env steps / s", kpis["Env steps / s"],
-                  help="Median training throughput over all updates so far (compile time excluded); "
-                       "the last chunk's rate is beside it.")
-    k2.metric("Last chunk", kpis["Last chunk"], help="Throughput of the latest compiled chunk of updates.")
-    k3.metric("Updates", kpis["Updates"])
-    k4.metric("Compile", kpis["Compile"], help="XLA compile time of this session, all done before the first "
+        st.metric("Env steps / s (median)", kpis["Env steps / s"],
+                  help="Median training throughput over all updates so far (compile time excluded). One slow "
+                       "chunk moves the last value, not the median.")
+        st.caption(f"last chunk: {kpis['Last chunk']}")
+    k2.metric("Updates", kpis["Updates"])
+    k3.metric("Compile", kpis["Compile"], help="XLA compile time of this session, all done before the first "
                                                "chunk (chunk sizes are compiled up front).")
-    k5.metric("Training time", kpis["Training time"], help="Time spent in training chunks, summed over every "
+    k4.metric("Training time", kpis["Training time"], help="Time spent in training chunks, summed over every "
                                                            "session of the run (resumes included).")
-    k6.metric(mem_label, mem_value, help=mem_help)
+    k5.metric(mem_label, mem_value, help=mem_help)
 
     if not rows:
         st.info(presenters.no_metrics_text(status.get("state")))

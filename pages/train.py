@@ -5,6 +5,8 @@ reloads (a draft)."""
 
 from __future__ import annotations
 
+import shutil
+
 import streamlit as st
 
 from evorl_core import data as market_data
@@ -147,7 +149,7 @@ with shell.user_errors():
             st.caption(f":material/warning: {preview.num_updates} PPO update(s) only: too few to learn much; "
                        "raise the timesteps for a real run.")
 
-b1, b2, _ = st.columns([2, 1, 4])
+b1, b2, _ = st.columns([1.2, 1, 5])
 start = b1.button("Start training", type="primary", key="train_start")
 if b2.button("Reset form", key="train_reset", help="Back to the quick preset's values; forgets the saved draft."):
     widgets.clear_draft("train", DRAFT_KEYS)
@@ -169,22 +171,30 @@ def check_and_start() -> None:
         problems.setdefault("name", []).append(f"name: at most {MAX_NAME_CHARS} characters")
     if any(len(t) > MAX_NAME_CHARS for t in parse_tags(tags)):
         problems.setdefault("tags", []).append(f"tags: each at most {MAX_NAME_CHARS} characters")
-    if not problems and config is not None and choice.kind == "upload":
+    # The data checks need only symbols, source, test days and seed: they run whenever those are
+    # fine, so a bad value elsewhere never hides a data problem.
+    probe = forms.data_check_config(form, problems)
+    upload_folder = settings.uploads_dir(run_id)
+    if probe is not None and choice.kind == "upload":
         with shell.user_errors("upload: "):
-            data, upload_errors = widgets.save_uploads(choice.uploads, symbols, settings.uploads_dir(run_id))
+            data, upload_errors = widgets.save_uploads(choice.uploads, symbols, upload_folder)
             if upload_errors:
                 problems.setdefault("source", []).extend(upload_errors)
+                probe = None
             elif data:
-                config = config.replace(data=data)
-    if not problems and config is not None:
+                probe = probe.replace(data=data)
+                config = config.replace(data=data) if config is not None else None
+    if probe is not None:
         with st.spinner("Checking the data…"):
             def load(symbol: str):
-                frames, info = market_data.load_frames(config.data, [symbol], cache_dir=settings.data_cache(),
-                                                       seed=config.seed)
+                frames, info = market_data.load_frames(probe.data, [symbol], cache_dir=settings.data_cache(),
+                                                       seed=probe.seed)
                 return frames[symbol], info
 
-            problems = forms.field_errors(forms.check_data(config, load))
+            for field, messages in forms.field_errors(forms.check_data(probe, load)).items():
+                problems.setdefault(field, []).extend(messages)
     if problems or config is None:
+        shutil.rmtree(upload_folder, ignore_errors=True)  # uploads of a run that did not start
         placed: dict[str, list[str]] = {}
         for field, messages in problems.items():  # a field without a slot of its own: under the button
             placed.setdefault(field if field in SLOTS else forms.GENERAL, []).extend(messages)

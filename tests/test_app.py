@@ -123,7 +123,7 @@ def test_home_lists_the_run_and_backend(with_run):
 
 def test_live_shows_progress_metric_and_charts(with_run):
     at = open_page("live")
-    tput = [m for m in at.metric if m.label == "Env steps / s"]
+    tput = [m for m in at.metric if m.label == "Env steps / s (median)"]
     assert tput and float(tput[0].value.replace(",", "")) > 0
     titles = plotly_titles(at)
     for expected in ("Reward per step (mean ± std)", "Throughput", "Memory", "PPO losses",
