@@ -153,8 +153,9 @@ def stacked_figure(x: np.ndarray, panels: Sequence[tuple[str, np.ndarray, str]],
         fig.update_yaxes(title_text=ytitle, tickformat=SMALL_TICKS, row=i, col=1)
         if clip and name in clip:
             low, high = clip[name]
-            inside = y[np.isfinite(y) & (y >= low) & (y <= high)]
-            lo = max(low, float(inside.min())) if inside.size else low
+            finite = y[np.isfinite(y)]
+            inside = finite[(finite >= low) & (finite <= high)]
+            lo = low if (finite < low).any() or not inside.size else max(low, float(inside.min()))
             pad = 0.05 * (high - lo or 1.0)
             fig.update_yaxes(range=[lo - pad, high + pad], row=i, col=1)
     fig.update_xaxes(title_text=xtitle, tickformat=NUMBER_TICKS, row=len(panels), col=1)
@@ -350,7 +351,11 @@ def forward_figure(curves: pd.DataFrame) -> go.Figure:
                              line=dict(color=COLORS["bench"], dash="dot")))
     fig.add_trace(go.Scatter(x=d, y=curves["paper"], mode="lines+markers", name="paper (forward)",
                              line=dict(color=COLORS["agent"], width=2)))
-    fig.update_yaxes(tickformat=NUMBER_TICKS)
+    fig.update_yaxes(tickformat=",.0f")
+    fig.update_xaxes(type="date", tickformat="%Y-%m-%d")
+    if len(d) == 1:  # the deployment day alone: a week around it, not a millisecond axis
+        day = pd.Timestamp(d[0])
+        fig.update_xaxes(range=[day - pd.Timedelta(days=3), day + pd.Timedelta(days=4)], dtick=86_400_000)
     return _layout(fig, "Forward (paper) equity since deployment", "value (currency)", height=340)
 
 

@@ -689,16 +689,15 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         first = next(iter(ranges.values()), {}) if ranges else {}
         rows.append({
             "name": m["name"],
+            "data": "SYNTHETIC" if m.get("synthetic") else "real",
             "symbols": ", ".join(m.get("symbols") or []),
-            "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d %H:%M"),
+            "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d"),
             "source run": m.get("source_run"),
             "positions": ", ".join(f"{p:g}" for p in m.get("positions") or []),
-            "execution": m.get("execution"),
             "train": f"{first.get('first', '?')} → {first.get('train_end', '?')}" if first else "—",
             "test": f"{first.get('test_start', '?')} → {first.get('last', '?')}" if first else "—",
-            "mean test return": format_metric("total_return", head["total_return"]),
-            "mean test Sharpe": format_metric("sharpe", head["sharpe"]),
-            "data": "SYNTHETIC" if m.get("synthetic") else "real",
+            "test return": format_metric("total_return", head["total_return"]),
+            "test Sharpe": format_metric("sharpe", head["sharpe"]),
         })
     return pd.DataFrame(rows)
 
