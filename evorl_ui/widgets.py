@@ -39,18 +39,23 @@ class SourceChoice:
 
 
 def source_picker(prefix: str, symbols: Sequence[str], *, default: str = "auto",
-                  column: Any = None) -> SourceChoice:
+                  column: Any = None, form: str | None = None) -> SourceChoice:
     """The data-source selectbox (in ``column`` when given) and, below it, what the chosen kind
-    needs: a folder field, one uploader per symbol, or a note. Widget keys start with ``prefix``."""
+    needs: a folder field, one uploader per symbol, or a note. Widget keys start with ``prefix``;
+    with ``form``, the kind and the folder are kept in that form's draft."""
     kinds = list(SOURCES)
     key = f"{prefix}_source"
     if st.session_state.get(key) not in kinds:  # first draw (or a draft with a stale value)
         st.session_state[key] = default
-    kind = (column or st).selectbox("Data source", kinds, format_func=SOURCES.get, key=key, help=SOURCE_HELP)
+
+    def kept(k: str) -> dict[str, Any]:
+        return keep(form, k) if form else {"key": k}
+
+    kind = (column or st).selectbox("Data source", kinds, format_func=SOURCES.get, help=SOURCE_HELP, **kept(key))
     choice = SourceChoice(kind)
     if kind == "csv_dir":
         choice.csv_dir = st.text_input("CSV directory (one <SYMBOL>.csv per symbol; Yahoo or NSE layout)",
-                                       key=f"{prefix}_csv_dir")
+                                       **kept(f"{prefix}_csv_dir"))
     elif kind == "upload":
         st.caption(f"One CSV per symbol ({CSV_LAYOUTS}).")
         cols = st.columns(max(1, min(3, len(symbols))))
@@ -155,10 +160,11 @@ def field_errors(messages: Sequence[str] | None, column: Any = None) -> None:
 
 
 # form drafts ------------------------------------------------------------------------------
-# Streamlit forgets a widget's value when a page without it runs (navigation), and a reload starts
-# a new session. A draft keeps a form: in the session (navigation) and in
-# <data cache>/drafts/<form>.json (reload, a new tab). Widgets are then created without defaults;
-# their value comes from session state.
+# Streamlit forgets (or leaves stale) a widget's value when a page without it runs, and a reload
+# starts a new session. A form's draft is the one truth: each widget writes its value into the
+# draft when it changes (``keep``, an on_change callback, which runs before the page does), and
+# every run of the page sets the widgets from the draft before drawing them. The draft lives in
+# the session (navigation) and in <data cache>/drafts/<form>.json (reload, a new tab).
 DRAFT_PREFIX = "_draft_"
 
 
@@ -166,56 +172,67 @@ def draft_path(form: str) -> Path:
     return settings.data_cache() / "drafts" / f"{form}.json"
 
 
+def _write_draft_file(form: str, draft: Mapping[str, Any]) -> None:
+    try:
+        atomic_write_json(draft_path(form), dict(draft))
+    except OSError:  # a read-only data cache: the session draft still works
+        pass
+
+
 def restore_draft(form: str, defaults: Mapping[str, Any]) -> None:
-    """Before a form's widgets are drawn: give each key missing from session state its value from
-    this session's draft, else the saved draft, else ``defaults``."""
+    """Before a form's widgets are drawn: set each of them from this session's draft (else the
+    saved draft, else ``defaults``)."""
     draft = st.session_state.get(DRAFT_PREFIX + form)
     if draft is None:
         saved = read_json(draft_path(form), {})
-        draft = saved if isinstance(saved, dict) else {}
+        saved = saved if isinstance(saved, dict) else {}
+        draft = {k: saved.get(k, v) for k, v in defaults.items()}
+        st.session_state[DRAFT_PREFIX + form] = draft
     for key, value in defaults.items():
-        if key not in st.session_state:
-            st.session_state[key] = draft.get(key, value)
+        st.session_state[key] = draft.get(key, value)
 
 
-def save_draft(form: str, keys: Sequence[str]) -> None:
-    """After a form's widgets are drawn: remember their values (session and file; the file only
-    when something changed)."""
-    values = {k: st.session_state[k] for k in keys if k in st.session_state
-              and isinstance(st.session_state[k], (str, int, float, bool, type(None)))}
-    if st.session_state.get(DRAFT_PREFIX + form) == values:
-        return
-    st.session_state[DRAFT_PREFIX + form] = values
-    try:
-        atomic_write_json(draft_path(form), values)
-    except OSError:  # a read-only runs directory: the session draft still works
-        pass
+def _remember(form: str, key: str) -> None:
+    draft = st.session_state.setdefault(DRAFT_PREFIX + form, {})
+    value = st.session_state.get(key)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        draft[key] = value
+        _write_draft_file(form, draft)
+
+
+def keep(form: str, key: str) -> dict[str, Any]:
+    """Widget keyword arguments that keep its value in the form's draft: ``**keep("train", key)``."""
+    return {"key": key, "on_change": _remember, "args": (form, key)}
+
+
+def set_form_values(form: str, values: Mapping[str, Any]) -> None:
+    """Change several widgets of a form from a callback (e.g. a preset), draft included."""
+    draft = st.session_state.setdefault(DRAFT_PREFIX + form, {})
+    for key, value in values.items():
+        st.session_state[key] = value
+        draft[key] = value
+    _write_draft_file(form, draft)
 
 
 def update_draft(form: str, **values: Any) -> None:
     """Change some values of a form's draft (e.g. clear a run name once its run has started)."""
     draft = {**saved_draft(form), **values}
     st.session_state[DRAFT_PREFIX + form] = draft
-    try:
-        atomic_write_json(draft_path(form), draft)
-    except OSError:
-        pass
+    _write_draft_file(form, draft)
 
 
-def clear_draft(form: str, keys: Sequence[str]) -> None:
-    """Forget a form: its widget values, the session draft and the saved one."""
-    for k in keys:
-        st.session_state.pop(k, None)
+def clear_draft(form: str) -> None:
+    """Forget a form's draft (session and file); the next run starts from the defaults."""
     st.session_state.pop(DRAFT_PREFIX + form, None)
     draft_path(form).unlink(missing_ok=True)
 
 
 def saved_draft(form: str) -> dict[str, Any]:
-    """Another form's draft (session, else file), e.g. the Data page starting from the Train form's source."""
+    """A form's draft (session, else file), e.g. the Data page starting from the Train form's source."""
     draft = st.session_state.get(DRAFT_PREFIX + form)
     if draft is None:
         draft = read_json(draft_path(form), {})
-    return draft if isinstance(draft, dict) else {}
+    return dict(draft) if isinstance(draft, dict) else {}
 
 
 def chart(fig: go.Figure, key: str | None = None) -> None:

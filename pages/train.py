@@ -44,8 +44,8 @@ def _defaults(preset: str = "quick") -> dict:
 def _fill_from_preset() -> None:
     """Preset change: load its values into the form's widgets (test days and backend are kept)."""
     values = forms.preset_form_values(st.session_state["train_preset"])
-    for name in forms.PRESET_FIELDS:
-        st.session_state[f"train_{name}"] = values[name]
+    widgets.set_form_values("train", {f"train_{name}": values[name] for name in forms.PRESET_FIELDS}
+                            | {"train_preset": st.session_state["train_preset"]})
 
 
 widgets.restore_draft("train", _defaults())
@@ -74,21 +74,21 @@ st.caption("Values, data availability, history length and symbols are all checke
            "each problem shows under its field. The run appears on **Live** at once.")
 
 c1, c2 = st.columns([3, 2])
-symbols_text = c1.text_input("Symbols (comma-separated)", key="train_symbols")
+symbols_text = c1.text_input("Symbols (comma-separated)", **widgets.keep("train", "train_symbols"))
 widgets.field_errors(errors_for("symbols"), c1)
 symbols = forms.parse_symbols(symbols_text)
 with c2:
-    choice = widgets.source_picker("train", symbols, default="auto")
+    choice = widgets.source_picker("train", symbols, default="auto", form="train")
     widgets.field_errors(errors_for("source"))
 
 c1, c2, c3 = st.columns(3)
 c1.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_fill_from_preset,
              help="quick: small network, learns within minutes on a CPU; production: the original "
                   "system's sizes (1024-512-256, 256 envs x 512 steps).")
-c2.number_input("Timesteps", step=10_000, key="train_total_timesteps",
+c2.number_input("Timesteps", step=10_000, **widgets.keep("train", "train_total_timesteps"),
                 help="Total environment steps (rounded up to whole PPO updates).")
 widgets.field_errors(errors_for("total_timesteps"), c2)
-c3.number_input("Test days", step=10, key="train_test_days",
+c3.number_input("Test days", step=10, **widgets.keep("train", "train_test_days"),
                 help="The last N trading days of each symbol are held out for the backtest.")
 widgets.field_errors(errors_for("test_days"), c3)
 
@@ -97,39 +97,40 @@ with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIEL
     rows = [("num_envs", "Parallel envs", dict(step=8)), ("num_steps", "Steps per env per update", dict(step=8)),
             ("minibatch_size", "Minibatch size", dict(step=256)), ("epochs", "Epochs", dict(step=1))]
     for col, (name, label, kw) in zip(st.columns(4), rows, strict=True):
-        col.number_input(label, key=FIELD_KEYS[name], **kw)
+        col.number_input(label, **widgets.keep("train", FIELD_KEYS[name]), **kw)
         widgets.field_errors(errors_for(name), col)
     b1, b2, b3, b4 = st.columns(4)
-    b1.text_input("Hidden sizes", key="train_hidden", help="e.g. 1024,512,256")
+    b1.text_input("Hidden sizes", **widgets.keep("train", "train_hidden"), help="e.g. 1024,512,256")
     widgets.field_errors(errors_for("hidden"), b1)
-    b2.number_input("Learning rate", format="%.2e", step=1e-4, key="train_lr")
+    b2.number_input("Learning rate", format="%.2e", step=1e-4, **widgets.keep("train", "train_lr"))
     widgets.field_errors(errors_for("lr"), b2)
-    b3.number_input("Fee (bps)", step=1.0, key="train_fee_bps")
+    b3.number_input("Fee (bps)", step=1.0, **widgets.keep("train", "train_fee_bps"))
     widgets.field_errors(errors_for("fee_bps"), b3)
-    b4.number_input("Slippage (bps)", step=1.0, key="train_slippage_bps")
+    b4.number_input("Slippage (bps)", step=1.0, **widgets.keep("train", "train_slippage_bps"))
     widgets.field_errors(errors_for("slippage_bps"), b4)
     d1, d2, d3, d4 = st.columns(4)
-    d1.text_input("Target positions", key="train_positions",
+    d1.text_input("Target positions", **widgets.keep("train", "train_positions"),
                   help="Exposures the agent chooses from; long-only 0,0.5,1 by default; -1,0,1 allows shorts.")
     widgets.field_errors(errors_for("positions"), d1)
-    d2.selectbox("Execution", list(EXECUTION_MODES), key="train_execution",
+    d2.selectbox("Execution", list(EXECUTION_MODES), **widgets.keep("train", "train_execution"),
                  help="next_open: fill at the next day's open; close: fill at today's close.")
-    d3.number_input("Seed", step=1, key="train_seed")
+    d3.number_input("Seed", step=1, **widgets.keep("train", "train_seed"))
     widgets.field_errors(errors_for("seed"), d3)
-    d4.selectbox("Backend", list(BACKENDS), key="train_backend")
+    d4.selectbox("Backend", list(BACKENDS), **widgets.keep("train", "train_backend"))
     e1, e2 = st.columns(2)
-    deploy = e1.checkbox("Deploy after training", key="train_deploy")
-    model_name = e2.text_input("Model name (optional)", key="train_model_name", disabled=not deploy)
+    deploy = e1.checkbox("Deploy after training", **widgets.keep("train", "train_deploy"))
+    model_name = e2.text_input("Model name (optional)", **widgets.keep("train", "train_model_name"),
+                               disabled=not deploy)
 
 with st.expander("Name, tags and note", expanded=bool(st.session_state.get("train_run_name")
                                                       or errors_for("name") or errors_for("tags"))):
     n1, n2 = st.columns([2, 3])
-    n1.text_input("Run name", key="train_run_name", max_chars=MAX_NAME_CHARS,
+    n1.text_input("Run name", **widgets.keep("train", "train_run_name"), max_chars=MAX_NAME_CHARS,
                   placeholder="e.g. baseline long-only", help="Shown in every run picker beside the run id.")
     widgets.field_errors(errors_for("name"), n1)
-    n2.text_input("Tags (comma-separated)", key="train_tags", placeholder="e.g. baseline, sweep-lr")
+    n2.text_input("Tags (comma-separated)", **widgets.keep("train", "train_tags"), placeholder="e.g. baseline, sweep-lr")
     widgets.field_errors(errors_for("tags"), n2)
-    st.text_area("Note", key="train_note", max_chars=MAX_NOTE_CHARS, height=68,
+    st.text_area("Note", **widgets.keep("train", "train_note"), max_chars=MAX_NOTE_CHARS, height=68,
                  placeholder="What this run tries")
 
 form = {name: st.session_state.get(key) for name, key in FIELD_KEYS.items()}
@@ -152,7 +153,7 @@ with shell.user_errors():
 b1, b2, _ = st.columns([1.2, 1, 5])
 start = b1.button("Start training", type="primary", key="train_start")
 if b2.button("Reset form", key="train_reset", help="Back to the quick preset's values; forgets the saved draft."):
-    widgets.clear_draft("train", DRAFT_KEYS)
+    widgets.clear_draft("train")
     st.session_state.pop(ERRORS, None)
     st.rerun()
 widgets.field_errors(errors_for(forms.GENERAL))
@@ -216,6 +217,5 @@ def check_and_start() -> None:
         shell.go_to("live", started)
 
 
-widgets.save_draft("train", DRAFT_KEYS)
 if start:
     check_and_start()
