@@ -89,8 +89,10 @@ def _panel() -> None:
     status = rd.read_status() or {}
     rows = rows_of(run_id)
     still_live = presenters.is_live(status, owned=registry.is_active(run_id, settings.runs_dir()))
-    if live and not still_live:
-        st.rerun()  # run ended: redraw the whole page once, without the polling timer
+    if (live and not still_live) or status.get("state") != run.get("state"):
+        # The run ended (redraw once, without the polling timer) or changed state: the picker
+        # label and the buttons outside this fragment show the state too.
+        st.rerun()
 
     prog = presenters.progress(status, rows)
     st.progress(prog["fraction"], text=presenters.status_line(status, prog, rd.stop_requested()))
