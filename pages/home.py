@@ -63,11 +63,17 @@ if shown:
         presenters.runs_table(shown, limit=200), hide_index=True, key="home_runs",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                        width="small"),
-            "state": st.column_config.TextColumn(width="small"),
-            "data": st.column_config.TextColumn(help="Where the run's prices came from: real (csv, cache, "
-                                                     "yahoo) or SYNTHETIC"),
-            "run": st.column_config.TextColumn(width="medium"),
+                                                        width=80),
+            "state": st.column_config.TextColumn(width=70),
+            "name": st.column_config.TextColumn(width=110),
+            "data": st.column_config.TextColumn(width=85, help="Where the run's prices came from: real (csv, "
+                                                               "cache, yahoo) or SYNTHETIC"),
+            "size": st.column_config.TextColumn(width=120),
+            "symbols": st.column_config.TextColumn(width=140),
+            "test return": st.column_config.TextColumn(width=80, help="Mean over symbols of the held-out return"),
+            "Sharpe": st.column_config.TextColumn(width=60, help="Mean over symbols of the held-out Sharpe"),
+            "tags": st.column_config.TextColumn(width=110),
+            "run": st.column_config.TextColumn(width=200),
         },
     )
 else:
