@@ -324,7 +324,7 @@ def significance_text(metrics: Mapping[str, Any]) -> str:
         return "better than flat"
     if high < 0:
         return "worse than flat"
-    return "not distinguishable from flat"
+    return "indistinguishable"
 
 
 def compare_table(left_id: str, left: Mapping[str, Mapping[str, Any]],
@@ -693,7 +693,6 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "symbols": ", ".join(m.get("symbols") or []),
             "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d"),
             "source run": m.get("source_run"),
-            "positions": ", ".join(f"{p:g}" for p in m.get("positions") or []),
             "train": f"{first.get('first', '?')} → {first.get('train_end', '?')}" if first else "—",
             "test": f"{first.get('test_start', '?')} → {first.get('last', '?')}" if first else "—",
             "test return": format_metric("total_return", head["total_return"]),

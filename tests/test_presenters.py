@@ -210,8 +210,7 @@ def test_overview_reports_sharpe_interval_and_significance():
     assert table.loc["BBB", "Sharpe 95% CI"] == "—" and table.loc["BBB", "vs flat (95%)"] == "undefined"
     # a significantly worse result says so, not just "significant"
     assert presenters.significance_text({"sharpe_ci_low": -2.0, "sharpe_ci_high": -0.1}) == "worse than flat"
-    assert presenters.significance_text({"sharpe_ci_low": -1.0, "sharpe_ci_high": 0.5}) == \
-        "not distinguishable from flat"
+    assert presenters.significance_text({"sharpe_ci_low": -1.0, "sharpe_ci_high": 0.5}) == "indistinguishable"
     assert presenters.sharpe_interval_text({"sharpe_ci_low": -0.123, "sharpe_ci_high": 0.5}) == "[-0.12, 0.50]"
 
 
@@ -319,7 +318,7 @@ def test_runs_and_models_tables():
                                      "last": "2021-06-01"}}, "test_metrics": METRICS, "synthetic": True}]
     mt = presenters.models_table(models)
     row = mt.iloc[0]
-    assert row["positions"] == "0, 0.5, 1" and row["train"] == "2020-01-01 → 2021-01-01"
+    assert row["train"] == "2020-01-01 → 2021-01-01"
     assert row["test return"] == "4.00%" and row["data"] == "SYNTHETIC"
     sig = presenters.signals_table([{"symbol": "A", "date": "2021-06-01", "position": 0.5,
                                     "probabilities": {0.0: 0.2, 0.5: 0.8}}])
