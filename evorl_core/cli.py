@@ -1,4 +1,4 @@
-"""The `evorl` command line: train, backtest, deploy, signal, runs, bench.
+"""The `evorl` command line: train, backtest, deploy, signal, paper, runs, bench.
 
 User mistakes end in one clear line on stderr and exit code 2; no traceback.
 """
@@ -35,9 +35,19 @@ from .config import (
     parse_ints,
 )
 from .costs import cost_model
-from .data import DataError, DataFallbackWarning, load_frames
-from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
+from .data import DataError, DataFallbackWarning
+from .deploy import (
+    DeployError,
+    deploy_run,
+    list_models,
+    load_bundle,
+    load_signal_frames,
+    signals,
+    stale_warnings,
+    training_source,
+)
 from .evaluation import rebacktest_dir, run_backtest
+from .ledger import record as record_paper
 from .rundir import RunDir, RunDirError, list_runs
 from .timefmt import format_duration
 from .walkforward import WALKFORWARD_DIR, run_walkforward
@@ -251,11 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("signal", help="target position for the next session from the latest bar")
     s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    s.add_argument("--data", default="auto", help="data source (default: auto)")
+    s.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                   "falls back to synthetic prices here")
     s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
     s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
+    pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
+    pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                    "falls back to synthetic prices here")
+    pp.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+    pp.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("runs", help="list runs with state and headline metrics")
     r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
@@ -396,23 +415,49 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_signal(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, models_dir=args.models_dir)
-    symbols = args.symbols or bundle.symbols
-    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed,
-                               price_adjustment=bundle.config.price_adjustment)
-    for w in info.get("warnings", []):
+    frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
+    stale = stale_warnings(frames)
+    for w in info.get("warnings", []) + stale:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
         print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
-                          "synthetic": bool(info.get("synthetic")), "signals": result}, indent=2))
+                          "synthetic": bool(info.get("synthetic")), "stale": stale, "signals": result}, indent=2))
         return 0
-    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else ""))
+    print(f"model {bundle.name}  data: {info.get('source')} ({args.data or 'as trained: ' + training_source(bundle)})"
+          + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "") + ("  [STALE DATA]" if stale else ""))
     print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>6} {'target':>7}  probabilities")
     for s in result:
         probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
         print(f"{s['symbol']:<12} {s['date']:<11} {s['close']:>12.2f} {s['held_position']:>6g} "
               f"{s['position']:>7g}  {probs}")
     print(f"\ntargets are exposures (fraction of equity) for the next session ({bundle.config.execution} execution)")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
+    result = record_paper(bundle, frames, info)
+    for w in info.get("warnings", []) + result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
+                          "synthetic": bool(info.get("synthetic")), "appended": result.appended,
+                          "latest": result.latest, "warnings": result.warnings}, indent=2))
+        return 0
+    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "")
+          + f"  ledger: {Path(bundle.path) / 'ledger.jsonl'}")
+    for e in result.appended:
+        print(f"{e['date']}  {e['symbol']:<12} held {e['held']:g} -> target {e['target']:g}  "
+              f"equity {e['equity']:,.2f}  buy & hold {e['benchmark_equity']:,.2f}")
+    recorded = {e["symbol"] for e in result.appended}
+    for symbol, date in result.latest.items():
+        if symbol not in recorded:
+            print(f"{symbol}: already recorded up to {date}, the latest bar; nothing appended")
+    if result.appended:
+        print(f"\nappended {len(result.appended)} entr{'y' if len(result.appended) == 1 else 'ies'}; targets fill at "
+              f"the next session ({bundle.config.execution} execution)")
     return 0
 
 
@@ -451,8 +496,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
-            "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
+            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

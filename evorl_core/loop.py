@@ -32,16 +32,23 @@ from .rundir import RunDir
 CHECKPOINT_EVERY_S = 60.0
 TARGET_CHUNK_S = 2.0
 # Rough sustained FLOP rates used only to choose how many updates go in one compiled chunk.
-_ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
+ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
 
 
 def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int) -> int:
+    """Updates per compiled chunk: the configured number, else about TARGET_CHUNK_S of work.
+
+    The automatic choice prefers a divisor of ``remaining`` (down to a quarter of the target), so
+    that the last chunk has the size of the others: a smaller tail needs a compile of its own,
+    which showed as a stall at 100% on the Live page. ``train`` compiles any tail up front.
+    """
     if config.updates_per_chunk > 0:
         return max(1, min(config.updates_per_chunk, remaining))
     flops = update_flops(config, obs_size) * config.members
-    rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
-    k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
-    return max(1, min(k, 64, remaining))
+    rate = ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
+    target = max(1, min(int(TARGET_CHUNK_S * rate / max(flops, 1.0)), 64, remaining))
+    lowest = max(1, -(-target // 4))
+    return next((d for d in range(target, lowest - 1, -1) if remaining % d == 0), target)
 
 
 def memory_estimate(config: TrainConfig, obs_size: int) -> float:
@@ -200,6 +207,9 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         k = pbt_chunk_size(k, config.pbt_interval)
     if updates_done < total_updates:
         compiled(k, round_due(k))
+        tail = (total_updates - updates_done) % k
+        if tail:  # the tail chunk too, so compile time is all up front and 100% never stalls
+            compiled(tail, config.evolving and total_updates % config.pbt_interval == 0)
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
                      total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
 
