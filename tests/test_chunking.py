@@ -14,7 +14,7 @@ TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), window=8,
 
 @pytest.mark.parametrize("remaining", [1, 7, 12, 50, 64, 100, 128, 200, 367, 1000])
 def test_automatic_chunks_divide_the_remaining_updates_when_they_can(remaining, monkeypatch):
-    monkeypatch.setitem(loop._ASSUMED_FLOPS, "cpu", 1e30)  # a target of 64 updates
+    monkeypatch.setitem(loop.ASSUMED_FLOPS, "cpu", 1e30)  # a target of 64 updates
     config = make_config("quick", **TINY)
     k = loop.choose_updates_per_chunk(config, 8 * 7 + 1, remaining)
     target = min(64, remaining)

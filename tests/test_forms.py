@@ -8,7 +8,7 @@ import pytest
 
 from evorl_core.config import PRESETS, TrainConfig
 from evorl_core.data import NUM_FEATURES, DataError
-from evorl_core.loop import _ASSUMED_FLOPS
+from evorl_core.loop import ASSUMED_FLOPS
 from evorl_core.ppo import update_flops
 from evorl_ui import forms
 
@@ -157,7 +157,7 @@ def test_runtime_estimate_prefers_measured_throughput():
     config = TrainConfig(**{**PRESETS["production"], "preset": "production"})
     flops = update_flops(config, config.window * NUM_FEATURES + 1)
     assumed = forms.runtime_estimate(config, [], "cpu")
-    assert assumed["seconds"] == pytest.approx(flops * config.num_updates / _ASSUMED_FLOPS["cpu"])
+    assert assumed["seconds"] == pytest.approx(flops * config.num_updates / ASSUMED_FLOPS["cpu"])
     assert "assumed" in assumed["basis"] and assumed["compile_seconds"] is None
     sizes = {k: getattr(config, k) for k in ("num_envs", "num_steps", "minibatch_size", "epochs", "window")}
     sizes.update(hidden=list(config.hidden), positions=list(config.positions))
