@@ -91,7 +91,8 @@ def check_fits(config: TrainConfig, obs_size: int, available: float | None = Non
     hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
             if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
     field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
-    raise ConfigError(f"{field}: {what} need about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
+    verb = "need" if config.members > 1 else "needs"
+    raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
                       f"{hint}")
 
 
