@@ -1,4 +1,4 @@
-"""The `evorl` command line: train, backtest, deploy, signal, runs, bench.
+"""The `evorl` command line: train, backtest, deploy, signal, paper, runs, bench.
 
 User mistakes end in one clear line on stderr and exit code 2; a run that fails once started
 (diverged, disk full, out of memory) in one line and exit code 1; SIGINT/SIGTERM during training
@@ -37,12 +37,23 @@ from .config import (
     parse_ints,
 )
 from .costs import cost_model
-from .data import DataError, DataFallbackWarning, load_frames
-from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
+from .data import DataError, DataFallbackWarning
+from .deploy import (
+    DeployError,
+    deploy_run,
+    list_models,
+    load_bundle,
+    load_signal_frames,
+    signals,
+    stale_warnings,
+    training_source,
+)
 from .evaluation import rebacktest_dir, run_backtest
+from .ledger import record as record_paper
 from .loop import TrainingDiverged
 from .rundir import DAMAGED, RunDir, RunDirError, StorageError, dumps, list_runs, new_run_id, read_json
 from .timefmt import format_duration
+from .walkforward import WALKFORWARD_DIR, run_walkforward
 
 
 class UserError(Exception):
@@ -158,12 +169,8 @@ def cost_line(config: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
@@ -227,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+    add_train_flags(t)
+
+    w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")
+    add_train_flags(w)
+    w.add_argument("--folds", type=int, default=3, help="number of folds (test blocks of --test-days)")
+    w.add_argument("--id", help="walk-forward id (default: wf-<time>); folds are runs <id>-fold<k>")
+
     b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
     b.add_argument("--run", required=True, metavar="RUN_DIR")
     b.add_argument("--data", help="data source (default: the run's own)")
@@ -241,14 +262,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--run", required=True, metavar="RUN_DIR")
     d.add_argument("--model-name")
     d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    d.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="deploy the top K members by validation score; signals average their action "
+                        "probabilities (default 1: the chosen member)")
 
     s = sub.add_parser("signal", help="target position for the next session from the latest bar")
     s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    s.add_argument("--data", default="auto", help="data source (default: auto)")
+    s.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                   "falls back to synthetic prices here")
     s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
     s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
+    pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
+    pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                    "falls back to synthetic prices here")
+    pp.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+    pp.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("runs", help="list runs with state and headline metrics")
     r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
@@ -271,9 +304,8 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    backends.select(args.backend)
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset, then every training flag that was given."""
     overrides = dict(
         symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
         embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
@@ -293,6 +325,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
     )
+    return make_config(args.preset, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
@@ -301,7 +339,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs_dir, run_id = run_path.parent, run_path.name
         config = make_config("production")  # replaced by the stored config inside pipeline.run
     else:
-        config = make_config(args.preset, **overrides)
+        config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
         print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
               f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
@@ -361,6 +399,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+    if args.resume or args.deploy:
+        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
+    config = config_from_args(args)
+    print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
+          f"{config.test_days} test days", file=sys.stderr)
+    bar = None if args.quiet else ProgressBar()
+    try:
+        summary = run_walkforward(config, args.folds, args.runs_dir, args.id, cache_dir=args.cache_dir,
+                                  progress=bar, log=lambda msg: print(f"\n{msg}", file=sys.stderr))
+    finally:
+        if bar is not None:
+            bar.close()
+    for fold in summary["per_fold"]:
+        first = next(iter(fold["date_ranges"].values()))
+        print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
+        print(format_metrics_table(fold["metrics"]))
+    print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
+    print(format_metrics_table(summary["pooled"]))
+    print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
+    return 0
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     run_path = Path(args.run)
     if not run_path.is_dir():
@@ -379,30 +441,58 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir)
-    print(f"deployed model: {path}")
+    if args.ensemble < 1:
+        raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
+    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, models_dir=args.models_dir)
-    symbols = args.symbols or bundle.symbols
-    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed,
-                               price_adjustment=bundle.config.price_adjustment)
-    for w in info.get("warnings", []):
+    frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
+    stale = stale_warnings(frames)
+    for w in info.get("warnings", []) + stale:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
         print(dumps({"model": bundle.name, "data_source": info.get("source"),
-                     "synthetic": bool(info.get("synthetic")), "signals": result}))
+                     "synthetic": bool(info.get("synthetic")), "stale": stale, "signals": result}))
         return 0
-    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else ""))
+    print(f"model {bundle.name}  data: {info.get('source')} ({args.data or 'as trained: ' + training_source(bundle)})"
+          + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "") + ("  [STALE DATA]" if stale else ""))
     print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>6} {'target':>7}  probabilities")
     for s in result:
         probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
         print(f"{s['symbol']:<12} {s['date']:<11} {s['close']:>12.2f} {s['held_position']:>6g} "
               f"{s['position']:>7g}  {probs}")
     print(f"\ntargets are exposures (fraction of equity) for the next session ({bundle.config.execution} execution)")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
+    result = record_paper(bundle, frames, info)
+    for w in info.get("warnings", []) + result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(dumps({"model": bundle.name, "data_source": info.get("source"),
+                     "synthetic": bool(info.get("synthetic")), "appended": result.appended,
+                     "latest": result.latest, "warnings": result.warnings}))
+        return 0
+    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "")
+          + f"  ledger: {Path(bundle.path) / 'ledger.jsonl'}")
+    for e in result.appended:
+        print(f"{e['date']}  {e['symbol']:<12} held {e['held']:g} -> target {e['target']:g}  "
+              f"equity {e['equity']:,.2f}  buy & hold {e['benchmark_equity']:,.2f}")
+    recorded = {e["symbol"] for e in result.appended}
+    for symbol, date in result.latest.items():
+        if symbol not in recorded:
+            print(f"{symbol}: already recorded up to {date}, the latest bar; nothing appended")
+    if result.appended:
+        print(f"\nappended {len(result.appended)} entr{'y' if len(result.appended) == 1 else 'ies'}; targets fill at "
+              f"the next session ({bundle.config.execution} execution)")
     return 0
 
 
@@ -441,8 +531,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
-            "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
+            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -185,15 +185,18 @@ def pbt_round(ppo: PPO, config: TrainConfig, population: Population, data: Marke
     return Population(runner._replace(hyper=hyper), key, population.round + 1), report
 
 
-def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int,
-                  with_round: bool) -> Callable[[Population, MarketData], Any]:
+def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool,
+                  spmd_axis_name: str | None = None) -> Callable[[Population, MarketData], Any]:
     """`num_updates` vmapped updates of every member, then (with_round) one PBT round: the pure
-    function of one compiled chunk. Returns (population, metrics [M, K], report or None)."""
+    function of one compiled chunk. Returns (population, metrics [M, K], report or None).
+    `spmd_axis_name`: the mesh axis the member axis is split over (sharding constraints inside the
+    update then keep it split)."""
     def updates(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
     def chunk(population: Population, data: MarketData):
-        runner, metrics = jax.vmap(updates, in_axes=(0, None))(population.runner, data)
+        runner, metrics = jax.vmap(updates, in_axes=(0, None), spmd_axis_name=spmd_axis_name)(
+            population.runner, data)
         population = population._replace(runner=runner)
         if not with_round:
             return population, metrics, None

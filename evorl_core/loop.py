@@ -8,6 +8,7 @@ before (loading data, the run record) and after (backtest, deploy) is `pipeline`
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,16 +34,23 @@ TARGET_CHUNK_S = 2.0
 # Losses that must stay finite; a NaN/inf in one of them (or in the parameters) ends the run.
 DIVERGENCE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl")
 # Rough sustained FLOP rates used only to choose how many updates go in one compiled chunk.
-_ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
+ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
 
 
 def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int) -> int:
+    """Updates per compiled chunk: the configured number, else about TARGET_CHUNK_S of work.
+
+    The automatic choice prefers a divisor of ``remaining`` (down to a quarter of the target), so
+    that the last chunk has the size of the others: a smaller tail needs a compile of its own,
+    which showed as a stall at 100% on the Live page. ``train`` compiles any tail up front.
+    """
     if config.updates_per_chunk > 0:
         return max(1, min(config.updates_per_chunk, remaining))
     flops = update_flops(config, obs_size) * config.members
-    rate = _ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
-    k = int(TARGET_CHUNK_S * rate / max(flops, 1.0))
-    return max(1, min(k, 64, remaining))
+    rate = ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
+    target = max(1, min(int(TARGET_CHUNK_S * rate / max(flops, 1.0)), 64, remaining))
+    lowest = max(1, -(-target // 4))
+    return next((d for d in range(target, lowest - 1, -1) if remaining % d == 0), target)
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,7 +123,8 @@ def check_fits(config: TrainConfig, obs_size: int, available: float | None = Non
     hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
             if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
     field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
-    raise ConfigError(f"{field}: {what} need about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
+    verb = "need" if config.members > 1 else "needs"
+    raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
                       f"{hint}")
 
 
@@ -134,17 +143,18 @@ def init_state(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner | evol
     return evolution.init_population(runner, config) if config.evolving else runner
 
 
-def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False):
+def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False,
+                  spmd_axis_name: str | None = None):
     """The pure function one compiled chunk runs: (state, data) -> (state, metrics, PBT report or None).
     `num_updates` updates of one runner, of every seed (vmapped, market data shared), or of every
     member of a population followed by one PBT round (`with_round`)."""
     if config.evolving:
-        return evolution.chunk_program(ppo, config, num_updates, with_round)
+        return evolution.chunk_program(ppo, config, num_updates, with_round, spmd_axis_name)
 
     def chunk(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
-    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None))
+    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
 
     def with_no_report(runner: Runner, data: MarketData):
         runner, metrics = program(runner, data)
@@ -190,9 +200,13 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     jit_kwargs: dict[str, Any] = {}
     batch_constraint = None
     mesh_shape = None
+    spmd_axis_name = None
     if jax.device_count() > 1:
         runner = state.runner if config.evolving else state
-        layout = sharding.layout(runner, config, population=members > 1)
+        # members first: a member per device needs no communication; the env batch takes the rest
+        population_shards = math.gcd(members, jax.device_count()) if members > 1 else 1
+        layout = sharding.layout(runner, config, population=members > 1, population_shards=population_shards)
+        spmd_axis_name = sharding.POPULATION_AXIS if members > 1 else None
         shardings = layout.runner
         if config.evolving:
             shardings = evolution.Population(layout.runner, layout.data, layout.data)
@@ -210,7 +224,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         nonlocal compile_seconds
         if (k, with_round) not in chunk_fns:
             t0 = time.perf_counter()
-            fn = jax.jit(chunk_program(ppo, config, k, with_round), donate_argnums=0, **jit_kwargs)
+            fn = jax.jit(chunk_program(ppo, config, k, with_round, spmd_axis_name), donate_argnums=0, **jit_kwargs)
             chunk_fns[k, with_round] = fn.lower(state, data).compile()
             compile_seconds += time.perf_counter() - t0
         return chunk_fns[k, with_round]
@@ -226,6 +240,9 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         k = pbt_chunk_size(k, config.pbt_interval)
     if updates_done < total_updates:
         compiled(k, round_due(k))
+        tail = (total_updates - updates_done) % k
+        if tail:  # the tail chunk too, so compile time is all up front and 100% never stalls
+            compiled(tail, config.evolving and total_updates % config.pbt_interval == 0)
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
                      total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
 

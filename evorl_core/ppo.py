@@ -210,19 +210,21 @@ class PPO:
         return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
 
     # -- greedy policy on held-out days ----------------------------------------------------
-    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int) -> jax.Array:
+    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int,
+                         ensemble: bool = False) -> jax.Array:
         """Positions decided at the close of days start[s] .. start[s]+num_days-1 for every symbol.
 
         Starts flat; the held position fed to the observation is the previous decision, exactly as
-        in the env. Returns [S, num_days] target exposures.
+        in the env. With `ensemble`, `params` holds several agents (leading axis) and the decision is
+        the argmax of their averaged action probabilities. Returns [S, num_days] target exposures.
         """
         positions = self.env_params.positions
 
         def one_symbol(symbol, t0):
             def day(held, i):
                 obs = trading_env.observe(data, symbol, t0 + i, held, self.env_params)
-                logits, _ = self.policy(params, obs[None])
-                new = positions[jnp.argmax(logits[0])]
+                probs = self.action_probabilities(params, obs[None], ensemble)
+                new = positions[jnp.argmax(probs[0])]
                 return new, new
 
             _, path = jax.lax.scan(day, jnp.float32(0.0), jnp.arange(num_days))
@@ -231,7 +233,10 @@ class PPO:
         symbols = jnp.arange(data.open.shape[0])
         return jax.vmap(one_symbol)(symbols, start)
 
-    def action_probabilities(self, params: Any, obs: jax.Array) -> jax.Array:
+    def action_probabilities(self, params: Any, obs: jax.Array, ensemble: bool = False) -> jax.Array:
+        """[B, A] action probabilities; with `ensemble`, the mean over the agents in `params`."""
+        if ensemble:
+            return jax.vmap(lambda p: jax.nn.softmax(self.policy(p, obs)[0]))(params).mean(axis=0)
         logits, _ = self.policy(params, obs)
         return jax.nn.softmax(logits)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,10 @@ from evorl_core.config import (
     parse_ints,
     validation_errors,
 )
+from evorl_core.data import MIN_TRAIN_STEPS, NUM_FEATURES, DataError, rows_needed
+from evorl_core.loop import ASSUMED_FLOPS  # the loop's own assumed FLOP rates (one source)
+from evorl_core.ppo import update_flops
+from evorl_core.timefmt import format_duration
 
 # field -> kind: int / float (numbers), ints / floats (comma-separated text), or the allowed choices.
 FIELDS: dict[str, Any] = {
@@ -103,16 +107,47 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
                 values[name] = fv
         else:  # a choice; validation_errors names a bad one
             values[name] = v
-    if errors:
-        return None, errors
+    # A field that did not parse keeps its preset value so that every other field is still
+    # checked: all problems show at once, not the parse error alone.
+    unparsed = {field_of(e) for e in errors}
+    base = TrainConfig()
+    for name in unparsed:
+        if name in FIELDS:
+            values[name] = PRESETS[preset].get(name, getattr(base, name))
     try:
         config = TrainConfig(**values)
     except (TypeError, ValueError) as exc:
-        return None, [str(exc)]
-    errors = validation_errors(config)
+        return None, [*errors, str(exc)]
+    errors += [e for e in validation_errors(config) if field_of(e) not in unparsed]
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
     return (None, errors) if errors else (config, [])
+
+
+# Message prefixes (as validation_errors and the data checks write them) -> form field.
+MESSAGE_FIELDS = {"timesteps": "total_timesteps", "num_envs x num_steps must": "num_envs",
+                  "fee_bps + slippage_bps": "fee_bps", "data": "source", "upload": "source",
+                  "CSV directory": "source", "csv": "source"}
+GENERAL = "_form"
+
+
+def field_of(message: str) -> str:
+    """The form field a message is about (its 'field:' prefix), else GENERAL."""
+    for prefix, name in MESSAGE_FIELDS.items():
+        if message.startswith(prefix) and not message.startswith(prefix + "_"):
+            return name
+    head = message.split(":", 1)[0].strip()
+    if head in FIELDS or head in ("symbols", "source", "preset", "name", "tags", "note"):
+        return head
+    return GENERAL
+
+
+def field_errors(messages: list[str]) -> dict[str, list[str]]:
+    """Messages grouped by the field they belong to (GENERAL for the rest), order kept."""
+    out: dict[str, list[str]] = {}
+    for m in messages:
+        out.setdefault(field_of(m), []).append(m)
+    return out
 
 
 def batch_summary(form: Mapping[str, Any]) -> str | None:
@@ -134,3 +169,123 @@ def csv_dir_source(text: str) -> tuple[str | None, list[str]]:
     if not folder.is_dir():
         return None, [f"CSV directory: {text.strip()!r} is not a folder"]
     return f"csv:{folder}", []
+
+
+# checks of the data before a run starts ----------------------------------------------------
+DATA_FIELDS = ("symbols", "source", "test_days", "seed")
+
+
+def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> TrainConfig | None:
+    """The config check_data needs (symbols, data, test days, seed, the preset's window) when
+    those fields have no problem of their own, else None; other fields may still be wrong."""
+    if any(f in problems for f in DATA_FIELDS if f != "symbols"):
+        return None
+    preset = form.get("preset", "quick")
+    # Symbols with a problem of their own (a bad ticker, a duplicate) are left out; the rest are checked.
+    symbols = tuple(dict.fromkeys(s for s in parse_symbols(str(form.get("symbols", "")))
+                                  if not validation_errors(TrainConfig(symbols=(s,)))))
+    if not symbols:
+        return None
+    try:
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", "auto")),
+                             test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
+                             window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    bad = {field_of(e) for e in validation_errors(config)}
+    return None if bad & {"symbols", "source", "test_days"} else config
+
+
+def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, Any]]]) -> list[str]:
+    """Every problem the data would cause once training starts, each naming its field.
+
+    ``load(symbol) -> (frame, info)`` loads one symbol from the chosen source (raising DataError).
+    Checked per symbol, so every problem shows at once: the symbol is in the source (a file, a
+    ticker); ``auto`` found real data (training on synthetic prices must be asked for); the
+    history holds window + training steps + test days rows.
+    """
+    errors: list[str] = []
+    need = rows_needed(config.window, config.test_days)
+    shortest: tuple[str, int] | None = None
+    for symbol in config.symbols:
+        try:
+            frame, info = load(symbol)
+        except DataError as exc:
+            text = str(exc)
+            missing = "no file for" in text or "no Yahoo data" in text
+            errors.append(f"{'symbols' if missing else 'source'}: {text}")
+            continue
+        per = (info.get("per_symbol") or {}).get(symbol, {})
+        if config.data == "auto" and info.get("synthetic"):
+            reason = per.get("reason") or "no real data was found"
+            errors.append(f"source: auto found no real data for {symbol} ({reason}); it would train on "
+                          "SYNTHETIC prices. Choose 'Synthetic (offline)' to do that on purpose, or give a CSV "
+                          "directory or upload.")
+        if len(frame) < need and (shortest is None or len(frame) < shortest[1]):
+            shortest = (symbol, len(frame))
+    if shortest is not None:
+        symbol, rows = shortest
+        fits = rows - rows_needed(config.window, 0)
+        errors.append(f"test_days: {symbol} has {rows:,} rows; {config.test_days:,} test days need at least "
+                      f"{need:,} (window {config.window} + {MIN_TRAIN_STEPS + 1} for training + test days)"
+                      + (f"; at most {fits:,} test days fit" if fits >= 2 else "; too short to train on"))
+    return errors
+
+
+# how long a run will take on this machine ------------------------------------------------------
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend: str) -> dict[str, Any]:
+    """Estimated training time of ``config`` here: from the median throughput of earlier runs on
+    this backend with the same sizes, else from the FLOP rate those earlier runs achieved
+    (ppo.update_flops per second), else from the loop's assumed rate for the backend.
+
+    Returns seconds (training), compile_seconds (median of earlier runs, or None), basis (the
+    sentence that says which), updates.
+    """
+    obs = config.window * NUM_FEATURES + 1
+    flops = update_flops(config, obs)
+    sizes = {"num_envs": config.num_envs, "num_steps": config.num_steps, "minibatch_size": config.minibatch_size,
+             "epochs": config.epochs, "hidden": list(config.hidden), "window": config.window,
+             "positions": list(config.positions)}
+    here = [r for r in runs if r.get("backend") == backend and (r.get("steps_per_sec") or 0) > 0 and r.get("sizes")]
+    same = [r for r in here if all(r["sizes"].get(k) == v for k, v in sizes.items())]
+    steps = config.num_updates * config.batch_size
+    compile_s = [r["compile_seconds"] for r in (same or here) if r.get("compile_seconds")]
+    if same:
+        sps = _median([float(r["steps_per_sec"]) for r in same])
+        seconds = steps / sps
+        basis = (f"median throughput of {len(same)} earlier run(s) with these sizes on this machine "
+                 f"({sps:,.0f} env steps/s)")
+    else:
+        rates = []
+        for r in here:
+            try:
+                other = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["sizes"].items()})
+            except (TypeError, ValueError):
+                continue
+            rates.append(update_flops(other, other.window * NUM_FEATURES + 1) * float(r["steps_per_sec"])
+                         / other.batch_size)
+        if rates:
+            rate = _median(rates)
+            basis = (f"FLOP rate measured by {len(rates)} earlier run(s) on this {backend} backend "
+                     f"({rate / 1e9:,.1f} GFLOP/s) × {flops / 1e9:,.1f} GFLOP per update")
+        else:
+            rate = ASSUMED_FLOPS.get(backend, ASSUMED_FLOPS["cpu"])
+            basis = (f"an assumed {rate / 1e9:,.0f} GFLOP/s for the {backend} backend (no earlier run here to "
+                     f"measure it) × {flops / 1e9:,.1f} GFLOP per update")
+        seconds = flops * config.num_updates / rate
+    return {"seconds": seconds, "compile_seconds": _median(compile_s) if compile_s else None, "basis": basis,
+            "updates": config.num_updates}
+
+
+def runtime_text(estimate: Mapping[str, Any]) -> str:
+    """'Estimated time on this machine: ≈ 12m 30s of training (+ ≈ 15 s compile) for 4 updates; from …'."""
+    text = f"Estimated time on this machine: ≈ {format_duration(estimate['seconds'])} of training"
+    if estimate.get("compile_seconds"):
+        text += f" (+ ≈ {format_duration(estimate['compile_seconds'])} compile)"
+    return text + f" for {estimate['updates']:,} update(s); from {estimate['basis']}."

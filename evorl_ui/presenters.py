@@ -19,6 +19,7 @@ from evorl_core.backtest import METRIC_DEFINITIONS
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.rundir import ACTIVE_STATES
+from evorl_core.tearsheet import cagr_is_short
 from evorl_core.timefmt import format_duration
 
 MAX_POINTS = 2000
@@ -205,13 +206,26 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
-                   "gross_return", "cost_drag", "cost_drag_annual"}
-COUNT_METRICS = {"trades", "days", "episodes"}
+                   "gross_return", "cost_drag", "cost_drag_annual", "mean_trade_return"}
+COUNT_METRICS = {"trades", "days", "episodes", "round_trips", "winners"}
+# Labels that say what a metric counts or in which unit it is (the keys stay backtest's names).
+LABELS = {
+    "trades": "position changes",
+    "win_rate": "win rate (per round trip)",
+    "turnover": "turnover (× equity / year)",
+    "annual_volatility": "annual volatility",
+    "round_trips": "round trips",
+    "mean_holding_days": "mean holding (days)",
+    "mean_trade_return": "mean round-trip return",
+}
+# Entries shown elsewhere (the Sharpe interval and its verdict), not as rows of numbers or notes.
+SIGNIFICANCE_KEYS = ("significant", "sharpe_ci_low", "sharpe_ci_high")
 
 
 def pretty(name: str) -> str:
-    """A metric key as a column/row label: 'max_drawdown' -> 'max drawdown'."""
-    return name.replace("_", " ")
+    """A metric key as a column/row label: 'max_drawdown' -> 'max drawdown', with a unit or a
+    clearer name where the bare key misleads ('trades' counts position changes)."""
+    return LABELS.get(name, name.replace("_", " "))
 
 
 def format_metric(name: str, value: Any) -> str:
@@ -226,6 +240,10 @@ def format_metric(name: str, value: Any) -> str:
             return f"{v:.2%}"
         if name in COUNT_METRICS and v == int(v):
             return f"{int(v):,}"
+        if name == "turnover":
+            return f"{v:,.1f}×"
+        if name == "mean_holding_days":
+            return f"{v:,.1f}"
         return f"{v:,.3f}"
     return str(value)
 
@@ -241,19 +259,31 @@ def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     Non-numeric entries (e.g. test_start / test_end dates) are left out; see ``metric_notes``.
     """
     agent, bh = split_metrics(metrics)
-    agent = {k: v for k, v in agent.items() if is_scalar_metric(v)}
+    agent = {k: v for k, v in agent.items() if is_scalar_metric(v) and k not in SIGNIFICANCE_KEYS}
     bh = {k: v for k, v in bh.items() if is_scalar_metric(v)}
     names = list(agent) + [k for k in bh if k not in agent]
     data = {"Agent": [format_metric(k, agent.get(k)) for k in names]}
     if bh:
         data["Buy & hold"] = [format_metric(k, bh.get(k)) for k in names]
-    return pd.DataFrame(data, index=pd.Index([pretty(k) for k in names], name="metric"))
+    labels = [pretty(k) for k in names]
+    if "cagr" in names and cagr_is_short(metrics.get("days")):
+        labels[names.index("cagr")] = cagr_label(metrics.get("days"))
+    return pd.DataFrame(data, index=pd.Index(labels, name="metric"))
+
+
+def cagr_label(days: Any) -> str:
+    """'cagr' or, for a test shorter than a year, a label that says the rate is extrapolated."""
+    if cagr_is_short(days):
+        return f"cagr ⚠ from {int(days) - 1} days"
+    return "cagr"
 
 
 def metric_notes(metrics: Mapping[str, Any]) -> dict[str, str]:
-    """The non-numeric entries of a symbol's metrics (e.g. test_start, test_end) as text."""
+    """The non-numeric entries of a symbol's metrics (e.g. test_start, test_end) as text; the
+    significance verdict is not one of them (see ``significance_text``)."""
     agent, _ = split_metrics(metrics)
-    return {k: str(v) for k, v in agent.items() if not is_scalar_metric(v) and not isinstance(v, Mapping)}
+    return {k: str(v) for k, v in agent.items()
+            if not is_scalar_metric(v) and not isinstance(v, Mapping) and k not in SIGNIFICANCE_KEYS}
 
 
 def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
@@ -265,7 +295,7 @@ def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
 
 
 def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
-                   columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown", "trades")) -> pd.DataFrame:
+                   columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown")) -> pd.DataFrame:
     """Rows = symbol; each chosen agent metric followed by its buy-and-hold value, as display text."""
     records = []
     for sym, m in (all_metrics or {}).items():
@@ -280,11 +310,23 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                 rec[f"{pretty(c)} (B&H)"] = format_metric(c, bh[c])
         if "significant" in agent:
             rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
-            rec["differs from flat"] = "yes" if agent["significant"] else "no"
+            rec["vs flat (95%)"] = significance_text(agent)
         records.append(rec)
     if not records:
         return pd.DataFrame()
     return pd.DataFrame.from_records(records).set_index("symbol")
+
+
+def significance_text(metrics: Mapping[str, Any]) -> str:
+    """The verdict of the Sharpe interval against flat (0) in words, with its direction."""
+    low, high = metrics.get("sharpe_ci_low"), metrics.get("sharpe_ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "undefined"
+    if low > 0:
+        return "better than flat"
+    if high < 0:
+        return "worse than flat"
+    return "indistinguishable"
 
 
 def compare_table(left_id: str, left: Mapping[str, Mapping[str, Any]],
@@ -339,8 +381,8 @@ STATE_ICONS = {
 # Active states in which a stop request still has an effect (a stopping run is already ending).
 STOPPABLE_STATES = tuple(s for s in ACTIVE_STATES if s != "stopping")
 # The metrics.jsonl columns the Live page reads.
-LIVE_METRIC_KEYS = ("env_steps", "update", "wall_time", "steps_per_sec", "updates_per_sec", "reward_mean",
-                    "reward_std", "episode_return_mean", "policy_loss", "value_loss", "entropy", "approx_kl",
+LIVE_METRIC_KEYS = ("env_steps", "update", "wall_time", "train_seconds", "steps_per_sec", "updates_per_sec",
+                    "reward_mean", "reward_std", "episode_return_mean", "policy_loss", "value_loss", "entropy", "approx_kl",
                     "clip_fraction", "explained_variance", "host_rss_mb", "device_mem_mb",
                     "mean_abs_position", "turnover")
 
@@ -388,18 +430,101 @@ def no_metrics_text(state: str | None) -> str:
     return "This run has no metrics."
 
 
+def member_mean(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a population run (each with a ``member``) averaged per update: one row per update,
+    numeric fields as the mean over members. Rows without ``member`` pass through unchanged."""
+    if not rows or not any("member" in r for r in rows):
+        return [dict(r) for r in rows]
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("update", r.get("env_steps")), []).append(r)
+    out = []
+    for group in groups.values():
+        merged: dict[str, Any] = {}
+        for key in {k for r in group for k in r if k != "member"}:
+            vals = [r.get(key) for r in group]
+            nums = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            merged[key] = (sum(nums) / len(nums)) if nums else next((v for v in vals if v is not None), None)
+        merged["members"] = len(group)
+        out.append(merged)
+    return out
+
+
+def cumulative(values: np.ndarray) -> np.ndarray:
+    """A per-session clock (wall_time, train_seconds restart at 0 on resume) made cumulative:
+    whenever the value drops, the previous session's last value is added to what follows."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return v
+    filled = np.where(np.isfinite(v), v, np.nan)
+    out = filled.copy()
+    offset, prev = 0.0, None
+    for i, x in enumerate(filled):
+        if not np.isfinite(x):
+            continue
+        if prev is not None and x < prev:
+            offset += prev
+        out[i] = x + offset
+        prev = x
+    return out
+
+
+def throughput(steps_per_sec: np.ndarray) -> dict[str, float | None]:
+    """Median env steps/s over updates (every update of a chunk carries its chunk's rate) and the
+    last chunk's rate. The median is the headline: one slow chunk (a checkpoint, another run
+    starting) moves the last value, not the typical one."""
+    a = np.asarray(steps_per_sec, dtype=np.float64)
+    finite = a[np.isfinite(a) & (a > 0)]
+    return {"median": float(np.median(finite)) if finite.size else None,
+            "last": float(finite[-1]) if finite.size else None}
+
+
+def memory_kpi(m: Mapping[str, np.ndarray], backend: str | None) -> tuple[str, str, str]:
+    """(label, value, help) of the Live page's memory figure: device memory on an accelerator,
+    else the resident memory of the process that trains (labelled as the whole process)."""
+    dev = last_finite(m.get("device_mem_mb", np.zeros(0)))
+    if dev is not None and backend not in (None, "cpu"):
+        return ("Device memory", f"{dev:,.0f} MB",
+                "Memory in use on the first accelerator device, as the backend reports it (every array "
+                "of the process on that device, so runs trained in one process share the figure).")
+    rss = last_finite(m.get("host_rss_mb", np.zeros(0)))
+    return ("Process RSS", f"{rss:,.0f} MB" if rss is not None else "—",
+            "Resident memory of the whole process that trains this run. Runs started from the dashboard "
+            "share its process, so they show the same figure; the CPU backend reports no per-run memory.")
+
+
 def live_kpis(m: Mapping[str, np.ndarray], status: Mapping[str, Any]) -> dict[str, str]:
-    """The headline figures of the Live page from metric_arrays(rows, LIVE_METRIC_KEYS)."""
-    sps = last_finite(m["steps_per_sec"])
+    """The headline figures of the Live page from metric_arrays(rows, LIVE_METRIC_KEYS):
+    median and last-chunk throughput, updates, compile time (all compiles of the current session,
+    done before its first chunk) and training time summed over sessions (resumes)."""
+    tput = throughput(m["steps_per_sec"])
     updates = m["update"]
     comp = status.get("compile_seconds")
-    rss = last_finite(m["host_rss_mb"])
+    train = last_finite(cumulative(m["train_seconds"])) if "train_seconds" in m else None
     return {
-        "Env steps / s": f"{sps:,.0f}" if sps is not None else "—",
+        "Env steps / s": f"{tput['median']:,.0f}" if tput["median"] is not None else "—",
+        "Last chunk": f"{tput['last']:,.0f} steps/s" if tput["last"] is not None else "—",
         "Updates": f"{int(updates[-1]):,}" if updates.size and np.isfinite(updates[-1]) else "0",
         "Compile": f"{comp:.1f} s" if isinstance(comp, (int, float)) else "—",
-        "Host RSS": f"{rss:,.0f} MB" if rss is not None else "—",
+        "Training time": format_duration(train) if train is not None else "—",
     }
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average with weight in [0, 1), debiased at
+    the start (the first point is not pulled toward 0); NaNs are skipped and kept."""
+    v = np.asarray(values, dtype=np.float64)
+    if not 0.0 <= weight < 1.0:
+        raise ValueError("smoothing weight must lie in [0, 1)")
+    out = np.full_like(v, np.nan)
+    last, count = 0.0, 0
+    for i, x in enumerate(v):
+        if not np.isfinite(x):
+            continue
+        last = last * weight + (1.0 - weight) * x
+        count += 1
+        out[i] = last / (1.0 - weight ** count)
+    return out
 
 
 # backend and host -----------------------------------------------------------------
@@ -416,32 +541,148 @@ def devices_text(info: Mapping[str, Any]) -> str:
 
 
 # run lists and bundles -------------------------------------------------------------
+def number_text(value: Any, fmt: str = "{:,.2f}") -> str:
+    """A number for a table cell, '—' for None/NaN (never the word None)."""
+    if value is None or isinstance(value, bool):
+        return "—"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return fmt.format(v) if math.isfinite(v) else "—"
+
+
+def steps_text(steps: Any) -> str:
+    """200000 -> '200k', 1234567 -> '1.23M' (env steps in labels)."""
+    if not isinstance(steps, (int, float)) or not math.isfinite(steps):
+        return "?"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(steps) >= div:
+            return f"{steps / div:.3g}{unit}"
+    return f"{int(steps)}"
+
+
+def data_badge(synthetic: bool | None, source: str | None = None) -> tuple[str, str, str]:
+    """(text, colour, icon) of the data-provenance badge: synthetic, real (with its source) or
+    not known yet (a run whose data is still loading)."""
+    if synthetic is None:
+        return "Data not loaded yet", "gray", ":material/hourglass_empty:"
+    if synthetic:
+        return "Synthetic data — not real prices", "orange", ":material/science:"
+    return f"Real data · {source or 'market data'}", "green", ":material/verified:"
+
+
+def data_tag(run: Mapping[str, Any]) -> str:
+    """The short provenance of a run in labels and tables: 'SYNTHETIC', 'real: csv', 'data ?'."""
+    if run.get("synthetic") is None:
+        return "data ?"
+    if run["synthetic"]:
+        return "SYNTHETIC" if run.get("data_source") != "mixed" else "SYNTHETIC (mixed)"
+    return f"real: {run.get('data_source') or '?'}"
+
+
+def run_size(run: Mapping[str, Any]) -> str:
+    """'quick · 200k steps'."""
+    preset = run.get("preset") or "custom"
+    steps = run.get("total_timesteps") or run.get("total_steps")
+    return f"{preset} · {steps_text(steps)} steps"
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """A picker label that tells runs apart: state, name, data provenance, size, symbols, id, e.g.
+    'done · baseline · real: csv · quick · 200k steps · BPCL,TATASTEEL · run-2026…'."""
+    parts = [str(run.get("state") or "?")]
+    if run.get("name"):
+        parts.append(str(run["name"]))
+    if "synthetic" in run:
+        parts.append(data_tag(run))
+    if run.get("preset") or run.get("total_timesteps"):
+        parts.append(run_size(run))
+    if run.get("symbols"):
+        parts.append(",".join(run["symbols"]))
+    if run.get("archived"):
+        parts.append("archived")
+    parts.append(run["run_id"])
+    return " · ".join(parts)
+
+
+RUN_SORTS = {
+    "newest first": (lambda r: r.get("created_at") or 0.0, True),
+    "oldest first": (lambda r: r.get("created_at") or 0.0, False),
+    "name": (lambda r: (not r.get("name"), (r.get("name") or r["run_id"]).lower()), False),
+    "best mean Sharpe": (lambda r: _sort_value(headline(r.get("backtest"))["sharpe"]), True),
+    "best mean test return": (lambda r: _sort_value(headline(r.get("backtest"))["total_return"]), True),
+}
+
+
+def _sort_value(v: float | None) -> float:
+    return -math.inf if v is None else v
+
+
+def filter_runs(runs: Sequence[Mapping[str, Any]], text: str = "", states: Sequence[str] = (),
+                data: str = "any", archived: bool = False, sort: str = "newest first") -> list[Mapping[str, Any]]:
+    """Runs matching every filter, sorted: ``text`` in the id, name, tags, note or symbols (case
+    insensitive); ``states`` (empty = all); ``data`` any | real | synthetic; archived runs only
+    when ``archived``."""
+    needle = text.strip().lower()
+    out = []
+    for r in runs:
+        if r.get("archived") and not archived:
+            continue
+        if states and r.get("state") not in states:
+            continue
+        if data == "real" and r.get("synthetic") is not False:
+            continue
+        if data == "synthetic" and not r.get("synthetic"):
+            continue
+        if needle:
+            hay = " ".join([r["run_id"], r.get("name") or "", " ".join(r.get("tags") or []), r.get("note") or "",
+                            " ".join(r.get("symbols") or [])]).lower()
+            if needle not in hay:
+                continue
+        out.append(r)
+    key, reverse = RUN_SORTS[sort]
+    return sorted(out, key=key, reverse=reverse)
+
+
 def runs_table(runs: Sequence[Mapping[str, Any]], limit: int = 20) -> pd.DataFrame:
-    """The Home page's recent runs: state, progress fraction, mean test return and Sharpe."""
+    """The Home page's runs: state, name, data provenance, progress, size, mean test return and
+    Sharpe over symbols (as text, '—' when there are none), tags, id."""
     rows = []
     for r in runs[:limit]:
         head = headline(r.get("backtest"))
         prog = progress({"env_steps": r.get("env_steps"), "total_steps": r.get("total_steps"),
                          "state": r.get("state")})
         rows.append({
-            "run": r["run_id"],
             "state": r.get("state"),
+            "name": r.get("name") or "",
+            "data": data_tag(r) if "synthetic" in r else (r.get("data_source") or "?"),
             "progress": prog["fraction"],
+            "size": run_size(r),
             "symbols": ", ".join(r.get("symbols") or []),
-            "preset": r.get("preset"),
-            "data": r.get("data_source"),
-            "mean test return": head["total_return"],
-            "mean Sharpe": head["sharpe"],
-            "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("updated_at") or 0)),
+            "test return": format_metric("total_return", head["total_return"]),
+            "Sharpe": number_text(head["sharpe"]),
+            "tags": ", ".join(r.get("tags") or []),
+            "run": r["run_id"],
         })
     return pd.DataFrame(rows)
 
 
-def run_label(run: Mapping[str, Any]) -> str:
-    """'run-id · SYM1,SYM2 · preset'. No state: a selectbox keeps the label it was drawn with
-    while a run changes state."""
-    syms = ",".join(run.get("symbols") or [])
-    return run["run_id"] + (f" · {syms}" if syms else "") + (f" · {run['preset']}" if run.get("preset") else "")
+def comparison_warning(left: Mapping[str, Any], right: Mapping[str, Any]) -> str | None:
+    """Why two runs' metrics are not comparable, or None: one on synthetic prices and one on
+    real ones, different real sources, or different test windows."""
+    ltag, rtag = data_tag(left), data_tag(right)
+    if bool(left.get("synthetic")) != bool(right.get("synthetic")):
+        return (f"Different data: {left['run_id']} used {ltag}, {right['run_id']} used {rtag}. Metrics on "
+                "synthetic prices say nothing about real ones; do not compare them.")
+    if ltag != rtag:
+        return f"Different data sources: {left['run_id']} used {ltag}, {right['run_id']} used {rtag}."
+    if left.get("data_hash") and right.get("data_hash") and left["data_hash"] != right["data_hash"]:
+        return (f"The runs used different price histories (data hashes differ) and may test on different "
+                f"days ({left.get('test_days')} vs {right.get('test_days')} test days).")
+    if left.get("test_days") != right.get("test_days"):
+        return f"Different test windows: {left.get('test_days')} vs {right.get('test_days')} test days."
+    return None
 
 
 def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -453,16 +694,14 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         first = next(iter(ranges.values()), {}) if ranges else {}
         rows.append({
             "name": m["name"],
+            "data": "SYNTHETIC" if m.get("synthetic") else "real",
             "symbols": ", ".join(m.get("symbols") or []),
-            "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d %H:%M"),
+            "created": pd.Timestamp(m.get("created_at") or 0, unit="s").strftime("%Y-%m-%d"),
             "source run": m.get("source_run"),
-            "positions": ", ".join(f"{p:g}" for p in m.get("positions") or []),
-            "execution": m.get("execution"),
             "train": f"{first.get('first', '?')} → {first.get('train_end', '?')}" if first else "—",
             "test": f"{first.get('test_start', '?')} → {first.get('last', '?')}" if first else "—",
-            "mean test return": format_metric("total_return", head["total_return"]),
-            "mean test Sharpe": format_metric("sharpe", head["sharpe"]),
-            "synthetic data": "yes" if m.get("synthetic") else "no",
+            "test return": format_metric("total_return", head["total_return"]),
+            "test Sharpe": format_metric("sharpe", head["sharpe"]),
         })
     return pd.DataFrame(rows)
 
@@ -542,3 +781,94 @@ def frames_summary(frames: Mapping[str, pd.DataFrame], info: Mapping[str, Any]) 
 
 def candles_title(symbol: str, rows: int) -> str:
     return f"{symbol} — daily OHLC ({rows:,} rows" + (", aggregated for display)" if rows > MAX_POINTS else ")")
+
+
+# the tearsheet ----------------------------------------------------------------------
+def trades_table(trades: pd.DataFrame) -> pd.DataFrame:
+    """tearsheet.trade_list rows for display: fill dates, prices, return and P&L with units."""
+    if trades.empty:
+        return pd.DataFrame(columns=["symbol", "entry (fill)", "exit (fill)", "position", "entry price",
+                                     "exit price", "return", "P&L (account currency)", "holding days", "status"])
+    return pd.DataFrame({
+        "symbol": trades["symbol"],
+        "entry (fill)": pd.to_datetime(trades["entry_date"]).dt.strftime("%Y-%m-%d"),
+        "exit (fill)": pd.to_datetime(trades["exit_date"]).dt.strftime("%Y-%m-%d"),
+        "position": [f"{p:g}" for p in trades["position"]],
+        "entry price": [number_text(v) for v in trades["entry_price"]],
+        "exit price": [number_text(v) for v in trades["exit_price"]],
+        "return": [format_metric("total_return", v) for v in trades["return"]],
+        "P&L (account currency)": [number_text(v, "{:+,.2f}") for v in trades["pnl"]],
+        "holding days": trades["holding_days"].astype(int),
+        "status": ["open (valued at the last close)" if o else "closed" for o in trades["open"]],
+    }).reset_index(drop=True)
+
+
+def portfolio_table(agent: Mapping[str, Any], bench: Mapping[str, Any], trades: Mapping[str, Any],
+                    exposure: float | None) -> pd.DataFrame:
+    """The portfolio's summary: return metrics of the agent and of buy & hold, round trips and the
+    win rate of the same round trips, mean exposure."""
+    metrics = {**{k: v for k, v in agent.items() if k != "days"},
+               **{f"{BH_PREFIX}{k}": v for k, v in bench.items() if k != "days"},
+               "round_trips": trades.get("round_trips"), "win_rate": trades.get("win_rate"),
+               "mean_holding_days": trades.get("mean_holding_days"), "exposure": exposure,
+               "days": agent.get("days")}
+    table = symbol_metrics_table(metrics)
+    return table.drop(index=[i for i in table.index if i == "days"])
+
+
+def tearsheet_caveats(days: int | None, synthetic: bool | None) -> list[str]:
+    """Warnings a reader of the numbers needs: synthetic prices, a CAGR from a short window."""
+    out = []
+    if synthetic:
+        out.append("Synthetic prices: these results say nothing about real markets.")
+    if cagr_is_short(days):
+        out.append(f"The test window has {int(days) - 1} daily returns (under a year): CAGR extrapolates it "
+                   "to a year and Sharpe intervals are wide; read total return instead.")
+    return out
+
+
+TRADE_DEFINITION = ("A round trip is a run of one unchanged non-zero held position, from its fill to the fill "
+                    "that ends it (the exit fee and, with next_open, the last overnight move included); the "
+                    "win rate counts winning round trips. 'Position changes' counts every fill (entries, "
+                    "exits and resizes).")
+
+
+# the paper ledger -------------------------------------------------------------------
+def paper_result_text(result: Any) -> tuple[bool, str]:
+    """(anything appended, message) for a ledger.record result."""
+    if result.appended:
+        days = sorted({e["date"] for e in result.appended})
+        span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+        return True, (f"Appended {len(result.appended)} entr{'y' if len(result.appended) == 1 else 'ies'} for {span}. "
+                      "The new targets fill at the next session.")
+    latest = sorted(set(result.latest.values()))
+    return False, (f"Nothing appended: already recorded up to {', '.join(latest)}, the latest bar. The ledger takes "
+                   "one entry per bar; run it again after the next session closes.")
+
+
+def ledger_table(rows: Sequence[Mapping[str, Any]], limit: int = 30) -> pd.DataFrame:
+    """The newest ledger entries first: date, symbol, held -> target, close, equity, buy & hold."""
+    out = [{
+        "date": r["date"], "symbol": r["symbol"], "held": f"{r['held']:g}", "target (next open)": f"{r['target']:g}",
+        "close": number_text(r.get("close")), "equity": number_text(r.get("equity")),
+        "buy & hold": number_text(r.get("benchmark_equity")),
+        "data": ("SYNTHETIC" if r.get("synthetic") else str(r.get("data_source") or "?")) + (" · stale" if r.get("stale") else ""),
+    } for r in rows]
+    out.sort(key=lambda r: (r["date"], r["symbol"]), reverse=True)
+    return pd.DataFrame(out[:limit])
+
+
+def forward_caption(curves: pd.DataFrame) -> str:
+    """Forward return since deployment against buy & hold and against the backtest's expectation."""
+    if curves.empty:
+        return ""
+    first, last = curves.iloc[0], curves.iloc[-1]
+    days = len(curves) - 1
+    parts = [f"{days} session(s) since deployment ({curves.index[0].date()})",
+             f"paper {format_metric('total_return', last['paper'] / first['paper'] - 1)}",
+             f"buy & hold {format_metric('total_return', last['buy_hold'] / first['buy_hold'] - 1)}"]
+    if np.isfinite(last.get("expected", np.nan)):
+        parts.append(f"backtest expectation {format_metric('total_return', last['expected'] / first['expected'] - 1)}"
+                     f" (±1σ {format_metric('total_return', last['expected_low'] / first['expected'] - 1)} … "
+                     f"{format_metric('total_return', last['expected_high'] / first['expected'] - 1)})")
+    return " · ".join(parts)

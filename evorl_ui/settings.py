@@ -14,7 +14,7 @@ import streamlit as st
 
 from evorl_core import jobs, provenance
 from evorl_core.data import DataError
-from evorl_core.rundir import RUN_ID_RE, RunDir, list_runs
+from evorl_core.rundir import RUN_ID_RE, RunDir, list_runs_annotated
 
 # setting -> (environment variable, default)
 SETTINGS = {
@@ -62,8 +62,10 @@ def uploads_dir(name: str) -> Path:
     return data_cache() / "uploads" / name
 
 
-def all_runs() -> list[dict[str, Any]]:
-    return list_runs(runs_dir())
+def all_runs(include_archived: bool = False) -> list[dict[str, Any]]:
+    """Every run with its annotations and data provenance (rundir.list_runs_annotated), newest
+    first; archived runs only when asked for."""
+    return list_runs_annotated(runs_dir(), include_archived=include_archived)
 
 
 def open_run(run_id: str) -> RunDir:

@@ -1,4 +1,5 @@
-"""Live: progress and charts of a run while it trains (any run in the runs directory, CLI included)."""
+"""Live: progress and charts of a run while it trains (any run in the runs directory, CLI included),
+and several runs' curves overlaid with smoothing."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ from evorl_core.rundir import RESUMABLE_STATES
 from evorl_ui import charts, presenters, settings, shell, widgets
 
 shell.require_frame()
-st.title("Live")
 
 runs = []
 with shell.user_errors("Could not read runs: "):
     runs = settings.all_runs()
 if not runs:
+    st.title("Live")
     st.info(f"No runs in `{settings.runs_dir()}` yet. Start one on **Train** (or `evorl train` from a shell).")
     st.stop()
 
-run_id = widgets.pick_run(runs, key="live_run", prefer_active=True)
+by_id = {r["run_id"]: r for r in runs}
+t1, t2 = st.columns([3, 2], vertical_alignment="bottom")
+t1.title("Live")
+with t2:
+    run_id = widgets.pick_run(runs, key="live_run", prefer_active=True)
+run = by_id[run_id]
 registry = settings.registry()
 rd = settings.open_run(run_id)
 live = presenters.is_live(rd.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
+
+b1, b2 = st.columns([1, 3])
+widgets.data_badge(run.get("synthetic"), run.get("data_source"), column=b1)
+if run.get("name") or run.get("tags"):
+    b2.caption(" · ".join([f"**{run['name']}**"] * bool(run.get("name"))
+                          + [", ".join(run.get("tags") or [])] * bool(run.get("tags"))))
 
 
 def controls(status: dict) -> None:
@@ -42,12 +54,22 @@ def controls(status: dict) -> None:
         shell.go_to("backtest", run_id)
 
 
-# Progress and the headline figures refresh every second; the eight charts every few seconds.
+# Progress and the headline figures refresh every second; the charts every few seconds.
 # Redrawing all charts each second cost about one of two CPU cores (Streamlit building the
 # figures, Chromium drawing them) and slowed a concurrent training run by ~40% on a 2-core machine
 # (benchmarks/live_overhead.py).
 PROGRESS_REFRESH_S = 1.0
 CHART_REFRESH_S = 5.0
+OVERLAY_METRICS = {"episode_return_mean": ("Episode return", "log return"),
+                   "reward_mean": ("Reward per step", "reward"), "entropy": ("Entropy", "nats"),
+                   "value_loss": ("Value loss", "value loss"), "policy_loss": ("Policy loss", "policy loss"),
+                   "approx_kl": ("Approx KL", "KL"), "explained_variance": ("Explained variance", "explained var."),
+                   "steps_per_sec": ("Throughput", "env steps / s")}
+
+
+def rows_of(rid: str) -> list[dict]:
+    """metrics.jsonl rows, averaged over population members when a run has several."""
+    return presenters.member_mean(settings.open_run(rid).read_metrics())
 
 
 @st.fragment(run_every=PROGRESS_REFRESH_S if live else None)
@@ -65,10 +87,12 @@ def charts_panel() -> None:
 
 def _panel() -> None:
     status = rd.read_status() or {}
-    rows = rd.read_metrics()
+    rows = rows_of(run_id)
     still_live = presenters.is_live(status, owned=registry.is_active(run_id, settings.runs_dir()))
-    if live and not still_live:
-        st.rerun()  # run ended: redraw the whole page once, without the polling timer
+    if (live and not still_live) or status.get("state") != run.get("state"):
+        # The run ended (redraw once, without the polling timer) or changed state: the picker
+        # label and the buttons outside this fragment show the state too.
+        st.rerun()
 
     prog = presenters.progress(status, rows)
     st.progress(prog["fraction"], text=presenters.status_line(status, prog, rd.stop_requested()))
@@ -76,27 +100,65 @@ def _panel() -> None:
         kind, message = alert
         (st.error if kind == "error" else st.warning)(message)
 
-    kpis = presenters.live_kpis(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS), status)
-    k1, k2, k3, k4 = st.columns([2, 1, 1, 1])
+    m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
+    kpis = presenters.live_kpis(m, status)
+    mem_label, mem_value, mem_help = presenters.memory_kpi(m, status.get("backend"))
+    k1, k2, k3, k4, k5 = st.columns([2, 1, 1, 1.2, 1.3])
     with k1.container(key="throughput"):  # assets/style.css enlarges this figure
-        st.metric("Env steps / s", kpis["Env steps / s"],
-                  help="Training throughput of the latest chunk (compile time excluded).")
-    for col, label in ((k2, "Updates"), (k3, "Compile"), (k4, "Host RSS")):
-        col.metric(label, kpis[label])
+        st.metric("Env steps / s (median)", kpis["Env steps / s"],
+                  help="Median training throughput over all updates so far (compile time excluded). One slow "
+                       "chunk moves the last value, not the median.")
+        st.caption(f"last chunk: {kpis['Last chunk']}")
+    k2.metric("Updates", kpis["Updates"])
+    k3.metric("Compile", kpis["Compile"], help="XLA compile time of this session, all done before the first "
+                                               "chunk (chunk sizes are compiled up front).")
+    k4.metric("Training time", kpis["Training time"], help="Time spent in training chunks, summed over every "
+                                                           "session of the run (resumes included).")
+    k5.metric(mem_label, mem_value, help=mem_help)
 
     if not rows:
         st.info(presenters.no_metrics_text(status.get("state")))
 
 
 def _charts() -> None:
-    rows = rd.read_metrics()
+    rows = rows_of(run_id)
     if not rows:
         return
-    figures = charts.live_figures(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS))
+    x_key = st.segmented_control("x axis", ["env_steps", "train_seconds"], key="live_x",
+                                 format_func={"env_steps": "env steps", "train_seconds": "training time"}.get,
+                                 default="env_steps") or "env_steps"
+    figures = charts.live_figures(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS), x_key)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2], strict=False):
             with col:
                 widgets.chart(fig, key=key)
+
+
+@st.fragment(run_every=CHART_REFRESH_S if live else None)
+def compare_panel() -> None:
+    with shell.user_errors("Could not compare runs: "):
+        st.subheader("Compare runs")
+        c1, c2, c3 = st.columns([3, 2, 2])
+        others = [r["run_id"] for r in runs if r["run_id"] != run_id]
+        chosen = c1.multiselect("Overlay other runs", others, key="live_overlay",
+                                format_func=lambda i: presenters.run_label(by_id[i]),
+                                placeholder="choose runs to draw beside this one")
+        metric = c2.selectbox("Metric", list(OVERLAY_METRICS), key="live_overlay_metric",
+                              format_func=lambda k: OVERLAY_METRICS[k][0])
+        smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="live_smoothing",
+                              help="Exponential moving average as in TensorBoard (0 = raw); the raw curve stays faint.")
+        ids = [run_id, *chosen]
+        if len({bool(by_id[i].get("synthetic")) for i in ids}) > 1:
+            st.warning("These runs mix synthetic and real data: their curves are not comparable.",
+                       icon=":material/warning:")
+        curves = {}
+        for rid in ids:
+            m = presenters.metric_arrays(rows_of(rid), ("env_steps", metric))
+            label = by_id[rid].get("name") or rid
+            curves[f"{label} ({presenters.data_tag(by_id[rid])})"] = (m["env_steps"], m[metric])
+        title, ytitle = OVERLAY_METRICS[metric]
+        widgets.chart(charts.overlay_figure(curves, f"{title} — {len(ids)} run(s)", ytitle, smoothing),
+                      key="live_overlay_chart")
 
 
 with shell.user_errors("Could not show this run: "):
@@ -105,3 +167,5 @@ with shell.user_errors("Could not show this run: "):
     controls(rd.read_status() or {})
 panel()
 charts_panel()
+st.divider()
+compare_panel()

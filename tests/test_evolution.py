@@ -204,3 +204,22 @@ def test_stop_and_resume_of_a_population_is_exact(tmp_path, market):
             assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
     assert full.read_population("lineage") == part.read_population("lineage")
     assert full.read_equity().equals(part.read_equity())
+
+
+def test_memory_estimate_tracks_xla_and_a_too_large_population_is_refused(market):
+    config = make_config("quick", **TINY, population=4, pbt_interval=2)
+    ppo = PPO(config, market.data.features.shape[-1])
+    state = loop.init_state(ppo, config, market.data)
+    compiled = jax.jit(loop.chunk_program(ppo, config, 1)).lower(state, market.data).compile()
+    analysis = compiled.memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+    estimate = loop.memory_estimate(config, ppo.obs_size)
+    assert 0.5 * xla <= estimate <= 2.0 * xla, (estimate, xla)
+    # refused before compiling, naming the population that fits
+    per_member = estimate / 4
+    with pytest.raises(ConfigError, match=r"population: 4 members need about .* GiB.*at most 2 members fit"):
+        loop.check_fits(config, ppo.obs_size, available=2.5 * per_member)
+    loop.check_fits(config, ppo.obs_size, available=4.5 * per_member)  # fits: no error
+    single = make_config("quick", **TINY)
+    with pytest.raises(ConfigError, match="hidden: one agent needs about"):
+        loop.check_fits(single, ppo.obs_size, available=1.0)

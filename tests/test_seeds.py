@@ -15,6 +15,7 @@ from evorl_core.backtest import compute_metrics, equity_curve
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
+from evorl_core.ppo import PPO
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             val_days=30, total_timesteps=8 * 16 * 4, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
@@ -109,3 +110,26 @@ def test_deploy_takes_the_chosen_member(tmp_path, seeded):
     full = checkpoints.load_params(run, config, len(bundle.meta["feature_names"]))
     first_full = np.asarray(jax.tree_util.tree_leaves(full)[0][chosen])
     np.testing.assert_array_equal(np.asarray(jax.tree_util.tree_leaves(bundle.params)[0]), first_full)
+
+
+def test_top_k_ensemble_averages_the_members_probabilities(tmp_path, market, seeded):
+    config, run = seeded
+    selection = json.loads((run.backtest_dir / "selection.json").read_text())
+    scores = {int(m): np.mean(list(v.values())) for m, v in selection["validation_log_return"].items()}
+    top2 = sorted(scores, key=lambda m: -scores[m])[:2]
+    bundle = deploy.load_bundle(deploy.deploy_run(run, name="ens", models_dir=tmp_path, ensemble=2))
+    assert bundle.ensemble and bundle.meta["ensemble"] == top2 and "average" in bundle.meta["policy"]
+    # on any observation, the ensemble's probabilities are the mean of its members' own
+    ppo = PPO(config, len(bundle.meta["feature_names"]))
+    everyone = checkpoints.load_params(run, config, len(bundle.meta["feature_names"]))
+    obs = jax.random.normal(jax.random.PRNGKey(0), (5, ppo.obs_size))
+    mean = np.mean([np.asarray(ppo.action_probabilities(jax.tree_util.tree_map(lambda x, m=m: x[m], everyone), obs))
+                    for m in top2], axis=0)
+    np.testing.assert_allclose(np.asarray(ppo.action_probabilities(bundle.params, obs, ensemble=True)), mean,
+                               atol=1e-6)
+    rows = deploy.signals(bundle, {s: market.frames[s] for s in market.symbols})
+    for row in rows:
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["position"] == float(max(row["probabilities"], key=row["probabilities"].get))
+    with pytest.raises(deploy.DeployError, match="has 3 member"):
+        deploy.deploy_run(run, name="too-many", models_dir=tmp_path, ensemble=4)

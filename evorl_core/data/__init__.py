@@ -41,7 +41,14 @@ from .market import (
     split_indices,
 )
 from .sources import DATA_SOURCES, data_info, load_frames
-from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
+from .synthetic import (
+    SYNTHETIC_DAYS,
+    SYNTHETIC_END,
+    planted_signal_frames,
+    random_walk_frames,
+    synthetic_length,
+    synthetic_ohlcv,
+)
 from .validate import (
     OHLCV,
     PRICE_TOLERANCE,
@@ -104,6 +111,8 @@ __all__ = [
     "rows_needed",
     "split_indices",
     "suspicious_moves",
+    "planted_signal_frames",
+    "random_walk_frames",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",

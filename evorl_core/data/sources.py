@@ -38,6 +38,7 @@ def load_frames(
     allow_download: bool = True,
     csv_dir: str | os.PathLike | None = None,
     price_adjustment: str = "none",
+    synthetic_fallback: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Validated frames for `symbols` from `source` = auto | synthetic | yahoo | csv:DIR.
 
@@ -47,8 +48,11 @@ def load_frames(
     `price_adjustment`: "none" (the traded close) or "dividends" (total-return prices from an
     `Adj Close` column: a CSV file without one is an error, a Yahoo cache file without one and
     synthetic data give a warning). One-day moves that look like an unadjusted split or bonus are
-    warnings. The info dict (`data_info`) records per symbol what was used; `info["source"]` is
-    "mixed" when symbols came from different places.
+    warnings.
+    `synthetic_fallback=False`: auto raises a DataError naming the symbol and why instead of
+    falling back (signals and the paper ledger must never act on invented prices unasked).
+    The info dict (`data_info`) records per symbol what was used; `info["source"]` is "mixed"
+    when symbols came from different places.
     """
     symbols = list(symbols)
     if not symbols:
@@ -102,6 +106,9 @@ def load_frames(
                 notes += warns
             except DataError as e:
                 reason = str(e)
+                if not synthetic_fallback:
+                    raise DataError(f"{symbol}: no real data ({reason}); 'auto' does not fall back to "
+                                    "synthetic prices here (ask for them with data 'synthetic')") from None
                 msg = f"{symbol}: using SYNTHETIC data because {reason}"
                 warnings.warn(msg, DataFallbackWarning, stacklevel=2)
                 logger.warning(msg)
