@@ -182,7 +182,7 @@ def test_1_upload_names_and_symbols_cannot_escape_the_upload_folder(tmp_path, mo
     bad = {"BPCL": Upload("BPCL.csv", good), "TATASTEEL": Upload("T.csv", b"Date,Open\n2024-01-01,abc\n")}
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     spec, problems = widgets.save_uploads(bad, ["BPCL", "TATASTEEL"], folder)
-    assert spec is None and problems[0].startswith("TATASTEEL: TATASTEEL.csv (upload)")
+    assert spec is None and problems[0].startswith("TATASTEEL: T.csv: missing column")  # named as the user named it
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
     # the folder name comes from us and is checked too
@@ -557,6 +557,7 @@ def test_7_bad_model_name_is_refused_before_training(tmp_path, dash, capsys):
     assert not (runs / "r").exists() and time.monotonic() - start < 30
 
     at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()
     at.checkbox(key="train_deploy").check().run()
     at.text_input(key="train_model_name").set_value("../../x").run()
     at.button(key="train_start").click().run()
