@@ -820,7 +820,10 @@ def test_1_browser_upload_with_path_like_names_writes_only_into_the_upload_folde
         server.close()
     folder = tmp_path / "app" / "cache" / "uploads" / "data"
     new = files_under(tmp_path, ROOT) - before - {server.log_path}
-    assert new == {folder / "BPCL.csv", folder / "TATASTEEL.csv"}, sorted(map(str, new))
+    app_folders = [tmp_path / "app" / d for d in ("runs", "models", "cache")]
+    assert all(any(f.is_relative_to(d) for d in app_folders) for f in new), sorted(map(str, new))
+    assert {f for f in new if f.is_relative_to(folder.parent)} == {folder / "BPCL.csv", folder / "TATASTEEL.csv"}
+    assert not any("evil" in f.name.lower() for f in new), sorted(map(str, new))
     assert all((folder / f"{s}.csv").read_bytes() == csv[s] for s in csv)
     assert list(outside.iterdir()) == []
     for where in (folder, folder.parent, folder.parent.parent, tmp_path / "app", tmp_path, ROOT):
