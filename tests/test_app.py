@@ -485,10 +485,12 @@ def test_home_renames_tags_archives_and_deletes(with_run, dirs):
 def test_home_never_deletes_a_running_run(dirs):
     rd = RunDir.create(dirs["runs"], "busy")
     rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the process training it
     rd.write_status("running", env_steps=1, total_steps=10)
     at = open_page("home")
     assert at.checkbox(key="home_confirm_busy").disabled and at.button(key="home_delete").disabled
     assert rd.status_path.exists()
+    owner.release()
 
 
 def test_backtest_warns_when_comparing_real_and_synthetic(with_run, dirs):
