@@ -774,6 +774,14 @@ def members_of(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     return sorted({int(r["member"]) for r in rows if r.get("member") is not None})
 
 
+def config_members(config: Mapping[str, Any] | None) -> int:
+    """Agents a run trains together (TrainConfig.members from its config.json): the population
+    size with PBT, else the number of seeds; 1 for a single agent."""
+    config = config or {}
+    population = int(config.get("population") or 1)
+    return population if population > 1 else int(config.get("seeds") or 1)
+
+
 def member_arrays(rows: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> dict[int, dict[str, np.ndarray]]:
     """metric_arrays per member, each member's rows in update order: {member: {key: array}}."""
     keys = tuple(keys)
