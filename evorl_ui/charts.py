@@ -307,6 +307,21 @@ def fitness_figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def log_ticks(values: np.ndarray, most: int = 6) -> list[float]:
+    """Tick values for a log axis over ``values``: 1, 2, 5 x 10^k inside their range (one
+    decade beyond each end), thinned to 1 x 10^k when that gives more than ``most``."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return []
+    lo, hi = int(np.floor(np.log10(v.min()))), int(np.ceil(np.log10(v.max())))
+    inside = lambda t: v.min() / 1.5 <= t <= v.max() * 1.5  # noqa: E731
+    ticks = [m * 10.0 ** k for k in range(lo, hi + 1) for m in (1, 2, 5) if inside(m * 10.0 ** k)]
+    if len(ticks) > most:
+        ticks = [10.0 ** k for k in range(lo, hi + 1) if inside(10.0 ** k)] or ticks[:: len(ticks) // most + 1]
+    return ticks
+
+
 def hyperparameter_figure(table: pd.DataFrame, names: Sequence[str]) -> go.Figure:
     """Each evolved hyperparameter per member over updates (population_table), one panel each,
     a log axis for log-scale hyperparameters (lr, ent_coef); steps where an exploit or explore
@@ -325,8 +340,12 @@ def hyperparameter_figure(table: pd.DataFrame, names: Sequence[str]) -> go.Figur
                 hovertemplate=f"member {m}<br>{name} %{{y:.3g}}<br>round %{{customdata[0]}}, update %{{x}}<extra></extra>"),
                 row=i, col=1)
         log = SEARCH_SPACE[name].scale == "log" if name in SEARCH_SPACE else False
-        fig.update_yaxes(title_text=name + (" (log)" if log else ""), type="log" if log else "linear",
-                         tickformat=".0e" if log else SMALL_TICKS, row=i, col=1)
+        if log:
+            ticks = log_ticks(table[name].to_numpy(dtype=float))
+            fig.update_yaxes(title_text=f"{name} (log)", type="log", tickvals=ticks,
+                             ticktext=[f"{t:.0e}" for t in ticks], row=i, col=1)
+        else:
+            fig.update_yaxes(title_text=name, tickformat=SMALL_TICKS, row=i, col=1)
     fig.update_xaxes(title_text="update", row=len(names), col=1)
     fig = _layout(fig, title, height=220 + 150 * (len(names) - 1))
     fig.update_layout(hovermode="closest")
@@ -380,7 +399,7 @@ def members_fan_figure(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], titl
         fig.add_trace(go.Scatter(x=xs, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip",
                                  name="max"))
         fig.add_trace(go.Scatter(x=xs, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
-                                 fillcolor="rgba(148,163,184,0.18)", name="members' min … max", hoverinfo="skip"))
+                                 fillcolor="rgba(148,163,184,0.18)", name="range", hoverinfo="skip"))
     first = True
     for m, (x, y) in curves.items():
         if m == chosen:
@@ -396,13 +415,13 @@ def members_fan_figure(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], titl
                                  line=dict(color=COLORS["bench"], width=1.5, dash="dot")))
     if chosen in curves:
         xs, ys = _thin(*curves[chosen])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {chosen} (chosen on validation)",
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {chosen} (chosen)",
                                  line=dict(color=COLORS["agent"], width=3)))
     if not fig.data:
         _empty(fig)
     fig.update_yaxes(tickformat=NUMBER_TICKS)
     fig = _layout(fig, title, "equity (currency)", height=320)
-    fig.update_layout(hovermode="closest")
+    fig.update_layout(hovermode="closest", margin=dict(t=78))  # room for a legend of two lines
     return fig
 
 

@@ -53,6 +53,8 @@ KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", 
 # What the dashboard starts a preset with beyond the engine's preset: several seeds for the quick
 # preset, so that a first run reports a spread and a choice made on validation days, not one draw.
 DASHBOARD_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {"quick": {"seeds": 4}}
+# Form values where the engine's default means "off": a population the user switches to has 8 members.
+FORM_DEFAULTS: dict[str, Any] = {"population": 8}
 PRESET_FIELDS = tuple(f for f in FORM_FIELDS if f not in KEPT_ON_PRESET_CHANGE)
 INT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is int)
 FLOAT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is float)
@@ -68,6 +70,7 @@ def preset_form_values(preset: str) -> dict[str, Any]:
     """The values the Train form shows for a preset: list fields as text, float fields as floats."""
     base = TrainConfig()
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
+    values.update(FORM_DEFAULTS)
     values.update(PRESETS[preset])
     values.update(DASHBOARD_PRESET_DEFAULTS.get(preset, {}))
     out = {}

@@ -1018,7 +1018,7 @@ def pooled_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWAR
         if not isinstance(m, Mapping):
             continue
         row = {"symbol": sym, "test days": f"{m.get('first_test_day', '?')} → {m.get('last_test_day', '?')}",
-               "days": m.get("days")}
+               "daily returns": m.get("days")}
         for c in columns:
             row[pretty(c)] = format_metric(c, m.get(c))
             row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))

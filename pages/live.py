@@ -144,7 +144,8 @@ def _charts() -> None:
                 widgets.chart(fig, key=key)
 
 
-MEMBER_METRICS = {k: v for k, v in OVERLAY_METRICS.items() if k != "steps_per_sec"}
+MEMBER_METRICS = {k: OVERLAY_METRICS[k] for k in ("reward_mean", "episode_return_mean", "entropy", "value_loss",
+                                                  "policy_loss", "approx_kl", "explained_variance")}
 
 
 def _x(m: dict, x_key: str):

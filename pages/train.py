@@ -123,7 +123,7 @@ if agents == "population":
     g3.caption("All members train as one vmapped program. Every round the bottom fraction copies the weights and "
                "hyperparameters of a random top member (exploit), then perturbs ×0.8/×1.25 or resamples them "
                "(explore). Fitness: net-of-cost log return on the validation days.")
-    p1, p2, p3, p4 = st.columns(4)
+    p1, p2, p3, p4 = st.columns([1, 1, 1, 2])
     p1.number_input("PBT interval (updates)", step=1, **widgets.keep("train", "train_pbt_interval"),
                     help="PPO updates between two exploit/explore rounds.")
     widgets.field_errors(errors_for("pbt_interval"), p1)
