@@ -17,7 +17,7 @@ from test_app import assert_clean, dirs, errors, fake_train, finished_run, open_
 
 from evorl_core import jobs
 from evorl_core.rundir import RunDir
-from evorl_ui import presenters
+from evorl_ui import presenters, report
 
 
 @pytest.fixture
@@ -160,6 +160,12 @@ def test_backtest_population_fan_members_and_spread(pop_runs):
         assert row["mean ± sd"] == f"{fmt(values.mean())} ± {fmt(values.std(ddof=1))}"
         assert row["min … max"] == f"{fmt(values.min())} … {fmt(values.max())}"
         assert row["chosen member"] == fmt(values[chosen])
+
+
+def test_html_report_holds_the_members(pop_runs):
+    html = report.report_html(RunDir(pop_runs / PBT_RUN))
+    assert "All 4 members" in html and "one draw from the spread" in html and "mean ± sd" in html
+    assert html.count("every member") == 2  # a fan per symbol (titles inside the figures' JSON)
 
 
 def test_backtest_seeds_run_has_a_fan_and_no_population(pop_runs):
