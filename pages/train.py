@@ -111,6 +111,10 @@ c4.number_input("Test days", step=10, **widgets.keep("train", "train_test_days")
 widgets.field_errors(errors_for("test_days"), c4)
 
 st.markdown("**Agents**")
+# A draft from another version may hold choices these widgets no longer offer.
+if st.session_state.get("train_agents") not in forms.AGENT_MODES:
+    st.session_state["train_agents"] = "seeds"
+st.session_state["train_evolve"] = [n for n in st.session_state.get("train_evolve") or () if n in SEARCH_SPACE]
 g1, g2, g3 = st.columns([2, 1, 3])
 agents = g1.radio("Agents", list(forms.AGENT_MODES), format_func=forms.AGENT_MODES.get, horizontal=True,
                   label_visibility="collapsed", **widgets.keep("train", "train_agents"),
