@@ -4,6 +4,10 @@ A Python loop over a jitted chunk of K PPO updates. Between chunks it times (wit
 `block_until_ready`), samples memory, appends metrics, updates status, checkpoints and checks for a
 stop request. Compile time is measured separately and excluded from throughput. What happens
 before (loading data, the run record) and after (backtest, deploy) is `pipeline`'s job.
+
+With several processes (`distributed`, docs/scaling.md) every process runs this same loop over
+one global mesh; process 0 decides when to stop and to checkpoint (`distributed.agreed`), so
+every process takes the same branch before the next collective.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import psutil
 
-from . import evolution, sharding
+from . import distributed, evolution, sharding
 from .backends import device_memory
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
@@ -156,7 +160,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     elif config.evolving:
         run.append_population("hyperparams", hyperparam_rows(state.runner.hyper, 0, 0))
 
-    # More than one device: split the env batch over all of them (data-parallel; sharding.py).
+    # More than one device (of every process): split the env batch over all of them (data-parallel;
+    # sharding.py) and, with members, the population; device_put places host-identical values.
     jit_kwargs: dict[str, Any] = {}
     batch_constraint = None
     mesh_shape = None
@@ -201,7 +206,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     if updates_done < total_updates:
         compiled(k, round_due(k))
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
-                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
+                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members,
+                     processes=jax.process_count())
 
     train_seconds = 0.0
     session_updates = 0
@@ -209,7 +215,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     wall_start = time.time()
     peak_rss = host_rss_mb()
     while updates_done < total_updates:
-        if should_stop():
+        if distributed.agreed(should_stop()):
             break
         k_now = min(k, total_updates - updates_done)
         fn = compiled(k_now, round_due(k_now))
@@ -251,7 +257,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         )
         if progress is not None:
             progress({**status, **rows[-1]})
-        if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
+        if distributed.agreed(time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S):
             save_checkpoint(run, state, env_steps, updates_done)
             last_checkpoint = time.monotonic()
 

@@ -96,6 +96,7 @@ def backend_record(info: dict[str, Any] | None = None) -> dict[str, Any]:
         "device_count": info["device_count"],
         "device_kind": info["device_kind"],
         "platform": info["host"]["platform"],
+        "process_count": info["process_count"],
     }
 
 
