@@ -172,6 +172,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return False
     seconds = peer_timeout(timeout)
     kwargs = {k: v for k, v in plan.items() if k != "cluster"}
+    if "cluster" not in plan and detect_cluster() is not None:
+        # everything given: JAX must not second-guess it inside a cluster (it would, for instance,
+        # show a SLURM task only the GPU of its local rank); older JAX logs the value and ignores it
+        kwargs["cluster_detection_method"] = "deactivate"
     accepted = inspect.signature(jax.distributed.initialize).parameters
     if "heartbeat_timeout_seconds" in accepted:  # JAX's own last resort: after ours
         kwargs["heartbeat_timeout_seconds"] = int(max(100, 3 * seconds))
