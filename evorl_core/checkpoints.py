@@ -7,11 +7,13 @@ runs/<run_id>/checkpoint/
   meta.json       env_steps, updates_done, saved_at
 
 Both files are written atomically (temp name, then rename): a crash leaves the previous
-checkpoint intact. With several processes (docs/scaling.md) the state holds the full arrays,
-gathered from every process, and only process 0 writes or reads the files; on resume it sends
-the state to the others. A checkpoint therefore resumes on any number of processes and devices
-that the env batch divides into. Readers that only need the network parameters use `load_params`, which
+checkpoint intact. Readers that only need the network parameters use `load_params`, which
 restores them without rebuilding the env state or the market data.
+
+With several processes (docs/scaling.md) the state holds the full arrays, gathered from every
+process, and only process 0 writes or reads the files; on resume it sends the state to the
+others. A checkpoint therefore resumes on any number of processes and devices that its env
+batch divides into.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evorl_core import distributed
-from evorl_core.config import ConfigError
+from evorl_core import distributed, loop
+from evorl_core.config import ConfigError, make_config
+from evorl_core.data import NUM_FEATURES
 from evorl_core.distributed import Liveness, PeerRunDir
 from evorl_core.rundir import RunDir
 
@@ -152,6 +153,25 @@ def test_a_failed_collective_is_put_down_to_the_process_that_went_silent():
     alone.client.key_value_set(Liveness.key(1), "done")
     assert alone.explain("ConfigError: num_envs: ...", probe_s=0.0) == "ConfigError: num_envs: ..."
     assert alone.blamed == []
+
+
+# -- memory: a population spread over many devices is checked per device --------------------------
+def test_memory_is_checked_per_device_of_the_mesh():
+    assert loop.mesh_shards(1, 1) == (1, 1) and loop.mesh_shards(1, 4) == (1, 4)
+    assert loop.mesh_shards(256, 32) == (32, 1) and loop.mesh_shards(6, 4) == (2, 2)
+    config = make_config("production", population=256)
+    obs = config.window * NUM_FEATURES + 1
+    whole = loop.memory_estimate(config, obs)
+    assert loop.memory_estimate(config, obs, 32, 1) == pytest.approx(whole / 32)
+    loop.check_fits(config, obs, available=whole / 16, population_shards=32)  # 8 members a device: fits
+    with pytest.raises(ConfigError, match=r"population: 256 members need about .* GiB, .*at most 128 members fit"):
+        loop.check_fits(config, obs, available=whole / 2)  # one device
+    with pytest.raises(ConfigError, match=r"GiB per device, .*at most 128 members fit"):
+        loop.check_fits(config, obs, available=whole / 64, population_shards=32)
+    # one agent: its env batch, rollout and minibatch split over the data axis, its parameters whole
+    agent = make_config("production")
+    assert loop.memory_estimate(agent, obs) / 4 < loop.memory_estimate(agent, obs, 1, 4) < loop.memory_estimate(
+        agent, obs)
 
 
 # -- two real processes on localhost ---------------------------------------------------------
