@@ -1,16 +1,19 @@
 """One process against two (jax.distributed on localhost): env steps/s of the same training run.
 
 Every arm is `evorl train` in fresh processes on synthetic data, same preset and seed:
-- `1 process`: one process with one device (the default);
-- `1 process, 2 devices`: one process, two forced CPU devices (the env batch split inside a process);
-- `2 processes`: two processes with one device each, joined with `--coordinator-address
-  --num-processes --process-id` (the env batch split over processes; gloo all-reduces on CPU).
+- one agent: `1 process` (one device, the default); `1 process, 2 devices` (two forced CPU devices,
+  the env batch split inside a process); `2 processes` (one device each, joined with
+  `--coordinator-address --num-processes --process-id`: the env batch split over the processes,
+  gradients all-reduced between them by gloo on CPU);
+- a population (`--population 2`, PBT): `pop 1 process` against `pop 2 processes` (one member per
+  process: no gradient traffic between them, only the PBT rounds and the metrics).
 Throughput = median over chunks of the env steps/s in metrics.jsonl (compile excluded, the first
 chunk dropped), for each repeat; the figure is the median over repeats. Arms alternate within a
 repeat so that background load hits them alike. Writes JSON. docs/scaling.md has the figures.
 
-    python benchmarks/distributed_scaling.py [--preset quick] [--timesteps 2000000] [--repeats 3]
-                                             [--backend cpu] [--out bench-results/distributed_scaling.json]
+    python benchmarks/distributed_scaling.py [--preset quick] [--timesteps 400000] [--repeats 3]
+                                             [--arms agent,population] [--backend cpu]
+                                             [--out bench-results/distributed_scaling.json]
 
 On a GPU host, `--backend gpu --devices-per-process 1` makes each process use one GPU
 (CUDA_VISIBLE_DEVICES), so `2 processes` means two GPUs.
@@ -47,11 +50,12 @@ def chunk_rates(run_dir: Path, per_chunk: int) -> list[float]:
     return rates[1:] or rates
 
 
-def run_arm(name: str, processes: int, devices: int, args: argparse.Namespace, work: Path) -> dict:
+def run_arm(name: str, processes: int, devices: int, extra: list[str], args: argparse.Namespace,
+            work: Path) -> dict:
     run_id = f"{name.replace(' ', '-').replace(',', '')}-{time.time_ns()}"
     base = [sys.executable, "-m", "evorl_core.cli", "train", "--preset", args.preset, "--data", "synthetic",
             "--timesteps", str(args.timesteps), "--updates-per-chunk", str(args.updates_per_chunk),
-            "--backend", args.backend, "--quiet", "--run-id", run_id, "--cache-dir", str(work / "cache")]
+            "--backend", args.backend, "--quiet", "--run-id", run_id, "--cache-dir", str(work / "cache"), *extra]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if args.backend == "cpu":
@@ -87,7 +91,9 @@ def run_arm(name: str, processes: int, devices: int, args: argparse.Namespace, w
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick")
-    parser.add_argument("--timesteps", type=int, default=2_000_000)
+    parser.add_argument("--timesteps", type=int, default=400_000, help="env steps (per member)")
+    parser.add_argument("--arms", default="agent,population", help="agent, population or both")
+    parser.add_argument("--population", type=int, default=2)
     parser.add_argument("--updates-per-chunk", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
@@ -96,26 +102,32 @@ def main() -> int:
     parser.add_argument("--out", default="bench-results/distributed_scaling.json")
     args = parser.parse_args()
 
-    arms = [("1 process", 1, 1), ("1 process, 2 devices", 1, 2), ("2 processes", 2, 1)]
-    if args.backend == "gpu":
-        arms = [("1 process", 1, args.devices_per_process), ("2 processes", 2, args.devices_per_process)]
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in arms}
+    pop = ["--population", str(args.population), "--pbt-interval", str(args.updates_per_chunk)]
+    per = args.devices_per_process
+    arms = {"agent": [("1 process", 1, per, [])] + ([("1 process, 2 devices", 1, 2, [])] if args.backend == "cpu"
+                                                     else []) + [("2 processes", 2, per, [])],
+            "population": [(f"pop {args.population}, 1 process", 1, per, pop),
+                           (f"pop {args.population}, 2 processes", 2, per, pop)]}
+    arms = [arm for group in args.arms.split(",") for arm in arms[group.strip()]]
+    results: dict[str, list[dict]] = {arm[0]: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="evorl-dist-bench-") as tmp:
         for repeat in range(args.repeats):
-            for name, processes, devices in arms:
+            for name, processes, devices, extra in arms:
                 load = os.getloadavg()[0]
-                result = run_arm(name, processes, devices, args, Path(tmp))
+                result = run_arm(name, processes, devices, extra, args, Path(tmp))
                 result["loadavg_before"] = load
                 results[name].append(result)
-                print(f"repeat {repeat + 1}: {name:<22} {result['steps_per_sec']:>10,.0f} env steps/s "
+                print(f"repeat {repeat + 1}: {name:<26} {result['steps_per_sec']:>10,.0f} env steps/s "
                       f"(median of {result['chunks']} chunks; load {load:.1f})", flush=True)
     summary = {name: statistics.median(r["steps_per_sec"] for r in runs) for name, runs in results.items()}
-    base = summary[arms[0][0]]
-    print(f"\n{'arm':<22} {'env steps/s':>12} {'vs 1 process':>13}")
-    for name, value in summary.items():
-        print(f"{name:<22} {value:>12,.0f} {value / base:>12.2f}x")
-    record = {"preset": args.preset, "timesteps": args.timesteps, "updates_per_chunk": args.updates_per_chunk,
-              "repeats": args.repeats, "backend": args.backend, "summary": summary, "runs": results,
+    ratio = {name: summary[name] / summary[next(n for n, p, _, e in arms if p == 1 and e == extra)]
+             for name, _, _, extra in arms}  # against the first one-process arm of the same kind
+    print(f"\n{'arm':<26} {'env steps/s':>12} {'vs 1 process':>13}")
+    for name in summary:
+        print(f"{name:<26} {summary[name]:>12,.0f} {ratio[name]:>12.2f}x")
+    record = {"preset": args.preset, "timesteps": args.timesteps, "population": args.population, "updates_per_chunk": args.updates_per_chunk,
+              "repeats": args.repeats, "backend": args.backend, "summary": summary, "vs_one_process": ratio,
+              "runs": results,
               "host": provenance.host(), "versions": provenance.library_versions(),
               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
