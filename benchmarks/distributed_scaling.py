@@ -44,10 +44,14 @@ def free_port() -> int:
 
 
 def chunk_rates(run_dir: Path, per_chunk: int) -> list[float]:
-    """Env steps/s of each chunk (every row of a chunk carries the chunk's figure), first dropped."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rates = [row["steps_per_sec"] for i, row in enumerate(rows) if (i + 1) % per_chunk == 0 or i == len(rows) - 1]
-    return rates[1:] or rates
+    """Env steps/s of each chunk (every row of a chunk, one per update and member, carries the
+    chunk's figure), the first chunk dropped."""
+    rates: dict[int, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rates.setdefault((row["update"] - 1) // per_chunk, row["steps_per_sec"])
+    values = [rates[k] for k in sorted(rates)]
+    return values[1:] or values
 
 
 def run_arm(name: str, processes: int, devices: int, extra: list[str], args: argparse.Namespace,
