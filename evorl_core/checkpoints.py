@@ -9,6 +9,11 @@ runs/<run_id>/checkpoint/
 Both files are written atomically (temp name, then rename): a crash leaves the previous
 checkpoint intact. Readers that only need the network parameters use `load_params`, which
 restores them without rebuilding the env state or the market data.
+
+With several processes (docs/scaling.md) the state holds the full arrays, gathered from every
+process, and only process 0 writes or reads the files; on resume it sends the state to the
+others. A checkpoint therefore resumes on any number of processes and devices that its env
+batch divides into.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import serialization
 
+from . import distributed
 from .config import TrainConfig
 from .ppo import PPO, Runner
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
@@ -29,7 +35,9 @@ META_FILE = "meta.json"
 
 
 def save_checkpoint(run: RunDir, runner: Runner, env_steps: int, updates_done: int) -> None:
-    state = jax.device_get(runner)
+    state = distributed.gather(runner)  # every process calls this: a collective across processes
+    if not distributed.is_writer():
+        return
     atomic_write_bytes(run.checkpoint_dir / STATE_FILE, serialization.to_bytes(state))
     atomic_write_json(run.checkpoint_dir / META_FILE, {
         "env_steps": env_steps, "updates_done": updates_done, "saved_at": time.time(),
@@ -37,10 +45,14 @@ def save_checkpoint(run: RunDir, runner: Runner, env_steps: int, updates_done: i
 
 
 def load_checkpoint(run: RunDir, template: Runner) -> tuple[Runner, dict[str, Any]]:
-    """The runner saved in `run`, shaped like `template` (a freshly initialised runner)."""
-    raw = (run.checkpoint_dir / STATE_FILE).read_bytes()
-    runner = serialization.from_bytes(template, raw)
-    meta = read_json(run.checkpoint_dir / META_FILE, {})
+    """The runner saved in `run`, shaped like `template` (a freshly initialised runner): read by
+    process 0 and sent to every other process."""
+    runner, meta = template, {}
+    if distributed.is_writer():
+        raw = (run.checkpoint_dir / STATE_FILE).read_bytes()
+        runner = serialization.from_bytes(template, raw)
+        meta = read_json(run.checkpoint_dir / META_FILE, {})
+    runner, meta = distributed.from_writer_tree(runner), distributed.from_writer(meta)
     return jax.tree_util.tree_map(jnp.asarray, runner), meta
 
 

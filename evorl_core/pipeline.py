@@ -4,10 +4,16 @@ It owns the life cycle of the run directory: the run record (config.json with th
 used, its hash, feature normalisation, date ranges, versions and backend), the states around
 training (queued before, done / failed / interrupted after), the held-out backtest and the
 optional deployment. The training itself (compiling, running, stopping, stopped) is `loop.train`.
+
+With several processes (docs/scaling.md) every process calls `run` with the same arguments;
+`distributed.run_dir` gives process 0 the run directory and the others one whose writes are
+no-ops, process 0's run id and stored config reach the others, and only process 0 backtests
+and deploys after training.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
@@ -15,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import loop
+from . import distributed, loop
 from .config import TrainConfig
 from .data import FEATURE_NAMES, Market, load_market
 from .deploy import deploy_run
@@ -62,11 +68,11 @@ def run(
 
     Returns its RunDir. Every outcome ends in a final state in status.json.
     """
-    rd = RunDir.create(runs_dir, run_id or new_run_id())
+    rd = distributed.run_dir(runs_dir, distributed.from_writer(run_id or new_run_id()))
     try:
         if resume:
-            stored = rd.read_config()
-            if stored is None or not rd.has_checkpoint():
+            stored = distributed.from_writer(rd.read_config() if rd.has_checkpoint() else None)
+            if stored is None:
                 raise FileNotFoundError(f"cannot resume {rd.path}: no config.json or checkpoint")
             config = TrainConfig.from_dict(stored)
         config = config.validated()
@@ -74,12 +80,14 @@ def run(
         rd.write_status("queued", total_steps=config.total_env_steps, error=None,
                         env_steps=(rd.read_status() or {}).get("env_steps", 0) if resume else 0)
         if market is None:
-            norm = stored_normalisation(rd.read_config(), config.symbols) if resume else None
+            norm = stored_normalisation(stored, config.symbols) if resume else None
             market = load_market(config, cache_dir=str(cache_dir), norm=norm)
+        distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
+                                "market data": market.data_hash})
         if not resume:
             rd.write_config(run_record(config, market))
         finished = loop.train(config, rd, market, stop_event=stop_event, resume=resume, progress=progress)
-        if not finished:
+        if not finished or not distributed.is_writer():
             return rd
         rd.write_status("running", phase="backtest")
         evaluate_run(rd, market)
@@ -92,7 +100,7 @@ def run(
         rd.write_status("interrupted", finished_at=time.time(), error="interrupted by the user (Ctrl-C)")
         raise
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
+        message = distributed.failure_message(exc)  # with several processes: names the one that failed
         try:
             (rd.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
