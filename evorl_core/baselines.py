@@ -24,6 +24,7 @@ from .backtest import METRIC_NAMES, buy_and_hold, compute_metrics, equity_curve
 SMA_FAST, SMA_SLOW = 20, 50  # days
 MOMENTUM_LOOKBACK = 60  # days
 RANDOM_DRAWS = 200  # random-timing draws averaged in the baseline table
+EXCLUDE_BACKWARD = 1  # days: look-back shifts left out of random timing (they see the future)
 RULES = ("flat", "buy_hold", "sma_crossover", "momentum")
 BASELINES = ("flat", "buy_hold", "random_timing", "sma_crossover", "momentum")
 PORTFOLIO = "equal_weight_buy_hold"
@@ -77,10 +78,17 @@ def rule_positions(name: str, close: np.ndarray, prior_close: np.ndarray | None 
 
 
 # ---------------------------------------------------------------- exposure-matched random timing
-def valid_shifts(num_held: int, min_shift: int) -> np.ndarray:
-    """Circular shifts s in [min_shift, num_held - min_shift] of a held sequence of num_held periods."""
-    lo = max(1, int(min_shift))
-    return np.arange(lo, num_held - lo + 1)
+def timing_shifts(num_held: int, exclude_backward: int = EXCLUDE_BACKWARD, n_shifts: int | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """Circular shifts of a held sequence of num_held periods used as random timing: every shift of
+    the circle except 0 and the `exclude_backward` shifts that move positions back by 1 ..
+    exclude_backward days (a position decided at the close of day t, moved back one day, is held over
+    day t itself: it trades on its own future). All of them when there are at most n_shifts, else
+    n_shifts drawn without replacement (seeded)."""
+    shifts = np.arange(1, num_held - max(0, int(exclude_backward)))
+    if n_shifts is not None and shifts.size > n_shifts:
+        shifts = np.sort(np.random.default_rng(seed).choice(shifts, size=n_shifts, replace=False))
+    return shifts
 
 
 def shift_held(positions: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -101,11 +109,12 @@ def shift_held(positions: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.concatenate([shifted, np.broadcast_to(last, shifted.shape[:-1] + (1,))], axis=-1)
 
 
-def random_timing_positions(reference: np.ndarray, rng: np.random.Generator, min_shift: int = 1) -> np.ndarray:
+def random_timing_positions(reference: np.ndarray, rng: np.random.Generator,
+                            exclude_backward: int = EXCLUDE_BACKWARD) -> np.ndarray:
     """One draw of exposure-matched random timing: `reference` held positions shifted by a random
-    valid circular shift (the null of the timing test in `significance`)."""
+    shift of `timing_shifts` (one draw of the null of the timing test in `significance`)."""
     reference = np.asarray(reference, dtype=np.float64)
-    shifts = valid_shifts(reference.shape[-1] - 1, min_shift)
+    shifts = timing_shifts(reference.shape[-1] - 1, exclude_backward)
     if shifts.size == 0:
         return reference.copy()
     return shift_held(reference, rng.choice(shifts, size=1))[0]
@@ -118,8 +127,8 @@ def _row(equity: np.ndarray, positions: np.ndarray, annualization: float) -> dic
 
 def baseline_table(open_: np.ndarray, close: np.ndarray, cost: float, execution: str = "next_open", *,
                    prior_close: np.ndarray | None = None, reference_positions: np.ndarray | None = None,
-                   annualization: float = 252.0, n_random: int = RANDOM_DRAWS, min_shift: int = 1,
-                   seed: int = 0) -> pd.DataFrame:
+                   annualization: float = 252.0, n_random: int = RANDOM_DRAWS,
+                   exclude_backward: int = EXCLUDE_BACKWARD, seed: int = 0) -> pd.DataFrame:
     """Metrics (backtest.compute_metrics) of every baseline on one symbol's test days.
 
     Rows: flat, buy_hold, sma_crossover, momentum and, when `reference_positions` (the agent's) is
@@ -134,7 +143,7 @@ def baseline_table(open_: np.ndarray, close: np.ndarray, cost: float, execution:
         rows[name] = _row(equity_curve(open_, close, pos, cost, execution), pos, annualization)
     if reference_positions is not None:
         ref = np.asarray(reference_positions, dtype=np.float64)
-        shifts = valid_shifts(close.size - 1, min_shift)
+        shifts = timing_shifts(close.size - 1, exclude_backward)
         if shifts.size:
             rng = np.random.default_rng(seed)
             pos = shift_held(ref, rng.choice(shifts, size=n_random))  # [K, N]

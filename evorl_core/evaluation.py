@@ -20,6 +20,7 @@ from .config import TrainConfig
 from .data import Market, load_market
 from .ppo import PPO
 from .rundir import RunDir, RunDirError, atomic_write_json, atomic_write_text
+from .significance import symbol_report
 from .stats import sharpe_confidence_interval
 
 
@@ -42,7 +43,11 @@ def backtest_policy(config: TrainConfig, params: Any, market: Market) -> tuple[p
         m = {**compute_metrics(equity, positions[s]),
              **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
         bh = compute_metrics(bench, np.ones(n))
-        metrics[symbol] = {**m, **{f"bh_{k}": v for k, v in bh.items()},
+        # excess over buy & hold, timing skill, verdict, baselines (docs/evaluation.md)
+        report = symbol_report(open_, close, positions[s], cost=config.cost, execution=config.execution,
+                               seed=config.seed, lookback=config.window,
+                               prior_close=frame["close"].to_numpy(np.float64)[:t0])
+        metrics[symbol] = {**m, **{f"bh_{k}": v for k, v in bh.items()}, **report,
                            "test_start": str(dates[0]), "test_end": str(dates[-1]), "days": n}
         rows.append(backtest_rows(dates, symbol, open_, close, positions[s], equity, bench))
     return pd.concat(rows, ignore_index=True), metrics

@@ -9,8 +9,8 @@ days, `symbol_report` asks:
    time blocks stay paired.
 2. Timing skill against an exposure-matched null: is the agent's log return larger than what the
    same positions earn at random times? The null draws shift the held positions circularly in time
-   (`baselines.shift_held`: exposure kept exactly, trades within 2) by at least `min_shift` days,
-   and recompute net equity with `backtest.equity_curve`. p = (1 + #{null >= observed}) / (K + 1).
+   (`baselines.shift_held`: exposure kept exactly, trades within 2; every shift of the circle except
+   the one-day look-back, `baselines.timing_shifts`) and recompute net equity with `backtest.equity_curve`. p = (1 + #{null >= observed}) / (K + 1).
    Several members are shifted together (one shift per draw) and their mean log return compared
    with the mean of the shifted members, which keeps the dependence between members in the null.
 3. When a best member is picked from several, the deflated Sharpe ratio of the pick
@@ -23,19 +23,17 @@ claim of skill (either kind) has probability at most alpha (Bonferroni over the 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from .backtest import buy_and_hold, equity_curve
-from .baselines import baseline_table, shift_held, valid_shifts
+from .baselines import EXCLUDE_BACKWARD, baseline_table, shift_held, timing_shifts
 from .stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
 
 ALPHA = 0.05
 N_BOOT = 2000  # bootstrap resamples of the excess test
 N_SHIFTS = 999  # most circular shifts drawn by the timing test (all valid shifts when fewer)
-MIN_SHIFT = 10  # days: shifts shorter than this are left out of the timing null
 LEVEL = 0.95
 BASELINE_KEYS = ("total_return", "sharpe", "max_drawdown", "trades", "exposure")
 
@@ -71,32 +69,28 @@ def excess_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
 
 
 def timing_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, cost: float,
-                execution: str = "next_open", *, n_shifts: int = N_SHIFTS, min_shift: int = MIN_SHIFT,
-                min_draws: int = int(2 / ALPHA), seed: int = 0) -> dict[str, Any]:
+                execution: str = "next_open", *, n_shifts: int = N_SHIFTS, exclude_backward: int = EXCLUDE_BACKWARD,
+                seed: int = 0) -> dict[str, Any]:
     """One-sided p-value of the mean member log return against its circularly shifted positions.
 
-    Shifts below `min_shift` days are left out (a rule that reads the last w days would, shifted back
-    by fewer than w days, see the future in the null). When that leaves fewer than `min_draws`
-    shifts, min_shift is lowered until there are; the value used is reported (`timing_min_shift`).
-    All valid shifts are used when there are at most `n_shifts`; otherwise `n_shifts` of them,
-    drawn without replacement (seeded).
+    Shift s moves the held position of period k to period k + s (mod N-1); the null draws are the
+    shifts of `baselines.timing_shifts`. With every shift of the circle the test would be exact for
+    positions that do not depend on prices (with i.i.d. returns the observed result is one of N-1
+    equally likely rotations). A decision that reads the last w days' prices, moved back by d <= w
+    days, is held over a day it has already seen, so those look-back shifts are left out
+    (`exclude_backward` = w); the others keep the null's mean equal to the agent's under the null.
+    Measured false-positive rates and power: docs/evaluation.md.
     """
     open_, close = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
     pos = _members(positions_by_member, close.size)
-    num_held = close.size - 1
     out: dict[str, Any] = {"timing_p_value": None, "timing_log_return": None, "timing_null_mean": None,
-                           "timing_draws": 0, "timing_min_shift": None}
-    if num_held < 2:
+                           "timing_draws": 0}
+    shifts = timing_shifts(close.size - 1, exclude_backward, n_shifts, seed)
+    if shifts.size == 0:
         return out
     observed = float(np.mean(np.log(_equities(open_, close, pos, cost, execution)[:, -1])))
-    shift = max(1, min(int(min_shift), num_held // 2))
-    while shift > 1 and valid_shifts(num_held, shift).size < min_draws:
-        shift -= 1
-    shifts = valid_shifts(num_held, shift)
-    if shifts.size > n_shifts:
-        shifts = np.sort(np.random.default_rng(seed).choice(shifts, size=n_shifts, replace=False))
     null = np.empty(shifts.size)
-    chunk = max(1, 2_000_000 // (pos.size))  # bound the [K, M, N] work arrays
+    chunk = max(1, 2_000_000 // pos.size)  # bound the [K, M, N] work arrays
     for start in range(0, shifts.size, chunk):
         part = shift_held(pos, shifts[start:start + chunk])  # [k, M, N]
         k = part.shape[0]
@@ -106,8 +100,7 @@ def timing_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
     tol = 1e-12 * max(1.0, abs(observed))
     exceed = int(np.count_nonzero(null >= observed - tol))
     out.update(timing_p_value=(1 + exceed) / (null.size + 1), timing_log_return=observed,
-               timing_null_mean=float(null.mean()) if null.size else None, timing_draws=int(null.size),
-               timing_min_shift=int(shift))
+               timing_null_mean=float(null.mean()), timing_draws=int(null.size))
     return out
 
 
@@ -172,13 +165,15 @@ def best_member_deflated(open_: np.ndarray, close: np.ndarray, positions_by_memb
 def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, *, cost: float,
                   execution: str = "next_open", annualization: float = 252.0, seed: int = 0,
                   prior_close: np.ndarray | None = None, alpha: float = ALPHA, n_boot: int = N_BOOT,
-                  block: int | None = None, n_shifts: int = N_SHIFTS, min_shift: int = MIN_SHIFT,
+                  block: int | None = None, n_shifts: int = N_SHIFTS, lookback: int = EXCLUDE_BACKWARD,
                   n_trials: int | None = None, baselines: bool = True) -> dict[str, Any]:
     """Excess test, timing test, verdict and baselines for one symbol.
 
     positions_by_member: [M, N] positions of M agents (or [N] for one) on the N test days, with the
-    conventions of `backtest`. prior_close: the closes before the test window (warm-up of the rule
-    baselines). Returns flat keys (excess_*, timing_*, verdict) for backtest/metrics.json,
+    conventions of `backtest`. lookback: how many days of past prices one decision reads (the agent's
+    observation window); look-back shifts of up to that many days are left out of the timing null,
+    because a decision moved back by d <= lookback days reads the very returns it then trades on.
+    prior_close: the closes before the test window (warm-up of the rule baselines). Returns flat keys (excess_*, timing_*, verdict) for backtest/metrics.json,
     plus "baselines": {name: {metric: value}} (the first member's positions drive random timing) and, when M > 1 or n_trials > 1, the best member's
     deflated Sharpe ratio (best_member, deflated_sharpe, ...).
     """
@@ -186,8 +181,7 @@ def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.
     pos = _members(positions_by_member, close.size)
     excess = excess_test(open_, close, pos, cost, execution, annualization=annualization, n_boot=n_boot,
                          block=block, seed=seed)
-    timing = timing_test(open_, close, pos, cost, execution, n_shifts=n_shifts, min_shift=min_shift,
-                         min_draws=math.ceil(2 / alpha), seed=seed)
+    timing = timing_test(open_, close, pos, cost, execution, n_shifts=n_shifts, exclude_backward=lookback, seed=seed)
     text, claims = verdict(excess, timing, alpha)
     report: dict[str, Any] = {**excess, **timing, "verdict": text}
     if pos.shape[0] > 1:
@@ -198,6 +192,6 @@ def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.
     if baselines:
         table = baseline_table(open_, close, cost, execution, prior_close=prior_close,
                                reference_positions=pos[0], annualization=annualization,
-                               min_shift=timing["timing_min_shift"] or 1, seed=seed)
+                               exclude_backward=lookback, seed=seed)
         report["baselines"] = {name: {k: float(row[k]) for k in BASELINE_KEYS} for name, row in table.iterrows()}
     return report

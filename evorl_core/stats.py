@@ -79,6 +79,9 @@ def block_length(x: np.ndarray, max_fraction: float = 0.2) -> int:
     return int(min(cap, max(1, math.ceil(b)))) if math.isfinite(b) else 1
 
 
+_BIG = 1e12
+
+
 def mean_test(
     x: np.ndarray,
     annualization: float = 252.0,
@@ -115,11 +118,12 @@ def mean_test(
     se = std / math.sqrt(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         t_star = (draws[:, 0] - mean) / (draws[:, 1] / math.sqrt(n))
-    t_star = np.where(np.isnan(t_star), 0.0, t_star)  # a constant resample equal to the mean
+    # A constant resample: T* = 0 when it equals the mean, else +-inf (kept finite for the quantiles).
+    t_star = np.nan_to_num(t_star, nan=0.0, posinf=_BIG, neginf=-_BIG)
     t_obs = mean / se
     out["p_value"] = float((1 + np.count_nonzero(np.abs(t_star) >= abs(t_obs))) / (n_boot + 1))
     q_low, q_high = np.quantile(t_star, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    if np.isfinite(q_low) and np.isfinite(q_high):
+    if max(abs(q_low), abs(q_high)) < _BIG:
         out["ci_low"], out["ci_high"] = float((mean - q_high * se) * a), float((mean - q_low * se) * a)
     out["block"] = int(block)
     return out

@@ -1,0 +1,241 @@
+"""Calibration of the evaluation protocol (evorl_core.significance): false positives and power.
+
+Runs `significance.symbol_report` (excess over buy & hold, exposure-matched timing test, verdict)
+on many simulated markets where the truth is known:
+
+- null markets: martingale prices (no strategy can time them), with and without costs, with drift
+  (a trending stock: the case where "different from flat" fools) and with GARCH volatility and fat
+  tails; strategies whose positions never see future prices (SMA crossover, momentum, a short-term
+  contrarian rule, random positions). A claim of skill there is a false positive.
+- planted markets: the two-regime market of tests/test_learning.py (`planted_frames`: p_stay 0.9,
+  mu 0.01, noise 0.002) with the causal regime-following rule ("long after an up day") and a noisy
+  version of it. A claim of skill there is a detection (power).
+
+    python benchmarks/calibration.py                      # figures of docs/evaluation.md
+    python benchmarks/calibration.py --markets 100 --out calibration.json
+
+Prints a table (rates with their binomial standard errors) and writes JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evorl_core import baselines  # noqa: E402
+from evorl_core.significance import ALPHA, symbol_report  # noqa: E402
+
+HISTORY = 120  # warm-up days before the test window (rules read it; tests never do)
+COST = 0.001  # the default 5 + 5 bps
+
+
+# ---------------------------------------------------------------- markets
+def martingale_market(n_days: int, rng: np.random.Generator, sigma: float = 0.015, drift: float = 0.0,
+                      garch: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Open and close with independent zero-mean simple returns overnight and intraday (plus an annual
+    `drift` in the intraday part); garch: GARCH(1,1) volatility with Student-t(5) shocks."""
+    if garch:
+        shocks = rng.standard_t(5, n_days) / math.sqrt(5 / 3)
+        var = np.empty(n_days)
+        omega, a, b = sigma ** 2 * 0.05, 0.10, 0.85
+        var[0] = sigma ** 2
+        for t in range(1, n_days):
+            var[t] = omega + a * var[t - 1] * shocks[t - 1] ** 2 + b * var[t - 1]
+        vol = np.sqrt(var)
+    else:
+        shocks = rng.standard_normal(n_days)
+        vol = np.full(n_days, sigma)
+    night = rng.standard_t(5, n_days) / math.sqrt(5 / 3) if garch else rng.standard_normal(n_days)
+    overnight = 0.3 * vol * night
+    intraday = math.sqrt(1 - 0.09) * vol * shocks + drift / 252
+    overnight = np.clip(overnight, -0.5, 0.5)
+    intraday = np.clip(intraday, -0.5, 0.5)
+    close = np.empty(n_days)
+    open_ = np.empty(n_days)
+    prev = 100.0
+    for t in range(n_days):
+        open_[t] = prev * (1 + overnight[t])
+        close[t] = open_[t] * (1 + intraday[t])
+        prev = close[t]
+    return open_, close
+
+
+def planted_market(n_days: int, rng: np.random.Generator, mu: float = 0.01, noise: float = 0.002,
+                   p_stay: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """tests/test_learning.py `planted_frames` for one symbol: up/down regimes that persist with
+    probability p_stay; day t's intraday return is exp(regime * mu + noise * z); open = previous close."""
+    regime = np.empty(n_days)
+    regime[0] = 1.0
+    flips = rng.random(n_days) > p_stay
+    for t in range(1, n_days):
+        regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
+    intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
+    close = 100.0 * np.cumprod(intraday)
+    open_ = np.concatenate([[100.0], close[:-1]])
+    return open_, close
+
+
+# ---------------------------------------------------------------- strategies (causal)
+def contrarian(close: np.ndarray, window: int = 5) -> np.ndarray:
+    """Long while the close is below its `window`-day mean (short-term mean reversion), else flat."""
+    m = baselines.trailing_mean(close, window)
+    return np.where(np.isfinite(m) & (close < m), 1.0, 0.0)
+
+
+def random_positions(n: int, rng: np.random.Generator, p_change: float = 0.1) -> np.ndarray:
+    """Positions in {0, 0.5, 1} that change with probability p_change a day, independent of prices."""
+    levels = np.array([0.0, 0.5, 1.0])
+    out = np.empty(n)
+    cur = rng.choice(levels)
+    for t in range(n):
+        if rng.random() < p_change:
+            cur = rng.choice(levels)
+        out[t] = cur
+    return out
+
+
+def regime_follower(open_: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Long after an up day (close > open), flat after a down day: the Bayes rule of the planted market."""
+    return (close > open_).astype(np.float64)
+
+
+def noisy(positions: np.ndarray, rng: np.random.Generator, keep: float) -> np.ndarray:
+    """Each day the position is kept with probability `keep`, else replaced by a fair coin (0 or 1)."""
+    coin = (rng.random(positions.size) < 0.5).astype(np.float64)
+    return np.where(rng.random(positions.size) < keep, positions, coin)
+
+
+# name: days of past prices one decision reads (the `lookback` the protocol is told)
+NULL_STRATEGIES = {"sma_crossover": baselines.SMA_SLOW, "momentum": baselines.MOMENTUM_LOOKBACK + 1,
+                   "contrarian_5": 5, "contrarian_20": 20, "random": 1}
+REGIME_LOOKBACK = 1  # the regime follower reads day t's open and close
+
+
+def null_positions(name: str, open_: np.ndarray, close: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if name in ("sma_crossover", "momentum"):
+        return baselines.rule_positions(name, close)
+    if name.startswith("contrarian_"):
+        return contrarian(close, int(name.split("_")[1]))
+    if name == "random":
+        return random_positions(close.size, rng)
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------- protocol
+SCENARIOS = {
+    # name: (market kwargs, cost): the excess test's null (mean excess 0) holds only without cost and drift
+    "martingale, no cost": (dict(), 0.0),
+    "martingale, cost 10 bps": (dict(), COST),
+    "drift 20%/yr, cost 10 bps": (dict(drift=0.20), COST),
+    "GARCH t(5), cost 10 bps": (dict(garch=True), COST),
+}
+FAST_SCENARIOS = ("martingale, no cost", "drift 20%/yr, cost 10 bps", "GARCH t(5), cost 10 bps")
+
+
+def _claims(report: dict) -> dict[str, bool]:
+    p_ex, mean, p_tm = report["excess_p_value"], report["excess_mean_annual"], report["timing_p_value"]
+    return {"excess_rejects": p_ex is not None and p_ex < ALPHA,
+            "beats": p_ex is not None and p_ex < ALPHA and mean > 0,
+            "worse": p_ex is not None and p_ex < ALPHA and mean < 0,
+            "timing_5pct": p_tm is not None and p_tm < ALPHA,
+            "timing": p_tm is not None and p_tm < ALPHA / 2}
+
+
+def _rate(hits: int, n: int) -> dict[str, float]:
+    p = hits / n
+    return {"rate": p, "se": math.sqrt(max(p * (1 - p), 1e-12) / n), "hits": hits, "n": n}
+
+
+def run_null(markets: int, test_days: int, seed: int, n_boot: int, strategies=NULL_STRATEGIES,
+             scenarios=FAST_SCENARIOS) -> dict:
+    out: dict = {}
+    for scenario in scenarios:
+        kwargs, cost = SCENARIOS[scenario]
+        counts = {s: {} for s in strategies}
+        for i in range(markets):
+            rng = np.random.default_rng([seed, i, test_days])
+            open_, close = martingale_market(HISTORY + test_days, rng, **kwargs)
+            for strategy in strategies:
+                pos = null_positions(strategy, open_, close, rng)[HISTORY:]
+                rep = symbol_report(open_[HISTORY:], close[HISTORY:], pos, cost=cost, seed=i, n_boot=n_boot,
+                                    lookback=strategies[strategy], baselines=False)
+                for k, v in _claims(rep).items():
+                    counts[strategy][k] = counts[strategy].get(k, 0) + int(v)
+                counts[strategy]["skill"] = counts[strategy].get("skill", 0) + int(
+                    _claims(rep)["beats"] or _claims(rep)["timing"])
+        out[scenario] = {s: {k: _rate(v, markets) for k, v in c.items()} for s, c in counts.items()}
+    return out
+
+
+def run_planted(markets: int, test_days: int, seed: int, n_boot: int, keeps=(1.0, 0.75, 0.6),
+                mu: float = 0.01) -> dict:
+    out: dict = {}
+    for keep in keeps:
+        name = "regime follower" if keep == 1.0 else f"noisy follower (kept {keep:.0%})"
+        counts: dict[str, int] = {}
+        for i in range(markets):
+            rng = np.random.default_rng([seed, 10_000 + i, test_days])
+            open_, close = planted_market(HISTORY + test_days, rng, mu=mu)
+            pos = noisy(regime_follower(open_, close), rng, keep)[HISTORY:]
+            rep = symbol_report(open_[HISTORY:], close[HISTORY:], pos, cost=COST, seed=i, n_boot=n_boot,
+                                lookback=REGIME_LOOKBACK, baselines=False)
+            c = _claims(rep)
+            c["skill"] = c["beats"] or c["timing"]
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + int(v)
+        out[name] = {k: _rate(v, markets) for k, v in counts.items()}
+    return out
+
+
+def _fmt(r: dict) -> str:
+    return f"{r['rate']:6.1%} ±{r['se']:.1%}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markets", type=int, default=300, help="null markets per scenario and test length")
+    ap.add_argument("--planted", type=int, default=200, help="planted markets per strategy and test length")
+    ap.add_argument("--test-days", type=int, nargs="+", default=[60, 120, 250])
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = {"alpha": ALPHA, "markets": args.markets, "planted_markets": args.planted, "n_boot": args.n_boot,
+              "history_days": HISTORY, "cost": COST, "by_test_days": {}}
+    for n in args.test_days:
+        null = run_null(args.markets, n, args.seed, args.n_boot)
+        planted = run_planted(args.planted, n, args.seed, args.n_boot)
+        result["by_test_days"][str(n)] = {"null": null, "planted": planted}
+        print(f"\n== {n} test days: false-positive rates on {args.markets} null markets per row "
+              f"(nominal: excess two-sided {ALPHA:.0%}; timing one-sided {ALPHA:.0%}; each claim {ALPHA / 2:.1%}; "
+              f"skill claim {ALPHA:.0%})")
+        print(f"{'scenario':28s} {'strategy':14s} {'excess 2-sided':>14s} {'beats':>14s} {'worse':>14s} "
+              f"{'timing p<5%':>14s} {'timing claim':>14s} {'skill claim':>14s}")
+        for scenario, by_strategy in null.items():
+            for strategy, r in by_strategy.items():
+                print(f"{scenario:28s} {strategy:14s} {_fmt(r['excess_rejects']):>14s} {_fmt(r['beats']):>14s} "
+                      f"{_fmt(r['worse']):>14s} {_fmt(r['timing_5pct']):>14s} {_fmt(r['timing']):>14s} "
+                      f"{_fmt(r['skill']):>14s}")
+        print(f"-- power on {args.planted} planted markets per row (p_stay 0.9, mu 0.01, noise 0.002)")
+        for name, r in planted.items():
+            print(f"{name:43s} beats {_fmt(r['beats'])}  timing claim {_fmt(r['timing'])}  "
+                  f"skill claim {_fmt(r['skill'])}")
+    result["seconds"] = time.perf_counter() - t0
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
