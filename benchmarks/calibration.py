@@ -195,6 +195,50 @@ def run_planted(markets: int, test_days: int, seed: int, n_boot: int, keeps=(1.0
     return out
 
 
+def run_agents(agents: int, test_days: int, seed: int, symbols_per_run: int = 3,
+               timesteps: int = 100_000) -> dict:
+    """Quick-preset PPO agents trained on random-walk markets (as tests/test_learning.py does), each
+    symbol's verdict read from its backtest/metrics.json: every claim of skill is a false positive."""
+    import tempfile  # only this optional section needs JAX and the training pipeline
+
+    import pandas as pd
+
+    from evorl_core import pipeline
+    from evorl_core.config import make_config
+    from evorl_core.data import build_market
+
+    counts = {"beats": 0, "worse": 0, "timing": 0, "skill": 0, "traded": 0}
+    verdicts, n = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for a in range(agents):
+            symbols = tuple(f"WALK{a}_{k}" for k in range(symbols_per_run))
+            frames = {}
+            for k, sym in enumerate(symbols):
+                rng = np.random.default_rng([seed, 50_000 + a, k])
+                open_, close = martingale_market(1500, rng)
+                dates = pd.bdate_range("2012-01-02", periods=close.size, name="date")
+                frames[sym] = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.001,
+                                            "low": np.minimum(open_, close) * 0.999, "close": close,
+                                            "volume": np.full(close.size, 1e6)}, index=dates)
+            config = make_config("quick", symbols=symbols, data="synthetic", test_days=test_days, window=8,
+                                 total_timesteps=timesteps, seed=seed + a)
+            market = build_market(frames, config.window, test_days, info={"source": "random-walk", "synthetic": True})
+            run = pipeline.run(config, tmp, f"walk{a}", market=market)
+            for sym, m in run.read_backtest_metrics().items():
+                n += 1
+                c = {"beats": m["verdict"].startswith("beats"), "worse": m["verdict"].startswith("worse"),
+                     "timing": "; timing skill" in m["verdict"]}
+                c["skill"] = c["beats"] or c["timing"]
+                c["traded"] = m["trades"] >= 2 and m["exposure"] > 0.05
+                for k, v in c.items():
+                    counts[k] += int(v)
+                verdicts.append({"symbol": sym, "verdict": m["verdict"], "trades": m["trades"],
+                                 "exposure": m["exposure"], "timing_draws": m["timing_draws"]})
+                print(f"  agent {a} {sym}: {m['verdict']} (trades {m['trades']:.0f}, exposure {m['exposure']:.2f})")
+    return {"symbols": n, "rates": {k: _rate(v, n) for k, v in counts.items()}, "verdicts": verdicts,
+            "test_days": test_days, "timesteps": timesteps, "window": 8}
+
+
 def _fmt(r: dict) -> str:
     return f"{r['rate']:6.1%} ±{r['se']:.1%}"
 
@@ -206,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-days", type=int, nargs="+", default=[60, 120, 250])
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--agents", type=int, default=0,
+                    help="also train this many quick PPO agents (3 random-walk symbols each, 250 test days)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -229,6 +275,13 @@ def main(argv=None) -> int:
         for name, r in planted.items():
             print(f"{name:43s} beats {_fmt(r['beats'])}  timing claim {_fmt(r['timing'])}  "
                   f"skill claim {_fmt(r['skill'])}")
+    if args.agents:
+        print(f"\n== {args.agents} quick PPO agents on random walks (3 symbols each, 250 test days)")
+        agents = run_agents(args.agents, 250, args.seed)
+        result["trained_agents"] = agents
+        r = agents["rates"]
+        print(f"{agents['symbols']} symbols: beats {_fmt(r['beats'])}  worse {_fmt(r['worse'])}  "
+              f"timing claim {_fmt(r['timing'])}  skill claim {_fmt(r['skill'])}  traded {_fmt(r['traded'])}")
     result["seconds"] = time.perf_counter() - t0
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.out:
