@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evorl_core import baselines  # noqa: E402
-from evorl_core.significance import ALPHA, symbol_report  # noqa: E402
+from evorl_core.significance import ALPHA, EXCESS_LEVEL, TIMING_LEVEL, symbol_report  # noqa: E402
 
 HISTORY = 120  # warm-up days before the test window (rules read it; tests never do)
 COST = 0.001  # the default 5 + 5 bps
@@ -154,12 +154,37 @@ def _rate(hits: int, n: int) -> dict[str, float]:
     return {"rate": p, "se": math.sqrt(max(p * (1 - p), 1e-12) / n), "hits": hits, "n": n}
 
 
+def _record(rep: dict) -> list:
+    """[excess p, sign of the mean excess, timing p] of one report (rounded; None when undefined)."""
+    p_ex, mean, p_tm = rep["excess_p_value"], rep["excess_mean_annual"], rep["timing_p_value"]
+    return [None if p_ex is None else round(p_ex, 5), 0 if not mean else int(math.copysign(1, mean)),
+            None if p_tm is None else round(p_tm, 5)]
+
+
+def claim_rates(records: list, excess_level: float = EXCESS_LEVEL, timing_level: float = TIMING_LEVEL) -> dict:
+    """Rates of each test's rejection and of each verdict claim over records [[p_ex, sign, p_tm], ...]."""
+    n = len(records)
+    count = {"excess_rejects": 0, "beats": 0, "worse": 0, "timing_5pct": 0, "timing": 0, "skill": 0}
+    for p_ex, sign, p_tm in records:
+        ex = p_ex is not None and p_ex < excess_level
+        beats, worse = ex and sign > 0, ex and sign < 0
+        timing = p_tm is not None and p_tm < timing_level
+        count["excess_rejects"] += p_ex is not None and p_ex < ALPHA
+        count["timing_5pct"] += p_tm is not None and p_tm < ALPHA
+        count["beats"] += beats
+        count["worse"] += worse
+        count["timing"] += timing
+        count["skill"] += beats or timing
+    return {k: _rate(v, n) for k, v in count.items()}
+
+
 def run_null(markets: int, test_days: int, seed: int, n_boot: int, strategies=NULL_STRATEGIES,
              scenarios=FAST_SCENARIOS) -> dict:
+    """{scenario: {strategy: [[excess p, sign, timing p] per market]}}."""
     out: dict = {}
     for scenario in scenarios:
         kwargs, cost = SCENARIOS[scenario]
-        counts = {s: {} for s in strategies}
+        out[scenario] = {s: [] for s in strategies}
         for i in range(markets):
             rng = np.random.default_rng([seed, i, test_days])
             open_, close = martingale_market(HISTORY + test_days, rng, **kwargs)
@@ -167,31 +192,48 @@ def run_null(markets: int, test_days: int, seed: int, n_boot: int, strategies=NU
                 pos = null_positions(strategy, open_, close, rng)[HISTORY:]
                 rep = symbol_report(open_[HISTORY:], close[HISTORY:], pos, cost=cost, seed=i, n_boot=n_boot,
                                     lookback=strategies[strategy], baselines=False)
-                for k, v in _claims(rep).items():
-                    counts[strategy][k] = counts[strategy].get(k, 0) + int(v)
-                counts[strategy]["skill"] = counts[strategy].get("skill", 0) + int(
-                    _claims(rep)["beats"] or _claims(rep)["timing"])
-        out[scenario] = {s: {k: _rate(v, markets) for k, v in c.items()} for s, c in counts.items()}
+                out[scenario][strategy].append(_record(rep))
     return out
 
 
 def run_planted(markets: int, test_days: int, seed: int, n_boot: int, keeps=(1.0, 0.75, 0.6),
                 mu: float = 0.01) -> dict:
+    """{strategy: [[excess p, sign, timing p] per planted market]}."""
     out: dict = {}
     for keep in keeps:
         name = "regime follower" if keep == 1.0 else f"noisy follower (kept {keep:.0%})"
-        counts: dict[str, int] = {}
+        out[name] = []
         for i in range(markets):
             rng = np.random.default_rng([seed, 10_000 + i, test_days])
             open_, close = planted_market(HISTORY + test_days, rng, mu=mu)
             pos = noisy(regime_follower(open_, close), rng, keep)[HISTORY:]
             rep = symbol_report(open_[HISTORY:], close[HISTORY:], pos, cost=COST, seed=i, n_boot=n_boot,
                                 lookback=REGIME_LOOKBACK, baselines=False)
-            c = _claims(rep)
-            c["skill"] = c["beats"] or c["timing"]
-            for k, v in c.items():
-                counts[k] = counts.get(k, 0) + int(v)
-        out[name] = {k: _rate(v, markets) for k, v in counts.items()}
+            out[name].append(_record(rep))
+    return out
+
+
+def run_pooled(markets: int, test_days: int, seed: int, n_boot: int, members: int = 5) -> dict:
+    """Several members on the same symbol, pooled (excess: daily differences averaged over members;
+    timing: mean member log return against one common shift per draw). Null: independent random
+    members on martingale prices (no cost); power: noisy regime followers (each kept 60%) on the
+    planted market."""
+    out: dict = {}
+    for name in ("null: random members", "planted: noisy followers (kept 60%)"):
+        out[name] = []
+        for i in range(markets):
+            rng = np.random.default_rng([seed, 20_000 + i, test_days])
+            if name.startswith("null"):
+                open_, close = martingale_market(HISTORY + test_days, rng)
+                pos = np.stack([random_positions(close.size, rng) for _ in range(members)])
+                cost, lookback = 0.0, 1
+            else:
+                open_, close = planted_market(HISTORY + test_days, rng)
+                pos = np.stack([noisy(regime_follower(open_, close), rng, 0.6) for _ in range(members)])
+                cost, lookback = COST, REGIME_LOOKBACK
+            rep = symbol_report(open_[HISTORY:], close[HISTORY:], pos[:, HISTORY:], cost=cost, seed=i,
+                                n_boot=n_boot, lookback=lookback, baselines=False)
+            out[name].append(_record(rep) + [rep.get("deflated_sharpe")])
     return out
 
 
@@ -243,6 +285,26 @@ def _fmt(r: dict) -> str:
     return f"{r['rate']:6.1%} ±{r['se']:.1%}"
 
 
+def print_rates(n: int, null: dict, planted: dict, excess_level: float = EXCESS_LEVEL,
+                timing_level: float = TIMING_LEVEL) -> None:
+    markets = len(next(iter(next(iter(null.values())).values())))
+    print(f"\n== {n} test days: false-positive rates on {markets} null markets per row (claims: excess p < "
+          f"{excess_level:g} two-sided, timing p < {timing_level:g})")
+    print(f"{'scenario':28s} {'strategy':14s} {'excess p<5%':>14s} {'beats':>14s} {'worse':>14s} "
+          f"{'timing p<5%':>14s} {'timing claim':>14s} {'skill claim':>14s}")
+    for scenario, by_strategy in null.items():
+        for strategy, recs in by_strategy.items():
+            r = claim_rates(recs, excess_level, timing_level)
+            print(f"{scenario:28s} {strategy:14s} {_fmt(r['excess_rejects']):>14s} {_fmt(r['beats']):>14s} "
+                  f"{_fmt(r['worse']):>14s} {_fmt(r['timing_5pct']):>14s} {_fmt(r['timing']):>14s} "
+                  f"{_fmt(r['skill']):>14s}")
+    planted_n = len(next(iter(planted.values())))
+    print(f"-- power on {planted_n} planted markets per row (p_stay 0.9, mu 0.01, noise 0.002)")
+    for name, recs in planted.items():
+        r = claim_rates(recs, excess_level, timing_level)
+        print(f"{name:43s} beats {_fmt(r['beats'])}  timing claim {_fmt(r['timing'])}  skill claim {_fmt(r['skill'])}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markets", type=int, default=300, help="null markets per scenario and test length")
@@ -250,6 +312,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-days", type=int, nargs="+", default=[60, 120, 250])
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pooled", type=int, default=0, help="markets for the pooled-members section (120 test days)")
+    ap.add_argument("--only-extra", action="store_true", help="skip the single-strategy sections")
     ap.add_argument("--agents", type=int, default=0,
                     help="also train this many quick PPO agents (3 random-walk symbols each, 250 test days)")
     ap.add_argument("--out", type=Path)
@@ -257,24 +321,20 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     result = {"alpha": ALPHA, "markets": args.markets, "planted_markets": args.planted, "n_boot": args.n_boot,
               "history_days": HISTORY, "cost": COST, "by_test_days": {}}
-    for n in args.test_days:
+    for n in ([] if args.only_extra else args.test_days):
         null = run_null(args.markets, n, args.seed, args.n_boot)
         planted = run_planted(args.planted, n, args.seed, args.n_boot)
         result["by_test_days"][str(n)] = {"null": null, "planted": planted}
-        print(f"\n== {n} test days: false-positive rates on {args.markets} null markets per row "
-              f"(nominal: excess two-sided {ALPHA:.0%}; timing one-sided {ALPHA:.0%}; each claim {ALPHA / 2:.1%}; "
-              f"skill claim {ALPHA:.0%})")
-        print(f"{'scenario':28s} {'strategy':14s} {'excess 2-sided':>14s} {'beats':>14s} {'worse':>14s} "
-              f"{'timing p<5%':>14s} {'timing claim':>14s} {'skill claim':>14s}")
-        for scenario, by_strategy in null.items():
-            for strategy, r in by_strategy.items():
-                print(f"{scenario:28s} {strategy:14s} {_fmt(r['excess_rejects']):>14s} {_fmt(r['beats']):>14s} "
-                      f"{_fmt(r['worse']):>14s} {_fmt(r['timing_5pct']):>14s} {_fmt(r['timing']):>14s} "
-                      f"{_fmt(r['skill']):>14s}")
-        print(f"-- power on {args.planted} planted markets per row (p_stay 0.9, mu 0.01, noise 0.002)")
-        for name, r in planted.items():
-            print(f"{name:43s} beats {_fmt(r['beats'])}  timing claim {_fmt(r['timing'])}  "
-                  f"skill claim {_fmt(r['skill'])}")
+        print_rates(n, null, planted)
+    if args.pooled:
+        pooled = run_pooled(args.pooled, 120, args.seed, args.n_boot)
+        result["pooled_members"] = {"members": 5, "test_days": 120, "records": pooled}
+        print(f"\n== 5 members pooled, 120 test days, {args.pooled} markets per row")
+        for name, recs in pooled.items():
+            r = claim_rates([rec[:3] for rec in recs])
+            dsr = _rate(sum(1 for rec in recs if (rec[3] or 0) > 0.95), len(recs))
+            print(f"{name:38s} excess p<5% {_fmt(r['excess_rejects'])}  timing p<5% {_fmt(r['timing_5pct'])}  "
+                  f"skill claim {_fmt(r['skill'])}  best member DSR > 0.95 {_fmt(dsr)}")
     if args.agents:
         print(f"\n== {args.agents} quick PPO agents on random walks (3 symbols each, 250 test days)")
         agents = run_agents(args.agents, 250, args.seed)

@@ -32,6 +32,8 @@ from .baselines import EXCLUDE_BACKWARD, baseline_table, shift_held, timing_shif
 from .stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
 
 ALPHA = 0.05
+EXCESS_LEVEL = ALPHA  # two-sided excess p below this: "beats" / "worse than buy & hold"
+TIMING_LEVEL = ALPHA / 2  # timing p below this: "timing skill"
 N_BOOT = 2000  # bootstrap resamples of the excess test
 N_SHIFTS = 999  # most circular shifts drawn by the timing test (all valid shifts when fewer)
 LEVEL = 0.95
