@@ -155,17 +155,22 @@ def _rate(hits: int, n: int) -> dict[str, float]:
 
 
 def _record(rep: dict) -> list:
-    """[excess p, sign of the mean excess, timing p] of one report (rounded; None when undefined)."""
-    p_ex, mean, p_tm = rep["excess_p_value"], rep["excess_mean_annual"], rep["timing_p_value"]
-    return [None if p_ex is None else round(p_ex, 5), 0 if not mean else int(math.copysign(1, mean)),
-            None if p_tm is None else round(p_tm, 5)]
+    """[excess p, sign of the mean excess, timing p, timing p over all shifts, timing p over past-only
+    shifts] of one report (rounded; None when undefined)."""
+    p_ex, mean = rep["excess_p_value"], rep["excess_mean_annual"]
+
+    def r(p):
+        return None if p is None else round(p, 5)
+
+    return [r(p_ex), 0 if not mean else int(math.copysign(1, mean)), r(rep["timing_p_value"]),
+            r(rep["timing_p_all_shifts"]), r(rep["timing_p_past_only"])]
 
 
 def claim_rates(records: list, excess_level: float = EXCESS_LEVEL, timing_level: float = TIMING_LEVEL) -> dict:
     """Rates of each test's rejection and of each verdict claim over records [[p_ex, sign, p_tm], ...]."""
     n = len(records)
     count = {"excess_rejects": 0, "beats": 0, "worse": 0, "timing_5pct": 0, "timing": 0, "skill": 0}
-    for p_ex, sign, p_tm in records:
+    for p_ex, sign, p_tm, *_ in records:
         ex = p_ex is not None and p_ex < excess_level
         beats, worse = ex and sign > 0, ex and sign < 0
         timing = p_tm is not None and p_tm < timing_level
@@ -331,8 +336,8 @@ def main(argv=None) -> int:
         result["pooled_members"] = {"members": 5, "test_days": 120, "records": pooled}
         print(f"\n== 5 members pooled, 120 test days, {args.pooled} markets per row")
         for name, recs in pooled.items():
-            r = claim_rates([rec[:3] for rec in recs])
-            dsr = _rate(sum(1 for rec in recs if (rec[3] or 0) > 0.95), len(recs))
+            r = claim_rates([rec[:5] for rec in recs])
+            dsr = _rate(sum(1 for rec in recs if (rec[5] or 0) > 0.95), len(recs))
             print(f"{name:38s} excess p<5% {_fmt(r['excess_rejects'])}  timing p<5% {_fmt(r['timing_5pct'])}  "
                   f"skill claim {_fmt(r['skill'])}  best member DSR > 0.95 {_fmt(dsr)}")
     if args.agents:

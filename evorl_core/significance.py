@@ -9,8 +9,9 @@ days, `symbol_report` asks:
    time blocks stay paired.
 2. Timing skill against an exposure-matched null: is the agent's log return larger than what the
    same positions earn at random times? The null draws shift the held positions circularly in time
-   (`baselines.shift_held`: exposure kept exactly, trades within 2; every shift of the circle except
-   the one-day look-back, `baselines.timing_shifts`) and recompute net equity with `backtest.equity_curve`. p = (1 + #{null >= observed}) / (K + 1).
+   (`baselines.shift_held`: exposure kept exactly, trades within 2) and recompute net equity with
+   `backtest.equity_curve`; p = (1 + #{null >= observed}) / (K + 1), the larger of two shift sets
+   (`timing_test`).
    Several members are shifted together (one shift per draw) and their mean log return compared
    with the mean of the shifted members, which keeps the dependence between members in the null.
 3. When a best member is picked from several, the deflated Sharpe ratio of the pick
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .backtest import buy_and_hold, equity_curve
-from .baselines import EXCLUDE_BACKWARD, baseline_table, shift_held, timing_shifts
+from .baselines import baseline_table, shift_held, timing_shifts
 from .stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
 
 ALPHA = 0.05
@@ -70,39 +71,61 @@ def excess_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
             "excess_p_value": res["p_value"], "excess_block": res["block"], "excess_resamples": int(n_boot)}
 
 
+def _rank_p(null: np.ndarray, observed: float) -> float:
+    """(1 + #{null >= observed}) / (K + 1); ties (e.g. an always-invested agent, whose shifts are all
+    the same strategy) count against the agent."""
+    if null.size == 0:
+        return 1.0
+    tol = 1e-12 * max(1.0, abs(observed))
+    return (1 + int(np.count_nonzero(null >= observed - tol))) / (null.size + 1)
+
+
 def timing_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, cost: float,
-                execution: str = "next_open", *, n_shifts: int = N_SHIFTS, exclude_backward: int = EXCLUDE_BACKWARD,
+                execution: str = "next_open", *, n_shifts: int = N_SHIFTS, lookback: int = 1,
                 seed: int = 0) -> dict[str, Any]:
     """One-sided p-value of the mean member log return against its circularly shifted positions.
 
-    Shift s moves the held position of period k to period k + s (mod N-1); the null draws are the
-    shifts of `baselines.timing_shifts`. With every shift of the circle the test would be exact for
-    positions that do not depend on prices (with i.i.d. returns the observed result is one of N-1
-    equally likely rotations). A decision that reads the last w days' prices, moved back by d <= w
-    days, is held over a day it has already seen, so those look-back shifts are left out
-    (`exclude_backward` = w); the others keep the null's mean equal to the agent's under the null.
-    Measured false-positive rates and power: docs/evaluation.md.
+    Shift s moves the held position of period k to period k + s (mod N-1) (`baselines.shift_held`:
+    exposure kept exactly, trades within 2); net equity is recomputed with `backtest.equity_curve`.
+    Two sets of shifts give two p-values, and the test reports the larger:
+
+    - every shift but the one-day look-back (`timing_p_all_shifts`): with every rotation of the circle
+      the test would be exact for positions that do not depend on prices; the one-day look-back holds
+      a position over the very day that decided it, so it is always left out;
+    - only shifts that keep every decision away from the returns it read (`timing_p_past_only`): a
+      decision reading the last `lookback` days, moved back d <= lookback days, trades on returns it
+      has seen, so those shifts are left out too.
+
+    For trend-following decisions the first set is too hard to beat (their look-back shifts profit
+    from hindsight) and the second too easy (an arc of the circle rather than the whole circle: its
+    end sits next to the observed result); for contrarian decisions the first set is the easier one.
+    Requiring both keeps the measured false-positive rate near or below the nominal level for rules
+    of either kind (docs/evaluation.md). With at most `n_shifts` shifts
+    all are used, else `n_shifts` drawn without replacement (seeded).
     """
     open_, close = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
     pos = _members(positions_by_member, close.size)
-    out: dict[str, Any] = {"timing_p_value": None, "timing_log_return": None, "timing_null_mean": None,
-                           "timing_draws": 0}
-    shifts = timing_shifts(close.size - 1, exclude_backward, n_shifts, seed)
+    num_held = close.size - 1
+    out: dict[str, Any] = {"timing_p_value": None, "timing_p_all_shifts": None, "timing_p_past_only": None,
+                           "timing_log_return": None, "timing_null_mean": None, "timing_draws": 0,
+                           "timing_draws_past_only": 0}
+    shifts = timing_shifts(num_held, 1, n_shifts, seed)
     if shifts.size == 0:
         return out
     observed = float(np.mean(np.log(_equities(open_, close, pos, cost, execution)[:, -1])))
     null = np.empty(shifts.size)
     chunk = max(1, 2_000_000 // pos.size)  # bound the [K, M, N] work arrays
     for start in range(0, shifts.size, chunk):
-        part = shift_held(pos, shifts[start:start + chunk])  # [k, M, N]
+        part = shift_held(pos, shifts[start:start + chunk])  # [k, M, N]; one shift for all members
         k = part.shape[0]
         eq = _equities(open_, close, part.reshape(k * pos.shape[0], close.size), cost, execution)
         null[start:start + k] = np.log(eq[:, -1]).reshape(k, pos.shape[0]).mean(axis=1)
-    # Ties (e.g. an always-invested agent, whose shifts are all identical) count against the agent.
-    tol = 1e-12 * max(1.0, abs(observed))
-    exceed = int(np.count_nonzero(null >= observed - tol))
-    out.update(timing_p_value=(1 + exceed) / (null.size + 1), timing_log_return=observed,
-               timing_null_mean=float(null.mean()), timing_draws=int(null.size))
+    # shift s moves positions back by num_held - s days: keep those moved back by more than lookback
+    past_only = null[shifts < num_held - max(1, int(lookback))]
+    p_all, p_past = _rank_p(null, observed), _rank_p(past_only, observed)
+    out.update(timing_p_value=max(p_all, p_past), timing_p_all_shifts=p_all, timing_p_past_only=p_past,
+               timing_log_return=observed, timing_null_mean=float(null.mean()), timing_draws=int(null.size),
+               timing_draws_past_only=int(past_only.size))
     return out
 
 
@@ -167,7 +190,7 @@ def best_member_deflated(open_: np.ndarray, close: np.ndarray, positions_by_memb
 def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, *, cost: float,
                   execution: str = "next_open", annualization: float = 252.0, seed: int = 0,
                   prior_close: np.ndarray | None = None, alpha: float = ALPHA, n_boot: int = N_BOOT,
-                  block: int | None = None, n_shifts: int = N_SHIFTS, lookback: int = EXCLUDE_BACKWARD,
+                  block: int | None = None, n_shifts: int = N_SHIFTS, lookback: int = 1,
                   n_trials: int | None = None, baselines: bool = True) -> dict[str, Any]:
     """Excess test, timing test, verdict and baselines for one symbol.
 
@@ -183,7 +206,7 @@ def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.
     pos = _members(positions_by_member, close.size)
     excess = excess_test(open_, close, pos, cost, execution, annualization=annualization, n_boot=n_boot,
                          block=block, seed=seed)
-    timing = timing_test(open_, close, pos, cost, execution, n_shifts=n_shifts, exclude_backward=lookback, seed=seed)
+    timing = timing_test(open_, close, pos, cost, execution, n_shifts=n_shifts, lookback=lookback, seed=seed)
     text, claims = verdict(excess, timing, alpha)
     report: dict[str, Any] = {**excess, **timing, "verdict": text}
     if pos.shape[0] > 1:

@@ -310,7 +310,8 @@ def test_backtest_policy_reports_verdict_and_tests_per_symbol():
             np.testing.assert_equal(m[key], expected[key], err_msg=key)
         assert m["verdict"].split(";")[0].split(" (")[0] in (
             "beats buy & hold", "worse than buy & hold", "not distinguishable from buy & hold")
-        assert m["timing_draws"] == config.test_days - 2 - config.window
+        assert m["timing_draws"] == config.test_days - 3
+        assert m["timing_draws_past_only"] == config.test_days - 2 - config.window
         # the existing keys stay
         for key in ("total_return", "sharpe", "sharpe_ci_low", "significant", "bh_total_return", "days"):
             assert key in m
