@@ -156,14 +156,15 @@ def _rate(hits: int, n: int) -> dict[str, float]:
 
 def _record(rep: dict) -> list:
     """[excess p, sign of the mean excess, timing p, timing p over all shifts, timing p over past-only
-    shifts] of one report (rounded; None when undefined)."""
+    shifts, excess p of the bootstrap-t, excess p of Student's t] of one report (rounded)."""
     p_ex, mean = rep["excess_p_value"], rep["excess_mean_annual"]
 
     def r(p):
         return None if p is None else round(p, 5)
 
     return [r(p_ex), 0 if not mean else int(math.copysign(1, mean)), r(rep["timing_p_value"]),
-            r(rep["timing_p_all_shifts"]), r(rep["timing_p_past_only"])]
+            r(rep["timing_p_all_shifts"]), r(rep["timing_p_past_only"]), r(rep["excess_p_bootstrap"]),
+            r(rep["excess_p_student"])]
 
 
 def claim_rates(records: list, excess_level: float = EXCESS_LEVEL, timing_level: float = TIMING_LEVEL) -> dict:
@@ -336,8 +337,8 @@ def main(argv=None) -> int:
         result["pooled_members"] = {"members": 5, "test_days": 120, "records": pooled}
         print(f"\n== 5 members pooled, 120 test days, {args.pooled} markets per row")
         for name, recs in pooled.items():
-            r = claim_rates([rec[:5] for rec in recs])
-            dsr = _rate(sum(1 for rec in recs if (rec[5] or 0) > 0.95), len(recs))
+            r = claim_rates([rec[:-1] for rec in recs])
+            dsr = _rate(sum(1 for rec in recs if (rec[-1] or 0) > 0.95), len(recs))
             print(f"{name:38s} excess p<5% {_fmt(r['excess_rejects'])}  timing p<5% {_fmt(r['timing_5pct'])}  "
                   f"skill claim {_fmt(r['skill'])}  best member DSR > 0.95 {_fmt(dsr)}")
     if args.agents:

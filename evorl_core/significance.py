@@ -4,7 +4,8 @@ For one symbol and one or more agents (members: seeds, folds, population members
 days, `symbol_report` asks:
 
 1. Excess over buy & hold: is the mean daily difference of net returns (agent minus buy & hold,
-   both in the same accounting) zero? Two-sided stationary block bootstrap-t (`stats.mean_test`);
+   both in the same accounting) zero? Two-sided: stationary block bootstrap-t and Student's t, the
+   more cautious of the two (`stats.mean_test`);
    several members are pooled by averaging their daily differences day by day, so the resampled
    time blocks stay paired.
 2. Timing skill against an exposure-matched null: is the agent's log return larger than what the
@@ -68,7 +69,8 @@ def excess_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
     diff = (eq[:, 1:] / eq[:, :-1]) - (bh[1:] / bh[:-1])[None, :]
     res = mean_test(diff.mean(axis=0), annualization, level, n_boot, block, seed)
     return {"excess_mean_annual": res["mean"], "excess_ci_low": res["ci_low"], "excess_ci_high": res["ci_high"],
-            "excess_p_value": res["p_value"], "excess_block": res["block"], "excess_resamples": int(n_boot)}
+            "excess_p_value": res["p_value"], "excess_p_bootstrap": res["p_bootstrap"],
+            "excess_p_student": res["p_student"], "excess_block": res["block"], "excess_resamples": int(n_boot)}
 
 
 def _rank_p(null: np.ndarray, observed: float) -> float:
