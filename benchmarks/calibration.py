@@ -311,6 +311,48 @@ def print_rates(n: int, null: dict, planted: dict, excess_level: float = EXCESS_
         print(f"{name:43s} beats {_fmt(r['beats'])}  timing claim {_fmt(r['timing'])}  skill claim {_fmt(r['skill'])}")
 
 
+def headline(null: dict) -> str:
+    """Pooled rates: the excess test where its null holds (martingale, no cost), the timing test and the
+    verdict's claims of skill over every null row (a claim of skill is false in all of them)."""
+    rows = [(sc, st, recs) for sc, by in null.items() for st, recs in by.items()]
+    excess_rows = [recs for sc, _, recs in rows if sc == "martingale, no cost"]
+    pooled_ex = claim_rates([r for recs in excess_rows for r in recs])["excess_rejects"]
+    every = claim_rates([r for _, _, recs in rows for r in recs])
+    worst = max(((claim_rates(recs)["skill"]["rate"], sc, st) for sc, st, recs in rows))
+    return (f"Pooled: excess p < 5% in {pooled_ex['rate']:.1%} ± {pooled_ex['se']:.1%} of {pooled_ex['n']} "
+            f"martingale no-cost markets; timing p < 5% in {every['timing_5pct']['rate']:.1%} ± "
+            f"{every['timing_5pct']['se']:.1%} and a claim of skill in {every['skill']['rate']:.1%} ± "
+            f"{every['skill']['se']:.1%} of all {every['skill']['n']} null markets (worst row: {worst[0]:.1%}, "
+            f"{worst[2]} / {worst[1]}).")
+
+
+def markdown(result: dict) -> str:
+    """The calibration tables of docs/evaluation.md from a result (this script's --out JSON)."""
+    lines = []
+    for n, block in result["by_test_days"].items():
+        null, planted = block["null"], block["planted"]
+        markets = len(next(iter(next(iter(null.values())).values())))
+        lines += [f"**{n} test days** ({markets} null markets per row; rate ± binomial standard error)", "",
+                  "| scenario | strategy (lookback) | excess p < 5% | beats | worse | timing p < 5% "
+                  "| timing claim | skill claim |", "|---|---|---|---|---|---|---|---|"]
+        for scenario, by_strategy in null.items():
+            for strategy, recs in by_strategy.items():
+                r = claim_rates(recs)
+                cells = [f"{r[k]['rate']:.1%} ± {r[k]['se']:.1%}" for k in
+                         ("excess_rejects", "beats", "worse", "timing_5pct", "timing", "skill")]
+                lines.append(f"| {scenario} | {strategy} ({NULL_STRATEGIES[strategy]}) | " + " | ".join(cells) + " |")
+        lines += ["", headline(null), ""]
+        planted_n = len(next(iter(planted.values())))
+        lines += [f"Power on {planted_n} planted markets per row:", "",
+                  "| strategy | beats | timing claim | skill claim |", "|---|---|---|---|"]
+        for name, recs in planted.items():
+            r = claim_rates(recs)
+            lines.append(f"| {name} | " + " | ".join(f"{r[k]['rate']:.1%} ± {r[k]['se']:.1%}"
+                                                   for k in ("beats", "timing", "skill")) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markets", type=int, default=300, help="null markets per scenario and test length")
@@ -323,7 +365,11 @@ def main(argv=None) -> int:
     ap.add_argument("--agents", type=int, default=0,
                     help="also train this many quick PPO agents (3 random-walk symbols each, 250 test days)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--markdown", type=Path, help="print the tables of docs/evaluation.md from a saved --out JSON")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     t0 = time.perf_counter()
     result = {"alpha": ALPHA, "markets": args.markets, "planted_markets": args.planted, "n_boot": args.n_boot,
               "history_days": HISTORY, "cost": COST, "by_test_days": {}}
