@@ -204,7 +204,8 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
                    "excess_mean_annual", "excess_ci_low", "excess_ci_high"}
-COUNT_METRICS = {"trades", "days", "episodes", "timing_draws", "excess_block", "excess_resamples", "members"}
+COUNT_METRICS = {"trades", "days", "episodes", "timing_draws", "timing_draws_past_only", "excess_block",
+                 "excess_resamples", "members"}
 
 
 def pretty(name: str) -> str:
@@ -347,10 +348,12 @@ def metric_definitions_table() -> pd.DataFrame:
     rows["sharpe 95% CI"] = ("moving-block bootstrap (blocks of 5 days, 2000 resamples) percentile interval "
                              "of the Sharpe ratio (it asks 'different from flat', not 'better than buy & hold')")
     rows["excess mean annual"] = ("mean daily net return of the agent minus buy & hold's, x 252, with its 95% "
-                                  "interval (excess ci low/high) and two-sided p-value (excess p value): "
-                                  "stationary block bootstrap-t, 2000 resamples (docs/evaluation.md)")
+                                  "interval (excess ci low/high) and two-sided p-value (excess p value): the "
+                                  "more cautious of a stationary block bootstrap-t (2000 resamples) and "
+                                  "Student's t (docs/evaluation.md)")
     rows["timing p value"] = ("share of the agent's own held positions, circularly shifted in time (same "
-                              "exposure), that earn a log return at least as high: (1 + count) / (draws + 1)")
+                              "exposure), that earn a log return at least as high: (1 + count) / (draws + 1); "
+                              "the larger over two sets of shifts (docs/evaluation.md)")
     rows["verdict"] = ("'beats' / 'worse than buy & hold' when the excess p < 0.05; 'timing skill' when the "
                        "timing p < 0.025; otherwise no claim (docs/evaluation.md)")
     return pd.DataFrame({"definition": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
