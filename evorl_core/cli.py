@@ -99,23 +99,34 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def _sharpe_with_interval(m: dict[str, Any]) -> str:
+    """'0.850 [-1.20, 2.90]': the Sharpe ratio and its 95% bootstrap interval (when there is one)."""
+    low, high = m.get("sharpe_ci_low"), m.get("sharpe_ci_high")
+    if low is None or high is None:
+        return _fmt(m.get("sharpe"))
+    return f"{_fmt(m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
+
+
 def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table."""
-    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe", "B&H Sharpe", "max DD",
-              "B&H max DD", "trades", "win rate", "exposure"]
+    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table, with the
+    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md)."""
+    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe [95% CI]", "B&H Sharpe", "max DD",
+              "B&H max DD", "trades", "win rate", "exposure", "verdict"]
     rows = [header]
     for symbol, m in metrics.items():
         rows.append([
             symbol, _fmt(m.get("total_return"), True), _fmt(m.get("bh_total_return"), True),
-            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _fmt(m.get("sharpe")),
+            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _sharpe_with_interval(m),
             _fmt(m.get("bh_sharpe")), _fmt(m.get("max_drawdown"), True), _fmt(m.get("bh_max_drawdown"), True),
             _count(m.get("trades")), _fmt(m.get("win_rate"), True, signed=False),
-            _fmt(m.get("exposure"), True, signed=False),
+            _fmt(m.get("exposure"), True, signed=False), str(m.get("verdict") or "n/a"),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+    last = len(header) - 1  # the verdict is text: left-aligned, not padded
+    lines = ["  ".join(c if i == last else (c.rjust(w) if i else c.ljust(w))
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     table = "\n".join(lines)
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table

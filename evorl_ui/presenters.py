@@ -206,8 +206,10 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
-                   "gross_return", "cost_drag", "cost_drag_annual", "mean_trade_return"}
-COUNT_METRICS = {"trades", "days", "episodes", "round_trips", "winners"}
+                   "gross_return", "cost_drag", "cost_drag_annual", "mean_trade_return",
+                   "excess_mean_annual", "excess_ci_low", "excess_ci_high"}
+COUNT_METRICS = {"trades", "days", "episodes", "round_trips", "winners", "timing_draws", "timing_draws_past_only",
+                 "excess_block", "excess_resamples", "members"}
 # Labels that say what a metric counts or in which unit it is (the keys stay backtest's names).
 LABELS = {
     "trades": "position changes",
@@ -294,6 +296,26 @@ def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def verdict_text(metrics: Mapping[str, Any]) -> str:
+    """The symbol's verdict in plain words (excess over buy & hold; timing skill), docs/evaluation.md."""
+    v = metrics.get("verdict")
+    if isinstance(v, str) and v:
+        return v
+    return "no verdict: this run was evaluated before the excess and timing tests existed"
+
+
+def baseline_comparison_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """The agent beside the baselines of the same symbol (``baselines`` in metrics.json), as display text:
+    rows = agent and each baseline, columns = total return, Sharpe, max drawdown, trades, exposure."""
+    base = metrics.get("baselines")
+    if not isinstance(base, Mapping) or not base:
+        return pd.DataFrame()
+    keys = ("total_return", "sharpe", "max_drawdown", "trades", "exposure")
+    rows = {"agent": metrics, **{pretty(name): m for name, m in base.items() if isinstance(m, Mapping)}}
+    data = {pretty(k): [format_metric(k, m.get(k)) for m in rows.values()] for k in keys}
+    return pd.DataFrame(data, index=pd.Index(list(rows), name="strategy"))
+
+
 def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                    columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown")) -> pd.DataFrame:
     """Rows = symbol; each chosen agent metric followed by its buy-and-hold value, as display text."""
@@ -308,9 +330,12 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                 rec[pretty(c)] = format_metric(c, agent[c])
             if c in bh:
                 rec[f"{pretty(c)} (B&H)"] = format_metric(c, bh[c])
-        if "significant" in agent:
+        if "significant" in agent or "verdict" in agent:
             rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
-            rec["vs flat (95%)"] = significance_text(agent)
+        if "verdict" in agent:
+            rec["verdict"] = verdict_text(agent)
+        elif "significant" in agent:  # runs evaluated before the verdict existed
+            rec["differs from flat"] = "yes" if agent["significant"] else "no"
         records.append(rec)
     if not records:
         return pd.DataFrame()
@@ -366,7 +391,16 @@ def metric_definitions_table() -> pd.DataFrame:
     """Every reported metric with its formula, as stated in docs/accounting.md."""
     rows = dict(METRIC_DEFINITIONS)
     rows["sharpe 95% CI"] = ("moving-block bootstrap (blocks of 5 days, 2000 resamples) percentile interval "
-                             "of the Sharpe ratio; 'differs from flat' when it excludes 0")
+                             "of the Sharpe ratio (it asks 'different from flat', not 'better than buy & hold')")
+    rows["excess mean annual"] = ("mean daily net return of the agent minus buy & hold's, x 252, with its 95% "
+                                  "interval (excess ci low/high) and two-sided p-value (excess p value): the "
+                                  "more cautious of a stationary block bootstrap-t (2000 resamples) and "
+                                  "Student's t (docs/evaluation.md)")
+    rows["timing p value"] = ("share of the agent's own held positions, circularly shifted in time (same "
+                              "exposure), that earn a log return at least as high: (1 + count) / (draws + 1); "
+                              "the larger over two sets of shifts (docs/evaluation.md)")
+    rows["verdict"] = ("'beats' / 'worse than buy & hold' when the excess p < 0.05; 'timing skill' when the "
+                       "timing p < 0.025; otherwise no claim (docs/evaluation.md)")
     return pd.DataFrame({"definition": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
 
 
@@ -762,8 +796,14 @@ def symbol_rows(equity: pd.DataFrame | None, symbol: str) -> pd.DataFrame | None
 
 
 def notes_text(metrics: Mapping[str, Any]) -> str:
-    """metric_notes as one caption line ('' when there are none)."""
-    return " · ".join(f"{k}: {v}" for k, v in metric_notes(metrics).items())
+    """metric_notes as one caption line ('' when there are none); the verdict, in plain words, first
+    (it replaces the old 'significant', i.e. 'different from flat', flag on screen)."""
+    notes = metric_notes(metrics)
+    verdict = notes.pop("verdict", None)
+    if verdict:
+        notes.pop("significant", None)
+    parts = ([f"Verdict: {verdict}"] if verdict else []) + [f"{k}: {v}" for k, v in notes.items()]
+    return " · ".join(parts)
 
 
 # several agents: seeds and populations (docs/evolution.md) --------------------------------
