@@ -335,7 +335,7 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
         if "verdict" in agent:
             rec["verdict"] = verdict_text(agent)
         elif "significant" in agent:  # runs evaluated before the verdict existed
-            rec["differs from flat"] = "yes" if agent["significant"] else "no"
+            rec["vs flat (95%)"] = significance_text(agent)
         records.append(rec)
     if not records:
         return pd.DataFrame()
