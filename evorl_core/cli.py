@@ -1,15 +1,17 @@
 """The `evorl` command line: train, backtest, deploy, signal, paper, runs, bench.
 
-User mistakes end in one clear line on stderr and exit code 2; no traceback.
+User mistakes end in one clear line on stderr and exit code 2; a run that fails once started
+(diverged, disk full, out of memory) in one line and exit code 1; SIGINT/SIGTERM during training
+save a checkpoint and end the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -48,13 +50,18 @@ from .deploy import (
 )
 from .evaluation import rebacktest_dir, run_backtest
 from .ledger import record as record_paper
-from .rundir import RunDir, RunDirError, list_runs
+from .loop import TrainingDiverged
+from .rundir import DAMAGED, RunDir, RunDirError, StorageError, dumps, list_runs, new_run_id, read_json
 from .timefmt import format_duration
 from .walkforward import WALKFORWARD_DIR, run_walkforward
 
 
 class UserError(Exception):
     pass
+
+
+class RunFailed(Exception):
+    """A run that started and then failed (exit code 1); the message is one line."""
 
 
 def _fmt(value: Any, pct: bool = False, signed: bool = True) -> str:
@@ -330,14 +337,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         search_space=args.search_space, init_space=args.init_space,
         total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
         minibatch_size=args.minibatch_size, epochs=args.epochs,
-        hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,
+        hidden=parse_ints(args.hidden, "hidden") if args.hidden is not None else None,
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
         anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
         cost_model=args.cost_model, brokerage_bps=args.brokerage_bps, dp_charge=args.dp_charge,
         price_adjustment=args.price_adjustment,
-        positions=parse_floats(args.positions, "positions") if args.positions else None,
+        positions=parse_floats(args.positions, "positions") if args.positions is not None else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
     )
@@ -364,13 +371,13 @@ def train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
-        if distributed.is_writer() and not (run_path / "config.json").exists():  # only process 0 reads it
-            raise UserError(f"--resume {run_path}: no config.json there; is it a run directory?")
+        if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
+            raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
-        config = make_config("production")  # replaced by the stored config inside train()
+        config = make_config("production")  # replaced by the stored config inside pipeline.run
     else:
         config = config_from_args(args)
-        runs_dir, run_id = Path(args.runs_dir), args.run_id
+        runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
         if distributed.is_writer():
             print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
                   f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
@@ -381,10 +388,34 @@ def train(args: argparse.Namespace) -> int:
         print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
               "process 0 writes the run", file=sys.stderr)
     bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
+    stop = pipeline.StopSignal()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: abort now (the last checkpoint stays)
+        received.append(signum)
+        stop.interrupt(f"interrupted by {name}")
+        print(f"\nevorl train: {name}: stopping after the current chunk and saving a checkpoint "
+              "(send it again to abort at once)", file=sys.stderr)
+
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    run_path = Path(runs_dir) / run_id
     try:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
-                    model_name=args.model_name, models_dir=args.models_dir, cache_dir=args.cache_dir)
+                           stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
+                           cache_dir=args.cache_dir)
+    except (StorageError, TrainingDiverged) as exc:
+        raise RunFailed(f"{exc} (run {run_path}: failed)") from None
+    except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback in error.log
+        log = run_path / "error.log"
+        raise RunFailed(pipeline.describe_error(exc) + (f" (traceback in {log})" if log.exists() else "")) from None
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
     if not distributed.is_writer():
@@ -406,6 +437,10 @@ def train(args: argparse.Namespace) -> int:
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
     print(f"\nrun directory: {run.path}")
+    if status.get("state") in ("interrupted", "stopped"):
+        print(f"resume with: evorl train --resume {run.path}", file=sys.stderr)
+    if received:
+        return 128 + received[0]
     return 0
 
 
@@ -435,13 +470,13 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     run_path = Path(args.run)
-    if not (run_path / "config.json").exists():
-        raise UserError(f"--run {run_path}: no config.json there; is it a run directory?")
+    if not run_path.is_dir():
+        raise UserError(f"--run {run_path}: not a run directory")
     run = RunDir(run_path)
-    stored = run.read_config() or {}
+    stored = run.load_config()
     out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
     metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
-    record = json.loads((out / "rebacktest.json").read_text(encoding="utf-8"))
+    record = read_json(out / "rebacktest.json", {}, kind=dict)
     for warning in (record.get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"costs {cost_line(stored)}")
@@ -466,8 +501,8 @@ def cmd_signal(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
-        print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
-                          "synthetic": bool(info.get("synthetic")), "stale": stale, "signals": result}, indent=2))
+        print(dumps({"model": bundle.name, "data_source": info.get("source"),
+                     "synthetic": bool(info.get("synthetic")), "stale": stale, "signals": result}))
         return 0
     print(f"model {bundle.name}  data: {info.get('source')} ({args.data or 'as trained: ' + training_source(bundle)})"
           + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "") + ("  [STALE DATA]" if stale else ""))
@@ -487,9 +522,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
     for w in info.get("warnings", []) + result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
-                          "synthetic": bool(info.get("synthetic")), "appended": result.appended,
-                          "latest": result.latest, "warnings": result.warnings}, indent=2))
+        print(dumps({"model": bundle.name, "data_source": info.get("source"),
+                     "synthetic": bool(info.get("synthetic")), "appended": result.appended,
+                     "latest": result.latest, "warnings": result.warnings}))
         return 0
     print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "")
           + f"  ledger: {Path(bundle.path) / 'ledger.jsonl'}")
@@ -509,7 +544,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     runs = list_runs(args.runs_dir)
     if args.json:
-        print(json.dumps(runs, indent=2, default=str))
+        print(dumps(runs))
         return 0
     if not runs:
         print(f"no runs in {args.runs_dir}")
@@ -517,13 +552,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run id':<34} {'state':<12} {'steps':>12}  {'symbols':<28} mean test return (B&H)")
     for r in runs:
         bt = r.get("backtest") or {}
-        rets = [m.get("total_return") for m in bt.values() if m.get("total_return") is not None]
-        bh = [m.get("bh_total_return") for m in bt.values() if m.get("bh_total_return") is not None]
+        rets = [m.get("total_return") for m in bt.values() if isinstance(m.get("total_return"), (int, float))]
+        bh = [m.get("bh_total_return") for m in bt.values() if isinstance(m.get("bh_total_return"), (int, float))]
         headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
         print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
               f"{','.join(r.get('symbols') or []):<28} {headline}")
         if r.get("error"):
-            print(f"    error: {r['error']}")
+            print(f"    {'damaged' if r['state'] == DAMAGED else 'error'}: {r['error']}")
     return 0
 
 
@@ -563,9 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return COMMANDS[args.command](args)
+    except (RunFailed, StorageError, TrainingDiverged) as exc:
+        print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except USER_ERRORS as exc:
         print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an --out that is a file: one line naming it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"evorl {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nevorl {args.command}: interrupted", file=sys.stderr)
         return 130

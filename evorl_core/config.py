@@ -24,6 +24,10 @@ INIT_SCHEMES = ("normal", "orthogonal")
 # with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
 # undefined; equity then drops to a millionth, which reads as "wiped out" (docs/accounting.md).
 MIN_GROWTH = 1e-6
+# Seeds are unsigned 32-bit (JAX PRNG keys, NumPy generators); capital large enough for any account
+# and small enough that equity stays finite in float32 accounting.
+SEED_MAX = 2**32 - 1
+MAX_INITIAL_CAPITAL = 1e15
 TUPLE_FIELDS = ("symbols", "positions", "hidden", "evolve")
 
 
@@ -238,6 +242,13 @@ def validation_errors(c: TrainConfig) -> list[str]:
         if not cond:
             errs.append(msg)
 
+    for f in dataclasses.fields(c):  # NaN and inf pass most range checks below; name them first
+        value = getattr(c, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            errs.append(f"{f.name}: must be a finite number (got {value})")
+    last_seed = SEED_MAX - max(c.seeds, c.population, 1) + 1  # members use seed, seed+1, ...
+    need(isinstance(c.seed, int) and 0 <= c.seed <= last_seed,
+         f"seed: must be a whole number from 0 to {last_seed} (got {c.seed})")
     need(len(c.symbols) >= 1, "symbols: give at least one symbol")
     for s in c.symbols:
         need(bool(s) and s.replace("-", "").replace("_", "").replace("&", "").replace(".", "").isalnum(),
@@ -286,7 +297,8 @@ def validation_errors(c: TrainConfig) -> list[str]:
          f"dp_charge: Rs {c.dp_charge} per sell day must be below initial_capital")
     need(c.execution in EXECUTION_MODES, f"execution: must be one of {', '.join(EXECUTION_MODES)}")
     need(c.episode_len >= 2, f"episode_len: must be at least 2 (got {c.episode_len})")
-    need(c.initial_capital > 0, "initial_capital: must be positive")
+    need(0 < c.initial_capital <= MAX_INITIAL_CAPITAL,
+         f"initial_capital: must be positive and at most {MAX_INITIAL_CAPITAL:g} (got {c.initial_capital})")
     need(c.preset in PRESETS, f"preset: unknown preset {c.preset!r}")
     need(c.total_timesteps >= 1, f"timesteps: must be positive (got {c.total_timesteps})")
     need(c.num_envs >= 1, f"num_envs: must be positive (got {c.num_envs})")

@@ -31,7 +31,7 @@ from .evaluation import chosen_member
 from .market_data import MarketData
 from .ppo import PPO
 from .provenance import library_versions
-from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from .rundir import RunDir, RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -44,6 +44,11 @@ def validate_model_name(name: str) -> str:
     if not MODEL_NAME_RE.match(name or "") or ".." in name:
         raise DeployError(f"model name {name!r} is invalid: use letters, digits, '_', '-', '.'")
     return name
+
+
+def params_finite(params: Any) -> bool:
+    """Whether every network parameter is a finite number (a diverged run's are not)."""
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree_util.tree_leaves(params))
 
 
 @dataclass
@@ -83,11 +88,14 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
     on validation days, or (ensemble=k) the top k members by validation score, whose action
     probabilities the signal averages."""
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
-    stored = run.read_config()
-    if stored is None or not run.is_trained():
-        raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
-    config = TrainConfig.from_dict(stored)
     name = validate_model_name(name or run.run_id)
+    if not run.is_trained():
+        raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
+    stored = run.load_config()
+    config = TrainConfig.from_dict(stored)
+    if not isinstance(stored.get("feature_names"), list) or not isinstance(stored.get("normalization"), dict):
+        raise DeployError(f"{run.config_path}: no feature names or normalisation recorded; the run never "
+                          "got past loading its data")
 
     member = chosen_member(run)
     if ensemble > 1:
@@ -99,6 +107,9 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
         members = [member]
         params = load_params(run, config, len(stored["feature_names"]), member=member)
         policy = f"member {member} (chosen on validation days)" if config.members > 1 else "the trained agent"
+    if not params_finite(params):
+        raise DeployError(f"{run.path}: the model's parameters are not finite numbers (training diverged); "
+                          "refusing to deploy it")
 
     out = Path(models_dir) / name
     tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
@@ -143,7 +154,7 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
         return []
     out = []
     for p in sorted(models_dir.iterdir()):
-        meta = read_json(p / "bundle.json") if p.is_dir() and not p.name.startswith(".") else None
+        meta = read_json(p / "bundle.json", kind=dict) if p.is_dir() and not p.name.startswith(".") else None
         if meta is None:
             continue
         out.append({
@@ -160,18 +171,27 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
 def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> Bundle:
     candidate = Path(name_or_dir)
     path = candidate if (candidate / "bundle.json").exists() else Path(models_dir) / str(name_or_dir)
-    meta = read_json(path / "bundle.json")
+    try:
+        meta = load_json(path / "bundle.json")
+    except RunDirError as exc:
+        raise DeployError(str(exc)) from None
     if meta is None:
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
-    config = TrainConfig.from_dict(meta["config"])
-    template = params_template(config, len(meta["feature_names"]))
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        template = params_template(config, len(meta["feature_names"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeployError(f"{path / 'bundle.json'}: damaged ({type(exc).__name__}: {exc})") from None
     size = len(meta.get("ensemble") or [])
     if size > 1:
         template = jax.tree_util.tree_map(lambda x: np.stack([x] * size), template)
     try:
         params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split())})") from None
+    if not params_finite(params):
+        raise DeployError(f"{path / 'params.msgpack'}: the parameters are not finite numbers (a diverged "
+                          "model); redeploy a run that trained normally")
     return Bundle(meta.get("name", path.name), path, meta, config, params)
 
 
@@ -216,6 +236,9 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
         held = float(path[-2]) if days >= 2 else 0.0
         obs = trading_env.observe(data, 0, length - 1, jnp.float32(held), ppo.env_params)
         probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None], bundle.ensemble)[0], np.float64)
+        if not np.isfinite(probs).all():
+            raise DeployError(f"model {bundle.name!r} gives non-finite action probabilities for {symbol} on "
+                              f"{frame.index[-1].date()}; no signal")
         out.append({
             "symbol": symbol,
             "date": str(frame.index[-1].date()),

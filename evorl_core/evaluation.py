@@ -220,7 +220,9 @@ def write_evaluation(out_dir: Path, result: dict[str, Any], market: Market) -> d
 
 def stored_normalisation(stored: dict, symbols) -> tuple[np.ndarray, np.ndarray]:
     """The training-range feature statistics a run recorded in config.json, for `symbols`."""
-    norm = stored["normalization"]
+    norm = stored.get("normalization")
+    if not isinstance(norm, dict):
+        raise ValueError("config.json records no feature normalisation (the run never got past loading its data)")
     missing = [s for s in symbols if s not in norm]
     if missing:
         raise ValueError(f"the run was not trained on {', '.join(missing)}; it knows {', '.join(norm)}")
@@ -231,14 +233,14 @@ def stored_normalisation(stored: dict, symbols) -> tuple[np.ndarray, np.ndarray]
 
 def evaluate_run(run: RunDir, market: Market) -> dict[str, dict]:
     """Evaluate a trained run on `market` (built with the run's own normalisation) into its backtest/."""
-    config = TrainConfig.from_dict(run.read_config())
+    config = TrainConfig.from_dict(run.load_config())
     params = load_params(run, config, market.data.features.shape[-1])
     return write_evaluation(run.backtest_dir, evaluate(config, params, market), market)
 
 
 def chosen_member(run: RunDir) -> int:
     """The member a run reports and deploys (0 for a single agent)."""
-    return int(read_json(run.backtest_dir / "selection.json", {}).get("chosen_member", 0))
+    return int(read_json(run.backtest_dir / "selection.json", {}, kind=dict).get("chosen_member", 0))
 
 
 def last_seen_day(date_range: dict) -> str | None:
@@ -288,12 +290,13 @@ def run_backtest(run: RunDir | str | Path, market: Market | None = None, out_dir
     `rebacktest_dir(run, source)`, with `rebacktest.json` recording the data and windows used.
     """
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
-    stored = run.read_config()
-    if stored is None:
-        raise RunDirError(f"{run.path}: no config.json; is this a run directory?")
+    stored = run.load_config()
     if not run.has_checkpoint():
         raise RunDirError(f"{run.path}: no checkpoint/state.msgpack; the run has no trained state")
-    config = TrainConfig.from_dict(stored)
+    try:
+        config = TrainConfig.from_dict(stored)
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{run.config_path}: {exc}") from None
     changes = {}
     if data is not None:
         changes["data"] = data

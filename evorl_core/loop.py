@@ -35,6 +35,8 @@ from .rundir import RunDir
 
 CHECKPOINT_EVERY_S = 60.0
 TARGET_CHUNK_S = 2.0
+# Losses that must stay finite; a NaN/inf in one of them (or in the parameters) ends the run.
+DIVERGENCE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl")
 # Rough sustained FLOP rates used only to choose how many updates go in one compiled chunk.
 ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
 
@@ -53,6 +55,37 @@ def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int)
     target = max(1, min(int(TARGET_CHUNK_S * rate / max(flops, 1.0)), 64, remaining))
     lowest = max(1, -(-target // 4))
     return next((d for d in range(target, lowest - 1, -1) if remaining % d == 0), target)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or a network parameter became NaN or infinite; the message names the update."""
+
+
+def check_finite(metrics: dict[str, np.ndarray], state: Any, updates_before: int, evolving: bool = False) -> None:
+    """Raise TrainingDiverged when a chunk's losses ([members, K] per metric) or the parameters after
+    it are not finite, naming the first such update (and member). Called once per chunk, before
+    anything of it is saved, so the checkpoint on disk stays the last finite one. A PBT population
+    fails only when every member has diverged: its rounds replace a diverged member (non-finite
+    fitness ranks last) with a copy of a good one."""
+    runner = getattr(state, "runner", state)
+    members, k = next(iter(metrics.values())).shape
+    finite = np.ones(members, dtype=bool)
+    for leaf in jax.tree_util.tree_leaves(runner.params):
+        # a collective with several processes (members may live on other hosts): every process checks
+        finite &= np.asarray(distributed.gather(jnp.isfinite(leaf).reshape(members, -1).all(axis=1)))
+    if evolving and finite.any():
+        return
+    for i in range(k):
+        for name in DIVERGENCE_METRICS:
+            value = metrics[name][:, i] if name in metrics else np.zeros(members)
+            bad = np.flatnonzero(~np.isfinite(value))
+            if bad.size:
+                member = f", member {bad[0]}" if members > 1 else ""
+                raise TrainingDiverged(f"diverged at update {updates_before + i + 1}{member} "
+                                       f"({name} = {value[bad[0]]})")
+    if not finite.all():
+        member = f", member {np.flatnonzero(~finite)[0]}" if members > 1 else ""
+        raise TrainingDiverged(f"diverged by update {updates_before + k}{member} (network parameters are not finite)")
 
 
 def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int = 1, data_shards: int = 1) -> float:
@@ -250,6 +283,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         # [K] per metric for one agent, [members, K] for several
         metrics = {name: np.asarray(metrics[name], dtype=np.float64).reshape(members, k_now)
                    for name in METRIC_NAMES}
+        check_finite(metrics, state, updates_done, config.evolving)
         rss = host_rss_mb()
         peak_rss = max(peak_rss, rss)
         dev_mem = device_memory_mb()

@@ -410,6 +410,7 @@ STATE_ICONS = {
     "queued": ":material/schedule:", "compiling": ":material/settings:", "running": ":material/play_circle:",
     "stopping": ":material/stop_circle:", "stopped": ":material/pause_circle:",
     "done": ":material/check_circle:", "failed": ":material/error:", "interrupted": ":material/warning:",
+    "damaged": ":material/broken_image:",
 }
 # Active states in which a stop request still has an effect (a stopping run is already ending).
 STOPPABLE_STATES = tuple(s for s in ACTIVE_STATES if s != "stopping")
@@ -449,6 +450,8 @@ def status_alert(status: Mapping[str, Any], still_live: bool,
         return "error", f"Run failed: {status.get('error') or 'no error message recorded'}"
     if state == "interrupted":
         return "warning", f"Run interrupted: {status.get('error') or ''}"
+    if state == "damaged":
+        return "error", f"Run damaged: {status.get('error') or 'its status.json cannot be read'}"
     if state in ACTIVE_STATES and not still_live:
         return "warning", (f"No update for {age_text(status.get('updated_at'), now)}: the training process "
                            "probably ended without writing a final status.")

@@ -13,7 +13,8 @@ from typing import Any
 import streamlit as st
 
 from evorl_core import jobs, provenance
-from evorl_core.rundir import RunDir, list_runs_annotated
+from evorl_core.data import DataError
+from evorl_core.rundir import RUN_ID_RE, RunDir, list_runs_annotated
 
 # setting -> (environment variable, default)
 SETTINGS = {
@@ -52,7 +53,12 @@ def data_cache() -> Path:
 
 
 def uploads_dir(name: str) -> Path:
-    """<data cache>/uploads/<name>/: where uploaded CSVs are kept (one folder per run or page)."""
+    """<data cache>/uploads/<name>/: where uploaded CSVs are kept (one folder per run or page).
+
+    `name` must be a plain folder name (the rules of a run id): a DataError otherwise, so no upload
+    folder is ever outside <data cache>/uploads/."""
+    if not RUN_ID_RE.fullmatch(name or "") or ".." in name:
+        raise DataError(f"upload folder name {name!r} is invalid: use letters, digits, '_', '-', '.'")
     return data_cache() / "uploads" / name
 
 

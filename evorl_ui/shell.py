@@ -33,7 +33,8 @@ PAGES = {
 }
 DEFAULT_PAGE = "home"
 # Error types whose message is written for the user already (no class name in front).
-USER_ERRORS = ("DataError", "ConfigError", "JobError", "RunDirError", "DeployError", "LedgerError")
+USER_ERRORS = ("DataError", "ConfigError", "JobError", "RunDirError", "StorageError", "RunInUse", "DeployError",
+               "LedgerError", "TrainingDiverged")
 # Session keys of the run selection shared by all pages (widgets.pick_run reads them).
 SELECTED_RUN = "selected_run"  # the run last selected on any page
 REQUESTED_RUN = "_requested_run"  # the run a go_to() asked the next page to select

@@ -2,13 +2,14 @@
 the data-provenance badge, field errors, form drafts, and drawing a figure.
 
 Every page that loads market data (Train, Data, Models) offers the same sources through
-``source_picker``; uploaded CSVs are written to ``<data cache>/uploads/<name>/<SYMBOL>.csv`` and
-validated by ``save_uploads`` only.
+``source_picker``; uploaded CSVs are validated in memory and only then written to
+``<data cache>/uploads/<name>/<SYMBOL>.csv`` by ``save_uploads`` only. The client's file name is
+never used: `<name>` and `<SYMBOL>` are checked names of ours, so nothing lands outside that folder.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +19,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from evorl_core import data
-from evorl_core.data import DataError, read_symbol_csv
-from evorl_core.rundir import ACTIVE_STATES, atomic_write_json, read_json
+from evorl_core.data import DataError, parse_symbol_csv
+from evorl_core.rundir import ACTIVE_STATES, StorageError, atomic_write_bytes, atomic_write_json, read_json
 from evorl_ui import forms, presenters, settings, shell
 
 # source kind -> label; a kind other than csv_dir/upload is a load_frames source as it is.
 SOURCES = {"auto": "Auto (cache → Yahoo → synthetic)", "synthetic": "Synthetic (offline)",
            "yahoo": "Yahoo Finance", "csv_dir": "CSV directory", "upload": "CSV upload per symbol"}
 SOURCE_HELP = "auto: cached or downloaded real data; synthetic for a symbol with none available."
+# What an uploaded symbol may be called on disk: a ticker, never a path.
+UPLOAD_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9&_.-]{0,63}$")
 CSV_LAYOUTS = "Yahoo `Date,Open,High,Low,Close,Adj Close,Volume` or NSE/Kaggle layout"
 
 
@@ -80,31 +83,44 @@ def source_spec(choice: SourceChoice) -> tuple[str | None, list[str]]:
 
 
 def save_uploads(uploads: Mapping[str, Any], symbols: Sequence[str], folder: Path) -> tuple[str | None, list[str]]:
-    """Write each symbol's uploaded CSV to ``folder/<SYMBOL>.csv`` and validate it.
+    """Validate each symbol's uploaded CSV in memory, then write them all to ``folder/<SYMBOL>.csv``.
 
     Returns ('csv:<folder>', []) or (None, one message per problem, each naming its symbol); on
-    problems the folder is removed again.
+    problems nothing is written. The uploaded file's own name is never used; a symbol that is not a
+    plain ticker is refused, so every file lands directly in ``folder`` (``settings.uploads_dir``).
     """
-
     missing = [s for s in symbols if uploads.get(s) is None]
     if missing:
         return None, [f"upload: no CSV for {', '.join(missing)}"]
-    shutil.rmtree(folder, ignore_errors=True)  # a reused folder holds this upload only
-    folder.mkdir(parents=True, exist_ok=True)
-    errors = []
+    bad = [s for s in symbols if not UPLOAD_SYMBOL_RE.fullmatch(s) or ".." in s]
+    if bad:
+        return None, [f"upload: {s!r} is not a valid ticker (letters, digits, '&', '_', '.', '-')" for s in bad]
+    errors, contents = [], {}
     for sym in symbols:
-        path = folder / f"{sym}.csv"
-        path.write_bytes(uploads[sym].getvalue())
-        shown = getattr(uploads[sym], "name", None) or f"{sym}.csv"  # the user's file name, not our path
+        content = uploads[sym].getvalue()
+        # Messages call the file what the user called it: display text only, never a path.
+        shown = " ".join(str(getattr(uploads[sym], "name", None) or f"{sym}.csv").split())[:200]
         try:
-            read_symbol_csv(path)
+            parse_symbol_csv(content, shown)
+            contents[sym] = content
         except DataError as exc:
-            errors.append(f"{sym}: {str(exc).replace(str(path), shown)}")
+            errors.append(f"{sym}: {exc}")
         except Exception as exc:  # noqa: BLE001 - unreadable upload: show it, don't crash
-            errors.append(f"{sym}: {shell.error_text(exc).replace(str(path), shown)}")
+            errors.append(f"{sym}: {shell.error_text(exc)}")
     if errors:
-        shutil.rmtree(folder, ignore_errors=True)
         return None, errors
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.csv"):  # a reused folder holds this upload only
+            if old.stem not in contents:
+                old.unlink()
+        for sym, content in contents.items():
+            atomic_write_bytes(folder / f"{sym}.csv", content)
+    except StorageError as exc:
+        return None, [f"upload: {exc}"]
+    except OSError as exc:
+        return None, [f"upload: cannot write {folder}: {exc.strerror or exc}"]
     return f"csv:{folder}", []
 
 

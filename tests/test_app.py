@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from evorl_core import jobs
 from evorl_core.config import make_config
-from evorl_core.rundir import RunDir
+from evorl_core.rundir import RunDir, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("home", "train", "live", "backtest", "walkforward", "models", "data")
@@ -191,6 +191,7 @@ def test_live_failed_run_shows_error(dirs):
 def test_live_stop_button_writes_stop_file(dirs):
     rd = RunDir.create(dirs["runs"], "cli-run")
     rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the CLI process that owns the run
     rd.write_status("running", env_steps=256, total_steps=1024)
     rd.append_metrics([{"update": 1, "env_steps": 256, "steps_per_sec": 1000.0}])
     at = open_page("live")
@@ -199,6 +200,7 @@ def test_live_stop_button_writes_stop_file(dirs):
     assert not stop.disabled
     stop.click().run()
     assert rd.stop_requested()
+    owner.release()
 
 
 def test_pages_read_the_run_named_in_the_url(with_run, dirs):

@@ -11,6 +11,7 @@ from evorl_core.rundir import (
     FINAL_STATES,
     RunDir,
     RunDirError,
+    RunLock,
     delete_run,
     list_runs_annotated,
     parse_tags,
@@ -85,9 +86,12 @@ def test_delete_removes_a_final_run(tmp_path, state):
 @pytest.mark.parametrize("state", ACTIVE_STATES)
 def test_delete_refuses_an_active_run(tmp_path, state):
     rd = _run(tmp_path, state=state)
-    with pytest.raises(RunDirError, match="stop it before deleting"):
-        delete_run(rd)
-    assert rd.status_path.exists()
+    with RunLock.acquire(rd):  # a live owner (a lock on another descriptor looks the same)
+        with pytest.raises(RunDirError, match="stop it before deleting"):
+            delete_run(rd)
+        assert rd.status_path.exists()
+    delete_run(rd)  # the owner is gone: the run reads as interrupted, and nothing writes to it
+    assert not rd.path.exists()
 
 
 def test_delete_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -20,7 +20,7 @@ function or constant (a test stubbing `_download`), patch it in the module that 
 
 from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
 
-from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, read_symbol_csv, yahoo_ticker
+from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, parse_symbol_csv, read_symbol_csv, yahoo_ticker
 from .features import (
     FEATURE_CLIP,
     FEATURE_NAMES,
@@ -106,6 +106,7 @@ __all__ = [
     "load_market",
     "normalisation_stats",
     "raw_features",
+    "parse_symbol_csv",
     "read_symbol_csv",
     "rows_needed",
     "split_indices",

@@ -8,6 +8,7 @@ naming rule (`SYMBOL.csv` or `SYMBOL.NS.csv`, found by `_find_symbol_file`) is s
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -50,30 +51,45 @@ def read_symbol_csv(path: str | os.PathLike, price_adjustment: str = "none") -> 
     return _read_csv(Path(path), price_adjustment)[0]
 
 
+def parse_symbol_csv(content: bytes, name: str) -> pd.DataFrame:
+    """Validate a CSV held in memory (an upload) exactly as `read_symbol_csv` validates a file;
+    messages name `name`. Nothing is written anywhere."""
+    return _read_csv(bytes(content), name=name)[0]
+
+
 def _header_key(header: Any) -> str:
     return re.sub(r"[\s_.]+", " ", str(header).strip().lower()).strip()
 
 
-def _read_csv(path: Path, price_adjustment: str = "none") -> tuple[pd.DataFrame, str]:
+def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | None = None
+              ) -> tuple[pd.DataFrame, str]:
     """(validated frame, layout) where layout is 'yahoo', 'yahoo-multiindex' or 'nse'.
 
-    With `price_adjustment="dividends"` and an `Adj Close` column, the prices are total-return
-    prices; `frame.attrs["price_adjustment"]` records "dividends" or "none" (no such column).
+    `source`: a file, or the bytes of one (then `name` is what messages call it). With
+    `price_adjustment="dividends"` and an `Adj Close` column, the prices are total-return prices;
+    `frame.attrs["price_adjustment"]` records "dividends" or "none" (no such column).
     """
-    name = str(path)
-    if not path.is_file():
+    name = name or str(source)
+    if isinstance(source, Path) and not source.is_file():
         raise DataError(f"{name}: file not found")
     read = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+
+    def table(**extra: Any) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **read, **extra)
+
     try:
-        raw = pd.read_csv(path, **read)
+        raw = table()
         first_row = 2
         # `DataFrame.to_csv` of a yfinance MultiIndex frame: Price,..  /  Ticker,..  /  Date,,,
         if (len(raw) >= 2 and raw.columns.size and _header_key(raw.columns[0]) == "price"
                 and str(raw.iloc[0, 0]).strip().lower() == "ticker"):
-            raw = pd.read_csv(path, skiprows=[1, 2], **read).rename(columns={raw.columns[0]: "Date"})
+            raw = table(skiprows=[1, 2]).rename(columns={raw.columns[0]: "Date"})
             first_row = 4
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {e})") from None
+        detail = " ".join(str(e).split())  # pandas puts line breaks in its messages
+        raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {detail})") from None
+    except OSError as e:
+        raise DataError(f"{name}: cannot read it ({e.strerror or e})") from None
     headers: dict[str, str] = {}
     for col in raw.columns:
         headers.setdefault(_header_key(col), col)

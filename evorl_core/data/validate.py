@@ -19,6 +19,9 @@ import pandas as pd
 OHLCV = ("open", "high", "low", "close", "volume")
 PRICES = ("open", "high", "low", "close")
 PRICE_TOLERANCE = 1e-6  # relative slack when checking low <= open, close <= high
+# Prices the float32 environment can hold with their ratios finite and accurate (float32 ends at
+# 3.4e38); 1e300 passes every other check but becomes inf on the device and NaN in training.
+MIN_PRICE, MAX_PRICE = 1e-12, 1e12
 # A one-day close-to-close move this large (either way) looks like an unadjusted split or bonus.
 SPLIT_MOVE_THRESHOLD = 0.35
 # Close ratios of common NSE bonus issues that stay below the threshold (1:2 -> 2/3, 1:3 -> 3/4),
@@ -152,6 +155,9 @@ def _check_values(numbers: Mapping[str, np.ndarray], name: str, rows: np.ndarray
          lambda c, i: "missing value (evorl never fills gaps: fix or delete the row)")
     fail({c: np.isinf(numbers[c]) for c in OHLCV}, lambda c, i: f"{numbers[c][i]} is not a finite number")
     fail({c: numbers[c] <= 0 for c in PRICES}, lambda c, i: f"price must be positive (got {numbers[c][i]:g})")
+    fail({c: (numbers[c] < MIN_PRICE) | (numbers[c] > MAX_PRICE) for c in PRICES},
+         lambda c, i: f"price {numbers[c][i]:g} is outside {MIN_PRICE:g} .. {MAX_PRICE:g}, the range evorl's "
+                      "float32 accounting holds")
     fail({"volume": numbers["volume"] < 0}, lambda c, i: f"volume must be >= 0 (got {numbers[c][i]:g})")
 
     o, h, low, c = (numbers[k] for k in PRICES)
