@@ -11,6 +11,11 @@ Both files are written in full to temporary names first and only then renamed in
 two files always belong to the same save. A damaged file is a RunDirError naming it. Readers that
 only need the network parameters use `load_params`, which restores them without rebuilding the env
 state or the market data.
+
+With several processes (docs/scaling.md) the state holds the full arrays, gathered from every
+process, and only process 0 writes or reads the files; on resume it sends the state to the
+others. A checkpoint therefore resumes on any number of processes and devices that its env
+batch divides into.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import serialization
 
+from . import distributed
 from .config import TrainConfig
 from .ppo import PPO, Runner
 from .rundir import RunDir, RunDirError, atomic_write_many, dumps, read_json
@@ -31,7 +37,9 @@ META_FILE = "meta.json"
 
 
 def save_checkpoint(run: RunDir, runner: Runner, env_steps: int, updates_done: int) -> None:
-    state = jax.device_get(runner)
+    state = distributed.gather(runner)  # every process calls this: a collective across processes
+    if not distributed.is_writer():
+        return
     meta = {"env_steps": env_steps, "updates_done": updates_done, "saved_at": time.time()}
     atomic_write_many({
         run.checkpoint_dir / STATE_FILE: serialization.to_bytes(state),
@@ -67,13 +75,17 @@ def check_checkpoint(run: RunDir) -> None:
 
 
 def load_checkpoint(run: RunDir, template: Runner) -> tuple[Runner, dict[str, Any]]:
-    """The runner saved in `run`, shaped like `template` (a freshly initialised runner)."""
-    raw = _state_bytes(run)
-    try:
-        runner = serialization.from_bytes(template, raw)
-    except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
-        raise _damaged(run, exc) from None
-    meta = read_json(run.checkpoint_dir / META_FILE, {}, kind=dict)
+    """The runner saved in `run`, shaped like `template` (a freshly initialised runner): read by
+    process 0 and sent to every other process."""
+    runner, meta = template, {}
+    if distributed.is_writer():
+        raw = _state_bytes(run)
+        try:
+            runner = serialization.from_bytes(template, raw)
+        except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
+            raise _damaged(run, exc) from None
+        meta = read_json(run.checkpoint_dir / META_FILE, {}, kind=dict)
+    runner, meta = distributed.from_writer_tree(runner), distributed.from_writer(meta)
     return jax.tree_util.tree_map(jnp.asarray, runner), meta
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from . import __version__, backends, bench, pipeline, provenance
+from . import __version__, backends, bench, distributed, pipeline, provenance
 from .backends import BackendError
 from .config import (
     COST_MODELS,
@@ -106,23 +106,34 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def _sharpe_with_interval(m: dict[str, Any]) -> str:
+    """'0.850 [-1.20, 2.90]': the Sharpe ratio and its 95% bootstrap interval (when there is one)."""
+    low, high = m.get("sharpe_ci_low"), m.get("sharpe_ci_high")
+    if low is None or high is None:
+        return _fmt(m.get("sharpe"))
+    return f"{_fmt(m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
+
+
 def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table."""
-    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe", "B&H Sharpe", "max DD",
-              "B&H max DD", "trades", "win rate", "exposure"]
+    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table, with the
+    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md)."""
+    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe [95% CI]", "B&H Sharpe", "max DD",
+              "B&H max DD", "trades", "win rate", "exposure", "verdict"]
     rows = [header]
     for symbol, m in metrics.items():
         rows.append([
             symbol, _fmt(m.get("total_return"), True), _fmt(m.get("bh_total_return"), True),
-            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _fmt(m.get("sharpe")),
+            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _sharpe_with_interval(m),
             _fmt(m.get("bh_sharpe")), _fmt(m.get("max_drawdown"), True), _fmt(m.get("bh_max_drawdown"), True),
             _count(m.get("trades")), _fmt(m.get("win_rate"), True, signed=False),
-            _fmt(m.get("exposure"), True, signed=False),
+            _fmt(m.get("exposure"), True, signed=False), str(m.get("verdict") or "n/a"),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+    last = len(header) - 1  # the verdict is text: left-aligned, not padded
+    lines = ["  ".join(c if i == last else (c.rjust(w) if i else c.ljust(w))
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     table = "\n".join(lines)
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table
@@ -233,6 +244,18 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    dist = t.add_argument_group(
+        "several processes or hosts (docs/scaling.md); default: the EVORL_* variables, else JAX's "
+        "cluster detection (SLURM, MPI, Kubernetes), else one process")
+    dist.add_argument("--coordinator-address", metavar="HOST:PORT",
+                      help=f"process 0's address, the same for every process (or {distributed.ENV_ADDRESS})")
+    dist.add_argument("--num-processes", type=int, metavar="N",
+                      help=f"processes in the run; 1 turns cluster detection off (or {distributed.ENV_COUNT})")
+    dist.add_argument("--process-id", type=int, metavar="I",
+                      help=f"this process, 0..N-1; process 0 writes the run (or {distributed.ENV_ID})")
+    dist.add_argument("--peer-timeout", type=float, metavar="SECONDS",
+                      help="end the run when a process is silent this long (default 60, or "
+                           f"{distributed.ENV_PEER_TIMEOUT})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,22 +353,41 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     backends.select(args.backend)
+    if not distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                                  timeout=args.peer_timeout):
+        return train(args)
+    try:
+        return train(args)
+    except BaseException as exc:  # one of several processes: a normal exit would wait in JAX's
+        # shutdown barrier for a failed peer; say what failed (and tell the others), then leave
+        message = distributed.failure_message(exc)
+        print(f"evorl train: error: {message}", file=sys.stderr)
+        user_error = isinstance(exc, USER_ERRORS) and not distributed.peer_failed()
+        distributed.exit_now(130 if isinstance(exc, KeyboardInterrupt) else 2 if user_error else 1)
+        raise
 
+
+def train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
-        if not run_path.is_dir():
+        if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
             raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
         config = make_config("production")  # replaced by the stored config inside pipeline.run
     else:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
-        print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
-              f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
-              file=sys.stderr)
-    print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
-    bar = None if args.quiet else ProgressBar()
+        if distributed.is_writer():
+            print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
+                  f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
+                  file=sys.stderr)
+    if distributed.is_writer():
+        print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
+    else:
+        print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
+              "process 0 writes the run", file=sys.stderr)
+    bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
     stop = pipeline.StopSignal()
     received: list[int] = []
 
@@ -376,6 +418,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         if bar is not None:
             bar.close()
+    if not distributed.is_writer():
+        print(f"evorl: {distributed.describe()} done; process 0 wrote {run.run_id}", file=sys.stderr)
+        return 0
     status = run.read_status() or {}
     for warning in ((run.read_config() or {}).get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -531,6 +576,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
+# Mistakes a user can fix: one line on stderr, exit code 2.
+USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
+               ValueError)
+
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
             "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
@@ -552,8 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunFailed, StorageError, TrainingDiverged) as exc:
         print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
-            ValueError) as exc:
+    except USER_ERRORS as exc:
         print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an --out that is a file: one line naming it

@@ -54,9 +54,10 @@ SEARCH_SPACE: dict[str, Range] = {
 }
 
 
-def parse_space(text: str, field_name: str) -> dict[str, Range]:
-    """'lr=1e-5:1e-2,ent_coef=0:0.05' -> ranges replacing those of SEARCH_SPACE (others unchanged)."""
-    space = dict(SEARCH_SPACE)
+def parse_space(text: str, field_name: str, base: dict[str, Range] | None = None) -> dict[str, Range]:
+    """'lr=1e-5:1e-2,ent_coef=0:0.05' -> ranges replacing those of `base` (default SEARCH_SPACE;
+    others unchanged)."""
+    space = dict(base or SEARCH_SPACE)
     for item in (x.strip() for x in text.split(",") if x.strip()):
         name, sep, bounds = item.partition("=")
         low, sep2, high = bounds.partition(":")
@@ -67,14 +68,14 @@ def parse_space(text: str, field_name: str) -> dict[str, Range]:
             lo, hi = float(low), float(high)
         except ValueError:
             raise ConfigError(f"{field_name}: {item!r}: LOW and HIGH must be numbers") from None
-        base = SEARCH_SPACE[name.strip()]
+        declared = SEARCH_SPACE[name.strip()]
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ConfigError(f"{field_name}: {item!r}: need finite LOW <= HIGH")
-        if base.scale == "log" and lo <= 0:
+        if declared.scale == "log" and lo <= 0:
             raise ConfigError(f"{field_name}: {item!r}: {name.strip()} is searched on a log scale; LOW must be > 0")
-        if base.scale == "discount" and not (0 < lo and hi < 1):
+        if declared.scale == "discount" and not (0 < lo and hi < 1):
             raise ConfigError(f"{field_name}: {item!r}: {name.strip()} must lie strictly between 0 and 1")
-        space[name.strip()] = Range(lo, hi, base.scale, base.doc)
+        space[name.strip()] = Range(lo, hi, declared.scale, declared.doc)
     return space
 
 

@@ -17,6 +17,7 @@ overwrites `backtest/`: it writes `rebacktests/<timestamp>-<source>/` (or a new 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from functools import partial
@@ -34,6 +35,7 @@ from .costs import cost_model
 from .data import Market, load_market
 from .ppo import PPO
 from .rundir import RunDir, RunDirError, atomic_write_json, atomic_write_text, read_json
+from .significance import symbol_report
 from .stats import sharpe_confidence_interval
 
 SPREAD_METRICS = ("total_return", "sharpe", "max_drawdown", "exposure", "trades")
@@ -105,7 +107,8 @@ def backtest_policy(config: TrainConfig, params: Any, market: Market) -> tuple[p
     """Greedy policy of one agent on each symbol's last `test_days` days -> (equity frame, metrics)."""
     paths = greedy_paths(config, params, market, np.asarray(market.data.test_start), market.test_days)
     frames, metrics = _test_results(config, market, paths)
-    return frames[0], metrics[0]
+    reports = significance_reports(config, market, paths, trials=1)
+    return frames[0], {symbol: {**m, **reports[symbol]} for symbol, m in metrics[0].items()}
 
 
 def spread(metrics_by_member: list[dict[str, dict]], symbol: str) -> dict[str, float]:
@@ -142,6 +145,7 @@ def evaluate(config: TrainConfig, params: Any, market: Market) -> dict[str, Any]
     test_paths = greedy_paths(config, params, market, np.asarray(market.data.test_start), market.test_days,
                               members)
     frames, metrics = _test_results(config, market, test_paths)
+    reports = significance_reports(config, market, test_paths, trials=count_trials(config))
     selection = {
         "members": members, "chosen_member": chosen, "criterion": criterion,
         "seeds": [config.seed + k for k in range(members)],
@@ -150,7 +154,34 @@ def evaluate(config: TrainConfig, params: Any, market: Market) -> dict[str, Any]
         },
     }
     return {"chosen": chosen, "selection": selection, "frames": frames, "metrics": metrics,
-            "validation_scores": scores}
+            "validation_scores": scores, "reports": reports}
+
+
+def count_trials(config: TrainConfig, rounds: int | None = None) -> int:
+    """Trials behind a reported agent, counted honestly for the deflated Sharpe ratio: every member,
+    and for a population every member of every generation (one per PBT round plus the first)."""
+    if not config.evolving:
+        return config.members
+    rounds = config.num_updates // config.pbt_interval if rounds is None else rounds
+    return config.members * (rounds + 1)
+
+
+def significance_reports(config: TrainConfig, market: Market, paths: np.ndarray, trials: int) -> dict[str, dict]:
+    """Per symbol: excess over buy & hold, timing skill against the exposure-matched null, the verdict
+    and the baselines, pooled over members ([M, S, N] test positions), and with several trials the
+    deflated Sharpe ratio of the best member (docs/evaluation.md)."""
+    costs = cost_model(config)
+    # the statistics run the accounting from an account of 1: the flat sell-day charge is scaled to it
+    relative = dataclasses.replace(costs, sell_day_charge_rupees=costs.sell_day_charge_rupees / config.initial_capital)
+    out = {}
+    for s, symbol in enumerate(market.symbols):
+        t0 = int(market.data.test_start[s])
+        _, open_, close = _window(market, s, t0, market.test_days)
+        prior = market.frames[symbol]["close"].to_numpy(np.float64)[:t0]
+        out[symbol] = symbol_report(open_, close, paths[:, s, :], cost=relative, execution=config.execution,
+                                    seed=config.seed, lookback=config.window, prior_close=prior,
+                                    n_trials=trials if trials > 1 else None)
+    return out
 
 
 def write_backtest(out_dir: Path, frame: pd.DataFrame, metrics: dict) -> None:
@@ -170,6 +201,7 @@ def write_evaluation(out_dir: Path, result: dict[str, Any], market: Market) -> d
     headline = {}
     for s, symbol in enumerate(market.symbols):
         row = dict(metrics[chosen][symbol])
+        row.update(result.get("reports", {}).get(symbol, {}))
         if result["validation_scores"] is not None:
             row["val_log_return"] = float(result["validation_scores"][chosen, s])
         if members > 1:

@@ -166,7 +166,8 @@ def init_population(runner: Runner, config: TrainConfig) -> Population:
     members = config.population
     key = jax.random.PRNGKey(config.seed + 7919)  # independent of every member's own key
     key, k_sample = jax.random.split(key)
-    init_space = space_arrays(parse_space(config.init_space or config.search_space, "init_space"), config.evolve)
+    search = parse_space(config.search_space, "search_space")
+    init_space = space_arrays(parse_space(config.init_space, "init_space", base=search), config.evolve)
     base = jax.tree_util.tree_map(lambda x: x[0], runner.hyper)
     hyper = sample(k_sample, base, init_space, members)
     return Population(runner._replace(hyper=hyper), key, jnp.int32(0))

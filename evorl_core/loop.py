@@ -4,6 +4,10 @@ A Python loop over a jitted chunk of K PPO updates. Between chunks it times (wit
 `block_until_ready`), samples memory, appends metrics, updates status, checkpoints and checks for a
 stop request. Compile time is measured separately and excluded from throughput. What happens
 before (loading data, the run record) and after (backtest, deploy) is `pipeline`'s job.
+
+With several processes (`distributed`, docs/scaling.md) every process runs this same loop over
+one global mesh; process 0 decides when to stop and to checkpoint (`distributed.agreed`), so
+every process takes the same branch before the next collective.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import psutil
 
-from . import evolution, sharding
+from . import distributed, evolution, sharding
 from .backends import device_memory
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
@@ -67,7 +71,8 @@ def check_finite(metrics: dict[str, np.ndarray], state: Any, updates_before: int
     members, k = next(iter(metrics.values())).shape
     finite = np.ones(members, dtype=bool)
     for leaf in jax.tree_util.tree_leaves(runner.params):
-        finite &= np.asarray(jnp.isfinite(leaf).reshape(members, -1).all(axis=1))
+        # a collective with several processes (members may live on other hosts): every process checks
+        finite &= np.asarray(distributed.gather(jnp.isfinite(leaf).reshape(members, -1).all(axis=1)))
     if evolving and finite.any():
         return
     for i in range(k):
@@ -83,12 +88,14 @@ def check_finite(metrics: dict[str, np.ndarray], state: Any, updates_before: int
         raise TrainingDiverged(f"diverged by update {updates_before + k}{member} (network parameters are not finite)")
 
 
-def memory_estimate(config: TrainConfig, obs_size: int) -> float:
-    """Bytes a run needs on its device, estimated before compiling: per member the network
+def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int = 1, data_shards: int = 1) -> float:
+    """Bytes a run needs on each device, estimated before compiling: per member the network
     parameters with their gradients and Adam moments, the rollout (observations, actions,
     log-probs, values, rewards, dones, advantages, targets) and its shuffled copy, and the
     activations of one minibatch forward and backward pass; plus the env states. An estimate,
-    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit."""
+    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit.
+    On a mesh, members are split over `population_shards` devices and each member's env batch,
+    rollout and minibatch over `data_shards`; its parameters and optimiser state are whole on each."""
     widths = [obs_size, *config.hidden]
     layer_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     head = config.hidden[-1] * (len(config.positions) + 1) + len(config.positions) + 1
@@ -96,36 +103,46 @@ def memory_estimate(config: TrainConfig, obs_size: int) -> float:
     per_sample = obs_size + 8  # rollout row: observation + scalars
     rollout = config.batch_size * per_sample * 2  # the rollout and its shuffled copy
     activations = config.minibatch_size * (2 * sum(config.hidden) + obs_size) * 3
-    per_member = 4 * (4 * params + rollout + activations + config.num_envs * (obs_size + 8))
-    return float(per_member * config.members)
+    whole = 4 * 4 * params
+    split = 4 * (rollout + activations + config.num_envs * (obs_size + 8))
+    return float((whole + split / data_shards) * math.ceil(config.members / population_shards))
 
 
 def available_memory_bytes() -> float:
-    """What a run may use: the first device's free memory where the backend reports it (GPU),
-    else the host's available memory (CPU)."""
-    memory = device_memory(jax.devices()[0]) or {}
+    """What a run may use on each device: this process's first device's free memory where the
+    backend reports it (GPU), else the host's available memory (CPU)."""
+    memory = device_memory(jax.local_devices()[0]) or {}
     if "limit_mb" in memory:
         return (memory["limit_mb"] - memory.get("in_use_mb", 0.0)) * 2**20
     return float(psutil.virtual_memory().available)
 
 
-def check_fits(config: TrainConfig, obs_size: int, available: float | None = None) -> None:
-    """Refuse, before compiling, a run whose estimated memory exceeds what is available, naming the
-    number of members (or the network size) that would fit."""
+def mesh_shards(members: int, devices: int) -> tuple[int, int]:
+    """(population shards, data shards) of the loop's mesh: members first (a member per device
+    needs no communication), the env batch takes the rest. (1, 1) on one device."""
+    population_shards = math.gcd(members, devices) if members > 1 else 1
+    return population_shards, devices // population_shards
+
+
+def check_fits(config: TrainConfig, obs_size: int, available: float | None = None, population_shards: int = 1,
+               data_shards: int = 1) -> None:
+    """Refuse, before compiling, a run whose estimated memory per device exceeds what is available,
+    naming the number of members (or the network size) that would fit."""
     available = available_memory_bytes() if available is None else available
-    need = memory_estimate(config, obs_size)
+    need = memory_estimate(config, obs_size, population_shards, data_shards)
     if need <= available:
         return
-    per_member = need / config.members
-    fit = int(available // per_member)
+    per_member = need / math.ceil(config.members / population_shards)
+    fit = int(available // per_member) * population_shards
     gib = 2**30
     what = f"{config.members} members" if config.members > 1 else "one agent"
+    where = " per device" if population_shards * data_shards > 1 else ""
     hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
             if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
     field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
     verb = "need" if config.members > 1 else "needs"
-    raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB, {available / gib:.1f} GiB is available; "
-                      f"{hint}")
+    raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB{where}, {available / gib:.1f} GiB is "
+                      f"available; {hint}")
 
 
 def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
@@ -180,7 +197,9 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     if config.evolving and market.val_days != config.val_days:
         raise ConfigError(f"val_days: PBT needs the market's validation window ({market.val_days} days) to be "
                           f"the config's ({config.val_days})")
-    check_fits(config, PPO(config, data.features.shape[-1]).obs_size)
+    population_shards, data_shards = mesh_shards(members, jax.device_count())
+    check_fits(config, PPO(config, data.features.shape[-1]).obs_size, population_shards=population_shards,
+               data_shards=data_shards)
     total_updates = config.num_updates
     total_steps = config.total_env_steps
     steps_per_update = config.batch_size * members  # env steps of one update of every member
@@ -196,15 +215,14 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     elif config.evolving:
         run.append_population("hyperparams", hyperparam_rows(state.runner.hyper, 0, 0))
 
-    # More than one device: split the env batch over all of them (data-parallel; sharding.py).
+    # More than one device (of every process): split the env batch over all of them (data-parallel;
+    # sharding.py) and, with members, the population; device_put places host-identical values.
     jit_kwargs: dict[str, Any] = {}
     batch_constraint = None
     mesh_shape = None
     spmd_axis_name = None
     if jax.device_count() > 1:
         runner = state.runner if config.evolving else state
-        # members first: a member per device needs no communication; the env batch takes the rest
-        population_shards = math.gcd(members, jax.device_count()) if members > 1 else 1
         layout = sharding.layout(runner, config, population=members > 1, population_shards=population_shards)
         spmd_axis_name = sharding.POPULATION_AXIS if members > 1 else None
         shardings = layout.runner
@@ -244,7 +262,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         if tail:  # the tail chunk too, so compile time is all up front and 100% never stalls
             compiled(tail, config.evolving and total_updates % config.pbt_interval == 0)
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
-                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members)
+                     total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members,
+                     processes=jax.process_count())
 
     train_seconds = 0.0
     session_updates = 0
@@ -252,7 +271,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     wall_start = time.time()
     peak_rss = host_rss_mb()
     while updates_done < total_updates:
-        if should_stop():
+        if distributed.agreed(should_stop()):
             break
         k_now = min(k, total_updates - updates_done)
         fn = compiled(k_now, round_due(k_now))
@@ -295,7 +314,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         )
         if progress is not None:
             progress({**status, **rows[-1]})
-        if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
+        if distributed.agreed(time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S):
             save_checkpoint(run, state, env_steps, updates_done)
             last_checkpoint = time.monotonic()
 

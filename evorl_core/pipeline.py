@@ -6,11 +6,17 @@ actually used, its hash, feature normalisation, date ranges, versions and backen
 around training (queued before, done / failed / interrupted after), the held-out backtest and the
 optional deployment. The training itself (compiling, running, stopping, stopped) is `loop.train`.
 What each fault leads to: docs/reliability.md.
+
+With several processes (docs/scaling.md) every process calls `run` with the same arguments;
+process 0 makes the checks and owns the run directory; `distributed.run_dir` gives the others one
+whose writes are no-ops; process 0's run id and stored config reach the others, and only process 0
+backtests and deploys after training.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import threading
 import time
 import traceback
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import loop
+from . import distributed, loop
 from .checkpoints import check_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import FEATURE_NAMES, NUM_FEATURES, Market, load_market
@@ -171,12 +177,19 @@ def run(
     directory (the job registry); it is not released here. Returns the RunDir. Every outcome after
     the checks ends in a final state in status.json (unless the disk cannot take even that).
     """
+    own_lock = None
     if lock is None:
-        config, rd = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
-                               model_name=model_name, models_dir=models_dir)
-        own_lock = acquire(rd, resume=resume)
+        rd = None
+        if distributed.is_writer():  # process 0 checks and owns the run; the others follow its answer
+            config, rd = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
+                                   model_name=model_name, models_dir=models_dir)
+            own_lock = acquire(rd, resume=resume)
+        run_id = distributed.from_writer(rd.run_id if rd is not None else None)
+        if resume:
+            config = TrainConfig.from_dict(distributed.from_writer(rd.load_config() if rd is not None else None))
+        rd = distributed.run_dir(runs_dir, run_id)
     else:
-        rd, own_lock = lock.run, None
+        rd = lock.run
         if resume:
             config = TrainConfig.from_dict(rd.load_config())
         config = config.validated()
@@ -198,8 +211,11 @@ def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress,
         if not resume:  # provisional: readers see symbols and preset while the data loads
             rd.write_config({**config.to_dict(), "data_info": None})
         if market is None:
-            norm = stored_normalisation(rd.load_config(), config.symbols) if resume else None
+            stored = distributed.from_writer(rd.load_config() if distributed.is_writer() else None) if resume else None
+            norm = stored_normalisation(stored, config.symbols) if resume else None
             market = load_market(config, cache_dir=str(cache_dir), norm=norm)
+        distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
+                                "market data": market.data_hash})
         if not resume:
             rd.write_config(run_record(config, market))
         finished = loop.train(config, rd, market, stop_event=stop_event, resume=resume, progress=progress)
@@ -208,6 +224,8 @@ def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress,
             if reason:  # a signal or a server shutdown, not a user's Stop: the run was interrupted
                 rd.write_status("interrupted", error=f"{reason}; checkpoint saved, resume to continue",
                                 finished_at=time.time())
+            return rd
+        if not distributed.is_writer():
             return rd
         rd.write_status("running", phase="backtest")
         evaluate_run(rd, market)
@@ -224,7 +242,9 @@ def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress,
             (rd.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             pass
-        _record_end(rd, "failed", describe_error(exc))
+        # with several processes: name the process that failed
+        message = distributed.failure_message(exc) if distributed.process_count() > 1 else describe_error(exc)
+        _record_end(rd, "failed", message)
         raise
 
 

@@ -429,6 +429,22 @@ class RunDir:
             return None
         return pd.read_csv(self.equity_path, parse_dates=["date"])
 
+    # several agents (--seeds / --population): how the reported one was chosen, every member's test
+    def read_selection(self) -> dict[str, Any] | None:
+        """backtest/selection.json: members, chosen_member, criterion, seeds, validation scores."""
+        return read_json(self.backtest_dir / "selection.json")
+
+    def read_member_equity(self) -> pd.DataFrame | None:
+        """backtest/members.csv (date,symbol,member,position,equity), None for a single agent."""
+        path = self.backtest_dir / "members.csv"
+        if not path.exists():
+            return None
+        return pd.read_csv(path, parse_dates=["date"])
+
+    def read_member_metrics(self) -> dict[str, dict[str, dict[str, Any]]] | None:
+        """backtest/members.json: {member: {symbol: {metric: value}}}, None for a single agent."""
+        return read_json(self.backtest_dir / "members.json")
+
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / "state.msgpack").exists()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from evorl_core.backtest import METRIC_DEFINITIONS
-from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.config import SEARCH_SPACE, ConfigError, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.rundir import ACTIVE_STATES
 from evorl_core.tearsheet import cagr_is_short
@@ -206,8 +206,10 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 PERCENT_METRICS = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
-                   "gross_return", "cost_drag", "cost_drag_annual", "mean_trade_return"}
-COUNT_METRICS = {"trades", "days", "episodes", "round_trips", "winners"}
+                   "gross_return", "cost_drag", "cost_drag_annual", "mean_trade_return",
+                   "excess_mean_annual", "excess_ci_low", "excess_ci_high"}
+COUNT_METRICS = {"trades", "days", "episodes", "round_trips", "winners", "timing_draws", "timing_draws_past_only",
+                 "excess_block", "excess_resamples", "members"}
 # Labels that say what a metric counts or in which unit it is (the keys stay backtest's names).
 LABELS = {
     "trades": "position changes",
@@ -294,6 +296,26 @@ def sharpe_interval_text(metrics: Mapping[str, Any]) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def verdict_text(metrics: Mapping[str, Any]) -> str:
+    """The symbol's verdict in plain words (excess over buy & hold; timing skill), docs/evaluation.md."""
+    v = metrics.get("verdict")
+    if isinstance(v, str) and v:
+        return v
+    return "no verdict: this run was evaluated before the excess and timing tests existed"
+
+
+def baseline_comparison_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """The agent beside the baselines of the same symbol (``baselines`` in metrics.json), as display text:
+    rows = agent and each baseline, columns = total return, Sharpe, max drawdown, trades, exposure."""
+    base = metrics.get("baselines")
+    if not isinstance(base, Mapping) or not base:
+        return pd.DataFrame()
+    keys = ("total_return", "sharpe", "max_drawdown", "trades", "exposure")
+    rows = {"agent": metrics, **{pretty(name): m for name, m in base.items() if isinstance(m, Mapping)}}
+    data = {pretty(k): [format_metric(k, m.get(k)) for m in rows.values()] for k in keys}
+    return pd.DataFrame(data, index=pd.Index(list(rows), name="strategy"))
+
+
 def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                    columns: Sequence[str] = ("total_return", "sharpe", "max_drawdown")) -> pd.DataFrame:
     """Rows = symbol; each chosen agent metric followed by its buy-and-hold value, as display text."""
@@ -308,8 +330,11 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
                 rec[pretty(c)] = format_metric(c, agent[c])
             if c in bh:
                 rec[f"{pretty(c)} (B&H)"] = format_metric(c, bh[c])
-        if "significant" in agent:
+        if "significant" in agent or "verdict" in agent:
             rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
+        if "verdict" in agent:
+            rec["verdict"] = verdict_text(agent)
+        elif "significant" in agent:  # runs evaluated before the verdict existed
             rec["vs flat (95%)"] = significance_text(agent)
         records.append(rec)
     if not records:
@@ -366,7 +391,16 @@ def metric_definitions_table() -> pd.DataFrame:
     """Every reported metric with its formula, as stated in docs/accounting.md."""
     rows = dict(METRIC_DEFINITIONS)
     rows["sharpe 95% CI"] = ("moving-block bootstrap (blocks of 5 days, 2000 resamples) percentile interval "
-                             "of the Sharpe ratio; 'differs from flat' when it excludes 0")
+                             "of the Sharpe ratio (it asks 'different from flat', not 'better than buy & hold')")
+    rows["excess mean annual"] = ("mean daily net return of the agent minus buy & hold's, x 252, with its 95% "
+                                  "interval (excess ci low/high) and two-sided p-value (excess p value): the "
+                                  "more cautious of a stationary block bootstrap-t (2000 resamples) and "
+                                  "Student's t (docs/evaluation.md)")
+    rows["timing p value"] = ("share of the agent's own held positions, circularly shifted in time (same "
+                              "exposure), that earn a log return at least as high: (1 + count) / (draws + 1); "
+                              "the larger over two sets of shifts (docs/evaluation.md)")
+    rows["verdict"] = ("'beats' / 'worse than buy & hold' when the excess p < 0.05; 'timing skill' when the "
+                       "timing p < 0.025; otherwise no claim (docs/evaluation.md)")
     return pd.DataFrame({"definition": list(rows.values())}, index=pd.Index(list(rows), name="metric"))
 
 
@@ -765,8 +799,276 @@ def symbol_rows(equity: pd.DataFrame | None, symbol: str) -> pd.DataFrame | None
 
 
 def notes_text(metrics: Mapping[str, Any]) -> str:
-    """metric_notes as one caption line ('' when there are none)."""
-    return " · ".join(f"{k}: {v}" for k, v in metric_notes(metrics).items())
+    """metric_notes as one caption line ('' when there are none); the verdict, in plain words, first
+    (it replaces the old 'significant', i.e. 'different from flat', flag on screen)."""
+    notes = metric_notes(metrics)
+    verdict = notes.pop("verdict", None)
+    if verdict:
+        notes.pop("significant", None)
+    parts = ([f"Verdict: {verdict}"] if verdict else []) + [f"{k}: {v}" for k, v in notes.items()]
+    return " · ".join(parts)
+
+
+# several agents: seeds and populations (docs/evolution.md) --------------------------------
+# metrics.jsonl rows of a run with several agents carry ``member``; their steps_per_sec is the
+# aggregate of all members (one vmapped program) and env_steps counts one member's steps.
+def members_of(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The member ids in metrics.jsonl rows, sorted ([] for a single agent)."""
+    return sorted({int(r["member"]) for r in rows if r.get("member") is not None})
+
+
+def config_members(config: Mapping[str, Any] | None) -> int:
+    """Agents a run trains together (TrainConfig.members from its config.json): the population
+    size with PBT, else the number of seeds; 1 for a single agent."""
+    config = config or {}
+    population = int(config.get("population") or 1)
+    return population if population > 1 else int(config.get("seeds") or 1)
+
+
+def member_arrays(rows: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> dict[int, dict[str, np.ndarray]]:
+    """metric_arrays per member, each member's rows in update order: {member: {key: array}}."""
+    keys = tuple(keys)
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("member") is not None:
+            groups.setdefault(int(r["member"]), []).append(r)
+    return {m: metric_arrays(sorted(g, key=lambda r: r.get("update") or 0), keys) for m, g in sorted(groups.items())}
+
+
+def member_throughput(steps_per_sec: np.ndarray, members: int) -> dict[str, float | None]:
+    """Median aggregate env steps/s of a run with ``members`` agents and the same per member."""
+    median = throughput(steps_per_sec)["median"]
+    return {"aggregate": median, "per_member": None if median is None or members < 1 else median / members}
+
+
+def member_throughput_text(steps_per_sec: np.ndarray, members: int) -> str:
+    """'all 4 members together · 1,234 per member' under the Live page's throughput figure."""
+    t = member_throughput(steps_per_sec, members)
+    if t["per_member"] is None:
+        return f"all {members} members together"
+    return f"all {members} members together · {t['per_member']:,.0f} per member"
+
+
+def hyper_text(name: str, value: Any) -> str:
+    """A hyperparameter value as its scale reads best: 3.00e-04 (log), 0.9900 (discount), 0.2 (linear)."""
+    if value is None or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        return "—"
+    scale = SEARCH_SPACE[name].scale if name in SEARCH_SPACE else "linear"
+    if scale == "log":
+        return f"{value:.2e}"
+    if scale == "discount":
+        return f"{value:.4f}"
+    return f"{value:.3g}"
+
+
+POPULATION_COLUMNS = ("update", "round", "member", *SEARCH_SPACE, "fitness", "replaced", "donor")
+
+
+def population_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """population/hyperparams.jsonl as a frame sorted by round and member: update, round, member,
+    every hyperparameter (after the round's exploit and explore), fitness (validation, before the
+    round's exploit; NaN for round 0, the first generation), replaced, donor."""
+    frame = pd.DataFrame([dict(r) for r in rows])
+    for col in POPULATION_COLUMNS:
+        if col not in frame:
+            frame[col] = np.nan
+    if frame.empty:
+        return frame[list(POPULATION_COLUMNS)]
+    frame["fitness"] = pd.to_numeric(frame["fitness"], errors="coerce").astype(float)
+    frame["replaced"] = frame["replaced"].fillna(False).astype(bool)
+    frame["donor"] = frame["donor"].fillna(frame["member"]).astype(int)
+    for col in ("update", "round", "member"):
+        frame[col] = frame[col].astype(int)
+    return frame.sort_values(["round", "member"]).reset_index(drop=True)
+
+
+def best_per_round(table: pd.DataFrame) -> pd.DataFrame:
+    """The member with the highest validation fitness in each round that has fitness values:
+    round, update, member, fitness (non-finite fitness never wins)."""
+    scored = table[np.isfinite(table["fitness"].to_numpy(dtype=float))] if len(table) else table
+    if scored.empty:
+        return pd.DataFrame(columns=["round", "update", "member", "fitness"])
+    best = scored.loc[scored.groupby("round")["fitness"].idxmax()]
+    return best[["round", "update", "member", "fitness"]].sort_values("round").reset_index(drop=True)
+
+
+def evolved_names(config: Mapping[str, Any]) -> list[str]:
+    """The hyperparameters a run evolves (its config's ``evolve``), in SEARCH_SPACE order."""
+    evolve = set(config.get("evolve") or ())
+    return [n for n in SEARCH_SPACE if n in evolve]
+
+
+def lineage_table(events: Sequence[Mapping[str, Any]], names: Sequence[str]) -> pd.DataFrame:
+    """population/lineage.jsonl for reading, newest round first: round, update, who copied whom,
+    both validation fitness values, and each evolved hyperparameter old -> new (donor's value)."""
+    columns = ["round", "update", "member ← donor", "fitness (replaced)", "fitness (donor)",
+               "hyperparameters: old → new (donor's)"]
+    rows = []
+    for e in sorted(events, key=lambda e: (-int(e.get("round", 0)), int(e.get("member", 0)))):
+        old, new, donor = e.get("old") or {}, e.get("new") or {}, e.get("donor_hyper") or {}
+        rows.append({
+            "round": int(e.get("round", 0)), "update": int(e.get("update", 0)),
+            "member ← donor": f"{e.get('member')} ← {e.get('donor')}",
+            "fitness (replaced)": number_text(e.get("fitness"), "{:+.4f}"),
+            "fitness (donor)": number_text(e.get("donor_fitness"), "{:+.4f}"),
+            "hyperparameters: old → new (donor's)": " · ".join(
+                f"{n} {hyper_text(n, old.get(n))} → {hyper_text(n, new.get(n))} ({hyper_text(n, donor.get(n))})"
+                for n in names),
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def population_caption(config: Mapping[str, Any], table: pd.DataFrame, events: Sequence[Mapping[str, Any]]) -> str:
+    """What the population does, in one line: members, round interval, selection, rounds and
+    exploit events so far, what evolves."""
+    members = config.get("population") or 0
+    fraction = config.get("pbt_fraction") or 0.0
+    rounds = int(table["round"].max()) if len(table) else 0
+    return (f"Population-based training: {members} members · a round every {config.get('pbt_interval')} "
+            f"update(s): fitness = net log return on the validation days, the bottom {fraction:.0%} copy a random "
+            f"member of the top {fraction:.0%} (exploit), then perturb ×0.8/×1.25 or resample with probability "
+            f"{config.get('pbt_resample')} (explore) · {rounds} round(s) so far · {len(events)} exploit event(s) · "
+            f"evolving {', '.join(evolved_names(config)) or '—'}")
+
+
+# the Backtest page: several agents ---------------------------------------------------
+def validation_scores(selection: Mapping[str, Any] | None) -> dict[int, float]:
+    """Each member's selection score: its validation log return averaged over symbols (the
+    criterion the chosen member maximised)."""
+    out = {}
+    for member, per_symbol in ((selection or {}).get("validation_log_return") or {}).items():
+        vals = [float(v) for v in (per_symbol or {}).values() if isinstance(v, (int, float))]
+        out[int(member)] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def selection_text(selection: Mapping[str, Any], population: bool = False) -> str:
+    """How the reported member was chosen, and what its test figure is."""
+    chosen = selection.get("chosen_member")
+    seeds = selection.get("seeds") or []
+    seed = f" (seed {seeds[chosen]})" if isinstance(chosen, int) and 0 <= chosen < len(seeds) else ""
+    kind = "population members" if population else "independently seeded agents"
+    return (f"Member {chosen}{seed} of {selection.get('members')} {kind} is the run's headline: it was picked on the "
+            f"validation days ({selection.get('criterion') or 'validation score'}), never on the test days. Its "
+            "test figures above are one draw from the spread of all members below, not the expected result.")
+
+
+MEMBER_COLUMNS = ("total_return", "sharpe", "max_drawdown")
+
+
+def member_table(member_metrics: Mapping[str, Mapping[str, Mapping[str, Any]]], selection: Mapping[str, Any] | None,
+                 columns: Sequence[str] = MEMBER_COLUMNS) -> pd.DataFrame:
+    """One row per member: chosen mark, seed, validation score (the selection criterion), and each
+    symbol's test metrics, as display text."""
+    selection = selection or {}
+    chosen, seeds = selection.get("chosen_member"), selection.get("seeds") or []
+    scores = validation_scores(selection)
+    rows = []
+    for key in sorted(member_metrics, key=int):
+        m = int(key)
+        row: dict[str, Any] = {"member": m, "chosen": "✓ chosen" if m == chosen else "",
+                               "seed": seeds[m] if m < len(seeds) else None,
+                               "validation log return": number_text(scores.get(m), "{:+.4f}")}
+        for sym, metrics in (member_metrics[key] or {}).items():
+            for c in columns:
+                row[f"{sym} {pretty(c)}"] = format_metric(c, (metrics or {}).get(c))
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index("member")
+
+
+def spread_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] = MEMBER_COLUMNS) -> pd.DataFrame:
+    """Per symbol and metric: the chosen member's test value beside the members' mean ± sd and
+    min … max (from metrics.json's <metric>_mean/_sd/_min/_max), as display text."""
+    rows = []
+    for sym, m in (metrics or {}).items():
+        if not isinstance(m, Mapping) or "members" not in m:
+            continue
+        for c in columns:
+            if f"{c}_mean" not in m:
+                continue
+            fmt = lambda v, c=c: format_metric(c, v)  # noqa: E731
+            rows.append({"symbol": sym, "metric": pretty(c), "chosen member": fmt(m.get(c)),
+                         "mean ± sd": f"{fmt(m.get(f'{c}_mean'))} ± {fmt(m.get(f'{c}_sd'))}",
+                         "min … max": f"{fmt(m.get(f'{c}_min'))} … {fmt(m.get(f'{c}_max'))}",
+                         "members": int(m["members"])})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["symbol", "metric"])
+
+
+def member_curves(member_equity: pd.DataFrame | None, symbol: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each member's test equity of one symbol from backtest/members.csv: {member: (dates, equity)}."""
+    if member_equity is None or member_equity.empty:
+        return {}
+    rows = member_equity[member_equity["symbol"] == symbol]
+    return {int(m): (g.sort_values("date")["date"].to_numpy(), g.sort_values("date")["equity"].to_numpy(float))
+            for m, g in rows.groupby("member")}
+
+
+# the Walk-forward page ---------------------------------------------------------------
+def walkforwards_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """walkforward.list_walkforwards(): one row per walk-forward with its pooled headline (mean
+    over symbols of the chained out-of-sample test days)."""
+    rows = []
+    for s in summaries:
+        config = s.get("config") or {}
+        pooled = s.get("pooled") or {}
+        head = headline(pooled)
+        bh = headline({sym: {k[len(BH_PREFIX):]: v for k, v in m.items() if k.startswith(BH_PREFIX)}
+                       for sym, m in pooled.items() if isinstance(m, Mapping)})
+        rows.append({
+            "walk-forward": s.get("id"), "state": s.get("state"),
+            "folds": f"{len(s.get('per_fold') or [])} / {s.get('folds')}",
+            "symbols": ", ".join(config.get("symbols") or []),
+            "test days per fold": config.get("test_days"),
+            "pooled return": format_metric("total_return", head["total_return"]),
+            "pooled B&H return": format_metric("total_return", bh["total_return"]),
+            "pooled Sharpe": number_text(head["sharpe"]),
+            "created": pd.Timestamp(s.get("created_at") or 0, unit="s").strftime("%Y-%m-%d %H:%M"),
+        })
+    return pd.DataFrame(rows)
+
+
+WALKFORWARD_COLUMNS = ("total_return", "sharpe", "max_drawdown")
+
+
+def fold_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWARD_COLUMNS) -> pd.DataFrame:
+    """Per fold and symbol: the fold's run, its test dates, the agent's and buy & hold's test metrics."""
+    rows = []
+    for fold in summary.get("per_fold") or []:
+        for sym, m in (fold.get("metrics") or {}).items():
+            if not isinstance(m, Mapping):
+                continue
+            dates = (fold.get("date_ranges") or {}).get(sym) or {}
+            row = {"fold": fold.get("fold"), "symbol": sym, "run": fold.get("run_id"),
+                   "test days": f"{dates.get('test_start', '?')} → {dates.get('last', '?')}"}
+            for c in columns:
+                row[pretty(c)] = format_metric(c, m.get(c))
+                row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["fold", "symbol"])
+
+
+def pooled_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWARD_COLUMNS) -> pd.DataFrame:
+    """Per symbol: the folds' test days chained in time order (every day out of sample), agent and
+    buy & hold."""
+    rows = []
+    for sym, m in (summary.get("pooled") or {}).items():
+        if not isinstance(m, Mapping):
+            continue
+        row = {"symbol": sym, "test days": f"{m.get('first_test_day', '?')} → {m.get('last_test_day', '?')}",
+               "daily returns": m.get("days")}
+        for c in columns:
+            row[pretty(c)] = format_metric(c, m.get(c))
+            row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index("symbol")
 
 
 # the Data page --------------------------------------------------------------------

@@ -44,6 +44,18 @@ class Tearsheet:
     agent_metrics: dict[str, float] = field(default_factory=dict)
     bench_metrics: dict[str, float] = field(default_factory=dict)
     trade_stats: dict[str, Any] = field(default_factory=dict)
+    # several agents (--seeds / --population): the choice on validation days, every member's test
+    selection: dict[str, Any] = field(default_factory=dict)
+    member_metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    member_equity: pd.DataFrame | None = None
+
+    @property
+    def members(self) -> int:
+        return len(self.member_metrics)
+
+    @property
+    def population(self) -> bool:
+        return int(self.config.get("population") or 1) > 1
 
     @property
     def synthetic(self) -> bool | None:
@@ -68,7 +80,8 @@ def load_tearsheet(run: RunDir) -> Tearsheet:
     config = run.read_config() or {}
     sheet = Tearsheet(run_id=run.run_id, config=config, annotations=read_annotations(run),
                       metrics=run.read_backtest_metrics() or {}, equity=run.read_equity(),
-                      execution=config.get("execution", "next_open"))
+                      execution=config.get("execution", "next_open"), selection=run.read_selection() or {},
+                      member_metrics=run.read_member_metrics() or {}, member_equity=run.read_member_equity())
     eq = sheet.equity
     if eq is None or eq.empty:
         return sheet
@@ -102,8 +115,18 @@ def symbol_summary(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
     return presenters.symbol_metrics_table(metrics)
 
 
+def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
+    """Every member's test equity of one symbol (a fan), the chosen member bold, buy & hold dotted."""
+    frame = presenters.symbol_rows(sheet.equity, symbol)
+    bench = None if frame is None else (frame["date"].to_numpy(), frame["benchmark_equity"].to_numpy(float))
+    return charts.members_fan_figure(presenters.member_curves(sheet.member_equity, symbol),
+                                     f"{symbol} — every member's test equity (fan)",
+                                     chosen=sheet.selection.get("chosen_member"), bench=bench)
+
+
 def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
-    """Figures by key: portfolio, monthly, rolling, and symbol:<SYM> for each symbol."""
+    """Figures by key: portfolio, monthly, rolling, symbol:<SYM> for each symbol, and with several
+    members members:<SYM> (every member's test equity)."""
     figs: dict[str, go.Figure] = {}
     if sheet.value is None:
         return figs
@@ -114,6 +137,8 @@ def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
         frame = presenters.symbol_rows(sheet.equity, sym)
         if frame is not None:
             figs[f"symbol:{sym}"] = charts.symbol_figure(sym, frame, sheet.execution)
+        if sheet.members > 1 and sheet.member_equity is not None:
+            figs[f"members:{sym}"] = member_figure(sheet, sym)
     return figs
 
 
@@ -165,9 +190,16 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
     if sheet.value is None:
         parts.append("<p>This run has no backtest yet.</p>")
     else:
+        if sheet.members > 1 and sheet.selection:
+            parts.append(f"<div class='caveat'>{esc(presenters.selection_text(sheet.selection, sheet.population))}"
+                         "</div>")
         parts += ["<h2>Portfolio (equal capital per symbol, no rebalancing)</h2>", _table(portfolio_summary(sheet)),
                   fig_html(figs["portfolio"]), "<h2>Monthly returns</h2>", fig_html(figs["monthly"]),
                   "<h2>Rolling Sharpe</h2>", fig_html(figs["rolling"])]
+        if sheet.members > 1:
+            parts += [f"<h2>All {sheet.members} members</h2>", _table(presenters.spread_table(sheet.metrics)),
+                      _table(presenters.member_table(sheet.member_metrics, sheet.selection))]
+            parts += [fig_html(figs[f"members:{sym}"]) for sym in sheet.symbols if f"members:{sym}" in figs]
         for sym in sheet.symbols:
             parts.append(f"<h2>{esc(sym)}</h2>")
             if sym in sheet.metrics:

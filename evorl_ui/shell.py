@@ -27,6 +27,7 @@ PAGES = {
     "train": ("pages/train.py", "Train", ":material/rocket_launch:"),
     "live": ("pages/live.py", "Live", ":material/monitoring:"),
     "backtest": ("pages/backtest.py", "Backtest", ":material/query_stats:"),
+    "walkforward": ("pages/walkforward.py", "Walk-forward", ":material/timeline:"),
     "models": ("pages/models.py", "Models", ":material/deployed_code:"),
     "data": ("pages/data.py", "Data", ":material/table_chart:"),
 }

@@ -211,7 +211,10 @@ def restore_draft(form: str, defaults: Mapping[str, Any]) -> None:
 def _remember(form: str, key: str) -> None:
     draft = st.session_state.setdefault(DRAFT_PREFIX + form, {})
     value = st.session_state.get(key)
-    if isinstance(value, (str, int, float, bool, type(None))):
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value):
+        value = list(value)  # a multiselect's choice
+    if isinstance(value, (*scalar, list)):
         draft[key] = value
         _write_draft_file(form, draft)
 

@@ -1,6 +1,7 @@
 """Backtest: a run's tearsheet on its held-out days (the combined portfolio, monthly returns, rolling
 Sharpe, every symbol with linked equity / drawdown / price, round trips), an HTML export, and a
-comparison with another run."""
+comparison with another run. A run with several agents adds how its headline member was chosen,
+every member's test results and their spread, and a fan of every member's test equity per symbol."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ with shell.user_errors("Could not read this run: "):
         st.warning(w)
 
     figures = report.tearsheet_figures(sheet)
+    if sheet.members > 1 and sheet.selection:
+        st.info(presenters.selection_text(sheet.selection, sheet.population), icon=":material/how_to_vote:")
     if sheet.value is not None:
         st.subheader("Portfolio")
         st.caption("Equal starting capital per symbol, no rebalancing; buy & hold the same way.")
@@ -60,6 +63,20 @@ with shell.user_errors("Could not read this run: "):
     if not overview.empty:
         st.subheader("All symbols")
         st.dataframe(overview)
+
+    if sheet.members > 1:
+        st.subheader(f"All {sheet.members} members" + (" of the population" if sheet.population else " (seeds)"))
+        st.caption("The spread is the result: the chosen member beside the mean ± sd (ddof 1) and the range over "
+                   "all members, on the same test days.")
+        st.dataframe(presenters.spread_table(metrics), key="bt_spread")
+        st.caption("Every member: its validation score (the selection criterion: net log return on the validation "
+                   "days, mean over symbols) and its test metrics.")
+        st.dataframe(presenters.member_table(sheet.member_metrics, sheet.selection), key="bt_members")
+        fans = [sym for sym in sheet.symbols if f"members:{sym}" in figures]
+        for i in range(0, len(fans), 2):
+            for col, sym in zip(st.columns(2), fans[i:i + 2], strict=False):
+                with col:
+                    widgets.chart(figures[f"members:{sym}"], key=f"bt_fan_{sym}")
 
     if sheet.equity is not None and len(sheet.equity):
         st.download_button("Download equity.csv", icon=":material/download:", data=rd.equity_path.read_bytes(),

@@ -1,5 +1,7 @@
 """Live: progress and charts of a run while it trains (any run in the runs directory, CLI included),
-and several runs' curves overlaid with smoothing."""
+and several runs' curves overlaid with smoothing. A run with several agents (seeds or a population)
+adds every member's curves, and a population its validation fitness per round, hyperparameters per
+member and the lineage of exploit events."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ with t2:
 run = by_id[run_id]
 registry = settings.registry()
 rd = settings.open_run(run_id)
+run_config = rd.read_config() or {}
+members = presenters.config_members(run_config)
 live = presenters.is_live(rd.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
 
 b1, b2 = st.columns([1, 3])
@@ -109,6 +113,8 @@ def _panel() -> None:
                   help="Median training throughput over all updates so far (compile time excluded). One slow "
                        "chunk moves the last value, not the median.")
         st.caption(f"last chunk: {kpis['Last chunk']}")
+        if members > 1:
+            st.caption(presenters.member_throughput_text(m["steps_per_sec"], members))
     k2.metric("Updates", kpis["Updates"])
     k3.metric("Compile", kpis["Compile"], help="XLA compile time of this session, all done before the first "
                                                "chunk (chunk sizes are compiled up front).")
@@ -121,17 +127,73 @@ def _panel() -> None:
 
 
 def _charts() -> None:
-    rows = rows_of(run_id)
+    raw = rd.read_metrics()
+    rows = presenters.member_mean(raw)
     if not rows:
         return
     x_key = st.segmented_control("x axis", ["env_steps", "train_seconds"], key="live_x",
                                  format_func={"env_steps": "env steps", "train_seconds": "training time"}.get,
                                  default="env_steps") or "env_steps"
+    if len(presenters.members_of(raw)) > 1:
+        _members(raw, rows, x_key)
+        st.subheader("Training diagnostics (mean over members)")
     figures = charts.live_figures(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS), x_key)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2], strict=False):
             with col:
                 widgets.chart(fig, key=key)
+
+
+MEMBER_METRICS = {k: OVERLAY_METRICS[k] for k in ("reward_mean", "episode_return_mean", "entropy", "value_loss",
+                                                  "policy_loss", "approx_kl", "explained_variance")}
+
+
+def _x(m: dict, x_key: str):
+    return presenters.cumulative(m["train_seconds"]) if x_key == "train_seconds" else m["env_steps"]
+
+
+def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
+    """Every member's curves; for a population also fitness per round, hyperparameters and lineage."""
+    evolving = int(run_config.get("population") or 1) > 1
+    table = presenters.population_table(rd.read_population("hyperparams")) if evolving else None
+    selection = rd.read_selection() or {}
+    highlight, why = selection.get("chosen_member"), "chosen on the validation days"
+    if highlight is None and table is not None and len(best := presenters.best_per_round(table)):
+        highlight, why = int(best["member"].iloc[-1]), "best of the latest round"
+    st.subheader(f"Population: {members} members" if evolving else f"Seeds: {members} independent agents")
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    metric = c1.selectbox("Member curves of", list(MEMBER_METRICS), key="live_member_metric",
+                          format_func=lambda k: MEMBER_METRICS[k][0])
+    if highlight is not None:
+        c2.caption(f"Bold: member {highlight} ({why}); black: the mean over members.")
+    keys = ("env_steps", "train_seconds", metric)
+    per_member = presenters.member_arrays(raw, keys)
+    mean = presenters.metric_arrays(rows, keys)
+    title, ytitle = MEMBER_METRICS[metric]
+    xtitle = "training time (s)" if x_key == "train_seconds" else "env steps (per member)"
+    widgets.chart(charts.member_lines_figure({k: (_x(a, x_key), a[metric]) for k, a in per_member.items()},
+                                             f"{title} — every member", ytitle, xtitle=xtitle,
+                                             mean=(_x(mean, x_key), mean[metric]), highlight=highlight),
+                  key="live_members")
+    if table is None:
+        return
+    events = rd.read_population("lineage")
+    names = presenters.evolved_names(run_config)
+    st.caption(presenters.population_caption(run_config, table, events))
+    f1, f2 = st.columns(2)
+    with f1:
+        widgets.chart(charts.fitness_figure(table), key="live_fitness")
+    with f2:
+        widgets.chart(charts.lineage_figure(table, events), key="live_lineage")
+    widgets.chart(charts.hyperparameter_figure(table, names), key="live_hyper")
+    lineage = presenters.lineage_table(events, names)
+    st.markdown(f"**Exploit events** ({len(lineage)}): a replaced member copied its donor's weights, optimiser state "
+                "and hyperparameters, then explored (old → new; the donor's value in brackets).")
+    if lineage.empty:
+        st.caption("No exploit event yet: the first round comes after "
+                   f"{run_config.get('pbt_interval')} update(s).")
+    else:
+        st.dataframe(lineage, hide_index=True, key="live_lineage_table", height=min(38 + 35 * len(lineage), 300))
 
 
 @st.fragment(run_every=CHART_REFRESH_S if live else None)

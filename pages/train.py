@@ -11,7 +11,14 @@ import streamlit as st
 
 from evorl_core import data as market_data
 from evorl_core.backends import BACKENDS
-from evorl_core.config import COST_MODELS, DEFAULT_SYMBOLS, EXECUTION_MODES, PRESETS, PRICE_ADJUSTMENTS
+from evorl_core.config import (
+    COST_MODELS,
+    DEFAULT_SYMBOLS,
+    EXECUTION_MODES,
+    PRESETS,
+    PRICE_ADJUSTMENTS,
+    SEARCH_SPACE,
+)
 from evorl_core.rundir import (
     MAX_NAME_CHARS,
     MAX_NOTE_CHARS,
@@ -25,19 +32,25 @@ from evorl_ui import forms, settings, shell, widgets
 shell.require_frame()
 
 FIELD_KEYS = {name: f"train_{name}" for name in forms.FORM_FIELDS}
+# The population's non-config fields: agents mode, what evolves, each hyperparameter's ranges.
+SPACE_KEYS = {name: f"train_{name}" for name in ("agents", *forms.space_form_values())}
 EXTRA_KEYS = ("train_symbols", "train_source", "train_csv_dir", "train_preset", "train_deploy", "train_model_name",
-              "train_run_name", "train_tags", "train_note")
+              "train_run_name", "train_tags", "train_note", *SPACE_KEYS.values())
 DRAFT_KEYS = (*FIELD_KEYS.values(), *EXTRA_KEYS)
 # Fields with an error slot under their widget; other fields' errors show under the button.
-SLOTS = ("symbols", "source", "total_timesteps", "test_days", "num_envs", "num_steps", "minibatch_size", "epochs",
-         "hidden", "lr", "fee_bps", "slippage_bps", "positions", "seed", "name", "tags", forms.GENERAL)
+SLOTS = ("symbols", "source", "total_timesteps", "test_days", "val_days", "num_envs", "num_steps", "minibatch_size",
+         "epochs", "hidden", "lr", "fee_bps", "slippage_bps", "positions", "seed", "name", "tags", "agents", "seeds",
+         "population", "pbt_interval", "pbt_fraction", "pbt_resample", "evolve",
+         *(f"{kind}_{n}" for n in SEARCH_SPACE for kind in ("range", "init")), forms.GENERAL)
 ERRORS = "train_errors"  # {"values": form values when checked, "errors": {field: [message]}}
 
 
 def _defaults(preset: str = "quick") -> dict:
     values = {FIELD_KEYS[name]: v for name, v in forms.preset_form_values(preset).items()}
     values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source="auto", train_csv_dir="", train_preset=preset,
-                  train_deploy=False, train_model_name="", train_run_name="", train_tags="", train_note="")
+                  train_deploy=False, train_model_name="", train_run_name="", train_tags="", train_note="",
+                  train_agents="seeds")
+    values.update({SPACE_KEYS[k]: v for k, v in forms.space_form_values().items()})
     return values
 
 
@@ -62,7 +75,7 @@ def errors_for(field: str) -> list[str]:
         return []
     keys = {"symbols": ("train_symbols",), "source": ("train_source", "train_csv_dir"),
             "name": ("train_run_name",), "tags": ("train_tags",), "note": ("train_note",),
-            forms.GENERAL: ()}.get(field, (FIELD_KEYS.get(field, ""),))
+            forms.GENERAL: ()}.get(field, (FIELD_KEYS.get(field, f"train_{field}"),))
     now = current_values()
     if any(now.get(k) != stored["values"].get(k) for k in keys):
         return []
@@ -81,19 +94,73 @@ with c2:
     choice = widgets.source_picker("train", symbols, default="auto", form="train")
     widgets.field_errors(errors_for("source"))
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_fill_from_preset,
-             help="quick: small network, learns within minutes on a CPU; production: the original "
-                  "system's sizes (1024-512-256, 256 envs x 512 steps).")
-c2.number_input("Timesteps", step=10_000, **widgets.keep("train", "train_total_timesteps"),
-                help="Total environment steps (rounded up to whole PPO updates).")
+             help="quick: small network, learns within minutes on a CPU (4 seeds by default); production: the "
+                  "original system's sizes (1024-512-256, 256 envs x 512 steps).")
+c2.number_input("Timesteps (per agent)", step=10_000, **widgets.keep("train", "train_total_timesteps"),
+                help="Environment steps each agent trains for (rounded up to whole PPO updates); several seeds or "
+                     "a population multiply the work.")
 widgets.field_errors(errors_for("total_timesteps"), c2)
-c3.number_input("Test days", step=10, **widgets.keep("train", "train_test_days"),
+c3.number_input("Validation days", step=10, **widgets.keep("train", "train_val_days"),
+                help="The N trading days before the test days (after an embargo): where a member is chosen and "
+                     "where PBT measures fitness. Never trained on, never the test.")
+widgets.field_errors(errors_for("val_days"), c3)
+c4.number_input("Test days", step=10, **widgets.keep("train", "train_test_days"),
                 help="The last N trading days of each symbol are held out for the backtest.")
-widgets.field_errors(errors_for("test_days"), c3)
+widgets.field_errors(errors_for("test_days"), c4)
 
-with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIELDS
-                                            if f not in ("total_timesteps", "test_days"))):
+st.markdown("**Agents**")
+# A draft from another version may hold choices these widgets no longer offer.
+if st.session_state.get("train_agents") not in forms.AGENT_MODES:
+    st.session_state["train_agents"] = "seeds"
+st.session_state["train_evolve"] = [n for n in st.session_state.get("train_evolve") or () if n in SEARCH_SPACE]
+g1, g2, g3 = st.columns([2, 1, 3])
+agents = g1.radio("Agents", list(forms.AGENT_MODES), format_func=forms.AGENT_MODES.get, horizontal=True,
+                  label_visibility="collapsed", **widgets.keep("train", "train_agents"),
+                  help="Independent seeds: N agents, same settings, seeds seed .. seed+N-1. Population: N agents "
+                       "whose hyperparameters evolve by population-based training (docs/evolution.md).")
+widgets.field_errors(errors_for("agents"), g1)
+if agents == "population":
+    g2.number_input("Population size", step=1, **widgets.keep("train", "train_population"))
+    widgets.field_errors(errors_for("population"), g2)
+    g3.caption("All members train as one vmapped program. Every round the bottom fraction copies the weights and "
+               "hyperparameters of a random top member (exploit), then perturbs ×0.8/×1.25 or resamples them "
+               "(explore). Fitness: net-of-cost log return on the validation days.")
+    p1, p2, p3, p4 = st.columns([1, 1, 1, 2])
+    p1.number_input("PBT interval (updates)", step=1, **widgets.keep("train", "train_pbt_interval"),
+                    help="PPO updates between two exploit/explore rounds.")
+    widgets.field_errors(errors_for("pbt_interval"), p1)
+    p2.number_input("Fraction replaced", step=0.05, format="%.2f", **widgets.keep("train", "train_pbt_fraction"),
+                    help="The bottom fraction (at least one member) copies a member of the top fraction; (0, 0.5].")
+    widgets.field_errors(errors_for("pbt_fraction"), p2)
+    p3.number_input("Resample probability", step=0.05, format="%.2f", **widgets.keep("train", "train_pbt_resample"),
+                    help="Chance that explore draws a hyperparameter anew from its range instead of perturbing it.")
+    widgets.field_errors(errors_for("pbt_resample"), p3)
+    evolve = p4.multiselect("Evolve", list(SEARCH_SPACE), **widgets.keep("train", "train_evolve"),
+                            help="The hyperparameters PBT changes; the others keep the form's value for every member.")
+    widgets.field_errors(errors_for("evolve"), p4)
+    if evolve:
+        st.caption("Ranges as LOW:HIGH. The search range bounds what explore may reach; the first generation is "
+                   "drawn from its own range when given, else from the search range (log-uniformly on log scales).")
+    for name in (n for n in SEARCH_SPACE if n in evolve):
+        r = SEARCH_SPACE[name]
+        n1, n2, n3 = st.columns([2, 2, 2], vertical_alignment="top")
+        n1.markdown(f"`{name}` — {r.doc}  \n:gray[{r.scale} scale · default {forms.range_text(r)}]")
+        n2.text_input(f"{name} search range", placeholder=forms.range_text(r),
+                      **widgets.keep("train", f"train_range_{name}"))
+        widgets.field_errors(errors_for(f"range_{name}"), n2)
+        n3.text_input(f"{name} first generation (optional)", placeholder="= search range",
+                      **widgets.keep("train", f"train_init_{name}"))
+        widgets.field_errors(errors_for(f"init_{name}"), n3)
+else:
+    g2.number_input("Seeds", step=1, **widgets.keep("train", "train_seeds"))
+    widgets.field_errors(errors_for("seeds"), g2)
+    g3.caption("N complete agents (seeds seed … seed+N−1) trained as one vmapped program. The run reports every "
+               "agent's test result and their spread; the headline agent is chosen on the validation days.")
+
+OUTSIDE_ADVANCED = ("total_timesteps", "test_days", "val_days", "seeds", *forms.POPULATION_FIELDS)
+with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIELDS if f not in OUTSIDE_ADVANCED)):
     rows = [("num_envs", "Parallel envs", dict(step=8)), ("num_steps", "Steps per env per update", dict(step=8)),
             ("minibatch_size", "Minibatch size", dict(step=256)), ("epochs", "Epochs", dict(step=1))]
     for col, (name, label, kw) in zip(st.columns(4), rows, strict=True):
@@ -146,7 +213,7 @@ with st.expander("Name, tags and note", expanded=bool(st.session_state.get("trai
     st.text_area("Note", **widgets.keep("train", "train_note"), max_chars=MAX_NOTE_CHARS, height=68,
                  placeholder="What this run tries")
 
-form = {name: st.session_state.get(key) for name, key in FIELD_KEYS.items()}
+form = {name: st.session_state.get(key) for name, key in {**FIELD_KEYS, **SPACE_KEYS}.items()}
 form.update(symbols=symbols_text, preset=st.session_state["train_preset"])
 with shell.user_errors():
     if summary := forms.batch_summary(form):
@@ -177,6 +244,8 @@ def check_and_start() -> None:
     spec, source_errors = widgets.source_spec(choice)
     form["data"] = spec or "auto"  # uploads: replaced below once they are saved
     config, config_errors = forms.config_from_form(form)
+    if config is not None:
+        config_errors += forms.memory_errors(config)
     problems = forms.field_errors(config_errors)
     if source_errors:
         problems.setdefault("source", []).extend(source_errors)

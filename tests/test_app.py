@@ -18,9 +18,9 @@ from evorl_core.config import make_config
 from evorl_core.rundir import RunDir, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("home", "train", "live", "backtest", "models", "data")
+PAGES = ("home", "train", "live", "backtest", "walkforward", "models", "data")
 TITLES = {"home": "evorl — RL trading workbench", "train": "Train", "live": "Live", "backtest": "Backtest",
-          "models": "Models", "data": "Data"}
+          "walkforward": "Walk-forward", "models": "Models", "data": "Data"}
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), total_timesteps=512, test_days=20)
 
 

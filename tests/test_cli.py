@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core.cli import main
+from evorl_core.cli import format_metrics_table, main
 from evorl_core.data import synthetic_ohlcv
 from evorl_core.rundir import EQUITY_COLUMNS
 
@@ -205,3 +205,14 @@ def test_every_config_field_is_a_train_flag():
     assert "timesteps" in dests
     missing = {f.name for f in dataclasses.fields(TrainConfig)} - dests - {"extra"}
     assert not missing, f"config fields without a CLI flag: {sorted(missing)}"
+
+
+def test_metrics_table_shows_sharpe_interval_and_verdict():
+    verdict = "beats buy & hold (p = 0.01); no evidence of timing skill (p = 0.40)"
+    text = format_metrics_table({"AAA": {"total_return": 0.1, "sharpe": 0.85, "sharpe_ci_low": -1.2,
+                                         "sharpe_ci_high": 2.9, "trades": 4, "verdict": verdict},
+                                 "BBB": {"sharpe": None}})
+    header, rule, aaa, bbb = text.splitlines()
+    assert "Sharpe [95% CI]" in header and header.split()[-1] == "verdict"
+    assert "0.850 [-1.20, 2.90]" in aaa and aaa.endswith(verdict)
+    assert bbb.endswith("n/a") and set(rule) == {"-"}

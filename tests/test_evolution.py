@@ -223,3 +223,14 @@ def test_memory_estimate_tracks_xla_and_a_too_large_population_is_refused(market
     single = make_config("quick", **TINY)
     with pytest.raises(ConfigError, match="hidden: one agent needs about"):
         loop.check_fits(single, ppo.obs_size, available=1.0)
+
+
+def test_first_generation_ranges_default_to_the_search_space_overrides(market):
+    # --search-space narrows lr; --init-space names only ent_coef: lr is drawn from the narrowed range
+    config = make_config("quick", **TINY, population=64, evolve=("lr", "ent_coef"),
+                         search_space="lr=1e-4:2e-4", init_space="ent_coef=0.001:0.002")
+    runner = loop.init_runner(PPO(config, market.data.features.shape[-1]), config, market.data)
+    hyper = evolution.init_population(runner, config).runner.hyper
+    lr, ent = np.asarray(hyper.lr), np.asarray(hyper.ent_coef)
+    assert lr.min() >= 1e-4 * 0.9999 and lr.max() <= 2e-4 * 1.0001
+    assert ent.min() >= 0.001 * 0.9999 and ent.max() <= 0.002 * 1.0001

@@ -80,8 +80,11 @@ def test_form_round_trips_every_preset():
         config, errors = forms.config_from_form({**forms.preset_form_values(preset), "preset": preset,
                                                  "symbols": "AAA", "data": "synthetic"})
         assert errors == []
-        expected = TrainConfig(**{**PRESETS[preset], "preset": preset, "symbols": ("AAA",), "data": "synthetic"})
+        expected = TrainConfig(**{**PRESETS[preset], **forms.DASHBOARD_PRESET_DEFAULTS.get(preset, {}),
+                                  "preset": preset, "symbols": ("AAA",), "data": "synthetic"})
         assert config == expected
+    # the dashboard's quick preset trains several seeds: a spread and a choice on validation days
+    assert forms.preset_form_values("quick")["seeds"] == 4 and forms.preset_form_values("production")["seeds"] == 1
 
 
 def test_batch_summary_uses_config_arithmetic():
@@ -140,8 +143,13 @@ def test_check_data_reports_every_symbol_problem():
     errors = forms.field_errors(forms.check_data(config, load))
     assert errors["symbols"] == ["symbols: BBB: no Yahoo data: download failed"]
     assert len(errors["source"]) == 1 and "auto found no real data for CCC (offline)" in errors["source"][0]
-    assert errors["test_days"] == ["test_days: DDD has 120 rows; 100 test days need at least 153 (window 32 + 21 for "
-                                   "training + test days); at most 67 test days fit"]
+    # window + training + 2 embargoes (the window) + 60 validation days + test days: 32 + 21 + 64 + 60 + 100
+    assert errors["test_days"] == ["test_days: DDD has 120 rows; 100 test days need at least 277 (window 32 + 21 for "
+                                   "training + 2 embargoes of 32 + 60 validation days + test days); too short to "
+                                   "train on"]
+    no_val = forms.check_data(config.replace(val_days=0, symbols=("DDD",)), load)
+    assert no_val == ["test_days: DDD has 120 rows; 100 test days need at least 185 (window 32 + 21 for training + "
+                      "embargo 32 + test days); at most 35 test days fit"]
     assert forms.check_data(config.replace(data="synthetic", symbols=("AAA",)), load) == []
 
 

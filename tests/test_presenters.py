@@ -438,3 +438,25 @@ def test_trades_table_and_ledger_texts():
     rows = [{"date": "2026-01-01", "symbol": "A", "held": 0.0, "target": 1.0, "close": 5.0, "equity": 100.0,
              "benchmark_equity": 100.0, "synthetic": True, "stale": True}]
     assert presenters.ledger_table(rows).loc[0, "data"] == "SYNTHETIC · stale"
+
+
+def test_overview_and_notes_show_the_verdict_in_plain_words():
+    verdict = "worse than buy & hold (p = 0.02); no evidence of timing skill (p = 0.40)"
+    metrics = {"AAA": {"total_return": -0.1, "sharpe": -0.5, "sharpe_ci_low": -2.0, "sharpe_ci_high": 0.4,
+                       "significant": False, "excess_mean_annual": -0.31, "excess_p_value": 0.02,
+                       "timing_p_value": 0.4, "timing_draws": 57, "verdict": verdict, "test_start": "2024-01-01",
+                       "baselines": {"buy_hold": {"total_return": 0.05, "sharpe": 1.1, "max_drawdown": -0.1,
+                                                  "trades": 1.0, "exposure": 1.0}}}}
+    table = presenters.overview_table(metrics)
+    assert table.loc["AAA", "verdict"] == verdict
+    assert "differs from flat" not in table.columns  # the verdict replaces it on screen
+    assert table.loc["AAA", "Sharpe 95% CI"] == "[-2.00, 0.40]"
+    assert presenters.notes_text(metrics["AAA"]) == f"Verdict: {verdict} · test_start: 2024-01-01"
+    t = presenters.symbol_metrics_table(metrics["AAA"])
+    assert t.loc["excess mean annual", "Agent"] == "-31.00%" and t.loc["timing draws", "Agent"] == "57"
+    b = presenters.baseline_comparison_table(metrics["AAA"])
+    assert list(b.index) == ["agent", "buy hold"]
+    assert b.loc["agent", "total return"] == "-10.00%" and b.loc["buy hold", "sharpe"] == "1.100"
+    assert presenters.baseline_comparison_table({"sharpe": 1.0}).empty
+    assert presenters.verdict_text({"significant": True}).startswith("no verdict")
+    assert {"excess mean annual", "timing p value", "verdict"} <= set(presenters.metric_definitions_table().index)
