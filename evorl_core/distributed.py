@@ -410,7 +410,8 @@ class Liveness:
         self._publish(f"failed: {message}")
         if self.run is not None:
             try:
-                if (self.run.read_status() or {}).get("state") not in FINAL_STATES:
+                # the status file as written (read_status would already call a lock-less run interrupted)
+                if (self.run.recorded_status() or {}).get("state") not in FINAL_STATES:
                     self.run.write_status("failed", error=message, finished_at=time.time())
             except Exception:  # noqa: BLE001 - nothing more can be done for the run directory
                 pass
