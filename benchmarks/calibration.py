@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evorl_core import baselines  # noqa: E402
+from evorl_core.data.synthetic import planted_prices  # noqa: E402
 from evorl_core.significance import ALPHA, EXCESS_LEVEL, TIMING_LEVEL, symbol_report  # noqa: E402
 
 HISTORY = 120  # warm-up days before the test window (rules read it; tests never do)
@@ -70,17 +71,8 @@ def martingale_market(n_days: int, rng: np.random.Generator, sigma: float = 0.01
 
 def planted_market(n_days: int, rng: np.random.Generator, mu: float = 0.01, noise: float = 0.002,
                    p_stay: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """tests/test_learning.py `planted_frames` for one symbol: up/down regimes that persist with
-    probability p_stay; day t's intraday return is exp(regime * mu + noise * z); open = previous close."""
-    regime = np.empty(n_days)
-    regime[0] = 1.0
-    flips = rng.random(n_days) > p_stay
-    for t in range(1, n_days):
-        regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
-    intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
-    close = 100.0 * np.cumprod(intraday)
-    open_ = np.concatenate([[100.0], close[:-1]])
-    return open_, close
+    """The planted-signal market of tests/test_learning.py for one symbol (data.planted_prices)."""
+    return planted_prices(n_days, rng, mu, noise, p_stay)
 
 
 # ---------------------------------------------------------------- strategies (causal)

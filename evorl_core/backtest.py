@@ -117,6 +117,26 @@ def buy_and_hold(open_, close, costs: CostModel | float, execution: str = "next_
     return equity_curve(open_, close, np.ones_like(np.asarray(close, dtype=np.float64)), costs, execution, initial)
 
 
+def trade_runs(held: np.ndarray) -> list[tuple[int, int, int]]:
+    """The trades of a held-position sequence as (first, end, last) period indices: periods
+    first..end hold one unchanged non-zero position; `last` is end + 1 when the trade is closed to
+    flat in the next period (that period carries the exit), else end. One trade definition for the
+    win rate here and the trade list of the tearsheet."""
+    runs = []
+    n = len(held)
+    k = 0
+    while k < n:
+        if held[k] == 0:
+            k += 1
+            continue
+        end = k
+        while end + 1 < n and held[end + 1] == held[k]:
+            end += 1
+        runs.append((k, end, end + 1 if (end + 1 < n and held[end + 1] == 0) else end))
+        k = end + 1
+    return runs
+
+
 def _trade_returns(returns: np.ndarray, held: np.ndarray) -> list[float]:
     """Compounded return of each trade.
 
@@ -127,20 +147,7 @@ def _trade_returns(returns: np.ndarray, held: np.ndarray) -> list[float]:
     switched directly to another non-zero one, the switching period belongs to the new trade. A
     trade still open at the end is valued at the last close.
     """
-    trades = []
-    n = len(held)
-    k = 0
-    while k < n:
-        if held[k] == 0:
-            k += 1
-            continue
-        end = k
-        while end + 1 < n and held[end + 1] == held[k]:
-            end += 1
-        last = end + 1 if (end + 1 < n and held[end + 1] == 0) else end
-        trades.append(float(np.prod(1.0 + returns[k : last + 1]) - 1.0))
-        k = end + 1
-    return trades
+    return [float(np.prod(1.0 + returns[k : last + 1]) - 1.0) for k, _, last in trade_runs(held)]
 
 
 def _metrics_one(equity: np.ndarray, positions: np.ndarray, annualization: float, rf: float) -> dict[str, float]:

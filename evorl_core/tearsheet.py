@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backtest import compute_metrics
+from .backtest import compute_metrics, trade_runs
 
 ANNUALIZATION = 252
 # A CAGR annualised from fewer daily returns than this extrapolates a short window to a year.
@@ -64,16 +64,8 @@ def trade_list(rows: pd.DataFrame, execution: str = "next_open") -> pd.DataFrame
     n = len(frame) - 1  # daily periods; period k (close k -> close k+1) holds positions[k]
     held = positions[:n]
     out = []
-    k = 0
-    while k < n:
-        if held[k] == 0:
-            k += 1
-            continue
-        end = k
-        while end + 1 < n and held[end + 1] == held[k]:
-            end += 1
+    for k, end, last in trade_runs(held):
         still_open = end + 1 >= n
-        last = end + 1 if (not still_open and held[end + 1] == 0) else end
         entry_row = k + 1 if execution == "next_open" else k
         if still_open:
             exit_row, exit_price = n, closes[n]
@@ -92,7 +84,6 @@ def trade_list(rows: pd.DataFrame, execution: str = "next_open") -> pd.DataFrame
             "holding_days": int(end - k + 1),
             "open": bool(still_open),
         })
-        k = end + 1
     return pd.DataFrame(out, columns=TRADE_COLUMNS)
 
 

@@ -127,17 +127,23 @@ def planted_signal_frames(symbols, n_days: int = 1500, mu: float = 0.01, noise: 
     (expected next-day return +(2 p_stay - 1) mu against -(2 p_stay - 1) mu)."""
     frames = {}
     for i, symbol in enumerate(symbols):
-        rng = np.random.default_rng(seed + i)
-        regime = np.empty(n_days)
-        regime[0] = 1.0
-        flips = rng.random(n_days) > p_stay
-        for t in range(1, n_days):
-            regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
-        intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
-        close = 100.0 * np.cumprod(intraday)
-        open_ = np.concatenate([[100.0], close[:-1]])  # no overnight gap: the decision earns the regime
+        open_, close = planted_prices(n_days, np.random.default_rng(seed + i), mu, noise, p_stay)
         frames[symbol] = _known_answer_frame(close, open_, start)
     return frames
+
+
+def planted_prices(n_days: int, rng: np.random.Generator, mu: float = 0.01, noise: float = 0.002,
+                   p_stay: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """(open, close) of one planted-signal symbol (see planted_signal_frames), drawn from `rng`."""
+    regime = np.empty(n_days)
+    regime[0] = 1.0
+    flips = rng.random(n_days) > p_stay
+    for t in range(1, n_days):
+        regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
+    intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
+    close = 100.0 * np.cumprod(intraday)
+    open_ = np.concatenate([[100.0], close[:-1]])  # no overnight gap: the decision earns the regime
+    return open_, close
 
 
 def random_walk_frames(symbols, n_days: int = 1500, sigma: float = 0.015, seed: int = 0,
