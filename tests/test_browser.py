@@ -9,6 +9,7 @@ fails the test with that instruction instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -48,12 +49,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def streamlit_server(base: Path, runs: Path, models: Path, cache: Path):
+    """The dashboard served by a real `streamlit run` on a free local port, with its runs, models
+    and data cache in the given folders; yields the URL once the health check answers."""
     port = free_port()
-    env = {**os.environ, "EVORL_RUNS_DIR": str(base / "runs"), "EVORL_MODELS_DIR": str(base / "models"),
-           "EVORL_DATA_CACHE": str(base / "cache")}
+    env = {**os.environ, "EVORL_RUNS_DIR": str(runs), "EVORL_MODELS_DIR": str(models), "EVORL_DATA_CACHE": str(cache)}
     log = open(base / "streamlit.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
@@ -74,7 +75,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not start:\n{(base / 'streamlit.log').read_text()}")
             time.sleep(0.5)
-        yield {"url": url, "runs": base / "runs", "log": base / "streamlit.log"}
+        yield url
     finally:
         proc.terminate()
         try:
@@ -82,6 +83,13 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    with streamlit_server(base, base / "runs", base / "models", base / "cache") as url:
+        yield {"url": url, "runs": base / "runs", "log": base / "streamlit.log"}
 
 
 @pytest.fixture(scope="module")

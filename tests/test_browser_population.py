@@ -6,16 +6,18 @@ page lists the folds and opens one. Runs made beforehand by real tiny training
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 from population_runs import PBT_RUN, WALKFORWARD, copy_into, runs_dir
-from test_browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium_path, free_port, no_exceptions, wait_idle
+from test_browser import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    chromium_path,
+    no_exceptions,
+    streamlit_server,
+    wait_idle,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -29,35 +31,8 @@ FANS = ("AAA — every member's test equity (fan)", "BBB — every member's test
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("population")
     runs = copy_into(base / "runs")
-    port = free_port()
-    env = {**os.environ, "EVORL_RUNS_DIR": str(runs), "EVORL_MODELS_DIR": str(base / "models"),
-           "EVORL_DATA_CACHE": str(base / "cache")}
-    log = open(base / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited early:\n{(base / 'streamlit.log').read_text()}")
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{(base / 'streamlit.log').read_text()}")
-            time.sleep(0.5)
+    with streamlit_server(base, runs, base / "models", base / "cache") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

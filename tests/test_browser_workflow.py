@@ -11,16 +11,18 @@ browser). Screenshots go to test-artifacts/ (gitignored).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pandas as pd
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium_path, free_port, no_exceptions, wait_idle
+from test_browser import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    chromium_path,
+    no_exceptions,
+    streamlit_server,
+    wait_idle,
+)
 
 from evorl_core.config import make_config
 from evorl_core.deploy import deploy_run
@@ -44,36 +46,8 @@ def server(tmp_path_factory):
     days = pd.bdate_range("2021-01-01", periods=300)
     (csv / "AAA.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
                                  + "".join(f"{d.date()},10,11,9,10.5,10.5,100\n" for d in days))
-    port = free_port()
-    env = {**os.environ, "EVORL_RUNS_DIR": str(runs), "EVORL_MODELS_DIR": str(models), "EVORL_DATA_CACHE": str(cache)}
-    log = open(base / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited early:\n{(base / 'streamlit.log').read_text()}")
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{(base / 'streamlit.log').read_text()}")
-            time.sleep(0.5)
+    with streamlit_server(base, runs, models, cache) as url:
         yield {"url": url, "runs": runs, "models": models, "csv": csv, "base": base}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
