@@ -148,6 +148,9 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
     for cost in ("fee_bps", "slippage_bps"):
         assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
+    # the verdict in plain words: in the overview table and above each symbol's metrics
+    assert "verdict" in at.dataframe[0].value.columns
+    assert sum(c.value.startswith("Verdict: ") and "buy & hold" in c.value for c in at.caption) == len(symbols)
     assert at.get("download_button")
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
         assert spec["layout"]["hovermode"] == "x unified"
