@@ -40,9 +40,11 @@ assert got == want, f"pip resolved {got}, expected the pins {want}"
 print("running on", got)
 EOF
 
-# Core engine tests (no dashboard/browser): config, data, env, backtest, stats, significance, PPO + loop,
-# multi-device sharding, the benchmark suite in its tiny configuration, the CLI.
+# Core engine tests (no dashboard/browser): config, data, costs, env, backtest, stats, significance, splits,
+# PPO + loop, seeds and PBT populations, multi-device sharding, two-process runs (jax.distributed on
+# localhost), the benchmark suite in its tiny configuration, the CLI.
 JAX_PLATFORMS=cpu python -m pytest -q -p no:cacheprovider \
-  tests/test_config.py tests/test_data.py tests/test_env.py tests/test_backtest.py tests/test_stats.py tests/test_significance.py \
-  tests/test_training.py tests/test_sharding.py tests/test_bench.py tests/test_cli.py
+  tests/test_config.py tests/test_data.py tests/test_costs.py tests/test_env.py tests/test_backtest.py \
+  tests/test_stats.py tests/test_significance.py tests/test_splits.py tests/test_training.py tests/test_seeds.py tests/test_evolution.py \
+  tests/test_sharding.py tests/test_distributed.py tests/test_bench.py tests/test_cli.py
 deactivate

@@ -36,6 +36,8 @@ def synthetic_data(num_symbols=3, num_days=2500, num_features=6, window=32, test
         features=jnp.asarray(features, jnp.float32),
         length=jnp.full((num_symbols,), num_days, jnp.int32),
         first_index=jnp.full((num_symbols,), window, jnp.int32),
+        train_end=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
+        val_start=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
         test_start=jnp.full((num_symbols,), num_days - test_days, jnp.int32),
     )
 
@@ -90,7 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     window, num_features = 32, 6
     data = synthetic_data(num_features=num_features, window=window)
-    params = env.EnvParams(positions=jnp.asarray([0.0, 0.5, 1.0], jnp.float32), cost=jnp.float32(0.001),
+    # The default cost model (nse-delivery) with its sell-day charge, as training uses it.
+    params = env.EnvParams(positions=jnp.asarray([0.0, 0.5, 1.0], jnp.float32), c_buy=jnp.float32(0.0017),
+                           c_sell=jnp.float32(0.0015), sell_charge=jnp.float32(1.6e-5),
                            execution="next_open", window=window, episode_len=256)
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}")
     print(f"data: 3 symbols x 2500 days, F={num_features}, window={window}, obs size "

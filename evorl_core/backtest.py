@@ -9,6 +9,9 @@ docs/accounting.md:
   p_new = positions[:, t]. The last position (decided at the close of the last day) is the signal
   for the next session and does not move equity inside the test.
 - Metrics use the n = N-1 daily simple returns r_k = E_k / E_{k-1} - 1, k = 1..n.
+- Costs are a `costs.CostModel` (per-side rates and a flat rupee charge per sell day); a plain
+  number is a flat cost per unit of exposure on each side. Equity is in rupees (`initial` = the
+  initial capital), because the flat charge is a fraction of the account at the fill.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ import numpy as np
 import pandas as pd
 
 from .config import EXECUTION_MODES, MIN_GROWTH
+from .costs import CostModel, as_cost_model, flat, zero
 from .rundir import EQUITY_COLUMNS  # the run-directory contract owns the column order
 
 METRIC_NAMES = (
     "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
-    "trades", "win_rate", "exposure", "turnover",
+    "trades", "win_rate", "exposure", "turnover", "trades_per_year", "avg_holding_days",
 )
+# Metrics that need prices and the cost model (`cost_metrics`), besides those of `compute_metrics`.
+COST_METRIC_NAMES = ("gross_return", "cost_drag", "cost_drag_annual", "cost_sensitivity")
+# Flat costs per side (bps) of the cost-sensitivity table: the same positions re-costed.
+SENSITIVITY_BPS = (0, 10, 25, 50)
 
 METRIC_DEFINITIONS: dict[str, str] = {
     "total_return": "E_end / E_0 - 1",
@@ -39,6 +47,14 @@ METRIC_DEFINITIONS: dict[str, str] = {
                 "(closing day included when it ends flat); NaN without trades",
     "exposure": "mean |held position| over the n daily periods",
     "turnover": "sum |change of position| over the filled sequence * A / n (exposure traded per year)",
+    "trades_per_year": "trades * A / n (fills per year)",
+    "avg_holding_days": "mean length in days of the runs of one unchanged non-zero held position "
+                        "(closing day not included); NaN without a position",
+    "gross_return": "total return of the same positions with zero costs",
+    "cost_drag": "gross_return - total_return (return lost to costs over the test)",
+    "cost_drag_annual": "CAGR of the gross equity - cagr (return lost to costs per year)",
+    "cost_sensitivity": "net total_return and sharpe of the same positions at a flat 0 / 10 / 25 / 50 bps "
+                        "per side (no flat charge)",
 }
 
 
@@ -46,20 +62,36 @@ def _factor(x: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 + x, MIN_GROWTH)
 
 
-def step_growth(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> np.ndarray:
-    """E_{t+1} / E_t for moving from exposure p_prev to p_new at the close of day t (docs/accounting.md)."""
-    fee = _factor(-cost * np.abs(np.asarray(p_new) - np.asarray(p_prev)))
+def step_growth(p_prev, p_new, open_next, close_now, close_next, costs: CostModel | float, execution: str,
+                equity=1.0) -> np.ndarray:
+    """E_{t+1} / E_t for moving from exposure p_prev to p_new at the close of day t (docs/accounting.md).
+
+    `equity` is E_t in rupees: the flat sell-day charge is the fraction charge / E_open of the account.
+    """
+    costs = as_cost_model(costs)
+    p_prev, p_new = np.asarray(p_prev, dtype=np.float64), np.asarray(p_new, dtype=np.float64)
     if execution == "next_open":
         overnight = _factor(p_prev * (open_next / close_now - 1.0))
-        intraday = _factor(p_new * (close_next / open_next - 1.0))
-        return overnight * fee * intraday
-    if execution == "close":
-        return fee * _factor(p_new * (close_next / close_now - 1.0))
-    raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+        after_fill = _factor(p_new * (close_next / open_next - 1.0))
+    elif execution == "close":
+        overnight = np.ones_like(p_new)
+        after_fill = _factor(p_new * (close_next / close_now - 1.0))
+    else:
+        raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+    e_open = np.asarray(equity, dtype=np.float64) * overnight
+    charge = np.where(p_new < p_prev, costs.sell_day_charge_rupees, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flat_fraction = np.where(charge > 0, charge / e_open, 0.0)
+    fill = _factor(-(costs.c_buy * np.maximum(p_new - p_prev, 0.0) + costs.c_sell * np.maximum(p_prev - p_new, 0.0)
+                     + flat_fraction))
+    return overnight * fill * after_fill
 
 
-def equity_curve(open_, close, positions, cost, execution: str = "next_open", initial: float = 1.0) -> np.ndarray:
-    """Equity at the close of every test day, [S, N] (or [N] for 1-D input)."""
+def equity_curve(open_, close, positions, costs: CostModel | float, execution: str = "next_open",
+                 initial: float = 1.0) -> np.ndarray:
+    """Equity at the close of every test day, [S, N] (or [N] for 1-D input), starting at `initial`
+    (rupees when the cost model has a flat sell-day charge)."""
+    costs = as_cost_model(costs)
     open_ = np.asarray(open_, dtype=np.float64)
     close = np.asarray(close, dtype=np.float64)
     positions = np.asarray(positions, dtype=np.float64)
@@ -67,19 +99,22 @@ def equity_curve(open_, close, positions, cost, execution: str = "next_open", in
     open_, close, positions = np.atleast_2d(open_), np.atleast_2d(close), np.atleast_2d(positions)
     if not (open_.shape == close.shape == positions.shape):
         raise ValueError(f"open {open_.shape}, close {close.shape} and positions {positions.shape} differ")
+    if execution not in EXECUTION_MODES:
+        raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
     num_symbols, num_days = close.shape
-    flat = np.zeros((num_symbols, 1))
     # Transition t -> t+1 for t = 0..N-2 moves from positions[t-1] (flat before day 0) to positions[t].
-    p_prev = np.concatenate([flat, positions], axis=1)[:, : num_days - 1]
-    p_new = positions[:, : num_days - 1]
-    growth = step_growth(p_prev, p_new, open_[:, 1:], close[:, :-1], close[:, 1:], float(cost), execution)
-    equity = float(initial) * np.concatenate([np.ones((num_symbols, 1)), np.cumprod(growth, axis=1)], axis=1)
+    p_prev = np.concatenate([np.zeros((num_symbols, 1)), positions], axis=1)[:, : num_days - 1]
+    equity = np.empty((num_symbols, num_days))
+    equity[:, 0] = float(initial)
+    for t in range(num_days - 1):  # sequential: the flat charge depends on the equity reached
+        equity[:, t + 1] = equity[:, t] * step_growth(p_prev[:, t], positions[:, t], open_[:, t + 1], close[:, t],
+                                                      close[:, t + 1], costs, execution, equity[:, t])
     return equity[0] if one_symbol else equity
 
 
-def buy_and_hold(open_, close, cost, execution: str = "next_open", initial: float = 1.0) -> np.ndarray:
+def buy_and_hold(open_, close, costs: CostModel | float, execution: str = "next_open", initial: float = 1.0) -> np.ndarray:
     """The benchmark: the same accounting with a constant position of 1 (one entry fee)."""
-    return equity_curve(open_, close, np.ones_like(np.asarray(close, dtype=np.float64)), cost, execution, initial)
+    return equity_curve(open_, close, np.ones_like(np.asarray(close, dtype=np.float64)), costs, execution, initial)
 
 
 def _trade_returns(returns: np.ndarray, held: np.ndarray) -> list[float]:
@@ -114,7 +149,7 @@ def _metrics_one(equity: np.ndarray, positions: np.ndarray, annualization: float
     n = len(equity) - 1
     out = dict.fromkeys(METRIC_NAMES, nan)
     if n < 1:
-        out.update(total_return=0.0, max_drawdown=0.0, trades=0.0, exposure=0.0, turnover=0.0)
+        out.update(total_return=0.0, max_drawdown=0.0, trades=0.0, exposure=0.0, turnover=0.0, trades_per_year=0.0)
         return out
     returns = equity[1:] / equity[:-1] - 1.0
     excess = returns - rf / a
@@ -141,6 +176,56 @@ def _metrics_one(equity: np.ndarray, positions: np.ndarray, annualization: float
         out["win_rate"] = sum(r > 0 for r in trade_returns) / len(trade_returns)
     out["exposure"] = float(np.mean(np.abs(held)))
     out["turnover"] = float(np.sum(changes) * a / n)
+    out["trades_per_year"] = out["trades"] * a / n
+    runs = _holding_runs(held)
+    if runs:
+        out["avg_holding_days"] = float(np.mean(runs))
+    return out
+
+
+def _holding_runs(held: np.ndarray) -> list[int]:
+    """Lengths (in periods = days) of the maximal runs of one unchanged non-zero held position."""
+    runs: list[int] = []
+    length = 0
+    for k, h in enumerate(held):
+        if h != 0 and k > 0 and h == held[k - 1]:
+            length += 1
+            continue
+        if length:
+            runs.append(length)
+        length = 1 if h != 0 else 0
+    if length:
+        runs.append(length)
+    return runs
+
+
+def _cagr(growth: float, n: int, a: float) -> float:
+    return float(growth ** (a / n) - 1.0) if growth > 0 else -1.0
+
+
+def cost_metrics(open_, close, positions, costs: CostModel | float, execution: str = "next_open",
+                 initial: float = 1.0, annualization: float = 252, rf: float = 0.0) -> dict:
+    """What the costs took, for one symbol ([N] arrays): `gross_return` (the same positions at zero
+    cost), `cost_drag` = gross - net total return, `cost_drag_annual` = gross CAGR - net CAGR, and
+    `cost_sensitivity` = {bps: {total_return, sharpe}} at a flat cost of SENSITIVITY_BPS per side."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != 1:
+        raise ValueError(f"cost_metrics takes one symbol's [N] arrays (got positions {positions.shape})")
+    n = len(positions) - 1
+    a = float(annualization)
+    net = equity_curve(open_, close, positions, costs, execution, initial)
+    gross = equity_curve(open_, close, positions, zero(), execution, initial)
+    net_growth, gross_growth = net[-1] / net[0], gross[-1] / gross[0]
+    out: dict = {
+        "gross_return": float(gross_growth - 1.0),
+        "cost_drag": float(gross_growth - net_growth),
+        "cost_drag_annual": _cagr(gross_growth, n, a) - _cagr(net_growth, n, a) if n >= 1 else float("nan"),
+        "cost_sensitivity": {},
+    }
+    for bps in SENSITIVITY_BPS:
+        equity = equity_curve(open_, close, positions, flat(bps), execution, initial)
+        m = _metrics_one(equity, positions, a, rf)
+        out["cost_sensitivity"][str(bps)] = {"total_return": m["total_return"], "sharpe": m["sharpe"]}
     return out
 
 

@@ -1,15 +1,17 @@
-"""The `evorl` command line: train, backtest, deploy, signal, runs, bench.
+"""The `evorl` command line: train, backtest, deploy, signal, paper, runs, bench.
 
-User mistakes end in one clear line on stderr and exit code 2; no traceback.
+User mistakes end in one clear line on stderr and exit code 2; a run that fails once started
+(diverged, disk full, out of memory) in one line and exit code 1; SIGINT/SIGTERM during training
+save a checkpoint and end the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -18,27 +20,48 @@ from typing import Any
 
 import jax
 
-from . import __version__, backends, bench, pipeline, provenance
+from . import __version__, backends, bench, distributed, pipeline, provenance
 from .backends import BackendError
 from .config import (
+    COST_MODELS,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     INIT_SCHEMES,
     PRESETS,
+    PRICE_ADJUSTMENTS,
+    SEARCH_SPACE,
     ConfigError,
+    TrainConfig,
     make_config,
     parse_floats,
     parse_ints,
 )
-from .data import DataError, DataFallbackWarning, load_frames
-from .deploy import DeployError, deploy_run, list_models, load_bundle, signals
-from .evaluation import run_backtest
-from .rundir import RunDirError, list_runs
+from .costs import cost_model
+from .data import DataError, DataFallbackWarning
+from .deploy import (
+    DeployError,
+    deploy_run,
+    list_models,
+    load_bundle,
+    load_signal_frames,
+    signals,
+    stale_warnings,
+    training_source,
+)
+from .evaluation import rebacktest_dir, run_backtest
+from .ledger import record as record_paper
+from .loop import TrainingDiverged
+from .rundir import DAMAGED, RunDir, RunDirError, StorageError, dumps, list_runs, new_run_id, read_json
 from .timefmt import format_duration
+from .walkforward import WALKFORWARD_DIR, run_walkforward
 
 
 class UserError(Exception):
     pass
+
+
+class RunFailed(Exception):
+    """A run that started and then failed (exit code 1); the message is one line."""
 
 
 def _fmt(value: Any, pct: bool = False, signed: bool = True) -> str:
@@ -111,19 +134,73 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
                        for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
+    table = "\n".join(lines)
+    costs = format_cost_table(metrics)
+    return f"{table}\n\n{costs}" if costs else table
+
+
+def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """What costs took and how often each symbol traded: gross vs net return, cost drag per year,
+    trades per year, average holding period, and net return / Sharpe of the same positions at a
+    flat 0 / 10 / 25 / 50 bps per side. Empty when the metrics predate these numbers."""
+    if not any("gross_return" in m for m in metrics.values()):
+        return ""
+    levels = list(next(m["cost_sensitivity"] for m in metrics.values() if "cost_sensitivity" in m))
+    at = "/".join(levels)
+    header = ["symbol", "gross ret", "net ret", "cost drag", "drag/yr", "trades/yr", "avg hold",
+              f"net ret @ {at} bps", f"Sharpe @ {at} bps"]
+    rows = [header]
+    for symbol, m in metrics.items():
+        table = m.get("cost_sensitivity") or {}
+        rows.append([
+            symbol, _fmt(m.get("gross_return"), True), _fmt(m.get("total_return"), True),
+            _fmt(m.get("cost_drag"), True), _fmt(m.get("cost_drag_annual"), True),
+            f"{m['trades_per_year']:.1f}" if _finite(m.get("trades_per_year")) else "n/a",
+            "n/a" if not _finite(m.get("avg_holding_days")) else f"{m['avg_holding_days']:.1f} d",
+            " ".join(_fmt((table.get(k) or {}).get("total_return"), True) for k in levels),
+            " ".join(_fmt((table.get(k) or {}).get("sharpe")) for k in levels),
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+
+def cost_line(config: dict[str, Any]) -> str:
+    """The cost model of a run, one line (rates per side and the flat charge)."""
+    try:
+        return cost_model(TrainConfig.from_dict(config)).describe()
+    except (ConfigError, TypeError, ValueError):
+        return f"{config.get('fee_bps')}+{config.get('slippage_bps')} bps"
+
+
+# ---------------------------------------------------------------------------------------------
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
+    t.add_argument("--val-days", type=int,
+                   help="validation days before the test days, for any selection (default 60; 0 = none)")
+    t.add_argument("--embargo-days", type=int,
+                   help="unused days before validation and before test (default: the feature window)")
+    t.add_argument("--seeds", type=int,
+                   help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
+    pbt = t.add_argument_group("population-based training (docs/evolution.md)")
+    pbt.add_argument("--population", type=int, help="train N agents as one vmapped program and evolve them")
+    pbt.add_argument("--pbt-interval", type=int, help="updates between exploit/explore rounds (default 10)")
+    pbt.add_argument("--pbt-fraction", type=float, help="bottom fraction replaced each round (default 0.25)")
+    pbt.add_argument("--pbt-resample", type=float, help="chance explore resamples instead of perturbing (0.25)")
+    pbt.add_argument("--evolve", help=f"hyperparameters to evolve, from {','.join(SEARCH_SPACE)} "
+                                      "(default lr,ent_coef,clip_eps)")
+    pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
+                     + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
+    pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
     t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
     t.add_argument("--preset", default="production", choices=sorted(PRESETS))
     t.add_argument("--num-envs", type=int)
@@ -144,8 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-std", type=float, help="std of the normal initialiser")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
     t.add_argument("--episode-len", type=int)
-    t.add_argument("--fee-bps", type=float)
-    t.add_argument("--slippage-bps", type=float)
+    t.add_argument("--cost-model", choices=list(COST_MODELS),
+                   help="nse-delivery (default: NSE statutory charges per side) or flat (--fee-bps each side)")
+    t.add_argument("--fee-bps", type=float, help="flat cost model: fee per side in bps (default 5)")
+    t.add_argument("--slippage-bps", type=float, help="slippage per side in bps, both models (default 5)")
+    t.add_argument("--brokerage-bps", type=float, help="nse-delivery: brokerage per side in bps (default 0)")
+    t.add_argument("--dp-charge", type=float,
+                   help="nse-delivery: depository charge in rupees per sell day, before GST (default 13.5)")
+    t.add_argument("--price-adjustment", choices=list(PRICE_ADJUSTMENTS),
+                   help="none (traded close, default) or dividends (total-return prices from Adj Close)")
     t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
     t.add_argument("--execution", choices=list(EXECUTION_MODES))
     t.add_argument("--initial-capital", type=float)
@@ -160,26 +244,67 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    dist = t.add_argument_group(
+        "several processes or hosts (docs/scaling.md); default: the EVORL_* variables, else JAX's "
+        "cluster detection (SLURM, MPI, Kubernetes), else one process")
+    dist.add_argument("--coordinator-address", metavar="HOST:PORT",
+                      help=f"process 0's address, the same for every process (or {distributed.ENV_ADDRESS})")
+    dist.add_argument("--num-processes", type=int, metavar="N",
+                      help=f"processes in the run; 1 turns cluster detection off (or {distributed.ENV_COUNT})")
+    dist.add_argument("--process-id", type=int, metavar="I",
+                      help=f"this process, 0..N-1; process 0 writes the run (or {distributed.ENV_ID})")
+    dist.add_argument("--peer-timeout", type=float, metavar="SECONDS",
+                      help="end the run when a process is silent this long (default 60, or "
+                           f"{distributed.ENV_PEER_TIMEOUT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+    add_train_flags(t)
+
+    w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")
+    add_train_flags(w)
+    w.add_argument("--folds", type=int, default=3, help="number of folds (test blocks of --test-days)")
+    w.add_argument("--id", help="walk-forward id (default: wf-<time>); folds are runs <id>-fold<k>")
 
     b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
     b.add_argument("--run", required=True, metavar="RUN_DIR")
     b.add_argument("--data", help="data source (default: the run's own)")
-    b.add_argument("--test-days", type=int)
-    b.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/backtest)")
+    b.add_argument("--test-days", type=int,
+                   help="test on the last N days (refused if they overlap the run's training/validation days)")
+    b.add_argument("--out", metavar="DIR",
+                   help="a new output folder (default: RUN_DIR/rebacktests/<timestamp>-<source>/; "
+                        "never RUN_DIR/backtest)")
     b.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
 
     d = sub.add_parser("deploy", help="deploy a finished run as a model bundle")
     d.add_argument("--run", required=True, metavar="RUN_DIR")
     d.add_argument("--model-name")
     d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    d.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="deploy the top K members by validation score; signals average their action "
+                        "probabilities (default 1: the chosen member)")
 
     s = sub.add_parser("signal", help="target position for the next session from the latest bar")
     s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    s.add_argument("--data", default="auto", help="data source (default: auto)")
+    s.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                   "falls back to synthetic prices here")
     s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
     s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
+    pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
+    pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
+                                    "falls back to synthetic prices here")
+    pp.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+    pp.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("runs", help="list runs with state and headline metrics")
     r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
@@ -202,43 +327,100 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    backends.select(args.backend)
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset, then every training flag that was given."""
     overrides = dict(
-        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days,
+        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
+        embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
+        pbt_interval=args.pbt_interval, pbt_fraction=args.pbt_fraction, pbt_resample=args.pbt_resample,
+        evolve=tuple(x for x in args.evolve.replace(" ", "").split(",") if x) if args.evolve is not None else None,
+        search_space=args.search_space, init_space=args.init_space,
         total_timesteps=args.timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
         minibatch_size=args.minibatch_size, epochs=args.epochs,
-        hidden=parse_ints(args.hidden, "hidden") if args.hidden else None,
+        hidden=parse_ints(args.hidden, "hidden") if args.hidden is not None else None,
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
         anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
-        positions=parse_floats(args.positions, "positions") if args.positions else None,
+        cost_model=args.cost_model, brokerage_bps=args.brokerage_bps, dp_charge=args.dp_charge,
+        price_adjustment=args.price_adjustment,
+        positions=parse_floats(args.positions, "positions") if args.positions is not None else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
     )
+    return make_config(args.preset, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+    if not distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                                  timeout=args.peer_timeout):
+        return train(args)
+    try:
+        return train(args)
+    except BaseException as exc:  # one of several processes: a normal exit would wait in JAX's
+        # shutdown barrier for a failed peer; say what failed (and tell the others), then leave
+        message = distributed.failure_message(exc)
+        print(f"evorl train: error: {message}", file=sys.stderr)
+        user_error = isinstance(exc, USER_ERRORS) and not distributed.peer_failed()
+        distributed.exit_now(130 if isinstance(exc, KeyboardInterrupt) else 2 if user_error else 1)
+        raise
+
+
+def train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
-        if not (run_path / "config.json").exists():
-            raise UserError(f"--resume {run_path}: no config.json there; is it a run directory?")
+        if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
+            raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
-        config = make_config("production")  # replaced by the stored config inside train()
+        config = make_config("production")  # replaced by the stored config inside pipeline.run
     else:
-        config = make_config(args.preset, **overrides)
-        runs_dir, run_id = Path(args.runs_dir), args.run_id
-        print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
-              f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
-              file=sys.stderr)
-    print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
-    bar = None if args.quiet else ProgressBar()
+        config = config_from_args(args)
+        runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
+        if distributed.is_writer():
+            print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
+                  f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
+                  file=sys.stderr)
+    if distributed.is_writer():
+        print(f"evorl: backend {provenance.summary()}", file=sys.stderr)
+    else:
+        print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
+              "process 0 writes the run", file=sys.stderr)
+    bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
+    stop = pipeline.StopSignal()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: abort now (the last checkpoint stays)
+        received.append(signum)
+        stop.interrupt(f"interrupted by {name}")
+        print(f"\nevorl train: {name}: stopping after the current chunk and saving a checkpoint "
+              "(send it again to abort at once)", file=sys.stderr)
+
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    run_path = Path(runs_dir) / run_id
     try:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
-                    model_name=args.model_name, models_dir=args.models_dir, cache_dir=args.cache_dir)
+                           stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
+                           cache_dir=args.cache_dir)
+    except (StorageError, TrainingDiverged) as exc:
+        raise RunFailed(f"{exc} (run {run_path}: failed)") from None
+    except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback in error.log
+        log = run_path / "error.log"
+        raise RunFailed(pipeline.describe_error(exc) + (f" (traceback in {log})" if log.exists() else "")) from None
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
+    if not distributed.is_writer():
+        print(f"evorl: {distributed.describe()} done; process 0 wrote {run.run_id}", file=sys.stderr)
+        return 0
     status = run.read_status() or {}
     for warning in ((run.read_config() or {}).get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -250,43 +432,80 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = run.read_config() or {}
         synthetic = (cfg.get("data_info") or {}).get("synthetic")
         print(f"\nHeld-out test ({cfg.get('test_days')} days, {cfg.get('execution')} execution, "
-              f"{cfg.get('fee_bps')}+{cfg.get('slippage_bps')} bps)" + ("  [SYNTHETIC DATA]" if synthetic else ""))
+              f"costs {cost_line(cfg)})" + ("  [SYNTHETIC DATA]" if synthetic else ""))
         print(format_metrics_table(metrics))
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
     print(f"\nrun directory: {run.path}")
+    if status.get("state") in ("interrupted", "stopped"):
+        print(f"resume with: evorl train --resume {run.path}", file=sys.stderr)
+    if received:
+        return 128 + received[0]
+    return 0
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    backends.select(args.backend)
+    if args.resume or args.deploy:
+        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
+    config = config_from_args(args)
+    print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
+          f"{config.test_days} test days", file=sys.stderr)
+    bar = None if args.quiet else ProgressBar()
+    try:
+        summary = run_walkforward(config, args.folds, args.runs_dir, args.id, cache_dir=args.cache_dir,
+                                  progress=bar, log=lambda msg: print(f"\n{msg}", file=sys.stderr))
+    finally:
+        if bar is not None:
+            bar.close()
+    for fold in summary["per_fold"]:
+        first = next(iter(fold["date_ranges"].values()))
+        print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
+        print(format_metrics_table(fold["metrics"]))
+    print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
+    print(format_metrics_table(summary["pooled"]))
+    print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
     return 0
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     run_path = Path(args.run)
-    if not (run_path / "config.json").exists():
-        raise UserError(f"--run {run_path}: no config.json there; is it a run directory?")
-    metrics = run_backtest(run_path, data=args.data, test_days=args.test_days,
-                           out_dir=Path(args.out) if args.out else None, cache_dir=args.cache_dir)
+    if not run_path.is_dir():
+        raise UserError(f"--run {run_path}: not a run directory")
+    run = RunDir(run_path)
+    stored = run.load_config()
+    out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
+    metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
+    record = read_json(out / "rebacktest.json", {}, kind=dict)
+    for warning in (record.get("data_info") or {}).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"costs {cost_line(stored)}")
     print(format_metrics_table(metrics))
-    print(f"\nwritten to: {Path(args.out) if args.out else run_path / 'backtest'}")
+    print(f"\nwritten to: {out} (the run's own backtest/ is unchanged)")
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir)
-    print(f"deployed model: {path}")
+    if args.ensemble < 1:
+        raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
+    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, models_dir=args.models_dir)
-    symbols = args.symbols or bundle.symbols
-    frames, info = load_frames(args.data, symbols, cache_dir=args.cache_dir, seed=bundle.config.seed)
-    for w in info.get("warnings", []):
+    frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
+    stale = stale_warnings(frames)
+    for w in info.get("warnings", []) + stale:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
-        print(json.dumps({"model": bundle.name, "data_source": info.get("source"),
-                          "synthetic": bool(info.get("synthetic")), "signals": result}, indent=2))
+        print(dumps({"model": bundle.name, "data_source": info.get("source"),
+                     "synthetic": bool(info.get("synthetic")), "stale": stale, "signals": result}))
         return 0
-    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else ""))
+    print(f"model {bundle.name}  data: {info.get('source')} ({args.data or 'as trained: ' + training_source(bundle)})"
+          + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "") + ("  [STALE DATA]" if stale else ""))
     print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>6} {'target':>7}  probabilities")
     for s in result:
         probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
@@ -296,10 +515,36 @@ def cmd_signal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
+    result = record_paper(bundle, frames, info)
+    for w in info.get("warnings", []) + result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(dumps({"model": bundle.name, "data_source": info.get("source"),
+                     "synthetic": bool(info.get("synthetic")), "appended": result.appended,
+                     "latest": result.latest, "warnings": result.warnings}))
+        return 0
+    print(f"model {bundle.name}  data: {info.get('source')}" + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "")
+          + f"  ledger: {Path(bundle.path) / 'ledger.jsonl'}")
+    for e in result.appended:
+        print(f"{e['date']}  {e['symbol']:<12} held {e['held']:g} -> target {e['target']:g}  "
+              f"equity {e['equity']:,.2f}  buy & hold {e['benchmark_equity']:,.2f}")
+    recorded = {e["symbol"] for e in result.appended}
+    for symbol, date in result.latest.items():
+        if symbol not in recorded:
+            print(f"{symbol}: already recorded up to {date}, the latest bar; nothing appended")
+    if result.appended:
+        print(f"\nappended {len(result.appended)} entr{'y' if len(result.appended) == 1 else 'ies'}; targets fill at "
+              f"the next session ({bundle.config.execution} execution)")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     runs = list_runs(args.runs_dir)
     if args.json:
-        print(json.dumps(runs, indent=2, default=str))
+        print(dumps(runs))
         return 0
     if not runs:
         print(f"no runs in {args.runs_dir}")
@@ -307,13 +552,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run id':<34} {'state':<12} {'steps':>12}  {'symbols':<28} mean test return (B&H)")
     for r in runs:
         bt = r.get("backtest") or {}
-        rets = [m.get("total_return") for m in bt.values() if m.get("total_return") is not None]
-        bh = [m.get("bh_total_return") for m in bt.values() if m.get("bh_total_return") is not None]
+        rets = [m.get("total_return") for m in bt.values() if isinstance(m.get("total_return"), (int, float))]
+        bh = [m.get("bh_total_return") for m in bt.values() if isinstance(m.get("bh_total_return"), (int, float))]
         headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
         print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
               f"{','.join(r.get('symbols') or []):<28} {headline}")
         if r.get("error"):
-            print(f"    error: {r['error']}")
+            print(f"    {'damaged' if r['state'] == DAMAGED else 'error'}: {r['error']}")
     return 0
 
 
@@ -331,8 +576,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-COMMANDS = {"train": cmd_train, "backtest": cmd_backtest, "deploy": cmd_deploy, "signal": cmd_signal,
-            "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+# Mistakes a user can fix: one line on stderr, exit code 2.
+USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
+               ValueError)
+
+COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
+            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,10 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
-            ValueError) as exc:
+    except (RunFailed, StorageError, TrainingDiverged) as exc:
+        print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as exc:
         print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an --out that is a file: one line naming it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"evorl {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nevorl {args.command}: interrupted", file=sys.stderr)
         return 130

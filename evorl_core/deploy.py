@@ -20,16 +20,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import serialization
 
 from . import env as trading_env
 from .checkpoints import load_params, params_template
 from .config import TrainConfig
-from .data import features_for_inference
+from .data import features_for_inference, load_frames
+from .evaluation import chosen_member
 from .market_data import MarketData
 from .ppo import PPO
 from .provenance import library_versions
-from .rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from .rundir import RunDir, RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -44,6 +46,11 @@ def validate_model_name(name: str) -> str:
     return name
 
 
+def params_finite(params: Any) -> bool:
+    """Whether every network parameter is a finite number (a diverged run's are not)."""
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree_util.tree_leaves(params))
+
+
 @dataclass
 class Bundle:
     name: str
@@ -56,17 +63,53 @@ class Bundle:
     def symbols(self) -> list[str]:
         return list(self.meta["symbols"])
 
+    @property
+    def ensemble(self) -> bool:
+        """Several agents whose action probabilities are averaged (a top-k ensemble)."""
+        return len(self.meta.get("ensemble") or []) > 1
 
-def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models") -> Path:
-    """Copy a finished run's trained parameters and metadata into models/<name>/."""
+
+def ensemble_members(run: RunDir, k: int) -> list[int]:
+    """The k members with the best validation scores (mean over symbols), best first."""
+    selection = read_json(run.backtest_dir / "selection.json", {})
+    scores = selection.get("validation_log_return")
+    members = int(selection.get("members", 1))
+    if k > members:
+        raise DeployError(f"ensemble: the run has {members} member(s); cannot take the top {k}")
+    if not scores:
+        raise DeployError("ensemble: the run has no validation scores to rank its members (trained with --val-days 0?)")
+    mean = {int(m): float(np.mean(list(by_symbol.values()))) for m, by_symbol in scores.items()}
+    return sorted(mean, key=lambda m: (-mean[m], m))[:k]
+
+
+def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models",
+               ensemble: int = 1) -> Path:
+    """Copy a finished run's trained parameters and metadata into models/<name>/: the member chosen
+    on validation days, or (ensemble=k) the top k members by validation score, whose action
+    probabilities the signal averages."""
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
-    stored = run.read_config()
-    if stored is None or not run.is_trained():
-        raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
-    config = TrainConfig.from_dict(stored)
     name = validate_model_name(name or run.run_id)
+    if not run.is_trained():
+        raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
+    stored = run.load_config()
+    config = TrainConfig.from_dict(stored)
+    if not isinstance(stored.get("feature_names"), list) or not isinstance(stored.get("normalization"), dict):
+        raise DeployError(f"{run.config_path}: no feature names or normalisation recorded; the run never "
+                          "got past loading its data")
 
-    params = load_params(run, config, len(stored["feature_names"]))
+    member = chosen_member(run)
+    if ensemble > 1:
+        members = ensemble_members(run, ensemble)
+        everyone = load_params(run, config, len(stored["feature_names"]))
+        params = jax.tree_util.tree_map(lambda x: x[np.asarray(members)], everyone)
+        policy = f"average of the action probabilities of members {members} (top {ensemble} on validation days)"
+    else:
+        members = [member]
+        params = load_params(run, config, len(stored["feature_names"]), member=member)
+        policy = f"member {member} (chosen on validation days)" if config.members > 1 else "the trained agent"
+    if not params_finite(params):
+        raise DeployError(f"{run.path}: the model's parameters are not finite numbers (training diverged); "
+                          "refusing to deploy it")
 
     out = Path(models_dir) / name
     tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
@@ -78,6 +121,10 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "created_at": time.time(),
             "source_run": run.run_id,
             "source_run_path": str(run.path),
+            "member": members[0],
+            "member_seed": config.seed + members[0],
+            "ensemble": members,
+            "policy": policy,
             "symbols": list(config.symbols),
             "config": config.to_dict(),
             "feature_names": stored["feature_names"],
@@ -87,7 +134,9 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "date_ranges": stored.get("date_ranges", {}),
             "data_info": stored.get("data_info", {}),
             "data_hash": stored.get("data_hash"),
+            # the run's held-out results are those of its chosen member; an ensemble was not backtested
             "test_metrics": run.read_backtest_metrics() or {},
+            "test_metrics_of": f"member {member}",
             "versions": library_versions(),
         })
         if out.exists():
@@ -105,7 +154,7 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
         return []
     out = []
     for p in sorted(models_dir.iterdir()):
-        meta = read_json(p / "bundle.json") if p.is_dir() and not p.name.startswith(".") else None
+        meta = read_json(p / "bundle.json", kind=dict) if p.is_dir() and not p.name.startswith(".") else None
         if meta is None:
             continue
         out.append({
@@ -122,16 +171,43 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
 def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> Bundle:
     candidate = Path(name_or_dir)
     path = candidate if (candidate / "bundle.json").exists() else Path(models_dir) / str(name_or_dir)
-    meta = read_json(path / "bundle.json")
+    try:
+        meta = load_json(path / "bundle.json")
+    except RunDirError as exc:
+        raise DeployError(str(exc)) from None
     if meta is None:
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
-    config = TrainConfig.from_dict(meta["config"])
-    template = params_template(config, len(meta["feature_names"]))
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        template = params_template(config, len(meta["feature_names"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeployError(f"{path / 'bundle.json'}: damaged ({type(exc).__name__}: {exc})") from None
+    size = len(meta.get("ensemble") or [])
+    if size > 1:
+        template = jax.tree_util.tree_map(lambda x: np.stack([x] * size), template)
     try:
         params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split())})") from None
+    if not params_finite(params):
+        raise DeployError(f"{path / 'params.msgpack'}: the parameters are not finite numbers (a diverged "
+                          "model); redeploy a run that trained normally")
     return Bundle(meta.get("name", path.name), path, meta, config, params)
+
+
+def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> MarketData:
+    """Device arrays of one symbol for inference (features normalised with the model's training
+    statistics); `start` marks the first day replayed. No training happens on them."""
+    feats = features_for_inference(frame, np.asarray(norm["mean"]), np.asarray(norm["std"]), window)
+    first = jnp.array([start], jnp.int32)
+    return MarketData(
+        open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
+        close=jnp.asarray(frame["close"].to_numpy()[None], jnp.float32),
+        features=jnp.asarray(feats[None], jnp.float32),
+        length=jnp.array([len(frame)], jnp.int32),
+        first_index=jnp.array([window], jnp.int32),
+        train_end=first, val_start=first, test_start=first,
+    )
 
 
 def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
@@ -152,22 +228,17 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
         length = len(frame)
         if length < config.window + 1:
             raise DeployError(f"{symbol}: needs at least {config.window + 1} bars for a signal, has {length}")
-        feats = features_for_inference(frame, np.asarray(norm[symbol]["mean"]), np.asarray(norm[symbol]["std"]),
-                                       config.window)
         days = min(replay_days, length - config.window)
         start = length - days
-        data = MarketData(
-            open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
-            close=jnp.asarray(frame["close"].to_numpy()[None], jnp.float32),
-            features=jnp.asarray(feats[None], jnp.float32),
-            length=jnp.array([length], jnp.int32),
-            first_index=jnp.array([config.window], jnp.int32),
-            test_start=jnp.array([start], jnp.int32),
-        )
-        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days)[0], np.float64)
+        data = symbol_data(frame, norm[symbol], config.window, start)
+        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days, bundle.ensemble)[0],
+                          np.float64)
         held = float(path[-2]) if days >= 2 else 0.0
         obs = trading_env.observe(data, 0, length - 1, jnp.float32(held), ppo.env_params)
-        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None])[0], np.float64)
+        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None], bundle.ensemble)[0], np.float64)
+        if not np.isfinite(probs).all():
+            raise DeployError(f"model {bundle.name!r} gives non-finite action probabilities for {symbol} on "
+                              f"{frame.index[-1].date()}; no signal")
         out.append({
             "symbol": symbol,
             "date": str(frame.index[-1].date()),
@@ -178,4 +249,46 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             "execution": config.execution,
             "replayed_days": days,
         })
+    return out
+
+
+# the data a deployed model acts on ------------------------------------------------------------
+# Signals and the paper ledger read the source the model was trained on unless told otherwise,
+# and `auto` never falls back to synthetic prices for them: a user asks for synthetic data
+# explicitly (or trained the model on it explicitly). A last bar older than STALE_AFTER_DAYS
+# business days is flagged as stale.
+STALE_AFTER_DAYS = 3
+
+
+def training_source(bundle: Bundle) -> str:
+    """The data source the model was trained on, as requested (auto | synthetic | yahoo | csv:DIR)."""
+    return str(bundle.meta.get("config", {}).get("data") or bundle.config.data)
+
+
+def load_signal_frames(bundle: Bundle, source: str | None = None, *, symbols: list[str] | None = None,
+                       cache_dir: str | Path = "data_cache") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Frames for a signal or a ledger entry: ``source`` (default: the training source) for the
+    model's symbols. Raises DataError naming the symbol when ``auto`` finds no real data for it."""
+    return load_frames(source or training_source(bundle), symbols or bundle.symbols, cache_dir=cache_dir,
+                       seed=bundle.config.seed, synthetic_fallback=False,
+                       price_adjustment=bundle.config.price_adjustment)
+
+
+def business_days_since(date: Any, today: Any = None) -> int:
+    """Business days (Mon-Fri) after ``date`` up to and including ``today`` (default: today)."""
+    start = np.datetime64(pd.Timestamp(date).date(), "D")
+    end = np.datetime64(pd.Timestamp(today if today is not None else time.strftime("%Y-%m-%d")).date(), "D")
+    if end <= start:
+        return 0
+    return int(np.busday_count(start + 1, end + 1))
+
+
+def stale_warnings(frames: dict[str, Any], today: Any = None, after: int = STALE_AFTER_DAYS) -> list[str]:
+    """One message per symbol whose last bar is more than ``after`` business days old."""
+    out = []
+    for symbol, frame in frames.items():
+        last = frame.index[-1]
+        age = business_days_since(last, today)
+        if age > after:
+            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} business days ago")
     return out

@@ -23,15 +23,24 @@ import numpy as np
 from flax import struct
 
 from .config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
+from .costs import cost_model
 from .market_data import MarketData
 
 _LOG_MIN_GROWTH = math.log(MIN_GROWTH)
+# E_open is floored here before the flat sell-day charge is divided by it: an account wiped out
+# many times over can underflow to 0 in float32, and 0/0 would be NaN (the fill is floored anyway).
+_TINY_EQUITY = 1e-30
 
 
 @struct.dataclass
 class EnvParams:
     positions: jax.Array  # [A] float32 target exposures, action i -> positions[i]
-    cost: jax.Array  # scalar float32, (fee_bps + slippage_bps) / 1e4 per unit of |position change|
+    c_buy: jax.Array  # scalar float32, cost per unit of exposure bought (fraction of the value traded)
+    c_sell: jax.Array  # scalar float32, cost per unit of exposure sold
+    # scalar float32: the flat charge of a sell day (rupees) divided by the initial capital. Env
+    # equity is relative to the episode start, which holds the initial capital, so the charge as a
+    # fraction of the account at the fill is sell_charge / E_open (docs/accounting.md).
+    sell_charge: jax.Array
     execution: str = struct.field(pytree_node=False, default="next_open")  # "next_open" | "close"
     window: int = struct.field(pytree_node=False, default=32)
     episode_len: int = struct.field(pytree_node=False, default=256)
@@ -49,9 +58,12 @@ class EnvState(NamedTuple):
 def make_params(config: TrainConfig) -> EnvParams:
     if config.execution not in EXECUTION_MODES:
         raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {config.execution!r})")
+    costs = cost_model(config)
     return EnvParams(
         positions=jnp.asarray(config.positions, dtype=jnp.float32),
-        cost=jnp.asarray(config.cost, dtype=jnp.float32),
+        c_buy=jnp.asarray(costs.c_buy, dtype=jnp.float32),
+        c_sell=jnp.asarray(costs.c_sell, dtype=jnp.float32),
+        sell_charge=jnp.asarray(costs.sell_day_charge_rupees / config.initial_capital, dtype=jnp.float32),
         execution=config.execution,
         window=int(config.window),
         episode_len=int(config.episode_len),
@@ -68,18 +80,18 @@ def check_data(data: MarketData, window: int) -> None:
     Raises ValueError naming the symbol index. Call it once before training (not under jit).
     """
     first = np.asarray(data.first_index)
-    test_start = np.asarray(data.test_start)
+    train_end = np.asarray(data.train_end)
     length = np.asarray(data.length)
     for s in range(first.shape[0]):
         if first[s] < window - 1:
             raise ValueError(f"symbol {s}: first_index {first[s]} leaves no full window of {window} days")
-        if test_start[s] - 2 < first[s]:
+        if train_end[s] - 2 < first[s]:
             raise ValueError(
-                f"symbol {s}: no training transition (first_index {first[s]}, test_start {test_start[s]}); "
+                f"symbol {s}: no training transition (first_index {first[s]}, train_end {train_end[s]}); "
                 "give more history or fewer test days"
             )
-        if test_start[s] > length[s]:
-            raise ValueError(f"symbol {s}: test_start {test_start[s]} is beyond length {length[s]}")
+        if train_end[s] > length[s]:
+            raise ValueError(f"symbol {s}: train_end {train_end[s]} is beyond length {length[s]}")
 
 
 def _log_factor(x: jax.Array) -> jax.Array:
@@ -91,21 +103,32 @@ def _log_factor(x: jax.Array) -> jax.Array:
     return jnp.where(1.0 + x > MIN_GROWTH, jnp.log1p(jnp.maximum(x, MIN_GROWTH - 1.0)), _LOG_MIN_GROWTH)
 
 
-def step_log_return(p_prev, p_new, open_next, close_now, close_next, cost, execution: str) -> jax.Array:
+def step_log_return(p_prev, p_new, open_next, close_now, close_next, c_buy, c_sell, sell_charge, equity,
+                    execution: str) -> jax.Array:
     """log(E_{t+1} / E_t) for moving from exposure p_prev to p_new at the close of day t.
 
-    next_open: hold p_prev overnight to the open of t+1, pay cost*|p_new - p_prev| on the fill at the
-    open, hold p_new from the open to the close of t+1. close: pay the fee and hold p_new from the
-    close of t to the close of t+1. `execution` is static (a Python string).
+    next_open: hold p_prev overnight to the open of t+1 (E_open), fill at the open paying
+    c_buy * max(p_new - p_prev, 0) + c_sell * max(p_prev - p_new, 0) and, on a sell day
+    (p_new < p_prev), the flat charge sell_charge / E_open, then hold p_new from the open to the
+    close of t+1. close: the fill is at the close of t (E_open = E_t), then p_new is held to the
+    close of t+1. `equity` is E_t relative to the episode start (the flat charge depends on it);
+    `execution` is static (a Python string). docs/accounting.md states the formulas.
     """
-    fee = _log_factor(-cost * jnp.abs(p_new - p_prev))
+    if execution not in EXECUTION_MODES:
+        raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+    bought = jnp.maximum(p_new - p_prev, 0.0)
+    sold = jnp.maximum(p_prev - p_new, 0.0)
     if execution == "next_open":
         overnight = _log_factor(p_prev * ((open_next - close_now) / close_now))
-        intraday = _log_factor(p_new * ((close_next - open_next) / open_next))
-        return overnight + fee + intraday
-    if execution == "close":
-        return fee + _log_factor(p_new * ((close_next - close_now) / close_now))
-    raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
+        e_open = equity * jnp.exp(overnight)
+        after_fill = (close_next - open_next) / open_next
+    else:
+        overnight = jnp.float32(0.0)
+        e_open = equity
+        after_fill = (close_next - close_now) / close_now
+    flat = jnp.where(sold > 0, sell_charge / jnp.maximum(e_open, _TINY_EQUITY), 0.0)
+    fill = _log_factor(-(c_buy * bought + c_sell * sold + flat))
+    return overnight + fill + _log_factor(p_new * after_fill)
 
 
 def observe(data: MarketData, symbol, t, position, params: EnvParams) -> jax.Array:
@@ -120,7 +143,7 @@ def observe(data: MarketData, symbol, t, position, params: EnvParams) -> jax.Arr
 
 
 def _random_start(key: jax.Array, data: MarketData) -> tuple[jax.Array, jax.Array]:
-    """Uniform symbol, then a uniform start day t in [first_index, test_start - 2] of that symbol.
+    """Uniform symbol, then a uniform start day t in [first_index, train_end - 2] of that symbol.
 
     Both come from one 64-bit draw (a single threefry block) reduced modulo the range: the modulo
     bias is below range / 2**32 (< 1e-6 for any real history), and this draw runs for every env at
@@ -131,7 +154,7 @@ def _random_start(key: jax.Array, data: MarketData) -> tuple[jax.Array, jax.Arra
     num_symbols = data.length.shape[0]
     symbol = (bits[0] % jnp.uint32(num_symbols)).astype(jnp.int32)
     lowest = data.first_index[symbol]
-    highest = data.test_start[symbol] - 2  # so that t + 1 <= test_start - 1
+    highest = data.train_end[symbol] - 2  # so that t + 1 <= train_end - 1
     span = jnp.maximum(highest - lowest + 1, 1).astype(jnp.uint32)
     t = lowest + (bits[1] % span).astype(jnp.int32)
     return symbol, t
@@ -149,7 +172,7 @@ def _fresh_state(symbol: jax.Array, t: jax.Array) -> EnvState:
 
 
 def reset(key: jax.Array, params: EnvParams, data: MarketData) -> tuple[jax.Array, EnvState]:
-    """Uniform symbol, then a uniform start day t in [first_index, test_start - 2] of that symbol."""
+    """Uniform symbol, then a uniform start day t in [first_index, train_end - 2] of that symbol."""
     state = _fresh_state(*_random_start(key, data))
     return observe(data, state.symbol, state.t, state.position, params), state
 
@@ -165,7 +188,10 @@ def transition(state: EnvState, action, params: EnvParams, data: MarketData):
         data.open[symbol, t + 1],
         data.close[symbol, t],
         data.close[symbol, t + 1],
-        params.cost,
+        params.c_buy,
+        params.c_sell,
+        params.sell_charge,
+        state.equity,
         params.execution,
     ).astype(jnp.float32)
     t_next = t + 1
@@ -179,8 +205,9 @@ def transition(state: EnvState, action, params: EnvParams, data: MarketData):
         episode_return=state.episode_return + reward,
     )
     # Done when the episode is long enough or no further training transition exists
-    # (the next one would need t_next + 1 <= test_start - 1).
-    done = (steps >= params.episode_len) | (t_next >= data.test_start[symbol] - 1)
+    # (the next one would need t_next + 1 <= train_end - 1: no training step reads a validation,
+    # embargo or test day).
+    done = (steps >= params.episode_len) | (t_next >= data.train_end[symbol] - 1)
     info = {
         "episode_return": next_state.episode_return,
         "returned_episode": done,

@@ -7,10 +7,16 @@ CLI run can be stopped from here (through its STOP file).
 A training thread never lets an exception escape: the loop writes ``failed`` with its message
 itself; when it could not (an error before the loop took over, or a non-conforming train function),
 the registry writes it.
+
+Ownership: the registry runs `pipeline.preflight`, then takes the run's LOCK before it writes
+``queued`` and hands the lock to the thread (`pipeline.run(lock=...)`); it releases the lock once
+the thread has recorded a final state. When the process exits (the server stops), `shutdown` asks
+every thread to checkpoint and end ``interrupted`` (an atexit hook of the process-wide registry).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -22,7 +28,11 @@ from typing import Any
 
 from . import pipeline
 from .config import TrainConfig
-from .rundir import ACTIVE_STATES, FINAL_STATES, RunDir, new_run_id, validate_run_id
+from .rundir import ACTIVE_STATES, FINAL_STATES, RunDir, RunDirError, RunLock, owner_text
+
+# How long the server waits at exit for its training threads to checkpoint and end.
+SHUTDOWN_TIMEOUT_S = 60.0
+SHUTDOWN_REASON = "the dashboard server stopped"
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +48,13 @@ class Job:
     run_id: str
     runs_dir: Path
     config: TrainConfig
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    stop_event: pipeline.StopSignal = field(default_factory=pipeline.StopSignal)
     thread: threading.Thread | None = None
     resume: bool = False
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     error: str | None = None
+    lock: RunLock | None = None
 
     @property
     def alive(self) -> bool:
@@ -84,51 +95,61 @@ class JobRegistry:
         Returns once the run is visible to readers; raises ConfigError for an invalid config and
         JobError when the run id is taken.
         """
-        config.validated()
         runs_dir = Path(runs_dir)
-        run_id = validate_run_id(run_id) if run_id else new_run_id()
-        rd = RunDir.open(runs_dir, run_id)
-        if rd.read_status() is not None:
-            raise JobError(f"run {run_id!r} already exists in {runs_dir}")
-        rd = RunDir.create(runs_dir, run_id)
-        # A provisional config so readers see symbols/preset at once; the loop rewrites it with
-        # the data actually used and library versions.
-        rd.write_config({**config.to_dict(), "data_info": None})
-        rd.write_status("queued", env_steps=0, total_steps=config.num_updates * config.batch_size,
-                        error=None)
-        job = Job(run_id=run_id, runs_dir=runs_dir, config=config)
+        try:
+            config, rd = pipeline.preflight(config, runs_dir, run_id, deploy=deploy, model_name=model_name,
+                                            models_dir=models_dir)
+            lock = pipeline.acquire(rd, resume=False)
+        except RunDirError as exc:  # id taken, run in use, runs directory unusable
+            raise JobError(str(exc)) from None
+        try:
+            # A provisional config so readers see symbols/preset at once; the pipeline rewrites it
+            # with the data actually used and library versions.
+            rd.write_config({**config.to_dict(), "data_info": None})
+            rd.write_status("queued", env_steps=0, total_steps=config.total_env_steps,
+                            error=None)
+        except BaseException:
+            lock.release()
+            raise
+        job = Job(run_id=rd.run_id, runs_dir=runs_dir, config=config, lock=lock)
         kwargs = dict(stop_event=job.stop_event, resume=False, deploy=deploy,
-                      model_name=model_name, models_dir=str(models_dir))
+                      model_name=model_name, models_dir=str(models_dir), lock=lock)
         if cache_dir is not None:
             kwargs["cache_dir"] = str(cache_dir)
         if market is not None:
             kwargs["market"] = market
         self._launch(job, kwargs)
-        return run_id
+        return rd.run_id
 
     def resume(self, run_id: str, runs_dir: Path | str = "runs", *, models_dir: Path | str = "models",
                cache_dir: Path | str | None = None) -> str:
         """Continue a stopped/interrupted/failed run from its checkpoint in a new thread."""
         runs_dir = Path(runs_dir)
         rd = RunDir.open(runs_dir, run_id)
-        status = rd.read_status()
+        status = rd.read_status()  # the state in effect: a run whose owner is gone is interrupted
         if status is None:
             raise JobError(f"run {run_id!r} not found in {runs_dir}")
         if self.is_active(run_id, runs_dir):
             raise JobError(f"run {run_id!r} is still running in this process")
         if status.get("state") in ACTIVE_STATES:
-            raise JobError(f"run {run_id!r} is {status.get('state')} (possibly in another process); "
+            raise JobError(f"run {run_id!r} is {status.get('state')} ({owner_text(rd.owner())}); "
                            "stop it first")
         if not rd.has_checkpoint():
             raise JobError(f"run {run_id!r} has no checkpoint to resume from")
-        raw = rd.read_config()
-        if not raw:
-            raise JobError(f"run {run_id!r} has no readable config.json")
-        config = TrainConfig.from_dict(raw)
-        rd.clear_stop()  # a stale STOP file would end the resumed run at once
-        rd.write_status("queued", error=None, finished_at=None)
-        job = Job(run_id=run_id, runs_dir=runs_dir, config=config, resume=True)
-        kwargs: dict[str, Any] = dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir))
+        try:
+            config, rd = pipeline.preflight(TrainConfig(), runs_dir, run_id, resume=True, models_dir=models_dir)
+            lock = pipeline.acquire(rd, resume=True)
+        except RunDirError as exc:
+            raise JobError(str(exc)) from None
+        try:
+            rd.clear_stop()  # a stale STOP file would end the resumed run at once
+            rd.write_status("queued", error=None, finished_at=None)
+        except BaseException:
+            lock.release()
+            raise
+        job = Job(run_id=run_id, runs_dir=runs_dir, config=config, resume=True, lock=lock)
+        kwargs: dict[str, Any] = dict(stop_event=job.stop_event, resume=True, models_dir=str(models_dir),
+                                      lock=lock)
         if cache_dir is not None:
             kwargs["cache_dir"] = str(cache_dir)
         self._launch(job, kwargs)
@@ -139,6 +160,8 @@ class JobRegistry:
         with self._lock:
             old = self._jobs.get(key)
             if old is not None and old.alive:
+                if job.lock is not None:
+                    job.lock.release()
                 raise JobError(f"run {job.run_id!r} is already running")
             job.thread = threading.Thread(
                 target=self._run, args=(job, kwargs), name=f"evorl-train-{job.run_id}", daemon=True
@@ -150,7 +173,7 @@ class JobRegistry:
         try:
             self.train_fn(job.config, str(job.runs_dir), job.run_id, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - a training thread must never die with an exception
-            job.error = f"{type(exc).__name__}: {exc}"
+            job.error = pipeline.describe_error(exc)
             log.error("training thread for %s failed:\n%s", job.run_id, traceback.format_exc())
             self._ensure_final(job, "failed", job.error)
         else:
@@ -159,13 +182,20 @@ class JobRegistry:
             self._ensure_final(job, "interrupted", "training returned without writing a final status")
         finally:
             job.finished_at = time.time()
+            if job.lock is not None:
+                job.lock.release()  # after the final state: readers never see a gap
 
     @staticmethod
     def _ensure_final(job: Job, state: str, message: str) -> None:
         try:
             rd = job.run_dir
-            status = rd.read_status() or {}
-            if status.get("state") in FINAL_STATES:
+            try:
+                status = rd.recorded_status() or {}
+            except RunDirError:
+                status = {}
+            if job.stop_event.reason and status.get("state") == "stopped":
+                state, message = "interrupted", f"{job.stop_event.reason}; checkpoint saved, resume to continue"
+            elif status.get("state") in FINAL_STATES:
                 return
             rd.write_status(state, error=message, finished_at=time.time())
         except Exception:  # noqa: BLE001 - e.g. the run directory was deleted under us
@@ -175,15 +205,17 @@ class JobRegistry:
     def stop(self, run_id: str, runs_dir: Path | str = "runs") -> bool:
         """Ask a run to stop at its next chunk boundary.
 
-        Sets the thread's stop event when the run belongs to this process and always writes the
-        STOP file, so CLI runs stop too. Returns True when the run exists.
+        Sets the thread's stop event when the run belongs to this process and writes the STOP file
+        while the run is active, so CLI runs stop too. Returns True when a live run was asked to
+        stop; False for an unknown run or one nothing works on (its owner is gone, or it ended).
         """
         rd = RunDir.open(runs_dir, run_id)
         job = self.get(run_id, runs_dir)
-        if job is not None:
+        if job is not None and job.alive:
             job.stop_event.set()
-        if rd.read_status() is None:
-            return job is not None
+        status = rd.read_status()
+        if status is None or status.get("state") not in ACTIVE_STATES:
+            return job is not None and job.alive
         rd.request_stop()
         return True
 
@@ -204,6 +236,23 @@ class JobRegistry:
         return [j.run_id for j in jobs
                 if j.alive and (root is None or j.runs_dir.resolve() == root)]
 
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S, reason: str = SHUTDOWN_REASON) -> list[str]:
+        """Ask every training thread of this process to checkpoint and end ``interrupted``, and wait
+        for them (at most `timeout` seconds in all). Returns the run ids that did not end in time;
+        their LOCK goes with the process, so readers show them interrupted too."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.alive]
+        for job in jobs:
+            job.stop_event.interrupt(reason)
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        left = [j.run_id for j in jobs if j.alive]
+        if left:
+            log.warning("training threads still running at shutdown: %s", ", ".join(left))
+        return left
+
     def join(self, run_id: str, runs_dir: Path | str = "runs", timeout: float | None = None) -> bool:
         """Wait for a run's thread; True when it has finished."""
         job = self.get(run_id, runs_dir)
@@ -223,4 +272,5 @@ def get_registry() -> JobRegistry:
     with _registry_lock:
         if _registry is None:
             _registry = JobRegistry()
+            atexit.register(_registry.shutdown)
         return _registry

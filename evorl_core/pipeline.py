@@ -1,13 +1,22 @@
 """The pipeline of one run: data -> train -> backtest -> (deploy). What the CLI and the job registry call.
 
-It owns the life cycle of the run directory: the run record (config.json with the data actually
-used, its hash, feature normalisation, date ranges, versions and backend), the states around
-training (queued before, done / failed / interrupted after), the held-out backtest and the
+It owns the life cycle of the run directory: the checks before anything starts (`preflight`),
+ownership (the run's LOCK, held for the whole run), the run record (config.json with the data
+actually used, its hash, feature normalisation, date ranges, versions and backend), the states
+around training (queued before, done / failed / interrupted after), the held-out backtest and the
 optional deployment. The training itself (compiling, running, stopping, stopped) is `loop.train`.
+What each fault leads to: docs/reliability.md.
+
+With several processes (docs/scaling.md) every process calls `run` with the same arguments;
+process 0 makes the checks and owns the run directory; `distributed.run_dir` gives the others one
+whose writes are no-ops; process 0's run id and stored config reach the others, and only process 0
+backtests and deploys after training.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import threading
 import time
 import traceback
@@ -15,13 +24,115 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import loop
-from .config import TrainConfig
-from .data import FEATURE_NAMES, Market, load_market
-from .deploy import deploy_run
+from . import distributed, loop
+from .checkpoints import check_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import FEATURE_NAMES, NUM_FEATURES, Market, load_market
+from .deploy import deploy_run, validate_model_name
 from .evaluation import evaluate_run, stored_normalisation
+from .ppo import PPO
 from .provenance import backend_record, describe, library_versions
-from .rundir import RunDir, new_run_id
+from .rundir import (
+    ACTIVE_STATES,
+    RESUMABLE_STATES,
+    RunDir,
+    RunDirError,
+    RunInUse,
+    RunLock,
+    check_runs_dir,
+    new_run_id,
+    owner_text,
+    storage_error,
+)
+
+
+class StopSignal(threading.Event):
+    """A stop event that can say why. ``set()`` (a user's Stop) ends the run ``stopped``;
+    ``interrupt(reason)`` (a signal, a server shutting down) ends it ``interrupted``. Either way
+    the loop saves a checkpoint first, so the run can be resumed."""
+
+    reason: str | None = None
+
+    def interrupt(self, reason: str) -> None:
+        self.reason = reason
+        self.set()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for status.json and the CLI: the error's type and message, or what it means."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
+        return ("out of memory: the network or batch does not fit the device; use smaller --hidden, "
+                f"--num-envs or --minibatch-size ({text[:200] or type(exc).__name__})")
+    if isinstance(exc, (RunDirError, loop.TrainingDiverged)):
+        return text
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and exc.filename:
+        return str(storage_error(exc.filename, exc))  # a write outside rundir's write path
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_free(rd: RunDir) -> None:
+    """A new run needs an unused run id: an existing run is never overwritten."""
+    if any(p.exists() for p in (rd.status_path, rd.config_path, rd.metrics_path, rd.checkpoint_dir)):
+        state = (rd.read_status() or {}).get("state", "unknown")
+        raise RunDirError(f"run id {rd.run_id!r} already exists in {rd.path.parent} (state {state}); "
+                          "choose another run id, or resume it")
+
+
+def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, resume: bool = False,
+              deploy: bool = False, model_name: str | None = None,
+              models_dir: str | Path = "models") -> tuple[TrainConfig, RunDir]:
+    """Every check that can fail before a run starts; changes nothing on disk but the runs directory.
+
+    Returns the config to train (a resumed run's stored one) and the RunDir (not created yet for a
+    new run). Raises ConfigError, RunDirError (RunInUse) or DeployError with a one-line message.
+    """
+    check_runs_dir(runs_dir)
+    if resume:
+        if not run_id:
+            raise RunDirError("resume: give the run to resume")
+        rd = RunDir.open(runs_dir, run_id)
+        stored = rd.load_config()
+        try:
+            config = TrainConfig.from_dict(stored)
+        except (ConfigError, TypeError) as exc:
+            raise RunDirError(f"{rd.config_path}: {exc}") from None
+        status = rd.read_status() or {}
+        state = status.get("state")
+        if state in ACTIVE_STATES:
+            raise RunInUse(f"run {rd.run_id!r} is {state} ({owner_text(rd.owner())}); stop it first")
+        if state not in RESUMABLE_STATES:
+            detail = f" ({status.get('error')})" if state == "damaged" else ""
+            raise RunDirError(f"run {rd.run_id!r} is {state}{detail}; nothing to resume (only "
+                              f"{', '.join(RESUMABLE_STATES)} runs resume)")
+        check_checkpoint(rd)
+    else:
+        config = config.validated()
+        rd = RunDir.open(runs_dir, run_id or new_run_id())
+        _check_free(rd)
+    if deploy:
+        validate_model_name(model_name or rd.run_id)
+        models = Path(models_dir)
+        if models.exists() and not models.is_dir():
+            raise RunDirError(f"models directory {models}: exists and is not a directory")
+    # The loop checks this again before it compiles; here a run too big for the device is refused
+    # before anything is created.
+    loop.check_fits(config, PPO(config, NUM_FEATURES).obs_size)
+    return config, rd
+
+
+def acquire(rd: RunDir, *, resume: bool) -> RunLock:
+    """Create the run directory and take its lock; a new run re-checks under the lock that its id is
+    still free (two processes may have passed preflight together)."""
+    rd = RunDir.create(rd.path.parent, rd.run_id)
+    lock = RunLock.acquire(rd)
+    try:
+        if not resume:
+            _check_free(rd)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
@@ -35,16 +146,7 @@ def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
             sym: {"mean": market.norm_mean[s].tolist(), "std": market.norm_std[s].tolist()}
             for s, sym in enumerate(market.symbols)
         },
-        "date_ranges": {
-            sym: {
-                "first": str(market.dates[s][0]),
-                "train_end": str(market.dates[s][int(market.data.test_start[s]) - 1]),
-                "test_start": str(market.dates[s][int(market.data.test_start[s])]),
-                "last": str(market.dates[s][-1]),
-                "rows": int(market.data.length[s]),
-            }
-            for s, sym in enumerate(market.symbols)
-        },
+        "date_ranges": {sym: market.split_dates(s) for s, sym in enumerate(market.symbols)},
         "versions": library_versions(),
         "backend_info": backend_record(describe()),
         "batch_size": config.batch_size,
@@ -66,29 +168,64 @@ def run(
     model_name: str | None = None,
     models_dir: str | Path = "models",
     cache_dir: str | Path = "data_cache",
+    lock: RunLock | None = None,
 ) -> RunDir:
     """Train (or resume) a run, backtest it on held-out days, optionally deploy it; blocking.
 
-    Returns its RunDir. Every outcome ends in a final state in status.json.
+    Checks everything first (`preflight`; a refusal changes no run), then owns the run directory
+    (its LOCK) until it returns. `lock`: the caller already holds the run's lock and created its
+    directory (the job registry); it is not released here. Returns the RunDir. Every outcome after
+    the checks ends in a final state in status.json (unless the disk cannot take even that).
     """
-    rd = RunDir.create(runs_dir, run_id or new_run_id())
-    try:
+    own_lock = None
+    if lock is None:
+        rd = None
+        if distributed.is_writer():  # process 0 checks and owns the run; the others follow its answer
+            config, rd = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
+                                   model_name=model_name, models_dir=models_dir)
+            own_lock = acquire(rd, resume=resume)
+        run_id = distributed.from_writer(rd.run_id if rd is not None else None)
         if resume:
-            stored = rd.read_config()
-            if stored is None or not rd.has_checkpoint():
-                raise FileNotFoundError(f"cannot resume {rd.path}: no config.json or checkpoint")
-            config = TrainConfig.from_dict(stored)
+            config = TrainConfig.from_dict(distributed.from_writer(rd.load_config() if rd is not None else None))
+        rd = distributed.run_dir(runs_dir, run_id)
+    else:
+        rd = lock.run
+        if resume:
+            config = TrainConfig.from_dict(rd.load_config())
         config = config.validated()
+    try:
+        return _run_owned(config, rd, stop_event=stop_event, resume=resume, progress=progress, market=market,
+                          deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir)
+    finally:
+        if own_lock is not None:
+            own_lock.release()
+
+
+def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
+               models_dir, cache_dir) -> RunDir:
+    try:
         rd.clear_stop()
-        rd.write_status("queued", total_steps=config.num_updates * config.batch_size, error=None,
-                        env_steps=(rd.read_status() or {}).get("env_steps", 0) if resume else 0)
+        prior = (rd.read_status() or {}) if resume else {}
+        rd.write_status("queued", total_steps=config.total_env_steps, error=None,
+                        finished_at=None, env_steps=prior.get("env_steps", 0) if resume else 0)
+        if not resume:  # provisional: readers see symbols and preset while the data loads
+            rd.write_config({**config.to_dict(), "data_info": None})
         if market is None:
-            norm = stored_normalisation(rd.read_config(), config.symbols) if resume else None
+            stored = distributed.from_writer(rd.load_config() if distributed.is_writer() else None) if resume else None
+            norm = stored_normalisation(stored, config.symbols) if resume else None
             market = load_market(config, cache_dir=str(cache_dir), norm=norm)
+        distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
+                                "market data": market.data_hash})
         if not resume:
             rd.write_config(run_record(config, market))
         finished = loop.train(config, rd, market, stop_event=stop_event, resume=resume, progress=progress)
         if not finished:
+            reason = getattr(stop_event, "reason", None)
+            if reason:  # a signal or a server shutdown, not a user's Stop: the run was interrupted
+                rd.write_status("interrupted", error=f"{reason}; checkpoint saved, resume to continue",
+                                finished_at=time.time())
+            return rd
+        if not distributed.is_writer():
             return rd
         rd.write_status("running", phase="backtest")
         evaluate_run(rd, market)
@@ -98,13 +235,22 @@ def run(
         rd.write_status("done", finished_at=time.time(), phase="done")
         return rd
     except KeyboardInterrupt:
-        rd.write_status("interrupted", finished_at=time.time(), error="interrupted by the user (Ctrl-C)")
+        _record_end(rd, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint")
         raise
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
         try:
             (rd.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             pass
-        rd.write_status("failed", finished_at=time.time(), error=message)
+        # with several processes: name the process that failed
+        message = distributed.failure_message(exc) if distributed.process_count() > 1 else describe_error(exc)
+        _record_end(rd, "failed", message)
         raise
+
+
+def _record_end(rd: RunDir, state: str, message: str) -> None:
+    """Write a final state; if even that fails (a full disk) the caller's error is what counts."""
+    try:
+        rd.write_status(state, finished_at=time.time(), error=message)
+    except (RunDirError, OSError):
+        pass

@@ -2,8 +2,8 @@
 
 One update = a rollout scan over `num_steps` of `num_envs` vmapped envs, a reverse-scan GAE, then
 `epochs` x `num_minibatches` gradient steps. It returns reduced scalar metrics only. Market data
-is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef) are
-pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
+is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef, gamma,
+GAE lambda) are pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from .networks import ActorCritic, forward_flops_per_sample, make_network
 
 
 class Hyper(NamedTuple):
+    """The hyperparameters a population may evolve: pytree leaves, one value per member."""
+
     lr: jax.Array
     ent_coef: jax.Array
     clip_eps: jax.Array
     vf_coef: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
 
 
 class Runner(NamedTuple):
@@ -80,8 +84,8 @@ class PPO:
         env_keys = jax.random.split(k_env, c.num_envs)
         obs, env_state = jax.vmap(trading_env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
         hyper = Hyper(
-            lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef),
-            clip_eps=jnp.float32(c.clip_eps), vf_coef=jnp.float32(c.vf_coef),
+            lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef), clip_eps=jnp.float32(c.clip_eps),
+            vf_coef=jnp.float32(c.vf_coef), gamma=jnp.float32(c.gamma), gae_lambda=jnp.float32(c.gae_lambda),
         )
         return Runner(params, self.tx.init(params), env_state, obs, key, hyper, jnp.int32(0))
 
@@ -119,7 +123,8 @@ class PPO:
             env_step, (runner.env_state, runner.obs), (gumbel, step_keys)
         )
         _, last_value = self.policy(runner.params, last_obs)
-        advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, c.gamma, c.gae_lambda)
+        hyper = runner.hyper
+        advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, hyper.gamma, hyper.gae_lambda)
 
         # learning-rate annealing is a function of the update counter, so resume is exact
         frac = 1.0 - runner.update_step.astype(jnp.float32) / jnp.float32(c.num_updates)
@@ -205,19 +210,21 @@ class PPO:
         return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
 
     # -- greedy policy on held-out days ----------------------------------------------------
-    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int) -> jax.Array:
+    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int,
+                         ensemble: bool = False) -> jax.Array:
         """Positions decided at the close of days start[s] .. start[s]+num_days-1 for every symbol.
 
         Starts flat; the held position fed to the observation is the previous decision, exactly as
-        in the env. Returns [S, num_days] target exposures.
+        in the env. With `ensemble`, `params` holds several agents (leading axis) and the decision is
+        the argmax of their averaged action probabilities. Returns [S, num_days] target exposures.
         """
         positions = self.env_params.positions
 
         def one_symbol(symbol, t0):
             def day(held, i):
                 obs = trading_env.observe(data, symbol, t0 + i, held, self.env_params)
-                logits, _ = self.policy(params, obs[None])
-                new = positions[jnp.argmax(logits[0])]
+                probs = self.action_probabilities(params, obs[None], ensemble)
+                new = positions[jnp.argmax(probs[0])]
                 return new, new
 
             _, path = jax.lax.scan(day, jnp.float32(0.0), jnp.arange(num_days))
@@ -226,7 +233,10 @@ class PPO:
         symbols = jnp.arange(data.open.shape[0])
         return jax.vmap(one_symbol)(symbols, start)
 
-    def action_probabilities(self, params: Any, obs: jax.Array) -> jax.Array:
+    def action_probabilities(self, params: Any, obs: jax.Array, ensemble: bool = False) -> jax.Array:
+        """[B, A] action probabilities; with `ensemble`, the mean over the agents in `params`."""
+        if ensemble:
+            return jax.vmap(lambda p: jax.nn.softmax(self.policy(p, obs)[0]))(params).mean(axis=0)
         logits, _ = self.policy(params, obs)
         return jax.nn.softmax(logits)
 

@@ -96,6 +96,7 @@ def backend_record(info: dict[str, Any] | None = None) -> dict[str, Any]:
         "device_count": info["device_count"],
         "device_kind": info["device_kind"],
         "platform": info["host"]["platform"],
+        "process_count": info["process_count"],
     }
 
 
@@ -120,6 +121,6 @@ def host_rss_mb() -> float:
 
 
 def device_memory_mb() -> float | None:
-    """MiB in use on the first device, when the backend reports it (GPU does, CPU does not)."""
+    """MiB in use on this process's first device, when the backend reports it (GPU does, CPU does not)."""
 
-    return (device_memory(jax.devices()[0]) or {}).get("in_use_mb")
+    return (device_memory(jax.local_devices()[0]) or {}).get("in_use_mb")

@@ -20,9 +20,10 @@ the collectives. Results equal a one-device run up to the order of float reducti
 (tests/test_sharding.py checks 1 vs 4 devices on CPU with
 `XLA_FLAGS=--xla_force_host_platform_device_count=4`).
 
-Multi-host (several machines, each with its devices): call `jax.distributed.initialize()` at the
-start of every process, then `make_mesh(jax.devices())` spans all hosts' devices. Each process runs
-the same program; see docs/benchmarks.md. No home-made cluster code.
+Several processes or hosts: `distributed.initialize` (jax.distributed) joins them first, then
+`make_mesh(jax.devices())` spans every process's devices in process order, so a row of the
+population axis stays on one process wherever the sizes allow. Each process runs the same program; see docs/scaling.md. No home-made
+cluster code.
 """
 
 from __future__ import annotations

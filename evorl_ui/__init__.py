@@ -3,10 +3,13 @@
 - ``settings``: runs/models/cache directories (sidebar, else env, else default), the job
   registry and the backend description, shared by every page.
 - ``shell``: page config, navigation, sidebar, CSS, ``require_frame``, ``go_to``, ``user_errors``.
-- ``widgets``: the one data-source picker (with CSV uploads), the one run picker, ``chart``.
+- ``widgets``: the one data-source picker (with CSV uploads), the one run picker, the
+  data-provenance badge, field errors, form drafts (a form survives navigation and reloads), ``chart``.
 - ``charts``: plotly figure builders. ``presenters``: pure formatting, tables, progress,
-  downsampling. ``forms``: the Train form's fields and form -> TrainConfig. (These three import
-  no Streamlit and are unit-tested.)
+  downsampling, run labels and filters, badges. ``forms``: the Train form's fields, form ->
+  TrainConfig, the checks before a run starts, the runtime estimate. ``report``: a run's tearsheet
+  (the Backtest page and the self-contained HTML report; ``python -m evorl_ui.report``). (These four
+  import no Streamlit and are unit-tested.)
 
 How to add a page: write ``pages/<name>.py`` that calls ``shell.require_frame()`` first, reads
 through ``settings`` (runs, models, registry) and evorl_core (rundir, jobs, deploy, data), turns

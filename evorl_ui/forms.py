@@ -1,27 +1,40 @@
 """The Train form, without Streamlit: its fields, their preset values, and form -> TrainConfig.
 
 ``FIELDS`` is the one list of the form's config fields (each with how its text or number is
-parsed); pages/train.py draws a widget per field under the key ``train_<field>``.
+parsed); pages/train.py draws a widget per field under the key ``train_<field>``. Several agents:
+``agents`` chooses independent seeds or a population (PBT); a population's ``evolve`` names and
+per-hyperparameter ``range_<name>`` / ``init_<name>`` fields become the config's search_space and
+init_space strings (``space_from_form``), their problems shown at their own fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from evorl_core.backends import BACKENDS
 from evorl_core.config import (
+    COST_MODELS,
     EXECUTION_MODES,
     PRESETS,
+    PRICE_ADJUSTMENTS,
+    SEARCH_SPACE,
     ConfigError,
+    Range,
     TrainConfig,
     parse_floats,
     parse_ints,
+    parse_space,
     validation_errors,
 )
+from evorl_core.data import MIN_TRAIN_STEPS, NUM_FEATURES, DataError, rows_needed
+from evorl_core.loop import ASSUMED_FLOPS, check_fits  # the loop's own assumed rates and memory check
+from evorl_core.ppo import update_flops
+from evorl_core.timefmt import format_duration
 
 # field -> kind: int / float (numbers), ints / floats (comma-separated text), or the allowed choices.
 FIELDS: dict[str, Any] = {
@@ -29,10 +42,19 @@ FIELDS: dict[str, Any] = {
     "hidden": "ints", "lr": float, "fee_bps": float, "slippage_bps": float,
     "positions": "floats", "execution": EXECUTION_MODES, "seed": int, "backend": BACKENDS,
     "total_timesteps": int, "test_days": int,
+    "cost_model": COST_MODELS, "brokerage_bps": float, "dp_charge": float, "price_adjustment": PRICE_ADJUSTMENTS,
+    "val_days": int, "seeds": int, "population": int, "pbt_interval": int, "pbt_fraction": float,
+    "pbt_resample": float,
 }
 FORM_FIELDS = tuple(FIELDS)
 # Fields a preset does not set: changing the preset keeps what the user chose for them.
-KEPT_ON_PRESET_CHANGE = ("test_days", "backend")
+KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", "dp_charge", "price_adjustment",
+                         "val_days", "population", "pbt_interval", "pbt_fraction", "pbt_resample")
+# What the dashboard starts a preset with beyond the engine's preset: several seeds for the quick
+# preset, so that a first run reports a spread and a choice made on validation days, not one draw.
+DASHBOARD_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {"quick": {"seeds": 4}}
+# Form values where the engine's default means "off": a population the user switches to has 8 members.
+FORM_DEFAULTS: dict[str, Any] = {"population": 8}
 PRESET_FIELDS = tuple(f for f in FORM_FIELDS if f not in KEPT_ON_PRESET_CHANGE)
 INT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is int)
 FLOAT_FIELDS = tuple(f for f, kind in FIELDS.items() if kind is float)
@@ -48,7 +70,9 @@ def preset_form_values(preset: str) -> dict[str, Any]:
     """The values the Train form shows for a preset: list fields as text, float fields as floats."""
     base = TrainConfig()
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
+    values.update(FORM_DEFAULTS)
     values.update(PRESETS[preset])
+    values.update(DASHBOARD_PRESET_DEFAULTS.get(preset, {}))
     out = {}
     for name in FORM_FIELDS:
         v = values[name]
@@ -76,8 +100,13 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     values["preset"] = preset
     values["symbols"] = parse_symbols(str(form.get("symbols", "")))
     values["data"] = form.get("data", "auto")
+    agents = form.get("agents") or "seeds"
+    if agents not in AGENT_MODES:
+        errors.append(f"agents: {agents!r} must be one of {', '.join(AGENT_MODES)}")
+        agents = "seeds"
+    unused = POPULATION_FIELDS if agents == "seeds" else ("seeds",)  # the other mode's fields
     for name, kind in FIELDS.items():
-        if name not in form or form[name] is None:
+        if name not in form or form[name] is None or name in unused:
             continue
         v = form[name]
         if kind in LIST_PARSERS:
@@ -100,16 +129,136 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
                 values[name] = fv
         else:  # a choice; validation_errors names a bad one
             values[name] = v
-    if errors:
-        return None, errors
+    # A field that did not parse keeps its preset value so that every other field is still
+    # checked: all problems show at once, not the parse error alone.
+    unparsed = {field_of(e) for e in errors}
+    base = TrainConfig()
+    for name in unparsed:
+        if name in FIELDS:
+            values[name] = PRESETS[preset].get(name, getattr(base, name))
+    if agents == "population":
+        values["seeds"] = 1
+        if isinstance(values.get("population"), int) and values["population"] < 2:
+            errors.append(f"population: a population needs at least 2 members (got {values['population']})")
+        evolve, search_space, init_space, space_errors = space_from_form(form)
+        values.update(evolve=evolve, search_space=search_space, init_space=init_space)
+        errors += space_errors
+    else:
+        values["population"] = 1
     try:
         config = TrainConfig(**values)
     except (TypeError, ValueError) as exc:
-        return None, [str(exc)]
-    errors = validation_errors(config)
+        return None, [*errors, str(exc)]
+    errors += [e for e in validation_errors(config) if field_of(e) not in unparsed]
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
     return (None, errors) if errors else (config, [])
+
+
+# several agents: independent seeds or a population (docs/evolution.md) ------------------------
+AGENT_MODES = {"seeds": "Independent seeds", "population": "Population (PBT)"}
+POPULATION_FIELDS = ("population", "pbt_interval", "pbt_fraction", "pbt_resample")
+
+
+def range_text(r: Range) -> str:
+    """A search range as the form shows it: '1e-05:0.003'."""
+    return f"{r.low:g}:{r.high:g}"
+
+
+def space_form_values() -> dict[str, Any]:
+    """The population fields' starting values: what evolves (the config's default), each
+    hyperparameter's search range (SEARCH_SPACE) and no first-generation range of its own."""
+    values: dict[str, Any] = {"evolve": list(TrainConfig().evolve)}
+    for name, r in SEARCH_SPACE.items():
+        values[f"range_{name}"] = range_text(r)
+        values[f"init_{name}"] = ""
+    return values
+
+
+def parse_range(name: str, text: str, field: str) -> tuple[Range | None, str | None]:
+    """'1e-5:1e-2' (also '1e-5 .. 1e-2') for hyperparameter ``name`` -> its Range, or the problem,
+    which starts with ``field`` ('search_space' or 'init_space') and names the item ('lr=...')."""
+    compact = "".join(str(text).split()).replace("..", ":")
+    if compact.count(":") != 1:
+        return None, f"{field}: '{name}={compact}' must look like LOW:HIGH, e.g. {range_text(SEARCH_SPACE[name])}"
+    try:
+        return parse_space(f"{name}={compact}", field)[name], None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def space_from_form(form: Mapping[str, Any]) -> tuple[tuple[str, ...], str, str, list[str]]:
+    """(evolve, search_space, init_space, problems) from the population fields: ``evolve`` (names),
+    ``range_<name>`` ('LOW:HIGH'; empty = the declared range) and ``init_<name>`` ('' = draw the
+    first generation from the search range). search_space holds only ranges that differ from
+    SEARCH_SPACE. As soon as one first-generation range is given, init_space names every evolved
+    hyperparameter (the others with their search range): the engine draws a name missing from
+    init_space from the declared range, not from a changed search range."""
+    evolve = tuple(n for n in SEARCH_SPACE if n in set(form.get("evolve") or ()))
+    unknown = [n for n in form.get("evolve") or () if n not in SEARCH_SPACE]
+    errors = [f"evolve: unknown hyperparameter(s) {', '.join(map(str, unknown))}"] if unknown else []
+    search: dict[str, Range] = {}
+    init: dict[str, Range] = {}
+    for name in evolve:
+        text = str(form.get(f"range_{name}") or "").strip()
+        r, problem = parse_range(name, text, "search_space") if text else (SEARCH_SPACE[name], None)
+        if problem:
+            errors.append(problem)
+        search[name] = r or SEARCH_SPACE[name]
+        text = str(form.get(f"init_{name}") or "").strip()
+        if text:
+            r, problem = parse_range(name, text, "init_space")
+            if problem:
+                errors.append(problem)
+            elif r is not None:
+                init[name] = r
+    changed = [n for n in evolve if search[n] != SEARCH_SPACE[n]]
+    search_space = ",".join(f"{n}={range_text(search[n])}" for n in changed)
+    init_space = ",".join(f"{n}={range_text(init.get(n, search[n]))}" for n in evolve) if init else ""
+    return evolve, search_space, init_space, errors
+
+
+def memory_errors(config: TrainConfig) -> list[str]:
+    """The loop's own check that the run fits in memory (a population too large for the device),
+    made before the run starts; the message names the field (population, seeds or hidden)."""
+    try:
+        check_fits(config, config.window * NUM_FEATURES + 1)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+# Message prefixes (as validation_errors and the data checks write them) -> form field.
+MESSAGE_FIELDS = {"timesteps": "total_timesteps", "num_envs x num_steps must": "num_envs",
+                  "fee_bps + slippage_bps": "fee_bps", "data": "source", "upload": "source",
+                  "CSV directory": "source", "csv": "source"}
+GENERAL = "_form"
+
+
+SPACE_MESSAGE = re.compile(r"^(search_space|init_space): '(\w+)=")
+SPACE_FIELDS = {"search_space": "range", "init_space": "init"}
+
+
+def field_of(message: str) -> str:
+    """The form field a message is about (its 'field:' prefix), else GENERAL; a search-space
+    problem belongs to its hyperparameter's range field (range_<name> or init_<name>)."""
+    if (match := SPACE_MESSAGE.match(message)) and match.group(2) in SEARCH_SPACE:
+        return f"{SPACE_FIELDS[match.group(1)]}_{match.group(2)}"
+    for prefix, name in MESSAGE_FIELDS.items():
+        if message.startswith(prefix) and not message.startswith(prefix + "_"):
+            return name
+    head = message.split(":", 1)[0].strip()
+    if head in FIELDS or head in ("symbols", "source", "preset", "name", "tags", "note", "agents", "evolve"):
+        return head
+    return GENERAL
+
+
+def field_errors(messages: list[str]) -> dict[str, list[str]]:
+    """Messages grouped by the field they belong to (GENERAL for the rest), order kept."""
+    out: dict[str, list[str]] = {}
+    for m in messages:
+        out.setdefault(field_of(m), []).append(m)
+    return out
 
 
 def batch_summary(form: Mapping[str, Any]) -> str | None:
@@ -131,3 +280,129 @@ def csv_dir_source(text: str) -> tuple[str | None, list[str]]:
     if not folder.is_dir():
         return None, [f"CSV directory: {text.strip()!r} is not a folder"]
     return f"csv:{folder}", []
+
+
+# checks of the data before a run starts ----------------------------------------------------
+DATA_FIELDS = ("symbols", "source", "test_days", "val_days", "seed")
+
+
+def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> TrainConfig | None:
+    """The config check_data needs (symbols, data, test days, seed, the preset's window) when
+    those fields have no problem of their own, else None; other fields may still be wrong."""
+    if any(f in problems for f in DATA_FIELDS if f != "symbols"):
+        return None
+    preset = form.get("preset", "quick")
+    # Symbols with a problem of their own (a bad ticker, a duplicate) are left out; the rest are checked.
+    symbols = tuple(dict.fromkeys(s for s in parse_symbols(str(form.get("symbols", "")))
+                                  if not validation_errors(TrainConfig(symbols=(s,)))))
+    if not symbols:
+        return None
+    try:
+        val_days = form.get("val_days")
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", "auto")),
+                             test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
+                             val_days=TrainConfig().val_days if val_days is None else int(val_days),
+                             window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    bad = {field_of(e) for e in validation_errors(config)}
+    return None if bad & {"symbols", "source", "test_days", "val_days"} else config
+
+
+def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, Any]]]) -> list[str]:
+    """Every problem the data would cause once training starts, each naming its field.
+
+    ``load(symbol) -> (frame, info)`` loads one symbol from the chosen source (raising DataError).
+    Checked per symbol, so every problem shows at once: the symbol is in the source (a file, a
+    ticker); ``auto`` found real data (training on synthetic prices must be asked for); the
+    history holds window + training steps + embargoes + validation + test days rows.
+    """
+    errors: list[str] = []
+    need = rows_needed(config.window, config.test_days, config.val_days, config.embargo)
+    shortest: tuple[str, int] | None = None
+    for symbol in config.symbols:
+        try:
+            frame, info = load(symbol)
+        except DataError as exc:
+            text = str(exc)
+            missing = "no file for" in text or "no Yahoo data" in text
+            errors.append(f"{'symbols' if missing else 'source'}: {text}")
+            continue
+        per = (info.get("per_symbol") or {}).get(symbol, {})
+        if config.data == "auto" and info.get("synthetic"):
+            reason = per.get("reason") or "no real data was found"
+            errors.append(f"source: auto found no real data for {symbol} ({reason}); it would train on "
+                          "SYNTHETIC prices. Choose 'Synthetic (offline)' to do that on purpose, or give a CSV "
+                          "directory or upload.")
+        if len(frame) < need and (shortest is None or len(frame) < shortest[1]):
+            shortest = (symbol, len(frame))
+    if shortest is not None:
+        symbol, rows = shortest
+        fits = rows - rows_needed(config.window, 0, config.val_days, config.embargo)
+        split = (f"2 embargoes of {config.embargo} + {config.val_days} validation days" if config.val_days
+                 else f"embargo {config.embargo}")
+        errors.append(f"test_days: {symbol} has {rows:,} rows; {config.test_days:,} test days need at least "
+                      f"{need:,} (window {config.window} + {MIN_TRAIN_STEPS + 1} for training + {split} + test days)"
+                      + (f"; at most {fits:,} test days fit" if fits >= 2 else "; too short to train on"))
+    return errors
+
+
+# how long a run will take on this machine ------------------------------------------------------
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend: str) -> dict[str, Any]:
+    """Estimated training time of ``config`` here: from the median throughput of earlier runs on
+    this backend with the same sizes, else from the FLOP rate those earlier runs achieved
+    (ppo.update_flops per second), else from the loop's assumed rate for the backend.
+
+    Returns seconds (training), compile_seconds (median of earlier runs, or None), basis (the
+    sentence that says which), updates.
+    """
+    obs = config.window * NUM_FEATURES + 1
+    flops = update_flops(config, obs)
+    sizes = {"num_envs": config.num_envs, "num_steps": config.num_steps, "minibatch_size": config.minibatch_size,
+             "epochs": config.epochs, "hidden": list(config.hidden), "window": config.window,
+             "positions": list(config.positions)}
+    here = [r for r in runs if r.get("backend") == backend and (r.get("steps_per_sec") or 0) > 0 and r.get("sizes")]
+    same = [r for r in here if all(r["sizes"].get(k) == v for k, v in sizes.items())]
+    steps = config.total_env_steps  # every member's steps (throughputs are aggregates over members)
+    compile_s = [r["compile_seconds"] for r in (same or here) if r.get("compile_seconds")]
+    if same:
+        sps = _median([float(r["steps_per_sec"]) for r in same])
+        seconds = steps / sps
+        basis = (f"median throughput of {len(same)} earlier run(s) with these sizes on this machine "
+                 f"({sps:,.0f} env steps/s)")
+    else:
+        rates = []
+        for r in here:
+            try:
+                other = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["sizes"].items()})
+            except (TypeError, ValueError):
+                continue
+            rates.append(update_flops(other, other.window * NUM_FEATURES + 1) * float(r["steps_per_sec"])
+                         / other.batch_size)
+        if rates:
+            rate = _median(rates)
+            basis = (f"FLOP rate measured by {len(rates)} earlier run(s) on this {backend} backend "
+                     f"({rate / 1e9:,.1f} GFLOP/s) × {flops / 1e9:,.1f} GFLOP per update")
+        else:
+            rate = ASSUMED_FLOPS.get(backend, ASSUMED_FLOPS["cpu"])
+            basis = (f"an assumed {rate / 1e9:,.0f} GFLOP/s for the {backend} backend (no earlier run here to "
+                     f"measure it) × {flops / 1e9:,.1f} GFLOP per update")
+        seconds = flops * config.num_updates * config.members / rate
+        if config.members > 1:
+            basis += f" × {config.members} members"
+    return {"seconds": seconds, "compile_seconds": _median(compile_s) if compile_s else None, "basis": basis,
+            "updates": config.num_updates}
+
+
+def runtime_text(estimate: Mapping[str, Any]) -> str:
+    """'Estimated time on this machine: ≈ 12m 30s of training (+ ≈ 15 s compile) for 4 updates; from …'."""
+    text = f"Estimated time on this machine: ≈ {format_duration(estimate['seconds'])} of training"
+    if estimate.get("compile_seconds"):
+        text += f" (+ ≈ {format_duration(estimate['compile_seconds'])} compile)"
+    return text + f" for {estimate['updates']:,} update(s); from {estimate['basis']}."

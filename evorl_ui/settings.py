@@ -13,7 +13,8 @@ from typing import Any
 import streamlit as st
 
 from evorl_core import jobs, provenance
-from evorl_core.rundir import RunDir, list_runs
+from evorl_core.data import DataError
+from evorl_core.rundir import RUN_ID_RE, RunDir, list_runs_annotated
 
 # setting -> (environment variable, default)
 SETTINGS = {
@@ -52,12 +53,19 @@ def data_cache() -> Path:
 
 
 def uploads_dir(name: str) -> Path:
-    """<data cache>/uploads/<name>/: where uploaded CSVs are kept (one folder per run or page)."""
+    """<data cache>/uploads/<name>/: where uploaded CSVs are kept (one folder per run or page).
+
+    `name` must be a plain folder name (the rules of a run id): a DataError otherwise, so no upload
+    folder is ever outside <data cache>/uploads/."""
+    if not RUN_ID_RE.fullmatch(name or "") or ".." in name:
+        raise DataError(f"upload folder name {name!r} is invalid: use letters, digits, '_', '-', '.'")
     return data_cache() / "uploads" / name
 
 
-def all_runs() -> list[dict[str, Any]]:
-    return list_runs(runs_dir())
+def all_runs(include_archived: bool = False) -> list[dict[str, Any]]:
+    """Every run with its annotations and data provenance (rundir.list_runs_annotated), newest
+    first; archived runs only when asked for."""
+    return list_runs_annotated(runs_dir(), include_archived=include_archived)
 
 
 def open_run(run_id: str) -> RunDir:

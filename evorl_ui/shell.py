@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from evorl_core.rundir import ACTIVE_STATES
 from evorl_ui import presenters, settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +27,14 @@ PAGES = {
     "train": ("pages/train.py", "Train", ":material/rocket_launch:"),
     "live": ("pages/live.py", "Live", ":material/monitoring:"),
     "backtest": ("pages/backtest.py", "Backtest", ":material/query_stats:"),
+    "walkforward": ("pages/walkforward.py", "Walk-forward", ":material/timeline:"),
     "models": ("pages/models.py", "Models", ":material/deployed_code:"),
     "data": ("pages/data.py", "Data", ":material/table_chart:"),
 }
 DEFAULT_PAGE = "home"
 # Error types whose message is written for the user already (no class name in front).
-USER_ERRORS = ("DataError", "ConfigError", "JobError", "RunDirError")
+USER_ERRORS = ("DataError", "ConfigError", "JobError", "RunDirError", "StorageError", "RunInUse", "DeployError",
+               "LedgerError", "TrainingDiverged")
 # Session keys of the run selection shared by all pages (widgets.pick_run reads them).
 SELECTED_RUN = "selected_run"  # the run last selected on any page
 REQUESTED_RUN = "_requested_run"  # the run a go_to() asked the next page to select
@@ -89,9 +92,10 @@ def sidebar() -> None:
     info = settings.backend()
     with st.sidebar:
         st.caption(presenters.backend_line(info))
-        active = settings.registry().active_run_ids(settings.runs_dir())
-        if active:
-            st.caption(f":material/play_circle: training: {', '.join(active)}")
+        if training_runs():
+            # Polls only while something trains here, so a run that ends in another tab stops
+            # showing as training within seconds.
+            st.fragment(run_every=ACTIVE_REFRESH_S)(_training_caption)()
         with st.expander("Settings", expanded=False):
             for name, label in settings.LABELS.items():
                 env, fallback = settings.SETTINGS[name]
@@ -99,6 +103,22 @@ def sidebar() -> None:
                 if key not in st.session_state:
                     st.session_state[key] = settings.default(name)
                 st.text_input(label, key=key, help=f"Default from ${env} (else '{fallback}')")
+
+
+ACTIVE_REFRESH_S = 5.0
+
+
+def training_runs() -> list[str]:
+    """Runs this process trains whose status is still active (a thread can outlive its run's
+    final status by a moment)."""
+    ids = settings.registry().active_run_ids(settings.runs_dir())
+    return [i for i in ids if (settings.open_run(i).read_status() or {}).get("state") in ACTIVE_STATES]
+
+
+def _training_caption() -> None:
+    active = training_runs()
+    if active:
+        st.caption(f":material/play_circle: training: {', '.join(active)}")
 
 
 def go_to(page: str, run_id: str | None = None) -> None:

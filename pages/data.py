@@ -12,9 +12,17 @@ st.title("Data")
 st.caption("Validated daily OHLCV: sorted unique dates, positive prices, high ≥ max(open, close) ≥ "
            "min(open, close) ≥ low, non-negative volume. Problems name the file, column and row.")
 
+# The form survives navigation and reloads; a first visit starts from the Train form's symbols and
+# source, so checking the data a run will use takes one click.
+train = widgets.saved_draft("train")
+widgets.restore_draft("data", {"data_symbols": train.get("train_symbols") or ",".join(DEFAULT_SYMBOLS),
+                               "data_source": train.get("train_source") or "synthetic",
+                               "data_csv_dir": train.get("train_csv_dir") or ""})
+
 c1, c2 = st.columns([3, 2])
-symbols = forms.parse_symbols(c1.text_input("Symbols", value=",".join(DEFAULT_SYMBOLS), key="data_symbols"))
-choice = widgets.source_picker("data", symbols, default="synthetic", column=c2)
+symbols = forms.parse_symbols(c1.text_input("Symbols", **widgets.keep("data", "data_symbols")))
+with c2:
+    choice = widgets.source_picker("data", symbols, default="synthetic", form="data")
 
 if st.button("Load", type="primary", key="data_load"):
     st.session_state.pop("data_result", None)

@@ -1,17 +1,19 @@
-"""Models: deployed bundles, their latest signal per symbol, and deploying a finished run."""
+"""Models: deployed bundles, their latest signal per symbol, the forward (paper) ledger, and
+deploying a finished run. Signals and the ledger read the data the model was trained on by
+default, and `auto` never falls back to synthetic prices for them."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from evorl_core import deploy
-from evorl_ui import presenters, settings, shell, widgets
+from evorl_core import deploy, ledger
+from evorl_ui import charts, presenters, settings, shell, widgets
 
 shell.require_frame()
 st.title("Models")
 st.caption("A model bundle is a finished run's trained policy plus everything needed to act on new "
            "data (feature normalisation, positions, execution). Signals are target exposures for "
-           "the next session.")
+           "the next session; the paper ledger records them day by day and marks them to market.")
 
 if flash := st.session_state.pop("models_flash", None):
     st.success(flash)
@@ -20,29 +22,87 @@ models = []
 with shell.user_errors("Could not list models: "):
     models = deploy.list_models(settings.models_dir())
 
+
+def training_choice(meta: dict) -> tuple[str, str]:
+    """(source picker kind, CSV folder) of the data a model was trained on."""
+    source = str((meta.get("config") or {}).get("data") or "auto")
+    if source.startswith("csv:"):
+        return "csv_dir", source[4:]
+    return (source if source in widgets.SOURCES else "auto"), ""
+
+
+def _select_model_source() -> None:
+    """A model is picked: its signals default to the source it was trained on."""
+    st.session_state.pop("models_source", None)
+    st.session_state.pop("models_csv_dir", None)
+    st.session_state.pop("models_ledger_result", None)
+
+
 if not models:
     st.info(f"No models in `{settings.models_dir()}` yet. Deploy a finished run below.")
 else:
     st.dataframe(presenters.models_table(models), hide_index=True)
 
-    st.subheader("Latest signal")
+    st.subheader("Signals and paper trading")
     by_name = {m["name"]: m for m in models}
     c1, c2 = st.columns([2, 2])
-    name = c1.selectbox("Model", list(by_name), key="models_pick")
-    choice = widgets.source_picker("models", by_name[name].get("symbols") or [], default="synthetic", column=c2)
-    if st.button("Compute signals", key="models_signal", type="primary"):
-        with shell.user_errors("Could not compute signals: "), st.spinner("Loading model and data…"):
-            bundle = deploy.load_bundle(name, settings.models_dir())
+    name = c1.selectbox("Model", list(by_name), key="models_pick", on_change=_select_model_source)
+    with shell.user_errors("Could not read this model: "):
+        bundle = deploy.load_bundle(name, settings.models_dir())
+        kind, folder = training_choice(bundle.meta)
+        if "models_source" not in st.session_state and kind == "csv_dir":
+            st.session_state["models_csv_dir"] = folder
+        with c1:
+            widgets.data_badge(by_name[name].get("synthetic"), (bundle.meta.get("data_info") or {}).get("source"))
+            st.caption(f"Trained on `{deploy.training_source(bundle)}`; signals and the ledger use it unless you "
+                       "choose another source. `auto` here never falls back to synthetic prices.")
+        with c2:
+            choice = widgets.source_picker("models", bundle.symbols, default=kind)
+
+        def load() -> tuple[dict, dict]:
             frames, info = widgets.load_frames(choice, bundle.symbols, uploads_name=f"model-{name}",
-                                               seed=bundle.config.seed)
+                                               seed=bundle.config.seed, synthetic_fallback=False,
+                                               price_adjustment=bundle.config.price_adjustment)
             for w in info.get("warnings") or []:
                 st.warning(w)
-            if info.get("synthetic"):
-                st.badge("Synthetic data — signals are for demonstration", color="orange",
-                         icon=":material/science:")
-            st.dataframe(presenters.signals_table(deploy.signals(bundle, frames)), hide_index=True)
-            st.caption(f"Execution: {bundle.config.execution} — with next_open, fill the target at the "
-                       "next session's open.")
+            for w in deploy.stale_warnings(frames):
+                st.warning(w, icon=":material/schedule:")
+            return frames, info
+
+        s1, s2, _ = st.columns([1, 1.4, 2])
+        if s1.button("Compute signals", key="models_signal", type="primary"):
+            with shell.user_errors("Could not compute signals: "), st.spinner("Loading model and data…"):
+                frames, info = load()
+                if info.get("synthetic"):
+                    st.badge("Synthetic data — signals are for demonstration", color="orange",
+                             icon=":material/science:")
+                st.dataframe(presenters.signals_table(deploy.signals(bundle, frames)), hide_index=True)
+                st.caption(f"Execution: {bundle.config.execution} — with next_open, fill the target at the "
+                           "next session's open.")
+        if s2.button("Record paper trade", key="models_paper", icon=":material/edit_note:",
+                     help="Append the latest bar to this model's forward ledger: fill the last decision at this "
+                          "bar's open, mark to market at its close, decide the next target. Once per bar; "
+                          "history is never rewritten."):
+            with shell.user_errors("Could not record: "), st.spinner("Recording…"):
+                frames, info = load()
+                result = ledger.record(bundle, frames, info)
+                st.session_state["models_ledger_result"] = (name, *presenters.paper_result_text(result))
+
+        if (stored := st.session_state.get("models_ledger_result")) and stored[0] == name:
+            _, appended, text = stored
+            (st.success if appended else st.info)(text)
+        rows = ledger.read_ledger(bundle.path)
+        if rows:
+            st.markdown("**Forward (paper) ledger**")
+            if any(r.get("synthetic") for r in rows):
+                st.badge("Ledger recorded on synthetic prices", color="orange", icon=":material/science:")
+            curves = ledger.forward_curves(rows, bundle.meta)
+            widgets.chart(charts.forward_figure(curves), key="models_forward")
+            st.caption(presenters.forward_caption(curves))
+            st.dataframe(presenters.ledger_table(rows), hide_index=True, key="models_ledger")
+        else:
+            st.caption("No paper trades yet: **Record paper trade** once per session day (or run "
+                       f"`evorl paper --model {name}` from a scheduler) to start the forward ledger.")
 
 st.divider()
 st.subheader("Deploy a finished run")

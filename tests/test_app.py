@@ -9,17 +9,18 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from evorl_core import jobs
 from evorl_core.config import make_config
-from evorl_core.rundir import RunDir
+from evorl_core.rundir import RunDir, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("home", "train", "live", "backtest", "models", "data")
+PAGES = ("home", "train", "live", "backtest", "walkforward", "models", "data")
 TITLES = {"home": "evorl — RL trading workbench", "train": "Train", "live": "Live", "backtest": "Backtest",
-          "models": "Models", "data": "Data"}
+          "walkforward": "Walk-forward", "models": "Models", "data": "Data"}
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), total_timesteps=512, test_days=20)
 
 
@@ -123,7 +124,7 @@ def test_home_lists_the_run_and_backend(with_run):
 
 def test_live_shows_progress_metric_and_charts(with_run):
     at = open_page("live")
-    tput = [m for m in at.metric if m.label == "Env steps / s"]
+    tput = [m for m in at.metric if m.label == "Env steps / s (median)"]
     assert tput and float(tput[0].value.replace(",", "")) > 0
     titles = plotly_titles(at)
     for expected in ("Reward per step (mean ± std)", "Throughput", "Memory", "PPO losses",
@@ -139,21 +140,36 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
     titles = plotly_titles(at)
     assert sorted(t for t in titles if t.endswith("equity vs buy & hold")) == sorted(
         f"{s} — equity vs buy & hold" for s in symbols)
-    assert sum("drawdown" in t for t in titles) == len(symbols)
-    assert sum("entries" in t for t in titles) == len(symbols)
+    # one linked figure per symbol: equity, drawdown and price share the date axis (zoom one, zoom all)
+    for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
+        title = spec["layout"]["title"]["text"]
+        if title.endswith("equity vs buy & hold"):
+            axes = [spec["layout"][k]["title"]["text"] for k in ("yaxis", "yaxis2", "yaxis3")]
+            assert axes == ["equity (currency)", "drawdown", "close (currency)"]
+            assert spec["layout"]["xaxis"].get("matches") == "x3" or spec["layout"]["xaxis2"].get("matches") == "x3"
+    assert "Portfolio — equity vs buy & hold, drawdown, exposure" in titles
+    assert "Monthly returns of the portfolio (%)" in titles
+    assert any(t.startswith("Rolling Sharpe of the portfolio") for t in titles)
+    # the trades count beside the win rate is the win rate's own: round trips
+    portfolio = at.dataframe[0].value
+    assert "round trips" in portfolio.index and "win rate (per round trip)" in portfolio.index
+    assert "position changes" not in portfolio.index
     # the conventions needed to read the numbers, with this run's own execution mode and costs
     config = with_run.read_config()
     caption = " ".join(c.value for c in at.caption)
     assert "252" in caption and config["execution"] in caption
-    for cost in ("fee_bps", "slippage_bps"):
+    costs = ("fee_bps", "slippage_bps") if config["cost_model"] == "flat" else ("slippage_bps", "brokerage_bps")
+    for cost in costs:
         assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
+    assert config["cost_model"] in caption
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
     # the verdict in plain words: in the overview table and above each symbol's metrics
-    assert "verdict" in at.dataframe[0].value.columns
+    assert any("verdict" in df.value.columns for df in at.dataframe)
     assert sum(c.value.startswith("Verdict: ") and "buy & hold" in c.value for c in at.caption) == len(symbols)
-    assert at.get("download_button")
+    assert len(at.get("download_button")) == 2  # the HTML report and equity.csv
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
-        assert spec["layout"]["hovermode"] == "x unified"
+        if not spec["layout"]["title"]["text"].startswith("Monthly returns"):  # a heatmap: per cell
+            assert spec["layout"]["hovermode"] == "x unified"
 
 
 def test_backtest_compares_two_runs(with_run, dirs):
@@ -178,6 +194,7 @@ def test_live_failed_run_shows_error(dirs):
 def test_live_stop_button_writes_stop_file(dirs):
     rd = RunDir.create(dirs["runs"], "cli-run")
     rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the CLI process that owns the run
     rd.write_status("running", env_steps=256, total_steps=1024)
     rd.append_metrics([{"update": 1, "env_steps": 256, "steps_per_sec": 1000.0}])
     at = open_page("live")
@@ -186,6 +203,7 @@ def test_live_stop_button_writes_stop_file(dirs):
     assert not stop.disabled
     stop.click().run()
     assert rd.stop_requested()
+    owner.release()
 
 
 def test_pages_read_the_run_named_in_the_url(with_run, dirs):
@@ -200,6 +218,7 @@ def test_pages_read_the_run_named_in_the_url(with_run, dirs):
 # the Train form -----------------------------------------------------------------------------
 def test_train_form_rejects_bad_values_with_messages(dirs, fake_train):
     at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()  # the data checks run too: no network
     at.text_input(key="train_symbols").set_value("BPCL, BPCL")
     at.number_input(key="train_minibatch_size").set_value(1000)
     at.text_input(key="train_positions").set_value("0,2")
@@ -364,3 +383,155 @@ def test_data_page_loads_an_upload_into_the_data_cache(dirs):
     assert errors(at) == []
     assert at.dataframe[0].value["symbol"].tolist() == ["AAA"] and at.dataframe[0].value["rows"].item() == 28
     assert (dirs["cache"] / "uploads" / "data" / "AAA.csv").read_bytes() == GOOD_CSV
+
+
+# issue 12: a trader's daily workflow ----------------------------------------------------------
+def test_train_form_survives_navigation_and_a_new_session(dirs, tmp_path):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("csv_dir").run()
+    at.text_input(key="train_csv_dir").set_value(str(tmp_path))
+    at.number_input(key="train_total_timesteps").set_value(1_234_567)
+    at.number_input(key="train_test_days").set_value(120).run()
+    at.switch_page("pages/data.py").run()
+    assert at.selectbox(key="data_source").value == "csv_dir"  # Data starts from the Train form's source
+    assert at.text_input(key="data_csv_dir").value == str(tmp_path)
+    at.switch_page("pages/train.py").run()
+    assert at.selectbox(key="train_source").value == "csv_dir"
+    assert at.text_input(key="train_csv_dir").value == str(tmp_path)
+    assert at.number_input(key="train_total_timesteps").value == 1_234_567
+    assert at.number_input(key="train_test_days").value == 120
+    fresh = open_page("train")  # a reload: a new session reads the saved draft
+    assert fresh.number_input(key="train_total_timesteps").value == 1_234_567
+    assert fresh.selectbox(key="train_source").value == "csv_dir"
+    fresh.button(key="train_reset").click().run()
+    assert fresh.number_input(key="train_total_timesteps").value == 200_000
+    assert fresh.selectbox(key="train_source").value == "auto"
+
+
+def test_train_refuses_test_days_the_data_cannot_hold_at_the_field(dirs, fake_train, tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    rows = "".join(f"{d.date()},10,11,9,10.5,10.5,100\n" for d in pd.bdate_range("2020-01-01", periods=300))
+    (folder / "AAA.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + rows)
+    at = open_page("train")
+    at.text_input(key="train_symbols").set_value("AAA,ZZZ")
+    at.selectbox(key="train_source").set_value("csv_dir").run()
+    at.text_input(key="train_csv_dir").set_value(str(folder))
+    at.number_input(key="train_test_days").set_value(2100)
+    at.text_input(key="train_hidden").set_value("64,x")
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    msgs = errors(at)
+    assert any(m.startswith("test_days: AAA has 300 rows; 2,100 test days need at least") for m in msgs), msgs
+    assert any(m.startswith("symbols: csv:") and "no file for ZZZ" in m for m in msgs), msgs
+    assert any(m.startswith("hidden:") for m in msgs), msgs
+    assert fake_train == [] and not (dirs["runs"].exists() and any(dirs["runs"].iterdir()))
+    # each message sits under its field, in the field's column
+    def column_errors(key):
+        for col in at.columns:
+            if any(w.key == key for w in [*col.number_input, *col.text_input]):
+                return [e.value for e in col.error]
+        raise AssertionError(f"no column holds {key}")
+
+    assert [m[:10] for m in column_errors("train_test_days")] == ["test_days:"]
+    assert [m[:8] for m in column_errors("train_symbols")] == ["symbols:"]
+    assert [m[:7] for m in column_errors("train_hidden")] == ["hidden:"]
+
+
+def test_train_names_tags_and_notes_the_run(dirs, fake_train):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()
+    at.number_input(key="train_total_timesteps").set_value(4096)
+    at.text_input(key="train_run_name").set_value("my baseline")
+    at.text_input(key="train_tags").set_value("baseline, long-only")
+    at.text_area(key="train_note").set_value("first try")
+    at.button(key="train_start").click().run()
+    assert not at.exception and errors(at) == []
+    run_id = fake_train[0]["run_id"]
+    assert jobs.get_registry().join(run_id, dirs["runs"], timeout=10)
+    notes = json.loads((dirs["runs"] / run_id / "annotations.json").read_text())
+    assert notes["name"] == "my baseline" and notes["tags"] == ["baseline", "long-only"] and notes["note"] == "first try"
+
+
+def test_live_and_home_badge_a_synthetic_run(with_run):
+    at = open_page("live")
+    assert any("Synthetic data" in m.value for m in at.markdown)
+    assert "SYNTHETIC" in at.selectbox(key="live_run").format_func(with_run.run_id)
+    home = open_page("home")
+    table = home.dataframe[0].value
+    assert table.loc[table["run"] == with_run.run_id, "data"].item() == "SYNTHETIC"
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+
+
+def test_home_renames_tags_archives_and_deletes(with_run, dirs):
+    at = open_page("home")
+    at.text_input(key="home_name").set_value("renamed")
+    at.text_input(key="home_tags").set_value("t1, t2")
+    at.button(key="FormSubmitter:home_annotations-Save name, tags and note").click().run()
+    assert not at.exception and errors(at) == []
+    assert at.dataframe[0].value["name"].tolist() == ["renamed"]
+    assert "renamed" in at.selectbox(key="home_open").format_func(with_run.run_id)
+    at.button(key="home_archive").click().run()
+    assert at.dataframe == [] or with_run.run_id not in at.dataframe[0].value["run"].tolist()
+    assert json.loads((with_run.path / "annotations.json").read_text())["archived"] is True
+    other = open_page("backtest")  # archived runs leave the pickers
+    assert not other.selectbox or with_run.run_id not in other.selectbox(key="bt_run").options
+    at.checkbox(key="home_archived").check().run()
+    assert at.button(key="home_delete").disabled  # not confirmed yet
+    at.checkbox(key=f"home_confirm_{with_run.run_id}").check().run()
+    at.button(key="home_delete").click().run()
+    assert not at.exception and errors(at) == []
+    assert not with_run.path.exists()
+    assert any("Deleted" in s.value for s in at.success)
+
+
+def test_home_never_deletes_a_running_run(dirs):
+    rd = RunDir.create(dirs["runs"], "busy")
+    rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the process training it
+    rd.write_status("running", env_steps=1, total_steps=10)
+    at = open_page("home")
+    assert at.checkbox(key="home_confirm_busy").disabled and at.button(key="home_delete").disabled
+    assert rd.status_path.exists()
+    owner.release()
+
+
+def test_backtest_warns_when_comparing_real_and_synthetic(with_run, dirs):
+    second = dirs["runs"] / "real-copy"
+    shutil.copytree(with_run.path, second)
+    config = json.loads((second / "config.json").read_text())
+    config["data_info"] = {**config["data_info"], "synthetic": False, "source": "csv"}
+    (second / "config.json").write_text(json.dumps(config))
+    at = open_page("backtest")
+    assert any("Different data" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_models_signal_defaults_to_the_training_source_and_paper_appends_once(with_run, dirs):
+    at = open_page("models")
+    at.selectbox(key="models_run").set_value(with_run.run_id)
+    at.text_input(key="models_name").set_value("paper-model")
+    at.button(key="models_deploy").click().run()
+    assert at.selectbox(key="models_source").value == "synthetic"  # the run was trained on synthetic data
+    at.button(key="models_paper").click().run()
+    assert not at.exception and errors(at) == []
+    assert any(s.value.startswith("Appended 3 entries for") for s in at.success), [s.value for s in at.success]
+    ledger_file = dirs["models"] / "paper-model" / "ledger.jsonl"
+    before = ledger_file.read_bytes()
+    at.button(key="models_paper").click().run()
+    assert any(i.value.startswith("Nothing appended: already recorded up to") for i in at.info)
+    assert ledger_file.read_bytes() == before
+    assert "Forward (paper) equity since deployment" in plotly_titles(at)
+    assert any("stale data" in w.value for w in at.warning)  # synthetic prices end in 2025
+
+
+def test_models_auto_refuses_synthetic_fallback(with_run, dirs, monkeypatch):
+    from evorl_core.data import yahoo
+
+    monkeypatch.setattr(yahoo, "_download", lambda *a, **k: (_ for _ in ()).throw(yahoo._NetworkUnavailable("offline")))
+    at = open_page("models")
+    at.selectbox(key="models_run").set_value(with_run.run_id)
+    at.button(key="models_deploy").click().run()
+    at.selectbox(key="models_source").set_value("auto").run()
+    at.button(key="models_signal").click().run()
+    assert not at.exception
+    assert any("no real data" in e and "does not fall back" in e for e in errors(at)), errors(at)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evorl_core import backtest
+from evorl_core import backtest, costs
 from evorl_core.reference_env import ReferenceTradingEnv
 
 OPEN = np.array([100.0, 102.0, 99.0])
@@ -110,24 +110,64 @@ def test_one_symbol_and_many_agree():
 
 @pytest.mark.parametrize("execution", ["next_open", "close"])
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), cost=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)),
+@given(seed=st.integers(0, 2**31 - 1), c_buy=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)),
+       c_sell=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)), charge=st.one_of(st.just(0.0), st.floats(1.0, 2000.0)),
        long_short=st.booleans())
-def test_equity_curve_matches_reference_env(execution, seed, cost, long_short):
+def test_equity_curve_matches_reference_env(execution, seed, c_buy, c_sell, charge, long_short):
     """The vectorised accounting equals stepping the reference env through the same positions."""
     num_days = 25
+    capital = 50_000.0
     open_, close = random_prices(seed, num_symbols=1, num_days=num_days, vol=0.05)
     choices = [-1.0, 0.0, 1.0] if long_short else [0.0, 0.5, 1.0]
     actions = np.random.default_rng(seed).integers(0, 3, num_days)
     positions = np.array(choices)[actions]
-    eq = backtest.equity_curve(open_[0], close[0], positions, cost, execution, initial=1.0)
+    model = costs.CostModel(c_buy, c_sell, charge)
+    eq = backtest.equity_curve(open_[0], close[0], positions, model, execution, initial=capital)
     ref = ReferenceTradingEnv(open_, close, np.zeros((1, num_days, 1)), [num_days], [0], [num_days + 1],
-                              choices, cost, execution, 1, num_days + 10)
+                              choices, c_buy, c_sell, execution, 1, num_days + 10, sell_day_charge=charge,
+                              initial_capital=capital)
     ref.reset_to(0, 0)
-    ref_equity = [ref.equity]
+    ref_equity = [ref.rupees]
     for t in range(num_days - 1):
         ref.step(actions[t])
-        ref_equity.append(ref.equity)
+        ref_equity.append(ref.rupees)
     np.testing.assert_allclose(eq, ref_equity, rtol=1e-12)
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_per_side_equity_against_a_plain_python_loop(execution):
+    """Per-side costs and the flat sell-day charge, every symbol recomputed with plain floats."""
+    open_, close = random_prices(11, num_symbols=3, num_days=40)
+    positions = np.random.default_rng(11).choice([0.0, 0.5, 1.0], size=close.shape)
+    model = costs.nse_delivery(brokerage_bps=3.0, slippage_bps=7.0, dp_charge=20.0)
+    capital = 200_000.0
+    eq = backtest.equity_curve(open_, close, positions, model, execution, initial=capital)
+    for s in range(3):
+        o, c, p = open_[s].tolist(), close[s].tolist(), positions[s].tolist()
+        expected, held = [capital], 0.0
+        for t in range(len(c) - 1):
+            new = p[t]
+            e_open = expected[-1] * (1 + held * (o[t + 1] / c[t] - 1)) if execution == "next_open" else expected[-1]
+            paid = model.c_buy * max(new - held, 0) + model.c_sell * max(held - new, 0)
+            paid += model.sell_day_charge_rupees / e_open if new < held else 0.0
+            e_fill = e_open * (1 - paid)
+            move = o[t + 1] if execution == "next_open" else c[t]
+            expected.append(e_fill * (1 + new * (c[t + 1] / move - 1)))
+            held = new
+        np.testing.assert_allclose(eq[s], expected, rtol=1e-12)
+    # flat per-side = the old scalar cost, and a number still means a flat cost on both sides
+    np.testing.assert_array_equal(backtest.equity_curve(open_, close, positions, costs.flat(5, 5), execution),
+                                  backtest.equity_curve(open_, close, positions, 0.001, execution))
+
+
+def test_selling_costs_more_than_buying_when_c_sell_is_larger():
+    open_, close = random_prices(12, num_symbols=1, num_days=3)
+    buy_only = backtest.equity_curve(open_[0], close[0], [1.0, 1.0, 1.0], costs.CostModel(0.0, 0.01))
+    free = backtest.equity_curve(open_[0], close[0], [1.0, 1.0, 1.0], 0.0)
+    np.testing.assert_array_equal(buy_only, free)  # c_sell is never paid by a buy
+    sell = backtest.equity_curve(open_[0], close[0], [1.0, 0.0, 0.0], costs.CostModel(0.0, 0.01, 0.0))
+    sell_free = backtest.equity_curve(open_[0], close[0], [1.0, 0.0, 0.0], 0.0)
+    assert sell[-1] == pytest.approx(sell_free[-1] * 0.99, rel=1e-12)
 
 
 def test_bad_inputs():
@@ -189,6 +229,20 @@ def test_trade_metrics_by_hand():
     assert got["exposure"] == pytest.approx(4.5 / 7)
     # |changes| = 1 + 1 + 0.5 + 0.5 = 3 over 7 periods, per 252 days.
     assert got["turnover"] == pytest.approx(3 * 252 / 7)
+    # 4 fills in 7 periods, per 252 days.
+    assert got["trades_per_year"] == pytest.approx(4 * 252 / 7)
+    # Held 1, 1, 0, 0, 0.5, 1, 1: runs of an unchanged non-zero position last 2, 1 and 2 days.
+    assert got["avg_holding_days"] == pytest.approx(5 / 3)
+
+
+def test_holding_period_definition():
+    def holding(held):  # positions = held + a final signal
+        return backtest.compute_metrics(np.ones(len(held) + 1), [*held, 0.0])["avg_holding_days"]
+
+    assert holding([1, 1, 1, 1]) == 4
+    assert holding([0, 1, 0, 1, 1, 0]) == 1.5
+    assert holding([0.5, 1, 1, -1]) == pytest.approx(4 / 3)  # a change of size starts a new run
+    assert math.isnan(holding([0, 0, 0]))
 
 
 def test_metric_edge_cases():
@@ -198,6 +252,7 @@ def test_metric_edge_cases():
     for name in ("sharpe", "sortino", "calmar", "win_rate"):
         assert math.isnan(flat[name]), name
     assert flat["trades"] == 0 and flat["exposure"] == 0 and flat["turnover"] == 0
+    assert flat["trades_per_year"] == 0 and math.isnan(flat["avg_holding_days"])
     rising = backtest.compute_metrics([1.0, 1.1, 1.3, 1.4], [1.0] * 4)
     assert math.isnan(rising["sortino"]) and math.isnan(rising["calmar"])
     assert rising["win_rate"] == 1.0 and rising["trades"] == 1
@@ -213,7 +268,7 @@ def test_metric_edge_cases():
 
 
 def test_metric_definitions_cover_every_metric():
-    assert set(backtest.METRIC_DEFINITIONS) == set(backtest.METRIC_NAMES)
+    assert set(backtest.METRIC_DEFINITIONS) == set(backtest.METRIC_NAMES) | set(backtest.COST_METRIC_NAMES)
     assert set(backtest.compute_metrics(EQUITY, POSITIONS)) == set(backtest.METRIC_NAMES)
 
 
@@ -233,3 +288,34 @@ def test_metrics_table_and_rows():
     np.testing.assert_array_equal(rows["equity"].to_numpy(), eq[0])
     np.testing.assert_array_equal(rows["benchmark_equity"].to_numpy(), bh[0])
     np.testing.assert_array_equal(rows["position"].to_numpy(), positions[0])
+
+
+# ---------------------------------------------------------------- cost metrics
+def test_cost_metrics_gross_net_drag_and_sensitivity():
+    open_, close = random_prices(13, num_symbols=1, num_days=60)
+    open_, close = open_[0], close[0]
+    positions = np.random.default_rng(13).choice([0.0, 1.0], size=60)
+    model = costs.nse_delivery()
+    capital = 1e6
+    got = backtest.cost_metrics(open_, close, positions, model, "next_open", capital)
+    net = backtest.equity_curve(open_, close, positions, model, "next_open", capital)
+    gross = backtest.equity_curve(open_, close, positions, 0.0, "next_open", capital)
+    assert got["gross_return"] == pytest.approx(gross[-1] / capital - 1, rel=1e-12)
+    assert got["cost_drag"] == pytest.approx(gross[-1] / capital - net[-1] / capital, rel=1e-12)
+    assert got["cost_drag"] > 0
+    n = 59
+    cagr = lambda e: (e[-1] / e[0]) ** (252 / n) - 1  # noqa: E731
+    assert got["cost_drag_annual"] == pytest.approx(cagr(gross) - cagr(net), rel=1e-12)
+    table = got["cost_sensitivity"]
+    assert list(table) == ["0", "10", "25", "50"]
+    assert table["0"]["total_return"] == pytest.approx(got["gross_return"], rel=1e-12)
+    for bps in (10, 25, 50):
+        eq = backtest.equity_curve(open_, close, positions, bps / 1e4, "next_open", capital)
+        m = backtest.compute_metrics(eq, positions)
+        assert table[str(bps)]["total_return"] == pytest.approx(m["total_return"], rel=1e-12)
+        assert table[str(bps)]["sharpe"] == pytest.approx(m["sharpe"], rel=1e-12)
+    returns = [table[k]["total_return"] for k in table]
+    assert returns == sorted(returns, reverse=True)  # dearer costs, lower returns
+    # never trading: no drag at all
+    still = backtest.cost_metrics(open_, close, np.zeros(60), model, "close", capital)
+    assert still["cost_drag"] == 0 and still["gross_return"] == 0

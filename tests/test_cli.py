@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -113,6 +114,67 @@ def test_backtest_on_perturbed_future_prices_keeps_earlier_positions(trained_run
         assert list(a["position"][: k + 1]) == list(b["position"][: k + 1])
         np.testing.assert_allclose(a["equity"][: k + 1], b["equity"][: k + 1], rtol=1e-12)
         assert not np.allclose(a["close"][k + 1:], b["close"][k + 1:])
+
+
+def test_backtest_overlapping_training_days_is_refused(trained_run, capsys):
+    root, run = trained_run
+    before = (run / "backtest/metrics.json").read_bytes()
+    config = json.loads((run / "config.json").read_text())
+    ranges = config["date_ranges"]["BPCL"]
+    seen = max(ranges["train_end"], ranges.get("val_end", ""))  # the last training or validation day
+    assert main(["backtest", "--run", str(run), "--test-days", "60"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("evorl backtest: error: refused")
+    # unseen days: the run's own 30 test days and the embargo before them
+    unseen = 30 + config["window"] if ranges.get("val_end") else 30
+    assert f"up to {seen}" in err[0] and "BPCL: test days " in err[0] and f"at most {unseen} test days" in err[0]
+    assert (run / "backtest/metrics.json").read_bytes() == before
+    assert not (run / "rebacktests").exists()
+    # and never over the run's own backtest/
+    assert main(["backtest", "--run", str(run), "--out", str(run / "backtest")]) == 2
+    assert "never overwrites" in capsys.readouterr().err
+    assert (run / "backtest/metrics.json").read_bytes() == before
+
+
+def test_rebacktest_writes_a_new_folder_and_leaves_backtest_alone(trained_run, capsys):
+    root, run = trained_run
+    before = {name: (run / "backtest" / name).read_bytes() for name in ("metrics.json", "equity.csv")}
+    assert main(["backtest", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    folders = list((run / "rebacktests").iterdir())
+    assert len(folders) == 1 and re.fullmatch(r"\d{8}-\d{6}-csv-[A-Za-z0-9_.-]+", folders[0].name), folders
+    folder = folders[0]
+    assert f"written to: {folder}" in out
+    for name, data in before.items():
+        assert (run / "backtest" / name).read_bytes() == data  # byte-identical
+    # the same run on the same data and test days: the same numbers, in the new folder
+    again, original = json.loads((folder / "metrics.json").read_text()), json.loads(before["metrics.json"])
+    for symbol, metrics in again.items():  # the run's own file adds its validation score
+        assert metrics == {k: v for k, v in original[symbol].items() if k != "val_log_return"}
+    record = json.loads((folder / "rebacktest.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    ranges = config["date_ranges"]["BPCL"]
+    assert record["windows"]["BPCL"]["last_seen"] == max(ranges["train_end"], ranges.get("val_end", ""))
+    assert record["windows"]["BPCL"]["test_start"] == config["date_ranges"]["BPCL"]["test_start"]
+    # costs and churn are printed under the main table
+    assert "costs nse-delivery: buy 16.86 bps, sell 15.36 bps + Rs 15.93 per sell day" in out
+    assert "gross ret" in out and "trades/yr" in out and "avg hold" in out and "Sharpe @ 0/10/25/50 bps" in out
+    # a second re-backtest gets its own folder
+    assert main(["backtest", "--run", str(run)]) == 0
+    assert len(list((run / "rebacktests").iterdir())) == 2
+
+
+def test_metrics_json_has_costs_and_churn(trained_run):
+    _, run = trained_run
+    metrics = json.loads((run / "backtest/metrics.json").read_text())
+    for m in metrics.values():
+        assert m["gross_return"] - m["total_return"] == pytest.approx(m["cost_drag"], abs=1e-12)
+        assert list(m["cost_sensitivity"]) == ["0", "10", "25", "50"]
+        assert m["cost_sensitivity"]["0"]["total_return"] == pytest.approx(m["gross_return"], rel=1e-9, abs=1e-12)
+        assert m["trades_per_year"] >= 0 and "avg_holding_days" in m
+    config = json.loads((run / "config.json").read_text())
+    assert config["cost_model"] == "nse-delivery" and config["price_adjustment"] == "none"
+    assert config["data_info"]["price_adjustment"] == "none"
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):

@@ -536,3 +536,89 @@ def test_auto_replaces_an_invalid_cache_file(tmp_path, monkeypatch):
 def test_unknown_source_is_rejected():
     with pytest.raises(DataError, match="unknown data source"):
         D.load_frames("parquet", ["BPCL"])
+
+
+# --------------------------------------------------------------------------- price adjustment, splits
+
+
+def test_dividend_adjustment_uses_adj_close_and_is_recorded(tmp_path):
+    (tmp_path / "BPCL.csv").write_text(YAHOO_CSV.read_text())
+    raw = pd.read_csv(YAHOO_CSV)
+    plain, info_plain = D.load_frames(f"csv:{tmp_path}", ["BPCL"])
+    frames, info = D.load_frames(f"csv:{tmp_path}", ["BPCL"], price_adjustment="dividends")
+    factor = raw["Adj Close"].to_numpy() / raw["Close"].to_numpy()
+    adjusted = frames["BPCL"]
+    np.testing.assert_allclose(adjusted["close"].to_numpy(), raw["Adj Close"].to_numpy(), rtol=1e-12)
+    for col in ("open", "high", "low"):
+        np.testing.assert_allclose(adjusted[col].to_numpy(), plain["BPCL"][col].to_numpy() * factor, rtol=1e-12)
+    np.testing.assert_array_equal(adjusted["volume"].to_numpy(), plain["BPCL"]["volume"].to_numpy())
+    assert info["price_adjustment"] == "dividends" and info["per_symbol"]["BPCL"]["price_adjustment"] == "dividends"
+    assert info_plain["price_adjustment"] == "none" and info_plain["per_symbol"]["BPCL"]["price_adjustment"] == "none"
+    assert D.hash_frames(frames) != D.hash_frames(plain)
+
+
+def test_dividends_on_a_csv_without_adj_close_is_an_error(tmp_path):
+    (tmp_path / "BPCL.csv").write_text(NSE_CSV.read_text())
+    with pytest.raises(DataError, match=r"BPCL\.csv: price adjustment 'dividends' needs an 'Adj Close' column"):
+        D.load_frames(f"csv:{tmp_path}", ["BPCL"], price_adjustment="dividends")
+    with pytest.raises(DataError, match="price adjustment 'splits'"):
+        D.load_frames(f"csv:{tmp_path}", ["BPCL"], price_adjustment="splits")
+
+
+def test_dividends_without_adj_close_in_the_cache_or_synthetic_is_a_warning(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    keep = [i for i, h in enumerate(lines[0].split(",")) if h != "Adj Close"]
+    (tmp_path / "BPCL.NS.csv").write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines))
+    frames, info = D.load_frames("yahoo", ["BPCL"], cache_dir=tmp_path, price_adjustment="dividends")
+    assert info["per_symbol"]["BPCL"]["price_adjustment"] == "none"
+    assert any("BPCL: no 'Adj Close' column" in w and "NOT adjusted for dividends" in w for w in info["warnings"])
+    _, info = D.load_frames("synthetic", ["BPCL"], price_adjustment="dividends")
+    assert info["warnings"] == ["BPCL: synthetic prices have no dividends; price adjustment 'dividends' does not apply"]
+
+
+def test_adj_close_gaps_name_their_row(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    _edit(lines, 7, "Adj Close", "")
+    (tmp_path / "BPCL.csv").write_text("\n".join(lines))
+    with pytest.raises(DataError, match=r"column 'Adj Close', row 7: missing value"):
+        D.load_frames(f"csv:{tmp_path}", ["BPCL"], price_adjustment="dividends")
+    D.load_frames(f"csv:{tmp_path}", ["BPCL"])  # not read without the adjustment
+
+
+def test_unadjusted_split_or_bonus_is_a_warning_naming_symbol_and_date(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    header = lines[0].split(",")
+    # A 1:10 split left in from row 12 on (close falls by 89.5% that day); a 1:2 bonus (ratio 2/3) at row 20.
+    for row in range(len(lines)):
+        if row == 0:
+            continue
+        cells = lines[row].split(",")
+        scale = (0.105 if row >= 11 else 1.0) * (2 / 3 if row >= 19 else 1.0)
+        if row >= 11:
+            for col in ("Open", "High", "Low", "Close", "Adj Close"):
+                cells[header.index(col)] = f"{float(cells[header.index(col)]) * scale:.6f}"
+        lines[row] = ",".join(cells)
+    (tmp_path / "BPCL.csv").write_text("\n".join(lines))
+    frames, info = D.load_frames(f"csv:{tmp_path}", ["BPCL"])
+    dates = frames["BPCL"].index
+    warns = [w for w in info["warnings"] if "unadjusted split or bonus" in w]
+    assert len(warns) == 2, info["warnings"]
+    assert warns[0].startswith("BPCL: close moved ") and str(dates[10].date()) in warns[0] and "~ 1:10" in warns[0]
+    assert str(dates[18].date()) in warns[1] and "~ a 1:2 bonus" in warns[1]
+    # ordinary data: no warning
+    assert D.load_frames(f"csv:{tmp_path}", ["BPCL"], n_days=5)[1]["warnings"] == []
+    assert D.suspicious_moves(D.read_symbol_csv(YAHOO_CSV), "BPCL") == []
+
+
+def test_load_market_passes_the_price_adjustment(tmp_path):
+    from evorl_core.config import TrainConfig
+
+    frame = D.synthetic_ohlcv("BPCL", n_days=200, seed=1)
+    out = frame.rename(columns=str.title).rename_axis("Date").reset_index()
+    out["Adj Close"] = out["Close"] * np.linspace(0.9, 1.0, len(out))
+    out.to_csv(tmp_path / "BPCL.csv", index=False)
+    config = TrainConfig(symbols=("BPCL",), data=f"csv:{tmp_path}", window=8, test_days=30,
+                         price_adjustment="dividends")
+    market = D.load_market(config, cache_dir=tmp_path)
+    assert market.info["price_adjustment"] == "dividends"
+    np.testing.assert_allclose(market.frames["BPCL"]["close"].to_numpy(), out["Adj Close"].to_numpy(), rtol=1e-12)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evorl_core import backtest, env, reference_env
+from evorl_core import backtest, costs, env, reference_env
 from evorl_core.config import TrainConfig
 from evorl_core.market_data import MarketData
 
@@ -55,14 +55,22 @@ def to_market_data(a: dict) -> MarketData:
         features=jnp.asarray(a["features"]),
         length=jnp.asarray(a["length"]),
         first_index=jnp.asarray(a["first_index"]),
+        # no validation window here: training may run up to the test days
+        train_end=jnp.asarray(a["test_start"]),
+        val_start=jnp.asarray(a["test_start"]),
         test_start=jnp.asarray(a["test_start"]),
     )
 
 
-def make_params(positions, cost, execution, window=W, episode_len=EPISODE_LEN) -> env.EnvParams:
+def make_params(positions, cost, execution, window=W, episode_len=EPISODE_LEN, c_sell=None,
+                sell_charge=0.0) -> env.EnvParams:
+    """`cost` per unit bought (and sold, unless `c_sell` is given); `sell_charge`: flat charge of a sell
+    day as a fraction of the initial capital."""
     return env.EnvParams(
         positions=jnp.asarray(positions, dtype=jnp.float32),
-        cost=jnp.float32(cost),
+        c_buy=jnp.float32(cost),
+        c_sell=jnp.float32(cost if c_sell is None else c_sell),
+        sell_charge=jnp.float32(sell_charge),
         execution=execution,
         window=window,
         episode_len=episode_len,
@@ -91,16 +99,23 @@ jit_reset = jax.jit(env.reset)
 @given(
     seed=st.integers(0, 2**31 - 1),
     vol=st.floats(0.001, 0.08),
-    cost=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)),
+    c_buy=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)),
+    c_sell=st.one_of(st.just(0.0), st.floats(1e-4, 0.01)),
+    charge=st.one_of(st.just(0.0), st.floats(1.0, 5000.0)),
 )
-def test_env_matches_reference(positions, execution, seed, vol, cost):
+def test_env_matches_reference(positions, execution, seed, vol, c_buy, c_sell, charge):
+    """Per-side costs and a flat sell-day charge (rupees, on an initial capital of Rs 100,000 the
+    reference keeps in rupees; the JAX env as a fraction of it times its relative equity)."""
     arrays = synthetic_arrays(seed, vol)
     data = to_market_data(arrays)
-    cost32 = float(np.float32(cost))
-    params = make_params(positions, cost32, execution)
+    initial_capital = 100_000.0
+    c_buy32, c_sell32 = float(np.float32(c_buy)), float(np.float32(c_sell))
+    sell_charge32 = float(np.float32(charge / initial_capital))
+    params = make_params(positions, c_buy32, execution, c_sell=c_sell32, sell_charge=sell_charge32)
     ref = reference_env.ReferenceTradingEnv(
         arrays["open_"], arrays["close"], arrays["features"], arrays["length"], arrays["first_index"],
-        arrays["test_start"], positions, cost32, execution, W, EPISODE_LEN,
+        arrays["test_start"], positions, c_buy32, c_sell32, execution, W, EPISODE_LEN,
+        sell_day_charge=sell_charge32 * initial_capital, initial_capital=initial_capital,
     )
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed % (2**31))
@@ -140,10 +155,11 @@ def test_hand_computed_steps():
     close = np.full((1, 8), 100.0)
     close[0, 3], open_[0, 4], close[0, 4], open_[0, 5], close[0, 5] = 100.0, 102.0, 104.0, 99.0, 110.0
     arrays = dict(open_=open_, close=close, features=np.zeros((1, 8, 1)), length=[8], first_index=[2],
-                  test_start=[8])
+                  train_end=[8], val_start=[8], test_start=[8])
     data = MarketData(*(jnp.asarray(np.asarray(arrays[k]), dtype=d) for k, d in [
         ("open_", jnp.float32), ("close", jnp.float32), ("features", jnp.float32),
-        ("length", jnp.int32), ("first_index", jnp.int32), ("test_start", jnp.int32)]))
+        ("length", jnp.int32), ("first_index", jnp.int32), ("train_end", jnp.int32), ("val_start", jnp.int32),
+        ("test_start", jnp.int32)]))
     expected = {
         # E1 = 1 * (1 - 0.001 * 1) * 104 / 102; E2 = E1 * 99/104 * (1 - 0.001 * 0.5) * (1 + 0.5 * (110/99 - 1))
         "next_open": (1.0185882352941176, 1.0229735514705882),
@@ -165,18 +181,63 @@ def test_hand_computed_steps():
         np.testing.assert_allclose(eq, [1.0, e1, e2], rtol=1e-12)
 
 
+def test_hand_computed_per_side_costs_and_sell_day_charge():
+    """Buy 1 then sell half with c_buy 20 bps, c_sell 15 bps and Rs 50 per sell day on Rs 100,000."""
+    open_ = np.full((1, 8), 100.0)
+    close = np.full((1, 8), 100.0)
+    close[0, 3], open_[0, 4], close[0, 4], open_[0, 5], close[0, 5] = 100.0, 102.0, 104.0, 99.0, 110.0
+    data = MarketData(jnp.asarray(open_, jnp.float32), jnp.asarray(close, jnp.float32), jnp.zeros((1, 8, 1)),
+                      jnp.array([8]), jnp.array([2]), jnp.array([8]), jnp.array([8]), jnp.array([8]))
+    capital, charge = 100_000.0, 50.0
+    # next_open, in rupees. Day 4: buy 1 at the open: E1 = 100000 * (1 - 0.002) * 104/102.
+    e1 = 100_000.0 * 0.998 * 104.0 / 102.0
+    # Day 5: E_open = E1 * 99/104; sell 0.5: fill = 1 - 0.0015 * 0.5 - 50 / E_open; then 0.5 of 99 -> 110.
+    e_open = e1 * 99.0 / 104.0
+    e2 = e_open * (1 - 0.00075 - charge / e_open) * (1 + 0.5 * (110.0 / 99.0 - 1))
+    assert e2 == pytest.approx((e_open * 0.99925 - 50.0) * (1 + 0.5 * (110.0 / 99.0 - 1)), rel=1e-12)
+    params = make_params(LONG_ONLY, 0.002, "next_open", window=2, episode_len=10, c_sell=0.0015,
+                         sell_charge=charge / capital)
+    state = env.EnvState(jnp.int32(0), jnp.int32(3), jnp.float32(0.0), jnp.float32(1.0), jnp.int32(0),
+                         jnp.float32(0.0))
+    _, state, r1, _, _ = env.step_env(state, 2, params, data)
+    _, state, r2, _, _ = env.step_env(state, 1, params, data)
+    assert float(r1) == pytest.approx(math.log(e1 / capital), abs=1e-6)
+    assert float(r2) == pytest.approx(math.log(e2 / e1), abs=1e-6)
+    assert float(state.equity) == pytest.approx(e2 / capital, rel=1e-6)
+    # The backtest (rupees, a CostModel) and the reference env give the same numbers.
+    model = costs.CostModel(0.002, 0.0015, charge)
+    eq = backtest.equity_curve(open_[0, 3:6], close[0, 3:6], [1.0, 0.5, 0.0], model, "next_open", capital)
+    np.testing.assert_allclose(eq, [capital, e1, e2], rtol=1e-12)
+    ref = reference_env.ReferenceTradingEnv(open_, close, np.zeros((1, 8, 1)), [8], [2], [8], LONG_ONLY, 0.002,
+                                            0.0015, "next_open", 2, 10, sell_day_charge=charge,
+                                            initial_capital=capital)
+    ref.reset_to(0, 3)
+    ref.step(2)
+    ref.step(1)
+    assert ref.rupees == pytest.approx(e2, rel=1e-12) and ref.equity == pytest.approx(e2 / capital, rel=1e-12)
+    # A buy day pays no flat charge: going 0 -> 1 costs the same with or without it.
+    no_charge = backtest.equity_curve(open_[0, 3:5], close[0, 3:5], [1.0, 1.0], costs.CostModel(0.002, 0.0015),
+                                      "next_open", capital)
+    np.testing.assert_allclose(eq[:2], no_charge, rtol=1e-15)
+
+
 def test_step_log_return_guards_wipeout():
     # Short 1 through a +200% overnight gap: 1 + (-1) * 2 < 0, clamped to MIN_GROWTH.
     r = env.step_log_return(jnp.float32(-1.0), jnp.float32(-1.0), jnp.float32(300.0), jnp.float32(100.0),
-                            jnp.float32(300.0), jnp.float32(0.0), "next_open")
+                            jnp.float32(300.0), 0.0, 0.0, 0.0, 1.0, "next_open")
     assert np.isfinite(float(r))
     assert float(r) == pytest.approx(math.log(env.MIN_GROWTH), rel=1e-4)
     r = env.step_log_return(jnp.float32(0.0), jnp.float32(-1.0), 0.0, jnp.float32(100.0), jnp.float32(250.0),
-                            jnp.float32(0.001), "close")
+                            jnp.float32(0.001), jnp.float32(0.001), jnp.float32(0.0), 1.0, "close")
     assert np.isfinite(float(r))
+    # A flat charge larger than the account, or an account that underflowed to 0: floored, not NaN.
+    for equity in (1e-3, 0.0):
+        r = env.step_log_return(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(100.0), jnp.float32(100.0),
+                                jnp.float32(100.0), 0.0, 0.0, jnp.float32(0.01), jnp.float32(equity), "next_open")
+        assert float(r) == pytest.approx(math.log(env.MIN_GROWTH), rel=1e-4)
     assert env.MIN_GROWTH == backtest.MIN_GROWTH == reference_env.MIN_GROWTH
     with pytest.raises(ValueError):
-        env.step_log_return(0.0, 1.0, 1.0, 1.0, 1.0, 0.0, "vwap")
+        env.step_log_return(0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, "vwap")
 
 
 # ---------------------------------------------------------------- observations and causality
@@ -184,7 +245,8 @@ def test_observation_layout():
     num_days, num_features, window = 12, 2, 3
     features = np.arange(num_days * num_features, dtype=np.float32).reshape(1, num_days, num_features)
     data = MarketData(jnp.ones((1, num_days)), jnp.ones((1, num_days)), jnp.asarray(features),
-                      jnp.array([num_days]), jnp.array([window]), jnp.array([num_days - 2]))
+                      jnp.array([num_days]), jnp.array([window]), jnp.array([num_days - 2]),
+                      jnp.array([num_days - 2]), jnp.array([num_days - 2]))
     params = make_params(LONG_ONLY, 0.0, "next_open", window=window)
     obs = env.observe(data, jnp.int32(0), jnp.int32(6), jnp.float32(0.5), params)
     # Days 4, 5, 6 (oldest first), features in column order, then the held position.
@@ -341,14 +403,22 @@ def test_vmapped_jit_256_envs():
 
 
 def test_make_params_from_config():
-    config = TrainConfig(positions=(-1.0, 0.0, 1.0), fee_bps=3.0, slippage_bps=2.0, execution="close",
-                         window=16, episode_len=100)
+    config = TrainConfig(positions=(-1.0, 0.0, 1.0), cost_model="flat", fee_bps=3.0, slippage_bps=2.0,
+                         execution="close", window=16, episode_len=100)
     params = env.make_params(config)
     np.testing.assert_array_equal(np.asarray(params.positions), [-1.0, 0.0, 1.0])
-    assert float(params.cost) == pytest.approx(5e-4)
+    assert float(params.c_buy) == float(params.c_sell) == pytest.approx(5e-4)
+    assert float(params.sell_charge) == 0.0
     assert (params.execution, params.window, params.episode_len) == ("close", 16, 100)
-    # Static fields are not pytree leaves: only positions and cost are traced.
-    assert len(jax.tree.leaves(params)) == 2
+    # Static fields are not pytree leaves: positions and the three cost numbers are traced.
+    assert len(jax.tree.leaves(params)) == 4
+    # The default NSE delivery model: per-side rates and the depository charge (with GST) per sell
+    # day as a fraction of the initial capital.
+    nse = env.make_params(TrainConfig(initial_capital=500_000.0))
+    model = costs.nse_delivery()
+    assert float(nse.c_buy) == pytest.approx(model.c_buy, rel=1e-6)
+    assert float(nse.c_sell) == pytest.approx(model.c_sell, rel=1e-6)
+    assert float(nse.sell_charge) == pytest.approx(13.5 * 1.18 / 500_000.0, rel=1e-6)
 
 
 def test_check_data():

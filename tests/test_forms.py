@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from evorl_core.config import PRESETS, TrainConfig
+from evorl_core.data import NUM_FEATURES, DataError
+from evorl_core.loop import ASSUMED_FLOPS
+from evorl_core.ppo import update_flops
 from evorl_ui import forms
 
 
@@ -75,8 +80,11 @@ def test_form_round_trips_every_preset():
         config, errors = forms.config_from_form({**forms.preset_form_values(preset), "preset": preset,
                                                  "symbols": "AAA", "data": "synthetic"})
         assert errors == []
-        expected = TrainConfig(**{**PRESETS[preset], "preset": preset, "symbols": ("AAA",), "data": "synthetic"})
+        expected = TrainConfig(**{**PRESETS[preset], **forms.DASHBOARD_PRESET_DEFAULTS.get(preset, {}),
+                                  "preset": preset, "symbols": ("AAA",), "data": "synthetic"})
         assert config == expected
+    # the dashboard's quick preset trains several seeds: a spread and a choice on validation days
+    assert forms.preset_form_values("quick")["seeds"] == 4 and forms.preset_form_values("production")["seeds"] == 1
 
 
 def test_batch_summary_uses_config_arithmetic():
@@ -97,3 +105,80 @@ def test_csv_dir_source(tmp_path):
     assert forms.csv_dir_source("  ") == (None, ["CSV directory: give a folder path"])
     source, errors = forms.csv_dir_source(str(tmp_path / "nope"))
     assert source is None and "is not a folder" in errors[0]
+
+
+# every problem at once, each at its field ------------------------------------------------
+def test_a_parse_error_hides_no_other_error():
+    _, errors = forms.config_from_form(_form(hidden="64,x", symbols="BPCL,BPCL", lr=0.0, minibatch_size=1000,
+                                             positions="0,2", epochs=0))
+    fields = forms.field_errors(errors)
+    assert set(fields) == {"hidden", "symbols", "lr", "minibatch_size", "positions", "epochs"}, errors
+    assert len(fields["hidden"]) == 1  # the preset value stood in: no second, confusing hidden error
+
+
+def test_field_of_maps_messages_to_fields():
+    assert forms.field_of("timesteps: must be positive (got -5)") == "total_timesteps"
+    assert forms.field_of("test_days: BPCL has 10 rows") == "test_days"
+    assert forms.field_of("csv:/x: directory not found") == "source"
+    assert forms.field_of("CSV directory: give a folder path") == "source"
+    assert forms.field_of("fee_bps + slippage_bps must be below 10000 bps") == "fee_bps"
+    assert forms.field_of("num_envs x num_steps must be at least 2") == "num_envs"
+    assert forms.field_of("something else entirely") == forms.GENERAL
+
+
+def _frame(rows):
+    return pd.DataFrame({"close": np.ones(rows)}, index=pd.bdate_range("2020-01-01", periods=rows))
+
+
+def test_check_data_reports_every_symbol_problem():
+    config = TrainConfig(symbols=("AAA", "BBB", "CCC", "DDD"), data="auto", test_days=100, window=32)
+
+    def load(symbol):
+        if symbol == "BBB":
+            raise DataError("BBB: no Yahoo data: download failed")
+        if symbol == "CCC":
+            return _frame(500), {"synthetic": True, "per_symbol": {"CCC": {"reason": "offline"}}}
+        return _frame(120 if symbol == "DDD" else 400), {"synthetic": False}
+
+    errors = forms.field_errors(forms.check_data(config, load))
+    assert errors["symbols"] == ["symbols: BBB: no Yahoo data: download failed"]
+    assert len(errors["source"]) == 1 and "auto found no real data for CCC (offline)" in errors["source"][0]
+    # window + training + 2 embargoes (the window) + 60 validation days + test days: 32 + 21 + 64 + 60 + 100
+    assert errors["test_days"] == ["test_days: DDD has 120 rows; 100 test days need at least 277 (window 32 + 21 for "
+                                   "training + 2 embargoes of 32 + 60 validation days + test days); too short to "
+                                   "train on"]
+    no_val = forms.check_data(config.replace(val_days=0, symbols=("DDD",)), load)
+    assert no_val == ["test_days: DDD has 120 rows; 100 test days need at least 185 (window 32 + 21 for training + "
+                      "embargo 32 + test days); at most 35 test days fit"]
+    assert forms.check_data(config.replace(data="synthetic", symbols=("AAA",)), load) == []
+
+
+def test_data_check_config_needs_only_the_data_fields():
+    form = _form(hidden="x", lr=-1.0, symbols="BPCL, NOSUCH$", test_days=90, data="synthetic")
+    _, errors = forms.config_from_form(form)
+    probe = forms.data_check_config(form, forms.field_errors(errors))
+    assert probe is not None and probe.symbols == ("BPCL",) and probe.test_days == 90  # bad ticker left out
+    assert forms.data_check_config(_form(test_days=1), {"test_days": ["x"]}) is None
+
+
+def test_runtime_estimate_prefers_measured_throughput():
+    config = TrainConfig(**{**PRESETS["production"], "preset": "production"})
+    flops = update_flops(config, config.window * NUM_FEATURES + 1)
+    assumed = forms.runtime_estimate(config, [], "cpu")
+    assert assumed["seconds"] == pytest.approx(flops * config.num_updates / ASSUMED_FLOPS["cpu"])
+    assert "assumed" in assumed["basis"] and assumed["compile_seconds"] is None
+    sizes = {k: getattr(config, k) for k in ("num_envs", "num_steps", "minibatch_size", "epochs", "window")}
+    sizes.update(hidden=list(config.hidden), positions=list(config.positions))
+    same = [{"backend": "cpu", "steps_per_sec": sps, "compile_seconds": 10.0, "sizes": sizes} for sps in (1e4, 3e4, 2e4)]
+    est = forms.runtime_estimate(config, same, "cpu")
+    assert est["seconds"] == pytest.approx(config.num_updates * config.batch_size / 2e4)
+    assert "median throughput of 3 earlier run(s)" in est["basis"] and est["compile_seconds"] == 10.0
+    assert "assumed" in forms.runtime_estimate(config, same, "gpu")["basis"]  # another backend does not count
+    quick = TrainConfig(**{**PRESETS["quick"], "preset": "quick"})
+    qsizes = {**sizes, "num_envs": quick.num_envs, "num_steps": quick.num_steps, "minibatch_size": quick.minibatch_size,
+              "hidden": list(quick.hidden)}
+    measured = forms.runtime_estimate(config, [{"backend": "cpu", "steps_per_sec": 5e4, "sizes": qsizes}], "cpu")
+    rate = update_flops(quick, quick.window * NUM_FEATURES + 1) * 5e4 / quick.batch_size
+    assert measured["seconds"] == pytest.approx(flops * config.num_updates / rate)
+    assert "FLOP rate measured by 1 earlier run(s)" in measured["basis"]
+    assert forms.runtime_text(est).startswith("Estimated time on this machine: ≈ ")

@@ -6,10 +6,11 @@ import threading
 import time
 
 import pytest
+from flax import serialization
 
 from evorl_core.config import make_config
 from evorl_core.jobs import JobError, JobRegistry, get_registry
-from evorl_core.rundir import RunDir
+from evorl_core.rundir import RunDir, RunLock
 
 CONFIG = make_config("quick", data="synthetic", num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,),
                      total_timesteps=512, test_days=20)
@@ -146,11 +147,16 @@ def test_stop_sets_event_and_writes_stop_file(tmp_path):
 
 def test_stop_a_run_owned_by_another_process(tmp_path):
     rd = RunDir.create(tmp_path, "cli-run")
+    owner = RunLock.acquire(rd)  # the owning process (a lock on another descriptor looks the same)
     rd.write_status("running", env_steps=100)
     reg = JobRegistry(train_fn=FakeTrain())
     assert reg.stop("cli-run", tmp_path)
     assert rd.stop_requested()
     assert not reg.stop("missing", tmp_path)
+    owner.release()  # the owner died: nothing would read a STOP file, so none is written
+    rd.clear_stop()
+    assert not reg.stop("cli-run", tmp_path)
+    assert not rd.stop_requested()
 
 
 def test_resume(tmp_path):
@@ -160,14 +166,18 @@ def test_resume(tmp_path):
     with pytest.raises(JobError, match="not found"):
         reg.resume("r", tmp_path)
     rd.write_config({**CONFIG.to_dict(), "data_info": {"synthetic": True}})
-    rd.write_status("running")
-    with pytest.raises(JobError, match="stop it first"):
-        reg.resume("r", tmp_path)
+    with RunLock.acquire(rd):  # a live owner
+        rd.write_status("running")
+        with pytest.raises(JobError, match="stop it first"):
+            reg.resume("r", tmp_path)
     rd.write_status("stopped")
     with pytest.raises(JobError, match="no checkpoint"):
         reg.resume("r", tmp_path)
     (rd.checkpoint_dir).mkdir()
     (rd.checkpoint_dir / "state.msgpack").write_bytes(b"x")
+    with pytest.raises(JobError, match="damaged checkpoint"):
+        reg.resume("r", tmp_path)
+    (rd.checkpoint_dir / "state.msgpack").write_bytes(serialization.msgpack_serialize({"params": {}}))
     rd.request_stop()
     reg.resume("r", tmp_path, cache_dir=tmp_path / "c")
     assert not rd.stop_path.exists()  # a stale STOP would end the resumed run at once

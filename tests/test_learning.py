@@ -12,59 +12,23 @@ different from flat: the 95% moving-block bootstrap interval of its Sharpe ratio
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from evorl_core import pipeline
 from evorl_core.backtest import equity_curve
 from evorl_core.config import make_config
-from evorl_core.data import build_market
+from evorl_core.costs import cost_model
+from evorl_core.data import build_market, planted_signal_frames, random_walk_frames
 
 pytestmark = pytest.mark.slow
-
-
-def _frame(close: np.ndarray, open_: np.ndarray, start: str = "2012-01-02") -> pd.DataFrame:
-    dates = pd.bdate_range(start, periods=len(close), name="date")
-    return pd.DataFrame({
-        "open": open_, "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999,
-        "close": close, "volume": np.full(len(close), 1e6),
-    }, index=dates)
-
-
-def planted_frames(symbols, n_days=1500, mu=0.01, noise=0.002, p_stay=0.9, seed=0):
-    frames = {}
-    for i, symbol in enumerate(symbols):
-        rng = np.random.default_rng(seed + i)
-        regime = np.empty(n_days)
-        regime[0] = 1.0
-        flips = rng.random(n_days) > p_stay
-        for t in range(1, n_days):
-            regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
-        intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
-        close = 100.0 * np.cumprod(intraday)
-        open_ = np.concatenate([[100.0], close[:-1]])  # no overnight gap: the decision earns the regime
-        frames[symbol] = _frame(close, open_)
-    return frames
-
-
-def random_walk_frames(symbols, n_days=1500, sigma=0.015, seed=0):
-    frames = {}
-    for i, symbol in enumerate(symbols):
-        rng = np.random.default_rng(1000 + seed + i)
-        close = 100.0 * np.exp(np.cumsum(sigma * rng.standard_normal(n_days)))
-        gap = np.exp(0.003 * rng.standard_normal(n_days))
-        open_ = np.concatenate([[100.0], close[:-1]]) * gap
-        open_ = np.clip(open_, np.minimum(open_, close), None)
-        frames[symbol] = _frame(close, open_)
-    return frames
 
 
 def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
     symbols = ("UPDOWN1", "UPDOWN2")
     test_days = 120
     config = make_config("quick", symbols=symbols, data="synthetic", test_days=test_days, window=8,
-                         total_timesteps=400_000, fee_bps=1.0, slippage_bps=0.0, seed=0)
-    frames = planted_frames(symbols)
+                         total_timesteps=400_000, cost_model="flat", fee_bps=1.0, slippage_bps=0.0, seed=0)
+    frames = planted_signal_frames(symbols)
     market = build_market(frames, config.window, test_days, info={"source": "planted", "synthetic": True})
     run = pipeline.run(config, tmp_path, "planted", market=market)
     equity = run.read_equity()
@@ -74,7 +38,9 @@ def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
         test = df.iloc[-test_days:]
         open_, close = test["open"].to_numpy(), test["close"].to_numpy()
         oracle_positions = (close > open_).astype(float)  # long after an up day
-        oracle = equity_curve(open_, close, oracle_positions, config.cost, config.execution, 1.0)
+        oracle = equity_curve(open_, close, oracle_positions, cost_model(config), config.execution,
+                              config.initial_capital)
+        oracle = oracle / oracle[0]
         oracle_log += np.log(oracle[-1])
         rows = equity[equity.symbol == symbol]
         agent_log += np.log(rows["equity"].iloc[-1] / rows["equity"].iloc[0])

@@ -171,10 +171,11 @@ def test_symbol_metrics_table_reads_whatever_is_present():
     assert t.loc["total return", "Agent"] == "10.00%"
     assert t.loc["total return", "Buy & hold"] == "5.00%"
     assert t.loc["sharpe", "Agent"] == "1.234"
-    assert t.loc["trades", "Agent"] == "7" and t.loc["trades", "Buy & hold"] == "—"
-    assert t.loc["sharpe ci low", "Agent"] == "—"
+    assert t.loc["position changes", "Buy & hold"] == "—"
+    assert "sharpe ci low" not in t.index  # the interval is shown as one text, with its verdict
     assert "test start" not in t.index
-    assert presenters.metric_notes(METRICS["BPCL"]) == {"test_start": "2024-01-01", "significant": "False"}
+    assert presenters.metric_notes(METRICS["BPCL"]) == {"test_start": "2024-01-01"}  # no raw "significant: False"
+    assert t.loc["position changes", "Agent"] == "7"  # backtest's `trades` counts position changes
     t2 = presenters.symbol_metrics_table(METRICS["TATASTEEL"])
     assert list(t2.columns) == ["Agent"] and t2.loc["sharpe", "Agent"] == "—"
 
@@ -205,8 +206,11 @@ def test_overview_reports_sharpe_interval_and_significance():
     }
     table = presenters.overview_table(metrics)
     assert table.loc["AAA", "Sharpe 95% CI"] == "[0.20, 2.90]"
-    assert table.loc["AAA", "differs from flat"] == "yes"
-    assert table.loc["BBB", "Sharpe 95% CI"] == "—" and table.loc["BBB", "differs from flat"] == "no"
+    assert table.loc["AAA", "vs flat (95%)"] == "better than flat"
+    assert table.loc["BBB", "Sharpe 95% CI"] == "—" and table.loc["BBB", "vs flat (95%)"] == "undefined"
+    # a significantly worse result says so, not just "significant"
+    assert presenters.significance_text({"sharpe_ci_low": -2.0, "sharpe_ci_high": -0.1}) == "worse than flat"
+    assert presenters.significance_text({"sharpe_ci_low": -1.0, "sharpe_ci_high": 0.5}) == "indistinguishable"
     assert presenters.sharpe_interval_text({"sharpe_ci_low": -0.123, "sharpe_ci_high": 0.5}) == "[-0.12, 0.50]"
 
 
@@ -238,13 +242,53 @@ def test_status_line_and_alerts():
 
 
 def test_live_kpis():
-    rows = [{"update": 1, "steps_per_sec": 1234.4, "host_rss_mb": 512.2},
-            {"update": 2, "steps_per_sec": None, "host_rss_mb": None}]
+    rows = [{"update": 1, "steps_per_sec": 1000.0, "host_rss_mb": 512.2, "train_seconds": 1.0},
+            {"update": 2, "steps_per_sec": 3000.0, "host_rss_mb": None, "train_seconds": 2.0},
+            {"update": 3, "steps_per_sec": 2000.0, "train_seconds": 3.0},
+            {"update": 4, "steps_per_sec": 500.0, "train_seconds": 0.5}]  # resumed: its clock restarts
     m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
     kpis = presenters.live_kpis(m, {"compile_seconds": 3.21})
-    assert kpis == {"Env steps / s": "1,234", "Updates": "2", "Compile": "3.2 s", "Host RSS": "512 MB"}
+    assert kpis == {"Env steps / s": "1,500", "Last chunk": "500 steps/s", "Updates": "4", "Compile": "3.2 s",
+                    "Training time": "4s"}
     empty = presenters.live_kpis(presenters.metric_arrays([], presenters.LIVE_METRIC_KEYS), {})
-    assert empty == {"Env steps / s": "—", "Updates": "0", "Compile": "—", "Host RSS": "—"}
+    assert empty == {"Env steps / s": "—", "Last chunk": "—", "Updates": "0", "Compile": "—", "Training time": "—"}
+    assert presenters.memory_kpi(m, "cpu")[:2] == ("Process RSS", "512 MB")
+    gpu = presenters.metric_arrays([{"device_mem_mb": 2048.0, "host_rss_mb": 900.0}], presenters.LIVE_METRIC_KEYS)
+    assert presenters.memory_kpi(gpu, "gpu")[:2] == ("Device memory", "2,048 MB")
+
+
+def test_cumulative_clock_across_resumes():
+    x = np.array([1.0, 2.0, 3.0, 0.5, 1.5, np.nan, 0.2])
+    got = presenters.cumulative(x)
+    assert got[:5].tolist() == [1.0, 2.0, 3.0, 3.5, 4.5] and np.isnan(got[5]) and got[6] == pytest.approx(4.7)
+
+
+def test_member_mean_averages_population_rows_per_update():
+    rows = [{"update": 1, "env_steps": 10, "member": 0, "entropy": 1.0},
+            {"update": 1, "env_steps": 10, "member": 1, "entropy": 3.0},
+            {"update": 2, "env_steps": 20, "member": 0, "entropy": 2.0, "steps_per_sec": 5.0},
+            {"update": 2, "env_steps": 20, "member": 1, "entropy": None, "steps_per_sec": 7.0}]
+    out = presenters.member_mean(rows)
+    assert [r["entropy"] for r in out] == [2.0, 2.0] and out[1]["steps_per_sec"] == 6.0
+    assert out[0]["members"] == 2 and "member" not in out[0]
+    plain = [{"update": 1, "entropy": 1.0}]
+    assert presenters.member_mean(plain) == plain
+
+
+def test_ema_is_tensorboard_smoothing():
+    y = np.array([1.0, 2.0, np.nan, 4.0])
+    out = presenters.ema(y, 0.5)
+    # debiased EMA: 1, (0.25 + 0.5*... ) computed by hand
+    last, n, expected = 0.0, 0, []
+    for v in (1.0, 2.0, 4.0):
+        last = 0.5 * last + 0.5 * v
+        n += 1
+        expected.append(last / (1 - 0.5 ** n))
+    assert out[0] == pytest.approx(expected[0]) and out[1] == pytest.approx(expected[1])
+    assert np.isnan(out[2]) and out[3] == pytest.approx(expected[2])
+    assert presenters.ema(y, 0.0)[[0, 1, 3]].tolist() == [1.0, 2.0, 4.0]
+    with pytest.raises(ValueError):
+        presenters.ema(y, 1.0)
 
 
 def test_backend_texts():
@@ -256,21 +300,26 @@ def test_backend_texts():
 
 def test_runs_and_models_tables():
     runs = [{"run_id": "r1", "state": "running", "env_steps": 50, "total_steps": 200, "symbols": ["A", "B"],
-             "preset": "quick", "backtest": None, "updated_at": 0},
-            {"run_id": "r2", "state": "done", "env_steps": 10, "total_steps": 0, "backtest": METRICS}]
+             "preset": "quick", "backtest": None, "updated_at": 0, "synthetic": True, "data_source": "synthetic",
+             "name": "first", "tags": ["x", "y"], "total_timesteps": 200_000},
+            {"run_id": "r2", "state": "done", "env_steps": 10, "total_steps": 0, "backtest": METRICS,
+             "synthetic": False, "data_source": "csv"}]
     t = presenters.runs_table(runs)
     assert t["run"].tolist() == ["r1", "r2"]
     assert t["progress"].tolist() == [0.25, 1.0]
-    assert t.loc[1, "mean test return"] == pytest.approx(0.04) and t.loc[0, "symbols"] == "A, B"
+    assert t.loc[1, "test return"] == "4.00%" and t.loc[0, "test return"] == "—"  # never "None"
+    assert t.loc[0, "Sharpe"] == "—" and t.loc[1, "Sharpe"] == "1.23"
+    assert t["data"].tolist() == ["SYNTHETIC", "real: csv"] and t.loc[0, "tags"] == "x, y"
     assert len(presenters.runs_table(runs, limit=1)) == 1
-    assert presenters.run_label(runs[0]) == "r1 · A,B · quick" and presenters.run_label(runs[1]) == "r2"
+    assert presenters.run_label(runs[0]) == "running · first · SYNTHETIC · quick · 200k steps · A,B · r1"
+    assert presenters.run_label({"run_id": "r3", "state": "queued", "synthetic": None}) == "queued · data ? · r3"
     models = [{"name": "m", "symbols": ["A"], "created_at": 0, "positions": [0.0, 0.5, 1.0],
                "date_ranges": {"A": {"first": "2020-01-01", "train_end": "2021-01-01", "test_start": "2021-01-04",
                                      "last": "2021-06-01"}}, "test_metrics": METRICS, "synthetic": True}]
     mt = presenters.models_table(models)
     row = mt.iloc[0]
-    assert row["positions"] == "0, 0.5, 1" and row["train"] == "2020-01-01 → 2021-01-01"
-    assert row["mean test return"] == "4.00%" and row["synthetic data"] == "yes"
+    assert row["train"] == "2020-01-01 → 2021-01-01"
+    assert row["test return"] == "4.00%" and row["data"] == "SYNTHETIC"
     sig = presenters.signals_table([{"symbol": "A", "date": "2021-06-01", "position": 0.5,
                                     "probabilities": {0.0: 0.2, 0.5: 0.8}}])
     assert sig.loc[0, "target position"] == 0.5 and sig.loc[0, "P(0.5)"] == 0.8
@@ -283,13 +332,18 @@ def test_backtest_texts_and_symbol_rows():
     assert "A = 252" in text and "**close**" in text and "fee 2.0 bps" in text and "slippage 3.0 bps" in text
     assert text.endswith("data: yahoo")
     assert "data:" not in presenters.conventions_text({**config, "data_info": {"synthetic": True}})
+    nse = presenters.conventions_text({**config, "cost_model": "nse-delivery", "brokerage_bps": 0.0,
+                                       "dp_charge": 13.5})
+    assert "nse-delivery: buy 14.86 bps, sell 13.36 bps + Rs 15.93 per sell day" in nse  # slippage 3 bps
+    assert "slippage 3.0 bps" in nse and "Rs 13.5 + GST" in nse
+    assert presenters.format_metric("cost_drag", 0.0123) == "1.23%"
     equity = pd.DataFrame({"date": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01"]),
                            "symbol": ["A", "A", "C"], "equity": [2.0, 1.0, 1.0]})
     assert presenters.backtest_symbols({"B": {}, "A": {}}, equity) == ["B", "A", "C"]
     assert presenters.backtest_symbols(None, None) == []
     assert presenters.symbol_rows(equity, "A")["equity"].tolist() == [1.0, 2.0]
     assert presenters.symbol_rows(equity, "B") is None and presenters.symbol_rows(None, "A") is None
-    assert presenters.notes_text(METRICS["BPCL"]) == "test_start: 2024-01-01 · significant: False"
+    assert presenters.notes_text(METRICS["BPCL"]) == "test_start: 2024-01-01"
 
 
 def test_data_texts():
@@ -306,6 +360,84 @@ def test_pure_modules_import_no_streamlit():
             "import evorl_ui.presenters, evorl_ui.forms, evorl_ui.charts; "
             "assert 'streamlit' not in sys.modules, 'a pure module imports streamlit'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# run management, provenance, the tearsheet and the ledger --------------------------------
+RUNS = [
+    {"run_id": "a", "state": "done", "created_at": 3, "name": "Zeta", "tags": ["lr"], "note": "", "symbols": ["X"],
+     "archived": False, "synthetic": False, "data_source": "csv", "backtest": {"X": {"sharpe": 0.5, "total_return": 0.1}}},
+    {"run_id": "b", "state": "failed", "created_at": 2, "name": "", "tags": [], "note": "broken prices",
+     "symbols": ["Y"], "archived": False, "synthetic": True, "data_source": "synthetic", "backtest": None},
+    {"run_id": "c", "state": "done", "created_at": 1, "name": "alpha", "tags": [], "note": "", "symbols": ["X"],
+     "archived": True, "synthetic": False, "data_source": "csv", "backtest": {"X": {"sharpe": 2.0, "total_return": 0.3}}},
+]
+
+
+def ids(runs):
+    return [r["run_id"] for r in runs]
+
+
+def test_filter_and_sort_runs():
+    assert ids(presenters.filter_runs(RUNS)) == ["a", "b"]  # archived hidden
+    assert ids(presenters.filter_runs(RUNS, archived=True)) == ["a", "b", "c"]
+    assert ids(presenters.filter_runs(RUNS, "PRICES")) == ["b"]  # the note, case-insensitive
+    assert ids(presenters.filter_runs(RUNS, "lr")) == ["a"]  # a tag
+    assert ids(presenters.filter_runs(RUNS, states=["failed"])) == ["b"]
+    assert ids(presenters.filter_runs(RUNS, data="real", archived=True)) == ["a", "c"]
+    assert ids(presenters.filter_runs(RUNS, data="synthetic")) == ["b"]
+    assert ids(presenters.filter_runs(RUNS, archived=True, sort="oldest first")) == ["c", "b", "a"]
+    assert ids(presenters.filter_runs(RUNS, archived=True, sort="name")) == ["c", "a", "b"]  # unnamed last
+    assert ids(presenters.filter_runs(RUNS, archived=True, sort="best mean Sharpe")) == ["c", "a", "b"]
+
+
+def test_data_badges_and_comparison_warnings():
+    assert presenters.data_badge(True)[1] == "orange" and "Synthetic" in presenters.data_badge(True)[0]
+    assert presenters.data_badge(False, "csv") == ("Real data · csv", "green", ":material/verified:")
+    assert presenters.data_badge(None)[0] == "Data not loaded yet"
+    real, fake = RUNS[0], RUNS[1]
+    warning = presenters.comparison_warning(real, fake)
+    assert "SYNTHETIC" in warning and "real: csv" in warning and "not" in warning
+    same = {**real, "run_id": "a2"}
+    assert presenters.comparison_warning(real, same) is None
+    assert "different price histories" in presenters.comparison_warning(
+        {**real, "data_hash": "1"}, {**same, "data_hash": "2"})
+    assert "test windows" in presenters.comparison_warning({**real, "test_days": 60}, {**same, "test_days": 90})
+
+
+def test_units_and_short_window_caveats():
+    assert presenters.format_metric("turnover", 149.492) == "149.5×"
+    assert presenters.pretty("turnover") == "turnover (× equity / year)"
+    table = presenters.symbol_metrics_table({"cagr": -0.6369, "days": 60, "total_return": -0.2})
+    assert "cagr ⚠ from 59 days" in table.index
+    assert "cagr" in presenters.symbol_metrics_table({"cagr": 0.1, "days": 400}).index
+    caveats = presenters.tearsheet_caveats(60, True)
+    assert len(caveats) == 2 and "Synthetic" in caveats[0] and "59 daily returns" in caveats[1]
+    assert presenters.tearsheet_caveats(400, False) == []
+    assert presenters.number_text(None) == "—" and presenters.number_text(float("nan")) == "—"
+    assert presenters.steps_text(1_234_567) == "1.23M" and presenters.steps_text(500) == "500"
+
+
+def test_trades_table_and_ledger_texts():
+    trades = pd.DataFrame([{"symbol": "A", "entry_date": pd.Timestamp("2024-01-02"), "exit_date": pd.Timestamp("2024-01-05"),
+                            "position": 1.0, "entry_price": 10.0, "exit_price": 11.0, "return": 0.0987, "pnl": 98.7,
+                            "holding_days": 3, "open": False}])
+    t = presenters.trades_table(trades)
+    assert t.loc[0, "entry (fill)"] == "2024-01-02" and t.loc[0, "return"] == "9.87%"
+    assert t.loc[0, "P&L (account currency)"] == "+98.70" and t.loc[0, "status"] == "closed"
+    assert list(presenters.trades_table(trades.iloc[0:0]).columns) == list(t.columns)
+
+    class Result:
+        appended = [{"date": "2026-01-02", "symbol": "A"}, {"date": "2026-01-02", "symbol": "B"}]
+        latest = {"A": "2026-01-02", "B": "2026-01-02"}
+
+    assert presenters.paper_result_text(Result()) == (
+        True, "Appended 2 entries for 2026-01-02. The new targets fill at the next session.")
+    Result.appended = []
+    appended, text = presenters.paper_result_text(Result())
+    assert not appended and text.startswith("Nothing appended: already recorded up to 2026-01-02")
+    rows = [{"date": "2026-01-01", "symbol": "A", "held": 0.0, "target": 1.0, "close": 5.0, "equity": 100.0,
+             "benchmark_equity": 100.0, "synthetic": True, "stale": True}]
+    assert presenters.ledger_table(rows).loc[0, "data"] == "SYNTHETIC · stale"
 
 
 def test_overview_and_notes_show_the_verdict_in_plain_words():

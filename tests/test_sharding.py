@@ -52,9 +52,16 @@ SCRIPT = textwrap.dedent("""
     run = pipeline.run(config, out, "run", market=market)
     rows = run.read_metrics()
     keep = ("policy_loss", "value_loss", "entropy", "approx_kl", "reward_mean", "explained_variance")
+    # a PBT population of 2: members split over the population axis, envs over the data axis
+    pbt_config = config.replace(population=2, pbt_interval=2, val_days=30, embargo_days=8).validated()
+    pbt_market = build_market(frames, window=8, test_days=20, val_days=30, embargo_days=8,
+                              info={"source": "synthetic", "synthetic": True})
+    pbt = pipeline.run(pbt_config, out, "pbt", market=pbt_market)
     print(json.dumps({"devices": jax.device_count(), "placement": placement, "population": pop_placement,
-                      "mesh": run.read_status().get("mesh"),
-                      "metrics": [{k: r[k] for k in keep} for r in rows]}))
+                      "mesh": run.read_status().get("mesh"), "pbt_mesh": pbt.read_status().get("mesh"),
+                      "metrics": [{k: r[k] for k in keep} for r in rows],
+                      "pbt_metrics": [{k: r[k] for k in ("update", "member", *keep)} for r in pbt.read_metrics()],
+                      "pbt_fitness": [r["fitness"] for r in pbt.read_population("hyperparams") if "fitness" in r]}))
 """)
 
 
@@ -84,6 +91,15 @@ def test_one_and_four_devices_give_the_same_losses(tmp_path):
     for a, b in zip(one["metrics"], four["metrics"], strict=True):
         for key in a:
             np.testing.assert_allclose(b[key], a[key], rtol=2e-3, atol=2e-5, err_msg=key)
+    # the population: 2 members on the population axis x 2 devices of env batch; same results
+    assert one["pbt_mesh"] is None and four["pbt_mesh"] == {"population": 2, "data": 2}
+    assert len(one["pbt_metrics"]) == len(four["pbt_metrics"]) == 2 * 4
+    for a, b in zip(one["pbt_metrics"], four["pbt_metrics"], strict=True):
+        assert (a["update"], a["member"]) == (b["update"], b["member"])
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-3, atol=2e-5, err_msg=key)
+    assert len(one["pbt_fitness"]) == 4  # two rounds of two members
+    np.testing.assert_allclose(four["pbt_fitness"], one["pbt_fitness"], rtol=1e-3, atol=1e-5)
 
 
 def test_uneven_env_batch_is_a_clear_error():

@@ -4,6 +4,7 @@ and a small calibration (false positives on random walks, power on the planted s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ from scipy import stats as sps
 from evorl_core import baselines, significance
 from evorl_core.backtest import buy_and_hold, compute_metrics, equity_curve
 from evorl_core.config import make_config
+from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.evaluation import backtest_policy
 from evorl_core.ppo import PPO
@@ -291,6 +293,12 @@ def test_planted_market_is_the_learning_tests_market():
 
 
 # ---------------------------------------------------------------- wiring
+def relative_costs(config):
+    """The run's cost model for an account of 1 (the flat sell-day charge scaled by the capital)."""
+    costs = cost_model(config)
+    return dataclasses.replace(costs, sell_day_charge_rupees=costs.sell_day_charge_rupees / config.initial_capital)
+
+
 def test_backtest_policy_reports_verdict_and_tests_per_symbol():
     frames = {s: synthetic_ohlcv(s, n_days=260, seed=2) for s in ("AAA", "BBB")}
     config = make_config("quick", symbols=("AAA", "BBB"), data="synthetic", test_days=40, window=8, seed=3)
@@ -302,7 +310,7 @@ def test_backtest_policy_reports_verdict_and_tests_per_symbol():
         s = market.symbols.index(symbol)
         t0 = int(market.data.test_start[s])
         expected = significance.symbol_report(rows["open"].to_numpy(), rows["close"].to_numpy(),
-                                              rows["position"].to_numpy(), cost=config.cost,
+                                              rows["position"].to_numpy(), cost=relative_costs(config),
                                               execution=config.execution, seed=config.seed, lookback=config.window,
                                               prior_close=frames[symbol]["close"].to_numpy()[:t0])
         for key in ("excess_p_value", "excess_mean_annual", "excess_ci_low", "excess_ci_high", "timing_p_value",

@@ -107,14 +107,18 @@ def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
         rows = equity[equity.symbol == symbol]
         frame = tiny_market.frames[symbol].iloc[-config.test_days:]
         assert np.allclose(rows["open"], frame["open"]) and np.allclose(rows["close"], frame["close"])
-        # every symbol's equity recomputed from the accounting formulas, step by step, in plain Python
+        # every symbol's equity recomputed from the accounting formulas, step by step, in plain Python,
+        # with the default NSE delivery costs typed in by hand: per side and Rs 13.5 + 18% GST per sell day
         positions = rows["position"].tolist()
         opens, closes = frame["open"].tolist(), frame["close"].tolist()
+        statutory = 0.001 + 0.0000297 + 0.000001 + 0.18 * (0.0000297 + 0.000001)
+        c_buy, c_sell = statutory + 0.00015 + 0.0005, statutory + 0.0005  # stamp duty on buys; 5 bps slippage
         expected, held = [config.initial_capital], 0.0
         for t in range(config.test_days - 1):
             new = positions[t]
             e_open = expected[-1] * (1 + held * (opens[t + 1] / closes[t] - 1))
-            e_fill = e_open * (1 - config.cost * abs(new - held))
+            charge = 13.5 * 1.18 / e_open if new < held else 0.0
+            e_fill = e_open * (1 - c_buy * max(new - held, 0) - c_sell * max(held - new, 0) - charge)
             expected.append(e_fill * (1 + new * (closes[t + 1] / opens[t + 1] - 1)))
             held = new
         np.testing.assert_allclose(rows["equity"], expected, rtol=1e-10)
@@ -124,6 +128,10 @@ def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
         assert m["trades"] == changes
         assert m["exposure"] == pytest.approx(np.mean(np.abs(positions[:-1])), rel=1e-9)
         assert m["days"] == config.test_days and m["significant"] in (True, False)
+        # churn and cost drag are reported beside the net numbers
+        assert m["gross_return"] - m["total_return"] == pytest.approx(m["cost_drag"], abs=1e-12)
+        assert m["cost_drag"] >= 0 and set(m["cost_sensitivity"]) == {"0", "10", "25", "50"}
+        assert m["trades_per_year"] == pytest.approx(changes * 252 / (config.test_days - 1))
         assert m["sharpe_ci_low"] is None or m["sharpe_ci_low"] <= m["sharpe"] <= m["sharpe_ci_high"]
 
 

@@ -17,11 +17,11 @@ from .. import provenance
 from .peer import peer_available, worker_peer
 from .plan import BENCH_PRESETS, SECTIONS, plan
 from .report import derive
-from .sections import bench_env, bench_flops, worker_scaling, worker_train
+from .sections import bench_env, bench_flops, worker_population, worker_scaling, worker_train
 
 RESULT_MARK = "EVORL_BENCH_RESULT "
 SCHEMA = 1
-WORKERS = {"train": worker_train, "peer": worker_peer, "scaling": worker_scaling}
+WORKERS = {"train": worker_train, "peer": worker_peer, "scaling": worker_scaling, "population": worker_population}
 ROOT = Path(__file__).resolve().parents[2]  # the checkout holding evorl_core
 
 
@@ -108,6 +108,23 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
         log("scaling ...")
         result["scaling"] = run_worker("scaling", {"envs": list(p["scaling_envs"]), "updates": p["scaling_updates"],
                                                    "repeats": p["repeats"], "overrides": p["scaling_overrides"]})
+    if "population" in sections:
+        result["population"] = {}
+        for preset, spec in p["population"].items():
+            points = []
+            for size in spec["sizes"]:
+                log(f"population {preset} x {size} ...")
+                try:
+                    point = run_worker("population", {"preset": preset, "size": size, "repeats": spec["repeats"],
+                                                      "updates": spec["updates"], "overrides": spec["overrides"]})
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    log(f"  failed: {str(exc).splitlines()[-1]}")
+                    points.append({"size": size, "error": str(exc)[-2000:]})
+                    continue
+                points.append(point)
+                log(f"  {point['steps_per_s']['median']:,.0f} aggregate steps/s, peak RSS "
+                    f"{point['peak_host_rss_mb']:.0f} MB (estimated {point['estimated_memory_mb']:.0f} MB)")
+            result["population"][preset] = points
     result["derived"] = derive(result)
     if tiny:
         result["derived"]["targets"] = []

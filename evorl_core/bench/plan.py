@@ -10,7 +10,7 @@ from typing import Any
 from ..config import TrainConfig, make_config
 from ..data import Market, build_market, synthetic_ohlcv
 
-SECTIONS = ("env", "train", "flops", "peer", "scaling")
+SECTIONS = ("env", "train", "flops", "peer", "scaling", "population")
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -22,6 +22,8 @@ TARGETS = {
     "env_steps_per_s_4096": 10e6,
     "production_peak_rss_mb": 4096.0,
     "compile_s": 20.0,
+    "population_16_vs_1": 2.0,  # aggregate steps/s of a quick population of 16 over one agent (CPU)
+    "population_16_vs_1_gpu": 10.0,
 }
 
 # config overrides of the tiny run (tests): seconds, every code path
@@ -39,6 +41,8 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False) -> dict[str, Any]
             "peer": {p: {"updates": 1, "warmup": 0, "overrides": _TINY} for p in BENCH_PRESETS},
             "scaling_envs": (8, 16), "scaling_overrides": {**_TINY, "num_envs": None}, "scaling_updates": 1,
             "flops_overrides": _TINY,
+            "population": {"quick": {"sizes": (1, 2), "repeats": 1, "updates": 2,
+                                     "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
         }
     r = repeats or (3 if quick else 5)
     return {
@@ -64,6 +68,14 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False) -> dict[str, Any]
         "scaling_overrides": {},
         "scaling_updates": 2 if quick else 3,
         "flops_overrides": {},
+        # population: quick preset at 1, 4, 16, 64 members (PBT round every 10 updates, timed per
+        # chunk of 10 updates + round); production where memory and time allow (one update + round)
+        "population": {
+            "quick": {"sizes": (1, 4, 16) if quick else (1, 4, 16, 64), "repeats": 2 if quick else r,
+                      "updates": 10, "overrides": {}},
+            **({} if quick else {"production": {"sizes": (1, 4), "repeats": 2, "updates": 1,
+                                                "overrides": {"pbt_interval": 1}}}),
+        },
     }
 
 
@@ -86,4 +98,5 @@ def bench_market(config: TrainConfig) -> Market:
     n_days = 300 if config.window <= 8 else None
     frames = {s: synthetic_ohlcv(s, n_days=n_days, seed=config.seed) for s in config.symbols}
     return build_market(frames, window=config.window, test_days=config.test_days,
+                        val_days=config.val_days, embargo_days=config.embargo,
                         info={"source": "synthetic", "synthetic": True, "requested": "synthetic"})

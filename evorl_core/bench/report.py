@@ -19,6 +19,16 @@ def _median(d: dict | None, *path: str) -> float | None:
     return d
 
 
+def population_ratios(result: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Per preset: aggregate steps/s of each population size over one agent's (size 1, same run)."""
+    out: dict[str, dict[int, float]] = {}
+    for preset, points in (result.get("population") or {}).items():
+        ok = {pt["size"]: _median(pt, "steps_per_s") for pt in points if "steps_per_s" in pt}
+        if ok.get(1):
+            out[preset] = {size: rate / ok[1] for size, rate in ok.items()}
+    return out
+
+
 def derive(result: dict[str, Any]) -> dict[str, Any]:
     """Ratios, FLOP utilisation and the targets, from whatever sections ran."""
     out: dict[str, Any] = {"presets": {}, "targets": []}
@@ -54,6 +64,11 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     target("env steps/s at 4096 envs", env4096, TARGETS["env_steps_per_s_4096"])
     rss = ((result.get("train") or {}).get("production") or {}).get("peak_host_rss_mb")
     target("production peak host RSS (MB)", rss, TARGETS["production_peak_rss_mb"], higher_is_better=False)
+    ratios = population_ratios(result)
+    out["population"] = ratios
+    gpu = result.get("backend") == "gpu"
+    target("population 16 vs one agent, aggregate steps/s (quick)", (ratios.get("quick") or {}).get(16),
+           TARGETS["population_16_vs_1_gpu" if gpu else "population_16_vs_1"])
     compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
     target("compile time (s), worst preset", max(compiles) if compiles else None, TARGETS["compile_s"],
            higher_is_better=False)
@@ -128,6 +143,17 @@ def format_table(result: dict[str, Any]) -> str:
     if scaling:
         rows = [["scaling (quick preset)", *[str(pt["num_envs"]) for pt in scaling["points"]]],
                 ["steps/s", *[_n(pt["steps_per_s"]["median"]) for pt in scaling["points"]]]]
+        lines += ["", table(rows)]
+    for preset, points in (result.get("population") or {}).items():
+        ratios = derived.get("population", {}).get(preset, {})
+        rows = [[f"population ({preset} preset)", "aggregate steps/s", "vs 1 agent", "peak RSS MB", "estimate MB"]]
+        for pt in points:
+            if "steps_per_s" not in pt:
+                rows.append([str(pt["size"]), "failed", "", "", ""])
+                continue
+            rows.append([str(pt["size"]), _n(_median(pt, "steps_per_s")),
+                         _n(ratios.get(pt["size"]), ".2f") + "x", _n(pt.get("peak_host_rss_mb")),
+                         _n(pt.get("estimated_memory_mb"))])
         lines += ["", table(rows)]
     if any(tg["value"] is not None for tg in derived.get("targets", [])):
         rows = [["target (2-core CPU)", "measured", "target", "met"]]

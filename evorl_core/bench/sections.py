@@ -16,9 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import env as trading_env
-from .. import pipeline
+from .. import loop, pipeline
+from ..costs import cost_model
 from ..data import NUM_FEATURES
 from ..ppo import PPO, update_flops
+from ..provenance import device_memory_mb as provenance_device_mb
 from ..reference_env import ReferenceTradingEnv
 from .plan import BENCH_PRESETS, bench_config, bench_market, stat
 
@@ -32,15 +34,17 @@ def peak_rss_mb() -> float:
 def reference_envs(market, config, n: int) -> list[ReferenceTradingEnv]:
     """`n` NumPy reference envs over the market's arrays."""
     d = {k: np.asarray(v) for k, v in market.data._asdict().items()}
+    costs = cost_model(config)
     return [ReferenceTradingEnv(d["open"], d["close"], d["features"], d["length"], d["first_index"],
-                                d["test_start"], config.positions, config.cost, config.execution,
-                                config.window, config.episode_len) for _ in range(n)]
+                                d["train_end"], config.positions, costs.c_buy, costs.c_sell, config.execution,
+                                config.window, config.episode_len, sell_day_charge=costs.sell_day_charge_rupees,
+                                initial_capital=config.initial_capital) for _ in range(n)]
 
 
 def random_reset(ref, market, rng) -> np.ndarray:
-    """The JAX env's start distribution: uniform symbol, uniform day in [first_index, test_start - 2]."""
+    """The JAX env's start distribution: uniform symbol, uniform day in [first_index, train_end - 2]."""
     s = int(rng.integers(len(ref.length)))
-    t = int(rng.integers(ref.first_index[s], ref.test_start[s] - 1))
+    t = int(rng.integers(ref.first_index[s], ref.train_end[s] - 1))
     return ref.reset_to(s, t)
 
 
@@ -272,3 +276,35 @@ def worker_scaling(args: dict[str, Any]) -> dict[str, Any]:
         points.append({"num_envs": num_envs, "batch_size": config.batch_size,
                        "minibatch_size": config.minibatch_size, "steps_per_s": stat(rates), "compile_s": compile_s})
     return {"points": points}
+
+
+# -- population: aggregate steps/s of N agents in one vmapped program (PBT rounds included) ---------
+def worker_population(args: dict[str, Any]) -> dict[str, Any]:
+    """One population size in a fresh process: compile, warm up, then time chunks of `pbt_interval`
+    updates of every member followed by one PBT round (fitness on validation days, exploit,
+    explore). Size 1 is a plain single agent (no PBT), the baseline of N separate runs."""
+    size = args["size"]
+    overrides = {**args["overrides"], "population": size}
+    config = bench_config(args["preset"], overrides)
+    market = bench_market(config)
+    ppo = PPO(config, market.data.features.shape[-1])
+    state = loop.init_state(ppo, config, market.data)
+    k = config.pbt_interval if config.evolving else args["updates"]
+    t0 = time.perf_counter()
+    fn = jax.jit(loop.chunk_program(ppo, config, k, with_round=config.evolving),
+                 donate_argnums=0).lower(state, market.data).compile()
+    compile_s = time.perf_counter() - t0
+    state, metrics, _ = fn(state, market.data)
+    jax.block_until_ready(metrics)
+    rates, dts = [], []
+    for _ in range(args["repeats"]):
+        t0 = time.perf_counter()
+        state, metrics, _ = fn(state, market.data)
+        jax.block_until_ready(metrics)
+        dt = time.perf_counter() - t0
+        dts.append(dt)
+        rates.append(size * k * config.batch_size / dt)
+    return {"size": size, "preset": args["preset"], "updates_per_chunk": k, "batch_size": config.batch_size,
+            "steps_per_s": stat(rates), "chunk_s": stat(dts), "compile_s": compile_s,
+            "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
+            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size) / 2**20}

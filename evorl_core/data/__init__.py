@@ -20,7 +20,7 @@ function or constant (a test stubbing `_download`), patch it in the module that 
 
 from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
 
-from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, read_symbol_csv, yahoo_ticker
+from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, parse_symbol_csv, read_symbol_csv, yahoo_ticker
 from .features import (
     FEATURE_CLIP,
     FEATURE_NAMES,
@@ -31,10 +31,34 @@ from .features import (
     normalisation_stats,
     raw_features,
 )
-from .market import MIN_TRAIN_STEPS, Market, build_market, hash_frames, load_market, rows_needed
+from .market import (
+    MIN_TRAIN_STEPS,
+    Market,
+    build_market,
+    hash_frames,
+    load_market,
+    rows_needed,
+    split_indices,
+)
 from .sources import DATA_SOURCES, data_info, load_frames
-from .synthetic import SYNTHETIC_DAYS, SYNTHETIC_END, synthetic_length, synthetic_ohlcv
-from .validate import OHLCV, PRICE_TOLERANCE, PRICES, DataError, DataFallbackWarning, validate_ohlcv
+from .synthetic import (
+    SYNTHETIC_DAYS,
+    SYNTHETIC_END,
+    planted_signal_frames,
+    random_walk_frames,
+    synthetic_length,
+    synthetic_ohlcv,
+)
+from .validate import (
+    OHLCV,
+    PRICE_TOLERANCE,
+    PRICES,
+    SPLIT_MOVE_THRESHOLD,
+    DataError,
+    DataFallbackWarning,
+    suspicious_moves,
+    validate_ohlcv,
+)
 from .yahoo import (
     DOWNLOAD_ATTEMPTS,
     DOWNLOAD_START,
@@ -62,6 +86,7 @@ __all__ = [
     "PRICE_TOLERANCE",
     "RETRY_BACKOFF_S",
     "STD_FLOOR",
+    "SPLIT_MOVE_THRESHOLD",
     "SYNTHETIC_DAYS",
     "SYNTHETIC_END",
     "VOLUME_LOOKBACK",
@@ -81,8 +106,13 @@ __all__ = [
     "load_market",
     "normalisation_stats",
     "raw_features",
+    "parse_symbol_csv",
     "read_symbol_csv",
     "rows_needed",
+    "split_indices",
+    "suspicious_moves",
+    "planted_signal_frames",
+    "random_walk_frames",
     "synthetic_length",
     "synthetic_ohlcv",
     "validate_ohlcv",

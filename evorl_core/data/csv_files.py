@@ -8,6 +8,7 @@ naming rule (`SYMBOL.csv` or `SYMBOL.NS.csv`, found by `_find_symbol_file`) is s
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .validate import OHLCV, DataError, _listing, _validated
+from .validate import OHLCV, DataError, _listing, _validated, adjust_for_dividends
 
 YAHOO_LAYOUT = "Date,Open,High,Low,Close[,Adj Close],Volume"
 NSE_LAYOUT = "Date,Symbol,Series,Prev Close,Open,High,Low,Last,Close,VWAP,Volume,..."
 
 # Header spellings (lower case, runs of space/underscore/dot collapsed to one space).
-# 'adj close', 'last' and 'prev close' are deliberately absent: prices are the traded Close.
+# 'adj close', 'last' and 'prev close' are deliberately absent: prices are the traded Close
+# (`price_adjustment="dividends"` scales them by Adj Close / Close instead, see ADJ_CLOSE_ALIASES).
 _ALIASES = {
     "date": ("date", "timestamp", "datetime"),
     "open": ("open", "open price"),
@@ -32,6 +34,7 @@ _ALIASES = {
     "volume": ("volume", "tottrdqty", "total traded quantity", "shares traded", "no of shares"),
 }
 _NSE_MARKERS = ("series", "symbol", "prev close", "vwap")
+ADJ_CLOSE_ALIASES = ("adj close", "adjclose", "adjusted close")
 
 
 def yahoo_ticker(symbol: str) -> str:
@@ -39,31 +42,54 @@ def yahoo_ticker(symbol: str) -> str:
     return symbol if ("." in symbol or "^" in symbol) else f"{symbol}.NS"
 
 
-def read_symbol_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate one symbol's daily CSV (Yahoo or NSE/Kaggle layout, auto-detected)."""
-    return _read_csv(Path(path))[0]
+def read_symbol_csv(path: str | os.PathLike, price_adjustment: str = "none") -> pd.DataFrame:
+    """Read and validate one symbol's daily CSV (Yahoo or NSE/Kaggle layout, auto-detected).
+
+    `price_adjustment="dividends"`: total-return prices from the `Adj Close` column when the file
+    has one; `frame.attrs["price_adjustment"]` says what was applied ("dividends" or "none").
+    """
+    return _read_csv(Path(path), price_adjustment)[0]
+
+
+def parse_symbol_csv(content: bytes, name: str) -> pd.DataFrame:
+    """Validate a CSV held in memory (an upload) exactly as `read_symbol_csv` validates a file;
+    messages name `name`. Nothing is written anywhere."""
+    return _read_csv(bytes(content), name=name)[0]
 
 
 def _header_key(header: Any) -> str:
     return re.sub(r"[\s_.]+", " ", str(header).strip().lower()).strip()
 
 
-def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
-    """(validated frame, layout) where layout is 'yahoo', 'yahoo-multiindex' or 'nse'."""
-    name = str(path)
-    if not path.is_file():
+def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | None = None
+              ) -> tuple[pd.DataFrame, str]:
+    """(validated frame, layout) where layout is 'yahoo', 'yahoo-multiindex' or 'nse'.
+
+    `source`: a file, or the bytes of one (then `name` is what messages call it). With
+    `price_adjustment="dividends"` and an `Adj Close` column, the prices are total-return prices;
+    `frame.attrs["price_adjustment"]` records "dividends" or "none" (no such column).
+    """
+    name = name or str(source)
+    if isinstance(source, Path) and not source.is_file():
         raise DataError(f"{name}: file not found")
     read = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+
+    def table(**extra: Any) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **read, **extra)
+
     try:
-        raw = pd.read_csv(path, **read)
+        raw = table()
         first_row = 2
         # `DataFrame.to_csv` of a yfinance MultiIndex frame: Price,..  /  Ticker,..  /  Date,,,
         if (len(raw) >= 2 and raw.columns.size and _header_key(raw.columns[0]) == "price"
                 and str(raw.iloc[0, 0]).strip().lower() == "ticker"):
-            raw = pd.read_csv(path, skiprows=[1, 2], **read).rename(columns={raw.columns[0]: "Date"})
+            raw = table(skiprows=[1, 2]).rename(columns={raw.columns[0]: "Date"})
             first_row = 4
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {e})") from None
+        detail = " ".join(str(e).split())  # pandas puts line breaks in its messages
+        raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {detail})") from None
+    except OSError as e:
+        raise DataError(f"{name}: cannot read it ({e.strerror or e})") from None
     headers: dict[str, str] = {}
     for col in raw.columns:
         headers.setdefault(_header_key(col), col)
@@ -96,6 +122,13 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
             raw, rows = raw[keep], rows[keep]
     shown = {c: str(col).strip() for c, col in labels.items()}
     frame = _validated(raw[labels["date"]], {c: raw[labels[c]] for c in OHLCV}, name, rows, shown)
+    adj_col = next((headers[a] for a in ADJ_CLOSE_ALIASES if a in headers), None)
+    applied = "none"
+    if price_adjustment == "dividends" and adj_col is not None:
+        frame = adjust_for_dividends(frame, raw[adj_col], name, rows, str(adj_col).strip())
+        applied = "dividends"
+    frame.attrs["price_adjustment"] = applied
+    frame.attrs["has_adj_close"] = adj_col is not None
     return frame, layout
 
 

@@ -49,9 +49,9 @@ def raw_features(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def normalisation_stats(raw: np.ndarray, test_start: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (floored at 1e-8) of each feature over the training rows 1 .. test_start-1."""
-    train = raw[1:test_start]
+def normalisation_stats(raw: np.ndarray, train_end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (floored at 1e-8) of each feature over the training rows 1 .. train_end-1."""
+    train = raw[1:train_end]
     return train.mean(axis=0), np.maximum(train.std(axis=0), STD_FLOOR)
 
 

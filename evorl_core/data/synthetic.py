@@ -108,3 +108,47 @@ def synthetic_ohlcv(
     frame.attrs["source"] = "synthetic"
     return frame
 
+
+
+# -- markets with a known answer, for learning tests, calibration and benchmarks ------------------
+def _known_answer_frame(close: np.ndarray, open_: np.ndarray, start: str) -> pd.DataFrame:
+    dates = pd.bdate_range(start, periods=len(close), name="date")
+    return pd.DataFrame({
+        "open": open_, "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999,
+        "close": close, "volume": np.full(len(close), 1e6),
+    }, index=dates)
+
+
+def planted_signal_frames(symbols, n_days: int = 1500, mu: float = 0.01, noise: float = 0.002,
+                          p_stay: float = 0.9, seed: int = 0, start: str = "2012-01-02") -> dict[str, pd.DataFrame]:
+    """A two-regime market per symbol: up/down days whose regime persists with probability
+    `p_stay`. Day t's intraday return reveals day t's regime and opens equal the previous close,
+    so the Bayes-optimal causal long-only rule is "long after an up day, flat after a down day"
+    (expected next-day return +(2 p_stay - 1) mu against -(2 p_stay - 1) mu)."""
+    frames = {}
+    for i, symbol in enumerate(symbols):
+        rng = np.random.default_rng(seed + i)
+        regime = np.empty(n_days)
+        regime[0] = 1.0
+        flips = rng.random(n_days) > p_stay
+        for t in range(1, n_days):
+            regime[t] = -regime[t - 1] if flips[t] else regime[t - 1]
+        intraday = np.exp(regime * mu + noise * rng.standard_normal(n_days))
+        close = 100.0 * np.cumprod(intraday)
+        open_ = np.concatenate([[100.0], close[:-1]])  # no overnight gap: the decision earns the regime
+        frames[symbol] = _known_answer_frame(close, open_, start)
+    return frames
+
+
+def random_walk_frames(symbols, n_days: int = 1500, sigma: float = 0.015, seed: int = 0,
+                       start: str = "2012-01-02") -> dict[str, pd.DataFrame]:
+    """Log-normal random walks with small overnight gaps: nothing to learn."""
+    frames = {}
+    for i, symbol in enumerate(symbols):
+        rng = np.random.default_rng(1000 + seed + i)
+        close = 100.0 * np.exp(np.cumsum(sigma * rng.standard_normal(n_days)))
+        gap = np.exp(0.003 * rng.standard_normal(n_days))
+        open_ = np.concatenate([[100.0], close[:-1]]) * gap
+        open_ = np.clip(open_, np.minimum(open_, close), None)
+        frames[symbol] = _known_answer_frame(close, open_, start)
+    return frames

@@ -19,6 +19,16 @@ import pandas as pd
 OHLCV = ("open", "high", "low", "close", "volume")
 PRICES = ("open", "high", "low", "close")
 PRICE_TOLERANCE = 1e-6  # relative slack when checking low <= open, close <= high
+# Prices the float32 environment can hold with their ratios finite and accurate (float32 ends at
+# 3.4e38); 1e300 passes every other check but becomes inf on the device and NaN in training.
+MIN_PRICE, MAX_PRICE = 1e-12, 1e12
+# A one-day close-to-close move this large (either way) looks like an unadjusted split or bonus.
+SPLIT_MOVE_THRESHOLD = 0.35
+# Close ratios of common NSE bonus issues that stay below the threshold (1:2 -> 2/3, 1:3 -> 3/4),
+# flagged when the day's ratio is within SPLIT_RATIO_TOLERANCE of one of them (relative: the day's
+# own move rides on top of the ratio; -22.7% .. -35% days are worth a look either way).
+BONUS_RATIOS = {"a 1:2 bonus": 2 / 3, "a 1:3 bonus": 3 / 4}
+SPLIT_RATIO_TOLERANCE = 0.03
 
 
 class DataError(ValueError):
@@ -145,6 +155,9 @@ def _check_values(numbers: Mapping[str, np.ndarray], name: str, rows: np.ndarray
          lambda c, i: "missing value (evorl never fills gaps: fix or delete the row)")
     fail({c: np.isinf(numbers[c]) for c in OHLCV}, lambda c, i: f"{numbers[c][i]} is not a finite number")
     fail({c: numbers[c] <= 0 for c in PRICES}, lambda c, i: f"price must be positive (got {numbers[c][i]:g})")
+    fail({c: (numbers[c] < MIN_PRICE) | (numbers[c] > MAX_PRICE) for c in PRICES},
+         lambda c, i: f"price {numbers[c][i]:g} is outside {MIN_PRICE:g} .. {MAX_PRICE:g}, the range evorl's "
+                      "float32 accounting holds")
     fail({"volume": numbers["volume"] < 0}, lambda c, i: f"volume must be >= 0 (got {numbers[c][i]:g})")
 
     o, h, low, c = (numbers[k] for k in PRICES)
@@ -168,3 +181,53 @@ def _more(bad: np.ndarray) -> str:
 
 def _listing(columns: Iterable[Any]) -> str:
     return ", ".join(str(c) for c in columns) or "(none)"
+
+
+def adjust_for_dividends(frame: pd.DataFrame, adj_close: pd.Series, name: str, rows: np.ndarray,
+                         label: str) -> pd.DataFrame:
+    """Total-return prices: open, high, low and close of each day times adj_close / close of that
+    day (volume unchanged). `adj_close` holds the raw cells of the `label` column, aligned with the
+    frame's rows; a missing or non-positive value is a DataError naming its row."""
+    adj = _parse_numbers(adj_close, name, rows, label)
+    bad = np.flatnonzero(~np.isfinite(adj) | (adj <= 0))
+    if bad.size:
+        i = bad[0]
+        what = "missing value (evorl never fills gaps: fix or delete the row)" if np.isnan(adj[i]) else (
+            f"price must be positive (got {adj[i]:g})")
+        raise DataError(f"{name}: column '{label}', row {rows[i]}: {what}{_more(bad)}")
+    out = frame.copy()
+    factor = adj / frame["close"].to_numpy()
+    for col in PRICES:
+        out[col] = frame[col].to_numpy() * factor
+    return out
+
+
+def suspicious_moves(frame: pd.DataFrame, symbol: str) -> list[str]:
+    """Warnings, naming symbol and date, for one-day close-to-close moves that look like an
+    unadjusted split or bonus: |move| > SPLIT_MOVE_THRESHOLD, or a ratio near a common bonus ratio."""
+    close = frame["close"].to_numpy(dtype=np.float64)
+    if len(close) < 2:
+        return []
+    ratio = close[1:] / close[:-1]
+    out = []
+    for i in np.flatnonzero((np.abs(ratio - 1.0) > SPLIT_MOVE_THRESHOLD)
+                            | np.any([np.abs(ratio / r - 1.0) < SPLIT_RATIO_TOLERANCE
+                                      for r in BONUS_RATIOS.values()], axis=0)):
+        r = float(ratio[i])
+        out.append(f"{symbol}: close moved {r - 1.0:+.1%} on {frame.index[i + 1].date()} "
+                   f"(from {close[i]:g} to {close[i + 1]:g}, ratio {r:.3f}{_split_hint(r)}): this looks "
+                   "like an unadjusted split or bonus; use adjusted prices or check the data")
+    return out
+
+
+def _split_hint(ratio: float) -> str:
+    """' ~ a 1:2 bonus' near a bonus ratio, else ' ~ 1:10' when the ratio is within 10% of a simple
+    fraction a/b (a, b up to 10): the day's own move rides on top of the split ratio."""
+    for label, r in BONUS_RATIOS.items():
+        if abs(ratio / r - 1.0) < SPLIT_RATIO_TOLERANCE:
+            return f" ~ {label}"
+    best = min(((a, b) for a in range(1, 11) for b in range(1, 11) if a != b),
+               key=lambda ab: abs(ratio / (ab[0] / ab[1]) - 1.0))
+    if abs(ratio / (best[0] / best[1]) - 1.0) < 0.1:
+        return f" ~ {best[0]}:{best[1]}"
+    return ""

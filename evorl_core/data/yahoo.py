@@ -106,12 +106,13 @@ def _yahoo_table(raw: pd.DataFrame | None, ticker: str) -> pd.DataFrame:
 
 def fetch_yahoo(
     symbol: str, cache_dir: str | os.PathLike = "data_cache", *, start: str = DOWNLOAD_START,
-    end: str | None = None,
+    end: str | None = None, price_adjustment: str = "none",
 ) -> tuple[pd.DataFrame, Path]:
     """Download `symbol` (3 attempts), validate, write the cache CSV, return (frame, cache path).
 
-    Invalid data is never cached; the frame returned is the cache file read back, so a later
-    cached load gives exactly the same frame.
+    Invalid data is never cached; the frame returned is the cache file read back (with
+    `price_adjustment` applied as `read_symbol_csv` does), so a later cached load gives exactly the
+    same frame. The cache keeps Yahoo's `Adj Close` column.
     """
     ticker = yahoo_ticker(symbol)
     problems: list[str] = []
@@ -144,11 +145,11 @@ def fetch_yahoo(
     _validated(flat["Date"], {c: flat[c.capitalize()] for c in OHLCV}, f"Yahoo data for {ticker}", rows, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, table.to_csv(index_label="Date", date_format="%Y-%m-%d"))
-    return read_symbol_csv(path), path
+    return read_symbol_csv(path, price_adjustment), path
 
 
 def _load_yahoo(
-    symbol: str, cache_dir: Path, allow_download: bool
+    symbol: str, cache_dir: Path, allow_download: bool, price_adjustment: str = "none"
 ) -> tuple[pd.DataFrame, str, Path, list[str]]:
     """(frame, 'cache' | 'yahoo', path, warnings): the cache file if valid, else a download.
 
@@ -158,7 +159,7 @@ def _load_yahoo(
     cached = _find_symbol_file(cache_dir, symbol, prefer_ticker=True)
     if cached is not None:
         try:
-            return read_symbol_csv(cached), "cache", cached, []
+            return read_symbol_csv(cached, price_adjustment), "cache", cached, []
         except DataError as e:
             reasons.append(f"the cached file is invalid ({e})")
     else:
@@ -166,7 +167,7 @@ def _load_yahoo(
     if not allow_download:
         raise DataError(" and ".join(reasons + ["downloads are disabled (allow_download=False)"]))
     try:
-        frame, path = fetch_yahoo(symbol, cache_dir)
+        frame, path = fetch_yahoo(symbol, cache_dir, price_adjustment=price_adjustment)
     except DataError as e:
         raise DataError(" and ".join(reasons + [f"download failed: {e}"])) from None
     warns = [f"{symbol}: {reasons[0]}; downloaded a fresh copy"] if cached is not None else []

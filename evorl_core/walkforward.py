@@ -1,0 +1,124 @@
+"""Walk-forward evaluation: K rolling-origin folds, each a complete run on the history up to the
+end of its own test block (docs/evaluation.md).
+
+The last K blocks of `test_days` days of every symbol are the folds' test blocks, oldest first.
+Fold k sees the history up to the end of its test block only, split as usual into
+train | embargo | validation | embargo | test, so no fold ever trains, validates or selects on a
+day it is tested on (and nothing after its test block exists for it). Results per fold are the
+folds' own run directories (`<id>-fold<k>`); the pooled result concatenates the folds' test days
+in time order: a test period K times as long, every day of it out of sample.
+
+  walkforward/<id>/summary.json   folds (run ids, date ranges), per-fold and pooled metrics
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import pipeline
+from .backtest import compute_metrics
+from .config import TrainConfig
+from .data import DataError, build_market, load_frames, rows_needed
+from .rundir import RunDirError, atomic_write_json, new_run_id, read_json, validate_run_id
+
+WALKFORWARD_DIR = "walkforward"
+
+
+def fold_frames(frames: dict[str, pd.DataFrame], folds: int, test_days: int, k: int) -> dict[str, pd.DataFrame]:
+    """The history fold k (0 = oldest) may see: everything up to the end of its test block."""
+    cut = (folds - 1 - k) * test_days
+    return {s: (df.iloc[: len(df) - cut] if cut else df) for s, df in frames.items()}
+
+
+def check_folds(frames: dict[str, pd.DataFrame], config: TrainConfig, folds: int) -> None:
+    """Every symbol has enough history for the oldest fold (one line naming the symbol otherwise)."""
+    if folds < 2:
+        raise DataError(f"folds: give at least 2 (got {folds})")
+    need = rows_needed(config.window, config.test_days, config.val_days, config.embargo) + (folds - 1) * config.test_days
+    short = [f"{s} has {len(df)} rows" for s, df in frames.items() if len(df) < need]
+    if short:
+        raise DataError(f"folds: {folds} folds of {config.test_days} test days need {need} rows per symbol; "
+                        + ", ".join(short))
+
+
+def pooled_metrics(fold_equity: list[pd.DataFrame], config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Per symbol: metrics of the folds' test days chained in time order (each fold's daily returns
+    in turn, starting from the initial capital), for the agent and for buy & hold."""
+    out: dict[str, dict[str, Any]] = {}
+    symbols = fold_equity[0]["symbol"].unique()
+    for symbol in symbols:
+        returns, bench, positions, dates = [], [], [], []
+        for frame in fold_equity:
+            rows = frame[frame.symbol == symbol]
+            equity = rows["equity"].to_numpy(np.float64)
+            bh = rows["benchmark_equity"].to_numpy(np.float64)
+            returns.append(equity[1:] / equity[:-1])
+            bench.append(bh[1:] / bh[:-1])
+            positions.append(rows["position"].to_numpy(np.float64)[:-1])
+            dates.append(rows["date"].astype(str).to_numpy())
+        growth = np.concatenate(returns)
+        equity = config.initial_capital * np.concatenate([[1.0], np.cumprod(growth)])
+        bh_equity = config.initial_capital * np.concatenate([[1.0], np.cumprod(np.concatenate(bench))])
+        held = np.concatenate([*positions, [0.0]])  # the last decision is a signal, not held
+        agent = compute_metrics(equity, held)
+        bh = compute_metrics(bh_equity, np.ones_like(held))
+        out[str(symbol)] = {**agent, **{f"bh_{k}": v for k, v in bh.items()}, "days": int(len(growth)),
+                            "first_test_day": str(dates[0][0]), "last_test_day": str(dates[-1][-1])}
+    return out
+
+
+def run_walkforward(config: TrainConfig, folds: int, runs_dir: str | Path = "runs", wf_id: str | None = None,
+                    cache_dir: str | Path = "data_cache", frames: dict[str, pd.DataFrame] | None = None,
+                    info: dict | None = None, progress=None, log=None) -> dict[str, Any]:
+    """Train and evaluate `folds` rolling-origin folds; returns (and writes) the summary."""
+    config = config.validated()
+    wf_id = validate_run_id(wf_id or new_run_id("wf"))
+    out_dir = Path(runs_dir) / WALKFORWARD_DIR / wf_id
+    if (out_dir / "summary.json").exists():
+        raise RunDirError(f"walk-forward {wf_id!r} already exists in {out_dir.parent}")
+    if frames is None:
+        frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed,
+                                   price_adjustment=config.price_adjustment)
+    check_folds(frames, config, folds)
+    summary: dict[str, Any] = {"id": wf_id, "folds": folds, "config": config.to_dict(), "created_at": time.time(),
+                               "data_info": info, "runs": [], "per_fold": [], "state": "running"}
+    atomic_write_json(out_dir / "summary.json", summary)
+    fold_equity = []
+    for k in range(folds):
+        market = build_market(fold_frames(frames, folds, config.test_days, k), config.window, config.test_days,
+                              info=info, val_days=config.val_days, embargo_days=config.embargo)
+        run_id = f"{wf_id}-fold{k + 1}"
+        if log:
+            log(f"fold {k + 1}/{folds}: test {market.split_dates(0)['test_start']} .. {market.split_dates(0)['last']}")
+        run = pipeline.run(config, runs_dir, run_id, market=market, progress=progress)
+        state = (run.read_status() or {}).get("state")
+        if state != "done":
+            summary["state"] = state
+            atomic_write_json(out_dir / "summary.json", summary)
+            raise RunDirError(f"fold {k + 1} ended {state}; see {run.path}")
+        fold_equity.append(run.read_equity())
+        summary["runs"].append(run_id)
+        summary["per_fold"].append({
+            "fold": k + 1, "run_id": run_id,
+            "date_ranges": {s: market.split_dates(i) for i, s in enumerate(market.symbols)},
+            "metrics": run.read_backtest_metrics(),
+        })
+        atomic_write_json(out_dir / "summary.json", summary)
+    summary["pooled"] = pooled_metrics(fold_equity, config)
+    summary["state"] = "done"
+    summary["finished_at"] = time.time()
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def list_walkforwards(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
+    root = Path(runs_dir) / WALKFORWARD_DIR
+    if not root.is_dir():
+        return []
+    found = [read_json(p / "summary.json") for p in sorted(root.iterdir()) if p.is_dir()]
+    return sorted((s for s in found if isinstance(s, dict)), key=lambda s: s.get("created_at", 0), reverse=True)

@@ -1,0 +1,235 @@
+"""A run's tearsheet: what the Backtest page draws and what the exported HTML report holds.
+
+``load_tearsheet(run)`` computes everything once from the run directory (evorl_core.tearsheet for
+the numbers); ``tearsheet_figures`` turns it into plotly figures (evorl_ui.charts);
+``report_html`` writes one self-contained HTML file (plotly.js inlined once, so it opens offline
+and can be sent to someone). No Streamlit here.
+
+    python -m evorl_ui.report --run runs/<run_id> --out report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from evorl_core import tearsheet as ts
+from evorl_core.rundir import RunDir, read_annotations
+from evorl_ui import charts, presenters
+
+
+@dataclass
+class Tearsheet:
+    run_id: str
+    config: dict[str, Any]
+    annotations: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    equity: pd.DataFrame | None
+    execution: str = "next_open"
+    trades: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ts.TRADE_COLUMNS))
+    value: pd.Series | None = None
+    bench: pd.Series | None = None
+    exposure: pd.Series | None = None
+    rolling: pd.Series | None = None
+    window: int = 21
+    monthly: pd.DataFrame | None = None
+    agent_metrics: dict[str, float] = field(default_factory=dict)
+    bench_metrics: dict[str, float] = field(default_factory=dict)
+    trade_stats: dict[str, Any] = field(default_factory=dict)
+    # several agents (--seeds / --population): the choice on validation days, every member's test
+    selection: dict[str, Any] = field(default_factory=dict)
+    member_metrics: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    member_equity: pd.DataFrame | None = None
+
+    @property
+    def members(self) -> int:
+        return len(self.member_metrics)
+
+    @property
+    def population(self) -> bool:
+        return int(self.config.get("population") or 1) > 1
+
+    @property
+    def synthetic(self) -> bool | None:
+        info = self.config.get("data_info")
+        return None if not info else bool(info.get("synthetic"))
+
+    @property
+    def source(self) -> str | None:
+        return (self.config.get("data_info") or {}).get("source")
+
+    @property
+    def days(self) -> int | None:
+        return None if self.value is None else len(self.value)
+
+    @property
+    def symbols(self) -> list[str]:
+        return presenters.backtest_symbols(self.metrics, self.equity)
+
+
+def load_tearsheet(run: RunDir) -> Tearsheet:
+    """Everything the tearsheet shows, from backtest/equity.csv and metrics.json."""
+    config = run.read_config() or {}
+    sheet = Tearsheet(run_id=run.run_id, config=config, annotations=read_annotations(run),
+                      metrics=run.read_backtest_metrics() or {}, equity=run.read_equity(),
+                      execution=config.get("execution", "next_open"), selection=run.read_selection() or {},
+                      member_metrics=run.read_member_metrics() or {}, member_equity=run.read_member_equity())
+    eq = sheet.equity
+    if eq is None or eq.empty:
+        return sheet
+    sheet.trades = ts.all_trades(eq, sheet.execution)
+    sheet.trade_stats = ts.trade_summary(sheet.trades)
+    sheet.value = ts.portfolio(eq, "equity")
+    sheet.bench = ts.portfolio(eq, "benchmark_equity")
+    sheet.exposure = ts.portfolio_exposure(eq)
+    sheet.window = ts.rolling_window(len(sheet.value))
+    sheet.rolling = ts.rolling_sharpe(sheet.value, sheet.window)
+    sheet.monthly = ts.monthly_returns(sheet.value)
+    sheet.agent_metrics = ts.portfolio_metrics(sheet.value)
+    sheet.bench_metrics = ts.portfolio_metrics(sheet.bench)
+    return sheet
+
+
+def portfolio_summary(sheet: Tearsheet) -> pd.DataFrame:
+    exposure = float(sheet.exposure.iloc[1:].mean()) if sheet.exposure is not None and len(sheet.exposure) > 1 else None
+    return presenters.portfolio_table(sheet.agent_metrics, sheet.bench_metrics, sheet.trade_stats, exposure)
+
+
+def symbol_trades(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
+    return sheet.trades[sheet.trades["symbol"] == symbol]
+
+
+def symbol_summary(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
+    """The symbol's metrics table with its round trips (the win rate's trades) beside them."""
+    stats = ts.trade_summary(symbol_trades(sheet, symbol))
+    metrics = {**(sheet.metrics.get(symbol) or {}), "round_trips": stats["round_trips"],
+               "mean_holding_days": stats["mean_holding_days"]}
+    return presenters.symbol_metrics_table(metrics)
+
+
+def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
+    """Every member's test equity of one symbol (a fan), the chosen member bold, buy & hold dotted."""
+    frame = presenters.symbol_rows(sheet.equity, symbol)
+    bench = None if frame is None else (frame["date"].to_numpy(), frame["benchmark_equity"].to_numpy(float))
+    return charts.members_fan_figure(presenters.member_curves(sheet.member_equity, symbol),
+                                     f"{symbol} — every member's test equity (fan)",
+                                     chosen=sheet.selection.get("chosen_member"), bench=bench)
+
+
+def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
+    """Figures by key: portfolio, monthly, rolling, symbol:<SYM> for each symbol, and with several
+    members members:<SYM> (every member's test equity)."""
+    figs: dict[str, go.Figure] = {}
+    if sheet.value is None:
+        return figs
+    figs["portfolio"] = charts.portfolio_figure(sheet.value, sheet.bench, sheet.exposure)
+    figs["monthly"] = charts.monthly_heatmap(sheet.monthly)
+    figs["rolling"] = charts.rolling_sharpe_figure(sheet.rolling, sheet.window)
+    for sym in sheet.symbols:
+        frame = presenters.symbol_rows(sheet.equity, sym)
+        if frame is not None:
+            figs[f"symbol:{sym}"] = charts.symbol_figure(sym, frame, sheet.execution)
+        if sheet.members > 1 and sheet.member_equity is not None:
+            figs[f"members:{sym}"] = member_figure(sheet, sym)
+    return figs
+
+
+CSS = """
+body { font-family: -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif; margin: 24px auto;
+       max-width: 1200px; color: #111827; padding: 0 16px; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #e5e7eb; padding-bottom: 4px; }
+.badge { display: inline-block; padding: 2px 10px; border-radius: 10px; font-size: 0.9em; margin-right: 6px; }
+.orange { background: #ffedd5; color: #9a3412; } .green { background: #dcfce7; color: #166534; }
+.gray { background: #f3f4f6; color: #374151; }
+.caveat { background: #fffbeb; border-left: 4px solid #f59e0b; padding: 6px 12px; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
+th, td { border-bottom: 1px solid #e5e7eb; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.small { color: #6b7280; font-size: 0.85em; }
+"""
+
+
+def _table(frame: pd.DataFrame, index: bool = True) -> str:
+    return frame.to_html(index=index, escape=True, border=0, na_rep="—")
+
+
+def report_html(run: RunDir, generated_at: float | None = None) -> str:
+    """The tearsheet of a run as one self-contained HTML document."""
+    sheet = load_tearsheet(run)
+    esc = html.escape
+    text, color, _ = presenters.data_badge(sheet.synthetic, sheet.source)
+    name = sheet.annotations.get("name") or sheet.run_id
+    parts = [f"<h1>{esc(name)}</h1>",
+             f"<p class='small'>run {esc(sheet.run_id)} · {esc(', '.join(sheet.config.get('symbols') or []))} · "
+             f"{esc(str(sheet.config.get('preset')))} preset · {sheet.config.get('test_days')} test days</p>",
+             f"<p><span class='badge {color}'>{esc(text)}</span>"
+             + "".join(f"<span class='badge gray'>{esc(t)}</span>" for t in sheet.annotations.get("tags") or [])
+             + "</p>"]
+    if sheet.annotations.get("note"):
+        parts.append(f"<p>{esc(sheet.annotations['note'])}</p>")
+    for caveat in presenters.tearsheet_caveats(sheet.days, sheet.synthetic):
+        parts.append(f"<div class='caveat'>{esc(caveat)}</div>")
+    parts.append(f"<p class='small'>{esc(presenters.conventions_text(sheet.config).replace('**', ''))}</p>")
+    figs = tearsheet_figures(sheet)
+    first = True
+
+    def fig_html(fig: go.Figure) -> str:
+        nonlocal first
+        out = fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
+        first = False
+        return out
+
+    if sheet.value is None:
+        parts.append("<p>This run has no backtest yet.</p>")
+    else:
+        if sheet.members > 1 and sheet.selection:
+            parts.append(f"<div class='caveat'>{esc(presenters.selection_text(sheet.selection, sheet.population))}"
+                         "</div>")
+        parts += ["<h2>Portfolio (equal capital per symbol, no rebalancing)</h2>", _table(portfolio_summary(sheet)),
+                  fig_html(figs["portfolio"]), "<h2>Monthly returns</h2>", fig_html(figs["monthly"]),
+                  "<h2>Rolling Sharpe</h2>", fig_html(figs["rolling"])]
+        if sheet.members > 1:
+            parts += [f"<h2>All {sheet.members} members</h2>", _table(presenters.spread_table(sheet.metrics)),
+                      _table(presenters.member_table(sheet.member_metrics, sheet.selection))]
+            parts += [fig_html(figs[f"members:{sym}"]) for sym in sheet.symbols if f"members:{sym}" in figs]
+        for sym in sheet.symbols:
+            parts.append(f"<h2>{esc(sym)}</h2>")
+            if sym in sheet.metrics:
+                parts.append(_table(symbol_summary(sheet, sym)))
+            if f"symbol:{sym}" in figs:
+                parts.append(fig_html(figs[f"symbol:{sym}"]))
+        parts += ["<h2>Round trips</h2>", f"<p class='small'>{esc(presenters.TRADE_DEFINITION)}</p>",
+                  _table(presenters.trades_table(sheet.trades), index=False)]
+    parts += ["<h2>Metric definitions</h2>", _table(presenters.metric_definitions_table())]
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(generated_at or time.time()))
+    parts.append(f"<p class='small'>Generated by evorl on {stamp} from {esc(str(run.path))}.</p>")
+    return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>evorl report — {esc(name)}</title><style>{CSS}</style></head><body>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evorl_ui.report",
+                                     description="Write a run's tearsheet as a self-contained HTML file.")
+    parser.add_argument("--run", required=True, metavar="RUN_DIR")
+    parser.add_argument("--out", required=True, metavar="FILE.html")
+    args = parser.parse_args(argv)
+    run = RunDir(Path(args.run))
+    if not run.config_path.exists():
+        print(f"report: error: --run {args.run}: no config.json there; is it a run directory?", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(report_html(run), encoding="utf-8")
+    print(f"report written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
