@@ -570,7 +570,7 @@ def test_7_bad_model_name_is_refused_before_training(tmp_path, dash, capsys):
 @pytest.mark.parametrize("flag,value,expected", [
     ("--seed", "100000000000000000000000", "seed: must be a whole number from 0 to 4294967295"),
     ("--seed", "-1", "seed: must be a whole number"),
-    ("--hidden", "100000000", "hidden: one agent need about"),
+    ("--hidden", "100000000", "hidden: one agent needs about"),
     ("--hidden", "", "hidden: give positive layer sizes"),
     ("--positions", "", "positions: give at least two target positions"),
     ("--initial-capital", "inf", "initial_capital: must be a finite number"),
