@@ -20,7 +20,8 @@ days, `symbol_report` asks:
 
 `verdict` turns the answers into one line of plain words. Each claim it can make ("beats buy &
 hold", "worse than buy & hold", "timing skill") needs a one-sided p below alpha / 2, so a false
-claim of skill (either kind) has probability at most alpha (Bonferroni over the two tests).
+claim of skill (either kind) has probability at most about alpha (Bonferroni over the two tests;
+measured in benchmarks/calibration.py).
 """
 
 from __future__ import annotations
@@ -135,29 +136,31 @@ def _p_text(p: float) -> str:
     return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
-def verdict(excess: dict[str, Any], timing: dict[str, Any], alpha: float = ALPHA) -> tuple[str, dict[str, bool]]:
+def verdict(excess: dict[str, Any], timing: dict[str, Any], excess_level: float = EXCESS_LEVEL,
+            timing_level: float = TIMING_LEVEL) -> tuple[str, dict[str, bool]]:
     """One line in plain words and the claims it makes: {"beats", "worse", "timing"}.
 
-    Each claim needs a one-sided p below alpha / 2: "beats"/"worse" when the two-sided excess
-    p-value is below alpha (in the direction of the mean), "timing skill" when the timing p-value is
-    below alpha / 2. A significantly negative excess is always worded "worse than buy & hold".
+    "beats" / "worse than buy & hold" when the two-sided excess p-value is below `excess_level` (in the
+    direction of the mean: a significantly negative excess is always worded "worse"), "timing
+    skill" when the timing p-value is below `timing_level`. With the defaults every claim is made at
+    a one-sided 2.5%, so a false claim of skill of either kind has probability at most about 5%.
     """
     p_ex, mean = excess.get("excess_p_value"), excess.get("excess_mean_annual")
     p_tm = timing.get("timing_p_value")
     claims = {"beats": False, "worse": False, "timing": False}
     if p_ex is None or mean is None:
         ex_text = "too few days to compare with buy & hold"
-    elif p_ex < alpha and mean > 0:
+    elif p_ex < excess_level and mean > 0:
         claims["beats"] = True
         ex_text = f"beats buy & hold ({_p_text(p_ex)})"
-    elif p_ex < alpha and mean < 0:
+    elif p_ex < excess_level and mean < 0:
         claims["worse"] = True
         ex_text = f"worse than buy & hold ({_p_text(p_ex)})"
     else:
         ex_text = f"not distinguishable from buy & hold ({_p_text(p_ex)})"
     if p_tm is None:
         tm_text = "too few days to test timing"
-    elif p_tm < alpha / 2:
+    elif p_tm < timing_level:
         claims["timing"] = True
         tm_text = f"timing skill ({_p_text(p_tm)})"
     else:
@@ -193,28 +196,34 @@ def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.
                   execution: str = "next_open", annualization: float = 252.0, seed: int = 0,
                   prior_close: np.ndarray | None = None, alpha: float = ALPHA, n_boot: int = N_BOOT,
                   block: int | None = None, n_shifts: int = N_SHIFTS, lookback: int = 1,
-                  n_trials: int | None = None, baselines: bool = True) -> dict[str, Any]:
+                  n_trials: int | None = None, trials_sharpe_variance: float | None = None,
+                  baselines: bool = True) -> dict[str, Any]:
     """Excess test, timing test, verdict and baselines for one symbol.
 
     positions_by_member: [M, N] positions of M agents (or [N] for one) on the N test days, with the
     conventions of `backtest`. lookback: how many days of past prices one decision reads (the agent's
-    observation window); look-back shifts of up to that many days are left out of the timing null,
-    because a decision moved back by d <= lookback days reads the very returns it then trades on.
-    prior_close: the closes before the test window (warm-up of the rule baselines). Returns flat keys (excess_*, timing_*, verdict) for backtest/metrics.json,
-    plus "baselines": {name: {metric: value}} (the first member's positions drive random timing) and, when M > 1 or n_trials > 1, the best member's
-    deflated Sharpe ratio (best_member, deflated_sharpe, ...).
+    observation window): shifts that move a decision back by d <= lookback days read the very returns
+    they then trade on (see `timing_test`). prior_close: the closes before the test window (warm-up
+    of the rule baselines). alpha: the verdict's family level (excess claims at alpha two-sided,
+    timing claims at alpha / 2).
+
+    Returns flat keys (excess_*, timing_*, verdict) for backtest/metrics.json, plus "baselines":
+    {name: {metric: value}} (random timing shifts the first member's positions) and, when a best
+    member can be picked (M > 1, or n_trials > 1 with trials_sharpe_variance given), its deflated
+    Sharpe ratio (best_member, deflated_sharpe, ...) with max(M, n_trials) trials.
     """
     open_, close = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
     pos = _members(positions_by_member, close.size)
     excess = excess_test(open_, close, pos, cost, execution, annualization=annualization, n_boot=n_boot,
                          block=block, seed=seed)
     timing = timing_test(open_, close, pos, cost, execution, n_shifts=n_shifts, lookback=lookback, seed=seed)
-    text, claims = verdict(excess, timing, alpha)
+    text, _ = verdict(excess, timing, alpha, alpha / 2)
     report: dict[str, Any] = {**excess, **timing, "verdict": text}
     if pos.shape[0] > 1:
         report["members"] = int(pos.shape[0])
-    if pos.shape[0] > 1 or (n_trials or 1) > 1:
+    if pos.shape[0] > 1 or ((n_trials or 1) > 1 and trials_sharpe_variance is not None):
         report.update(best_member_deflated(open_, close, pos, cost, execution, n_trials=n_trials,
+                                           trials_sharpe_variance=trials_sharpe_variance,
                                            annualization=annualization))
     if baselines:
         table = baseline_table(open_, close, cost, execution, prior_close=prior_close,

@@ -163,6 +163,9 @@ def test_backtest_has_one_equity_chart_per_symbol_and_conventions(with_run):
         assert re.search(rf"\b{config[cost]:g}(\.0+)? bps", caption), (cost, caption)
     assert config["cost_model"] in caption
     assert any("Synthetic data" in m.value for m in at.markdown)  # st.badge renders as markdown
+    # the verdict in plain words: in the overview table and above each symbol's metrics
+    assert any("verdict" in df.value.columns for df in at.dataframe)
+    assert sum(c.value.startswith("Verdict: ") and "buy & hold" in c.value for c in at.caption) == len(symbols)
     assert len(at.get("download_button")) == 2  # the HTML report and equity.csv
     for spec in (json.loads(el.proto.spec) for el in at.get("plotly_chart")):
         if not spec["layout"]["title"]["text"].startswith("Monthly returns"):  # a heatmap: per cell

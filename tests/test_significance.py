@@ -323,3 +323,29 @@ def test_backtest_policy_reports_verdict_and_tests_per_symbol():
         # the existing keys stay
         for key in ("total_return", "sharpe", "sharpe_ci_low", "significant", "bh_total_return", "days"):
             assert key in m
+
+
+def test_mean_test_takes_the_more_cautious_of_bootstrap_and_student():
+    x = np.random.default_rng(3).standard_t(3, 60) * 0.01 + 0.002
+    res = mean_test(x, annualization=1.0, n_boot=500, seed=1)
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert res["p_student"] == pytest.approx(2 * sps.t.sf(abs(x.mean() / se), x.size - 1), rel=1e-12)
+    assert res["p_value"] == max(res["p_student"], res["p_bootstrap"])
+    q = sps.t.ppf(0.975, x.size - 1)
+    assert res["ci_low"] <= x.mean() - q * se + 1e-15 and res["ci_high"] >= x.mean() + q * se - 1e-15
+    assert mean_test(x, n_boot=500, seed=1) == mean_test(x, n_boot=500, seed=1)  # deterministic given the seed
+
+
+def test_deflated_sharpe_in_the_report_counts_trials():
+    open_, close = _walk(120, 9)
+    rng = np.random.default_rng(0)
+    members = np.stack([calibration.random_positions(120, rng) for _ in range(4)])
+    rep = significance.symbol_report(open_, close, members, cost=0.001, baselines=False)
+    assert rep["deflated_sharpe_trials"] == 4 and 0.0 <= rep["deflated_sharpe"] <= 1.0
+    more = significance.symbol_report(open_, close, members, cost=0.001, baselines=False, n_trials=40)
+    assert more["deflated_sharpe_trials"] == 40 and more["deflated_sharpe"] < rep["deflated_sharpe"]
+    one = significance.symbol_report(open_, close, members[0], cost=0.001, baselines=False, n_trials=40)
+    assert "deflated_sharpe" not in one  # the trials' Sharpe variance is unknown: nothing to deflate with
+    given = significance.symbol_report(open_, close, members[0], cost=0.001, baselines=False, n_trials=40,
+                                       trials_sharpe_variance=1.0)
+    assert given["deflated_sharpe_trials"] == 40 and given["best_member"] == 0
