@@ -59,8 +59,8 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    p = plan(quick, repeats, tiny)
     info = provenance.describe()
+    p = plan(quick, repeats, tiny, backend=info["backend"])
     result: dict[str, Any] = {
         "schema": SCHEMA, "command": command, "quick": quick, "tiny": tiny, "sections": sections,
         "repeats": p["repeats"], "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -31,8 +31,9 @@ _TINY = {"num_envs": 8, "num_steps": 16, "minibatch_size": 32, "epochs": 1, "hid
          "test_days": 20, "total_timesteps": 8 * 16 * 3, "updates_per_chunk": 1, "symbols": ("AAA", "BBB")}
 
 
-def plan(quick: bool, repeats: int | None, tiny: bool = False) -> dict[str, Any]:
-    """Sizes of a run: full vs --quick, and the tiny one the tests use."""
+def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "cpu") -> dict[str, Any]:
+    """Sizes of a run: full vs --quick, and the tiny one the tests use. On an accelerator the full run
+    also times a production population of 16 (about 6 GiB; minutes on a 2-core CPU)."""
     if tiny:  # tests: seconds, every code path
         return {
             "repeats": repeats or 2, "env_sizes": (8, 16), "env_steps": 10, "ref_steps": 200,
@@ -73,7 +74,8 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False) -> dict[str, Any]
         "population": {
             "quick": {"sizes": (1, 4, 16) if quick else (1, 4, 16, 64), "repeats": 2 if quick else r,
                       "updates": 10, "overrides": {}},
-            **({} if quick else {"production": {"sizes": (1, 4), "repeats": 2, "updates": 1,
+            **({} if quick else {"production": {"sizes": (1, 4) if backend == "cpu" else (1, 4, 16),
+                                                "repeats": 2, "updates": 1,
                                                 "overrides": {"pbt_interval": 1}}}),
         },
     }

@@ -306,5 +306,6 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
         rates.append(size * k * config.batch_size / dt)
     return {"size": size, "preset": args["preset"], "updates_per_chunk": k, "batch_size": config.batch_size,
             "steps_per_s": stat(rates), "chunk_s": stat(dts), "compile_s": compile_s,
+            "update_flops": update_flops(config, ppo.obs_size),
             "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
             "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size) / 2**20}
