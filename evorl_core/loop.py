@@ -286,7 +286,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         check_finite(metrics, state, updates_done, config.evolving)
         rss = host_rss_mb()
         peak_rss = max(peak_rss, rss)
-        dev_mem = device_memory_mb()
+        dev_mem, dev_peak = device_memory_mb(), device_memory_mb("peak_mb")
         steps_per_sec = k_now * steps_per_update / dt
         rows = []
         for i in range(k_now):
@@ -295,7 +295,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
                       "wall_time": time.time() - wall_start - dt * (k_now - 1 - i) / k_now,
                       "train_seconds": train_seconds - dt * (k_now - 1 - i) / k_now,
                       "steps_per_sec": steps_per_sec, "updates_per_sec": k_now / dt,
-                      "host_rss_mb": rss, "device_mem_mb": dev_mem}
+                      "host_rss_mb": rss, "device_mem_mb": dev_mem,
+                      "device_peak_mb": dev_peak}
             for m in range(members):
                 row = dict(timing, member=m) if members > 1 else dict(timing)
                 row.update({name: float(metrics[name][m, i]) for name in METRIC_NAMES})

@@ -120,7 +120,9 @@ def host_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def device_memory_mb() -> float | None:
-    """MiB in use on this process's first device, when the backend reports it (GPU does, CPU does not)."""
+def device_memory_mb(which: str = "in_use_mb") -> float | None:
+    """MiB on this process's first device, when the backend reports it (GPU does, CPU does not):
+    `in_use_mb` (arrays alive now; between chunks that is the training state alone) or `peak_mb`
+    (the most allocated at any moment since the process started, the figure that says what fits)."""
 
-    return (device_memory(jax.local_devices()[0]) or {}).get("in_use_mb")
+    return (device_memory(jax.local_devices()[0]) or {}).get(which)

@@ -180,9 +180,12 @@ def throughput_figure(x: np.ndarray, steps_per_sec: np.ndarray, xtitle: str = "e
     return _layout(fig, "Throughput", "env steps / s", xaxis_title=xtitle)
 
 
-def memory_figure(x: np.ndarray, host_rss: np.ndarray, device_mem: np.ndarray, xtitle: str = "env steps") -> go.Figure:
-    fig = lines_figure(x, {"process RSS (whole process)": host_rss, "device memory": device_mem}, "Memory", "MB",
-                       xtitle=xtitle)
+def memory_figure(x: np.ndarray, host_rss: np.ndarray, device_mem: np.ndarray, xtitle: str = "env steps",
+                  device_peak: np.ndarray | None = None) -> go.Figure:
+    series = {"process RSS (whole process)": host_rss, "device memory between chunks": device_mem}
+    if device_peak is not None:
+        series["device memory, peak so far"] = device_peak
+    fig = lines_figure(x, series, "Memory", "MB", xtitle=xtitle)
     fig.update_yaxes(tickformat=",.4~g")
     fig.update_xaxes(tickformat=NUMBER_TICKS)
     return fig
@@ -203,7 +206,7 @@ def live_figures(m: Mapping[str, np.ndarray], x_key: str = "env_steps") -> list[
                                     "reward mean", "± std", xtitle=xtitle)),
         ("live_return", ret),
         ("live_tput", throughput_figure(x, m["steps_per_sec"], xtitle)),
-        ("live_mem", memory_figure(x, m["host_rss_mb"], m["device_mem_mb"], xtitle)),
+        ("live_mem", memory_figure(x, m["host_rss_mb"], m["device_mem_mb"], xtitle, m.get("device_peak_mb"))),
         ("live_loss", stacked_figure(x, [("policy loss", m["policy_loss"], "policy loss"),
                                          ("value loss", m["value_loss"], "value loss")], "PPO losses", xtitle)),
         ("live_ent", stacked_figure(x, [("entropy", m["entropy"], "entropy (nats)"),

@@ -417,7 +417,7 @@ STOPPABLE_STATES = tuple(s for s in ACTIVE_STATES if s != "stopping")
 # The metrics.jsonl columns the Live page reads.
 LIVE_METRIC_KEYS = ("env_steps", "update", "wall_time", "train_seconds", "steps_per_sec", "updates_per_sec",
                     "reward_mean", "reward_std", "episode_return_mean", "policy_loss", "value_loss", "entropy", "approx_kl",
-                    "clip_fraction", "explained_variance", "host_rss_mb", "device_mem_mb",
+                    "clip_fraction", "explained_variance", "host_rss_mb", "device_mem_mb", "device_peak_mb",
                     "mean_abs_position", "turnover")
 
 
@@ -514,13 +514,21 @@ def throughput(steps_per_sec: np.ndarray) -> dict[str, float | None]:
 
 
 def memory_kpi(m: Mapping[str, np.ndarray], backend: str | None) -> tuple[str, str, str]:
-    """(label, value, help) of the Live page's memory figure: device memory on an accelerator,
-    else the resident memory of the process that trains (labelled as the whole process)."""
+    """(label, value, help) of the Live page's memory figure: on an accelerator the device's peak
+    (what the run needs; the memory held between chunks is only the training state), else the
+    resident memory of the process that trains (labelled as the whole process)."""
     dev = last_finite(m.get("device_mem_mb", np.zeros(0)))
-    if dev is not None and backend not in (None, "cpu"):
-        return ("Device memory", f"{dev:,.0f} MB",
-                "Memory in use on the first accelerator device, as the backend reports it (every array "
-                "of the process on that device, so runs trained in one process share the figure).")
+    peak = last_finite(m.get("device_peak_mb", np.zeros(0)))
+    if backend not in (None, "cpu") and (peak is not None or dev is not None):
+        shared = ("every array of the process on that device, so runs trained in one process share the "
+                  "figure")
+        if peak is None:  # runs written before the peak was recorded
+            return ("Device memory", f"{dev:,.0f} MB",
+                    f"Memory in use on the first accelerator device between chunks ({shared}).")
+        held = f"; {dev:,.0f} MB held between chunks" if dev is not None else ""
+        return ("Device memory (peak)", f"{peak:,.0f} MB",
+                f"The most memory allocated on the first accelerator device at any moment since the "
+                f"training process started ({shared}){held}.")
     rss = last_finite(m.get("host_rss_mb", np.zeros(0)))
     return ("Process RSS", f"{rss:,.0f} MB" if rss is not None else "—",
             "Resident memory of the whole process that trains this run. Runs started from the dashboard "

@@ -12,7 +12,7 @@ import pytest
 
 from evorl_core.backtest import METRIC_NAMES
 from evorl_core.timefmt import format_duration
-from evorl_ui import presenters
+from evorl_ui import charts, presenters
 
 
 # downsampling -----------------------------------------------------------------
@@ -254,7 +254,12 @@ def test_live_kpis():
     assert empty == {"Env steps / s": "—", "Last chunk": "—", "Updates": "0", "Compile": "—", "Training time": "—"}
     assert presenters.memory_kpi(m, "cpu")[:2] == ("Process RSS", "512 MB")
     gpu = presenters.metric_arrays([{"device_mem_mb": 2048.0, "host_rss_mb": 900.0}], presenters.LIVE_METRIC_KEYS)
-    assert presenters.memory_kpi(gpu, "gpu")[:2] == ("Device memory", "2,048 MB")
+    assert presenters.memory_kpi(gpu, "gpu")[:2] == ("Device memory", "2,048 MB")  # a run from before the peak
+    peak = presenters.metric_arrays([{"device_mem_mb": 21.0, "device_peak_mb": 1500.0, "host_rss_mb": 900.0}],
+                                    presenters.LIVE_METRIC_KEYS)
+    label, value, help_text = presenters.memory_kpi(peak, "gpu")
+    assert (label, value) == ("Device memory (peak)", "1,500 MB") and "21 MB held between chunks" in help_text
+    assert presenters.memory_kpi(peak, "cpu")[:2] == ("Process RSS", "900 MB")
 
 
 def test_cumulative_clock_across_resumes():
@@ -460,3 +465,17 @@ def test_overview_and_notes_show_the_verdict_in_plain_words():
     assert presenters.baseline_comparison_table({"sharpe": 1.0}).empty
     assert presenters.verdict_text({"significant": True}).startswith("no verdict")
     assert {"excess mean annual", "timing p value", "verdict"} <= set(presenters.metric_definitions_table().index)
+
+
+def test_memory_chart_draws_the_device_peak_beside_the_memory_between_chunks():
+    rows = [{"env_steps": 100.0 * i, "host_rss_mb": 900.0 + i, "device_mem_mb": 21.0, "device_peak_mb": 1500.0 + i}
+            for i in range(1, 4)]
+    m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
+    fig = dict(charts.live_figures(m))["live_mem"]
+    traces = {t.name: list(t.y) for t in fig.data}
+    assert traces == {"process RSS (whole process)": [901.0, 902.0, 903.0],
+                      "device memory between chunks": [21.0, 21.0, 21.0],
+                      "device memory, peak so far": [1501.0, 1502.0, 1503.0]}
+    cpu = presenters.metric_arrays([{k: v for k, v in r.items() if "device" not in k} for r in rows],
+                                   presenters.LIVE_METRIC_KEYS)
+    assert [t.name for t in dict(charts.live_figures(cpu))["live_mem"].data] == ["process RSS (whole process)"]

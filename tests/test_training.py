@@ -82,7 +82,7 @@ def test_run_directory_contract_and_determinism(tmp_path, tiny_market):
     assert [r["update"] for r in rows] == list(range(1, config.num_updates + 1))
     for key in ("env_steps", "wall_time", "steps_per_sec", "updates_per_sec", "reward_mean", "reward_std",
                 "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
-                "host_rss_mb", "device_mem_mb"):
+                "host_rss_mb", "device_mem_mb", "device_peak_mb"):
         assert key in rows[0]
     assert all(r["steps_per_sec"] > 0 for r in rows)
     cfg = a.read_config()

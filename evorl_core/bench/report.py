@@ -29,6 +29,35 @@ def population_ratios(result: dict[str, Any]) -> dict[str, dict[int, float]]:
     return out
 
 
+def population_flops(result: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Per preset and size: network FLOP/s of the whole population (updates/s x members x the
+    analytic FLOPs of one member's update, `ppo.update_flops`)."""
+    out: dict[str, dict[int, float]] = {}
+    for preset, points in (result.get("population") or {}).items():
+        out[preset] = {pt["size"]: _median(pt, "steps_per_s") / pt["batch_size"] * pt["update_flops"]
+                       for pt in points if "steps_per_s" in pt and pt.get("update_flops")}
+    return out
+
+
+def population_ceiling(result: dict[str, Any]) -> dict[str, float] | None:
+    """How far batching members can raise the quick preset's aggregate throughput on this machine:
+    the best matmul rate measured here (the flops section, every preset's layer shapes) over the
+    network FLOP/s one agent already achieves. A population does the same arithmetic per member, so
+    its aggregate steps/s over one agent's cannot exceed this ratio even with no other work at all.
+    CPU only: there the arithmetic is what one agent is short of; an accelerator runs one small agent
+    far below its matmul rate (kernel launches and the sequential rollout bound it), so no such
+    ceiling binds there."""
+    if result.get("backend") != "cpu":
+        return None
+    one = population_flops(result).get("quick", {}).get(1)
+    rates = [_median(peak, "flops_per_s") for peak in (result.get("flops") or {}).values()]
+    rates = [r for r in rates if r]
+    if not one or not rates:
+        return None
+    best = max(rates)
+    return {"one_agent_flops_per_s": one, "best_matmul_flops_per_s": best, "ratio": best / one}
+
+
 def derive(result: dict[str, Any]) -> dict[str, Any]:
     """Ratios, FLOP utilisation and the targets, from whatever sections ran."""
     out: dict[str, Any] = {"presets": {}, "targets": []}
@@ -63,10 +92,15 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     env4096 = _median(result.get("env"), "jax_4096", "steps_per_s")
     target("env steps/s at 4096 envs", env4096, TARGETS["env_steps_per_s_4096"])
     rss = ((result.get("train") or {}).get("production") or {}).get("peak_host_rss_mb")
-    target("production peak host RSS (MB)", rss, TARGETS["production_peak_rss_mb"], higher_is_better=False)
+    gpu = result.get("backend") == "gpu"
+    # host RSS is a CPU target: on a GPU the process also maps the CUDA runtime (several GB of host
+    # memory before any array exists) and the model lives in device memory
+    target("production peak host RSS (MB)", None if gpu else rss, TARGETS["production_peak_rss_mb"],
+           higher_is_better=False)
     ratios = population_ratios(result)
     out["population"] = ratios
-    gpu = result.get("backend") == "gpu"
+    out["population_flops"] = population_flops(result)
+    out["population_ceiling"] = population_ceiling(result)
     target("population 16 vs one agent, aggregate steps/s (quick)", (ratios.get("quick") or {}).get(16),
            TARGETS["population_16_vs_1_gpu" if gpu else "population_16_vs_1"])
     compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
@@ -106,14 +140,15 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", table(rows)]
     train, peer, derived = result.get("train") or {}, result.get("peer") or {}, result.get("derived") or {}
     if train or peer:
-        rows = [["training (end to end)", "steps/s", "updates/s", "compile s", "peak RSS MB", "device MB",
+        rows = [["training (end to end)", "steps/s", "updates/s", "compile s", "peak RSS MB", "device peak MB",
                  "SB3 steps/s", "evorl/SB3", "FLOP util."]]
         for preset in BENCH_PRESETS:
             t, pr, d = train.get(preset) or {}, peer.get(preset) or {}, derived.get("presets", {}).get(preset, {})
             sb3 = _median(pr, "steps_per_s") if pr.get("available") else None
             rows.append([
                 preset, _n(_median(t, "steps_per_s")), _n(_median(t, "updates_per_s"), ".3f"),
-                _n(t.get("compile_s"), ".1f"), _n(t.get("peak_host_rss_mb")), _n(t.get("device_memory_mb")),
+                _n(t.get("compile_s"), ".1f"), _n(t.get("peak_host_rss_mb")),
+                _n(t.get("device_peak_mb", t.get("device_memory_mb"))),
                 _n(sb3) if pr.get("available", True) else "not installed",
                 _n(d.get("vs_sb3"), ".2f") + ("x" if d.get("vs_sb3") else ""),
                 _n(100 * d["flop_fraction"], ".0f") + "%" if d.get("flop_fraction") else "n/a",
@@ -146,17 +181,28 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", table(rows)]
     for preset, points in (result.get("population") or {}).items():
         ratios = derived.get("population", {}).get(preset, {})
-        rows = [[f"population ({preset} preset)", "aggregate steps/s", "vs 1 agent", "peak RSS MB", "estimate MB"]]
+        flops = derived.get("population_flops", {}).get(preset, {})
+        rows = [[f"population ({preset} preset)", "aggregate steps/s", "vs 1 agent", "GFLOP/s", "peak RSS MB",
+                 "device peak MB", "estimate MB"]]
         for pt in points:
             if "steps_per_s" not in pt:
-                rows.append([str(pt["size"]), "failed", "", "", ""])
+                rows.append([str(pt["size"]), "failed", "", "", "", "", ""])
                 continue
             rows.append([str(pt["size"]), _n(_median(pt, "steps_per_s")),
-                         _n(ratios.get(pt["size"]), ".2f") + "x", _n(pt.get("peak_host_rss_mb")),
+                         _n(ratios.get(pt["size"]), ".2f") + "x", _n((flops.get(pt["size"]) or math.nan) / 1e9, ".1f"),
+                         _n(pt.get("peak_host_rss_mb")), _n(pt.get("device_peak_mb")),
                          _n(pt.get("estimated_memory_mb"))])
         lines += ["", table(rows)]
+    ceiling = derived.get("population_ceiling")
+    if ceiling:
+        lines.append(f"  ceiling: one quick agent already does {ceiling['one_agent_flops_per_s'] / 1e9:.1f} GFLOP/s "
+                     f"of network arithmetic and the best matmul rate measured here is "
+                     f"{ceiling['best_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, so no population can exceed "
+                     f"{ceiling['ratio']:.2f}x one agent's aggregate steps/s on this machine")
     if any(tg["value"] is not None for tg in derived.get("targets", [])):
-        rows = [["target (2-core CPU)", "measured", "target", "met"]]
+        where = "GPU" if result.get("backend") == "gpu" else "2-core CPU" if result.get("backend") == "cpu" \
+            else str(result.get("backend"))
+        rows = [[f"target ({where})", "measured", "target", "met"]]
         for tg in derived["targets"]:
             if tg["value"] is None:
                 continue

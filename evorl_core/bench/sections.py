@@ -153,6 +153,7 @@ def worker_train(args: dict[str, Any]) -> dict[str, Any]:
             per_chunk.append(row)
             last = key
     device_mem = [r["device_mem_mb"] for r in rows if r.get("device_mem_mb") is not None]
+    device_peak = [r["device_peak_mb"] for r in rows if r.get("device_peak_mb") is not None]
     return {
         "preset": config.preset,
         "config": {k: config.to_dict()[k] for k in ("num_envs", "num_steps", "minibatch_size", "epochs",
@@ -169,6 +170,7 @@ def worker_train(args: dict[str, Any]) -> dict[str, Any]:
         "peak_host_rss_mb": peak_rss_mb(),
         "loop_peak_host_rss_mb": status.get("peak_host_rss_mb"),
         "device_memory_mb": max(device_mem) if device_mem else None,
+        "device_peak_mb": max(device_peak) if device_peak else None,
         "update_flops": update_flops(config, obs_size),
         "obs_size": obs_size,
         "backend": jax.default_backend(),
@@ -308,4 +310,5 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
             "steps_per_s": stat(rates), "chunk_s": stat(dts), "compile_s": compile_s,
             "update_flops": update_flops(config, ppo.obs_size),
             "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
+            "device_peak_mb": provenance_device_mb("peak_mb"),
             "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size) / 2**20}
