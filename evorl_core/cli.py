@@ -1,8 +1,9 @@
 """The `evorl` command line: train, backtest, deploy, signal, paper, runs, bench.
 
-User mistakes end in one clear line on stderr and exit code 2; a run that fails once started
-(diverged, disk full, out of memory) in one line and exit code 1; SIGINT/SIGTERM during training
-save a checkpoint and end the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
+User mistakes end in one clear line on stderr (a data error lists each further problem it found on
+an indented line under it) and exit code 2; a run that fails once started (diverged, disk full, out
+of memory) in one line and exit code 1; SIGINT/SIGTERM during training save a checkpoint and end
+the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -576,7 +577,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-# Mistakes a user can fix: one line on stderr, exit code 2.
+def _indented(exc: BaseException) -> str:
+    """The message, its further lines indented under the `error:` line (a DataError lists one
+    problem a line)."""
+    return "\n  ".join(str(exc).splitlines())
+
+
+# Mistakes a user can fix: one line on stderr (a DataError: one more line per problem), exit code 2.
 USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
                ValueError)
 
@@ -599,10 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (RunFailed, StorageError, TrainingDiverged) as exc:
-        print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"evorl {args.command}: error: {_indented(exc)}", file=sys.stderr)
         return 1
     except USER_ERRORS as exc:
-        print(f"evorl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"evorl {args.command}: error: {_indented(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an --out that is a file: one line naming it
         where = f"{exc.filename}: " if exc.filename else ""

@@ -59,8 +59,9 @@ class StopSignal(threading.Event):
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for status.json and the CLI: the error's type and message, or what it means."""
-    text = " ".join(str(exc).split())
+    """One line for status.json and the CLI: the error's type and message, or what it means. The
+    lines of a message of several (a DataError lists one problem a line) are joined by '; '."""
+    text = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
     if isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
         return ("out of memory: the network or batch does not fit the device; use smaller --hidden, "
                 f"--num-envs or --minibatch-size ({text[:200] or type(exc).__name__})")

@@ -442,6 +442,12 @@ def status_line(status: Mapping[str, Any], prog: Mapping[str, Any], stop_request
     return line
 
 
+def message_markdown(text: str) -> str:
+    """A message of several lines (a DataError lists one problem a line) as Markdown that shows each
+    line on its own line: Markdown, so st.error, joins plain line breaks into one paragraph."""
+    return "  \n".join(text.splitlines())
+
+
 def status_alert(status: Mapping[str, Any], still_live: bool,
                  now: float | None = None) -> tuple[str, str] | None:
     """('error' | 'warning', message) for a failed, interrupted or silent run, else None."""

@@ -141,7 +141,7 @@ def user_errors(prefix: str = "") -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees the message, not a traceback
-        st.error(f"{prefix}{error_text(exc)}")
+        st.error(presenters.message_markdown(f"{prefix}{error_text(exc)}"))
 
 
 def error_text(exc: BaseException) -> str:

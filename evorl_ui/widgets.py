@@ -134,7 +134,7 @@ def load_frames(choice: SourceChoice, symbols: Sequence[str], uploads_name: str,
     if choice.kind == "upload" and not errors:
         spec, errors = save_uploads(choice.uploads, symbols, settings.uploads_dir(uploads_name))
     if errors:
-        raise DataError("; ".join(errors))
+        raise DataError("\n".join(errors))  # a message per symbol, each problem on its own line
     return data.load_frames(spec, symbols, cache_dir=settings.data_cache(), **kwargs)
 
 
@@ -170,9 +170,10 @@ def data_badge(synthetic: bool | None, source: str | None = None, column: Any = 
 
 
 def field_errors(messages: Sequence[str] | None, column: Any = None) -> None:
-    """Errors that belong to one form field, drawn right under it."""
+    """Errors that belong to one form field, drawn right under it (each line of a message on its
+    own line: a DataError lists one problem a line)."""
     for msg in messages or ():
-        (column or st).error(msg, icon=":material/error:")
+        (column or st).error(presenters.message_markdown(msg), icon=":material/error:")
 
 
 # form drafts ------------------------------------------------------------------------------

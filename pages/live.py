@@ -102,7 +102,7 @@ def _panel() -> None:
     st.progress(prog["fraction"], text=presenters.status_line(status, prog, rd.stop_requested()))
     if alert := presenters.status_alert(status, still_live):
         kind, message = alert
-        (st.error if kind == "error" else st.warning)(message)
+        (st.error if kind == "error" else st.warning)(presenters.message_markdown(message))
 
     m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
     kpis = presenters.live_kpis(m, status)

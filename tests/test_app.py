@@ -292,6 +292,30 @@ def test_train_upload_validates_each_csv(dirs, fake_train):
     assert fake_train == []
 
 
+def test_train_upload_lists_every_problem_of_a_csv_at_the_source_field(dirs, fake_train):
+    at = open_page("train")
+    at.text_input(key="train_symbols").set_value("AAA").run()
+    at.selectbox(key="train_source").set_value("upload").run()
+    rows = [f"2020-01-{d:02d},10,11,9,10.5,10.5,100" for d in range(1, 29)]
+    rows[3] = "2020-01-04,10,11,9,,10.5,100"  # row 5: no close
+    rows[7] = "2020-01-08,-2,11,9,10.5,10.5,100"  # row 9: negative open
+    rows[10] = "2020-01-11,10,8,9,10.5,10.5,100"  # row 12: high below low
+    rows[18] = "2020-01-18,10,11,9,10.5,10.5,100"  # row 20: the date of row 19
+    bad = ("Date,Open,High,Low,Close,Adj Close,Volume\n" + "\n".join(rows) + "\n").encode()
+    at.file_uploader(key="train_upload_AAA").set_value(("mine.csv", bad, "text/csv"))
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    expected = ["AAA: mine.csv: column 'Close', row 5: missing value (evorl never fills gaps: fix or delete the row)"
+                " (3 more problems)",
+                "mine.csv: column 'Open', row 9: price must be positive (got -2)",
+                "mine.csv: column 'High', row 12: high 8 is below close 10.5",
+                "mine.csv: column 'Date', row 20: duplicate date 2020-01-18 (also in row 19)"]
+    assert at.session_state["train_errors"]["errors"]["source"] == ["\n".join(expected)]  # under the source field
+    assert "  \n".join(expected) in errors(at)  # drawn one problem a line
+    assert fake_train == []
+
+
 def test_home_quick_start(dirs, fake_train):
     at = open_page("home")
     at.button(key="quick_start").click().run()

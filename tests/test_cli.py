@@ -187,6 +187,28 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "no model bundle" in capsys.readouterr().err
 
 
+def test_a_data_error_lists_every_problem_under_its_error_line(tmp_path, capsys):
+    frame = synthetic_ohlcv("BPCL", n_days=400, seed=5)
+    frame.iloc[3, frame.columns.get_loc("close")] = np.nan  # row 5 of the file
+    frame.iloc[7, frame.columns.get_loc("volume")] = -1.0  # row 9
+    frame.iloc[10, frame.columns.get_loc("low")] = 0.0  # row 12
+    write_csv_dir(tmp_path / "csv", {"BPCL": frame})
+    assert main(["train", "--data", f"csv:{tmp_path / 'csv'}", "--symbols", "BPCL", "--runs-dir", str(tmp_path / "runs"),
+                 "--run-id", "bad", *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    path = tmp_path / "csv" / "BPCL.csv"
+    assert err[-3:] == [
+        f"evorl train: error: {path}: column 'Close', row 5: missing value (evorl never fills gaps: fix or delete the "
+        "row) (2 more problems)",
+        f"  {path}: column 'Volume', row 9: volume must be >= 0 (got -1)",
+        f"  {path}: column 'Low', row 12: price must be positive (got 0)",
+    ]
+    # the run's status records the error on one line, the problems kept apart
+    error = json.loads((tmp_path / "runs" / "bad" / "status.json").read_text())["error"]
+    assert error.startswith("DataError: ") and "\n" not in error
+    assert "(2 more problems); " in error and "row 9" in error and "; " + str(path) + ": column 'Low', row 12" in error
+
+
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "evorl_core.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout

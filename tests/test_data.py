@@ -179,6 +179,187 @@ def test_nse_row_numbers_count_filtered_rows(tmp_path):
         D.read_symbol_csv(path)
 
 
+# --------------------------------------------------------------------------- every problem in one error
+
+
+def _four_problems() -> tuple[list[str], list[tuple[str, int, str]]]:
+    """The Yahoo fixture with 4 planted problems: (file lines, (column, row, text) of each, in row order)."""
+    lines = YAHOO_CSV.read_text().splitlines()
+    _edit(lines, 5, "Close", "")
+    _edit(lines, 9, "Open", "-4.5")
+    # high below low: below the close as well, reported once (at High: low is still under open and close)
+    for column, value in (("Open", "100.00"), ("High", "99.50"), ("Low", "99.80"), ("Close", "100.00")):
+        _edit(lines, 12, column, value)
+    day_before = lines[18].split(",")[0]
+    _edit(lines, 20, "Date", day_before)
+    return lines, [("Close", 5, "missing value (evorl never fills gaps: fix or delete the row)"),
+                   ("Open", 9, "price must be positive (got -4.5)"),
+                   ("High", 12, "high 99.5 is below close 100"),
+                   ("Date", 20, f"duplicate date {day_before} (also in row 19)")]
+
+
+def test_every_problem_of_a_file_is_in_one_error_one_a_line(tmp_path):
+    lines, planted = _four_problems()
+    path = tmp_path / "BROKEN.csv"
+    path.write_text("\n".join(lines) + "\n")
+    for read, name in ((lambda: D.read_symbol_csv(path), str(path)),
+                       (lambda: D.parse_symbol_csv(path.read_bytes(), "my upload.csv"), "my upload.csv")):
+        with pytest.raises(DataError) as err:
+            read()
+        exc = err.value
+        assert isinstance(exc, ValueError)
+        expected = tuple(f"{name}: column '{column}', row {row}: {text}" for column, row, text in planted)
+        assert exc.problems == expected and exc.count == 4
+        # the first line is a problem on its own (and says there are more), then one line per problem
+        assert str(exc).splitlines() == [expected[0] + " (3 more problems)", *expected[1:]]
+
+
+def test_row_numbers_of_a_yfinance_multiindex_file_count_its_three_header_lines(tmp_path):
+    lines = YF_RECORDED.read_text().splitlines()
+    assert lines[2].startswith("Date,")  # rows 1-3 are headers, the first data row is row 4
+    header = lines[0].split(",")
+    for row, column, value in ((4, "Open", "abc"), (10, "Volume", "-1")):
+        cells = lines[row - 1].split(",")
+        cells[header.index(column)] = value
+        lines[row - 1] = ",".join(cells)
+    path = tmp_path / "BPCL.NS.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        D.read_symbol_csv(path)
+    assert err.value.problems == (f"{path}: column 'Open', row 4: 'abc' is not a number",
+                                  f"{path}: column 'Volume', row 10: volume must be >= 0 (got -1)")
+
+
+def test_a_file_with_many_problems_lists_the_first_twenty_and_counts_the_rest():
+    frame = D.synthetic_ohlcv("AAA", n_days=150, seed=0)
+    frame.iloc[:100, frame.columns.get_loc("volume")] = -1.0
+    with pytest.raises(DataError) as err:
+        D.validate_ohlcv(frame, "AAA")
+    exc = err.value
+    assert exc.count == 100 and len(exc.problems) == D.MAX_LISTED == 20
+    assert exc.problems == tuple(f"AAA: column 'volume', row {r}: volume must be >= 0 (got -1)" for r in range(2, 22))
+    lines = str(exc).splitlines()
+    assert len(lines) == 21
+    assert lines[0] == exc.problems[0] + " (99 more problems)"
+    assert lines[1:20] == list(exc.problems[1:])
+    assert lines[-1] == "... and 80 more"
+
+
+def test_a_bad_cell_is_reported_once_and_its_row_skips_the_high_low_checks(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    _edit(lines, 6, "Close", "-5")  # would also be 'outside 1e-12 ..' and make low look above close
+    _edit(lines, 7, "High", "12o")  # would also be a missing value and make high look below open
+    _edit(lines, 8, "Low", "inf")  # would also be outside the price range
+    path = tmp_path / "BPCL.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        D.read_symbol_csv(path)
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "column 'Close', row 6: price must be positive (got -5)",
+        "column 'High', row 7: '12o' is not a number",
+        "column 'Low', row 8: inf is not a finite number",
+    ]
+
+
+def test_a_newest_first_file_is_one_problem_and_a_date_column_without_dates_stops_at_once(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    path = tmp_path / "BPCL.csv"
+    path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    with pytest.raises(DataError) as err:
+        D.read_symbol_csv(path)
+    assert err.value.count == 1 and "the file is newest-first: sort it oldest-first" in str(err.value)
+    path.write_text("\n".join([lines[0]] + [",".join(["soon", *ln.split(",")[1:]]) for ln in lines[1:]]) + "\n")
+    with pytest.raises(DataError) as err:
+        D.read_symbol_csv(path)
+    assert str(err.value) == f"{path}: column 'Date', row 2: cannot parse date 'soon' (23 more rows like this)"
+
+
+def test_every_bad_adj_close_is_listed(tmp_path):
+    lines = YAHOO_CSV.read_text().splitlines()
+    _edit(lines, 7, "Adj Close", "")
+    _edit(lines, 11, "Adj Close", "0")
+    (tmp_path / "BPCL.csv").write_text("\n".join(lines))
+    with pytest.raises(DataError) as err:
+        D.load_frames(f"csv:{tmp_path}", ["BPCL"], price_adjustment="dividends")
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "column 'Adj Close', row 7: missing value (evorl never fills gaps: fix or delete the row)",
+        "column 'Adj Close', row 11: price must be positive (got 0)",
+    ]
+
+
+def test_a_data_error_keeps_its_problems_when_pickled():
+    import pickle
+
+    exc = DataError.listing(["a.csv: column 'Open', row 2: x", "a.csv: column 'Open', row 3: y"])
+    again = pickle.loads(pickle.dumps(exc))
+    assert (str(again), again.problems, again.count) == (str(exc), exc.problems, 2)
+    plain = DataError("a.csv: file not found")
+    assert plain.problems == ("a.csv: file not found",) and plain.count == 1
+
+
+def _clean_rows(draw_cents: list[tuple[int, int, int, int, int, int]]) -> list[tuple[str, float, float, float, float, float]]:
+    """(date, open, high, low, close, volume) rows from drawn integers; ascending dates, valid prices."""
+    rows, day = [], pd.Timestamp("2020-01-01")
+    for gap, o, c, up, down, volume in draw_cents:
+        day += pd.Timedelta(days=gap)
+        o, c = o / 100, c / 100
+        rows.append((day.strftime("%Y-%m-%d"), o, max(o, c) + up / 100, min(o, c) - down / 100, c, float(volume)))
+    return rows
+
+
+_ROW = st.tuples(st.integers(1, 4), st.integers(200, 100_000), st.integers(200, 100_000), st.integers(0, 500),
+                 st.integers(1, 100), st.integers(0, 10**7))
+# A planted problem: (column, text the problem names, cell value from the row's cells).
+_PLANTS = {
+    "missing": ("Close", "missing value", lambda cells: ""),
+    "not a number": ("Open", "is not a number", lambda cells: "12o.5"),
+    "negative": ("Low", "price must be positive", lambda cells: "-1"),
+    "volume": ("Volume", "volume must be >= 0", lambda cells: "-5"),
+    "high below": ("High", "is below", lambda cells: cells[3]),  # high := low, under the open or close
+    "bad date": ("Date", "cannot parse date", lambda cells: "2020-13-45"),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(_ROW, min_size=2, max_size=40))
+def test_a_clean_file_validates_to_exactly_its_numbers(rows):
+    clean = _clean_rows(rows)
+    text = "Date,Open,High,Low,Close,Volume\n" + "".join(
+        f"{d},{o!r},{h!r},{low!r},{c!r},{v:.0f}\n" for d, o, h, low, c, v in clean)
+    frame = D.parse_symbol_csv(text.encode(), "clean.csv")
+    expected = pd.DataFrame([r[1:] for r in clean], columns=list(D.OHLCV),
+                            index=pd.DatetimeIndex([r[0] for r in clean], name="date").as_unit("ns"))
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True, check_freq=False)  # freq: as pandas infers it
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), rows=st.lists(_ROW, min_size=2, max_size=60))
+def test_every_planted_problem_is_reported_at_its_column_and_row(data, rows):
+    clean = _clean_rows(rows)
+    lines = ["Date,Open,High,Low,Close,Volume"] + [
+        f"{d},{o!r},{h!r},{low!r},{c!r},{v:.0f}" for d, o, h, low, c, v in clean]
+    # one problem per chosen row; at least one row keeps its date (a column of no dates stops at once)
+    where = data.draw(st.lists(st.integers(2, len(clean) + 1), min_size=1, max_size=len(clean) - 1, unique=True))
+    planted = {}
+    for row in where:
+        column, what, value = _PLANTS[data.draw(st.sampled_from(sorted(_PLANTS)))]
+        cells = lines[row - 1].split(",")
+        cells[lines[0].split(",").index(column)] = value(cells)
+        lines[row - 1] = ",".join(cells)
+        planted[row] = (column, what)
+    with pytest.raises(DataError) as err:
+        D.parse_symbol_csv(("\n".join(lines) + "\n").encode(), "planted.csv")
+    exc = err.value
+    assert exc.count == len(planted)
+    assert len(exc.problems) == min(len(planted), D.MAX_LISTED)
+    listed = sorted(planted)[:D.MAX_LISTED]  # in row order
+    for problem, row in zip(exc.problems, listed, strict=True):
+        column, what = planted[row]
+        assert problem.startswith(f"planted.csv: column '{column}', row {row}: ") and what in problem
+    more = len(planted) - len(exc.problems)
+    assert str(exc).splitlines()[-1] == (f"... and {more} more" if more else exc.problems[-1])
+
+
 def test_zero_volume_is_legitimate(tmp_path):
     lines = YAHOO_CSV.read_text().splitlines()
     _edit(lines, 5, "Volume", "0")

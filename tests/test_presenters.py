@@ -241,6 +241,15 @@ def test_status_line_and_alerts():
     assert presenters.age_text(None) == "—" and presenters.age_text(10.0, now=70.0) == "1m 00s ago"
 
 
+def test_message_markdown_keeps_each_line_of_a_message():
+    from evorl_core.data import DataError
+
+    exc = DataError.listing(["a.csv: column 'Close', row 5: missing value", "a.csv: column 'Open', row 9: x"])
+    assert presenters.message_markdown(f"AAA: {exc}") == (
+        "AAA: a.csv: column 'Close', row 5: missing value (1 more problem)  \na.csv: column 'Open', row 9: x")
+    assert presenters.message_markdown("one line") == "one line"
+
+
 def test_live_kpis():
     rows = [{"update": 1, "steps_per_sec": 1000.0, "host_rss_mb": 512.2, "train_seconds": 1.0},
             {"update": 2, "steps_per_sec": 3000.0, "host_rss_mb": None, "train_seconds": 2.0},

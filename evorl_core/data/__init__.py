@@ -12,7 +12,8 @@ The stages, one module each, read in this order (each imports only the ones befo
    normalisation, data hash; `load_market` does 3 + 5 from a `TrainConfig`.
 
 Nothing here fills gaps: a missing or inconsistent value is a `DataError` naming the file, the
-column and the row, so a user can fix the data instead of training on invented prices. The names
+column and the row (one error lists every problem a file has), so a user can fix the data instead
+of training on invented prices. The names
 below are re-exported so callers import from `evorl_core.data`; to replace a module-level
 function or constant (a test stubbing `_download`), patch it in the module that defines it
 (`evorl_core.data.yahoo`).
@@ -50,6 +51,7 @@ from .synthetic import (
     synthetic_ohlcv,
 )
 from .validate import (
+    MAX_LISTED,
     OHLCV,
     PRICE_TOLERANCE,
     PRICES,
@@ -77,6 +79,7 @@ __all__ = [
     "DOWNLOAD_TIMEOUT_S",
     "FEATURE_CLIP",
     "FEATURE_NAMES",
+    "MAX_LISTED",
     "MIN_TRAIN_STEPS",
     "NETWORK_CHECK_TIMEOUT_S",
     "NSE_LAYOUT",

@@ -3,14 +3,17 @@
 A validated frame has a tz-naive, sorted, unique DatetimeIndex named `date` and float64 columns
 `open, high, low, close, volume`. Nothing here fills gaps: a missing or inconsistent value is a
 `DataError` naming the file, the column and the row, so a user can fix the data instead of
-training on invented prices. The CSV reader and the Yahoo downloader call `_validated` directly
-with their own row numbers and header spellings.
+training on invented prices. One pass finds every problem of a file: the error lists them, one a
+line and in row order (the first MAX_LISTED, then how many more), so one upload shows them all.
+Only a problem that makes the other checks meaningless (no rows, a missing column, a date column
+where no cell parses) stops early. The CSV reader and the Yahoo downloader call `_validated`
+directly with their own row numbers and header spellings.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,16 +32,46 @@ SPLIT_MOVE_THRESHOLD = 0.35
 # own move rides on top of the ratio; -22.7% .. -35% days are worth a look either way).
 BONUS_RATIOS = {"a 1:2 bonus": 2 / 3, "a 1:3 bonus": 3 / 4}
 SPLIT_RATIO_TOLERANCE = 0.03
+# Problems one DataError lists; the message counts the rest ("... and 80 more").
+MAX_LISTED = 20
 
 
 class DataError(ValueError):
-    """Unusable market data; the message names the file (or symbol), the column and the row."""
+    """Unusable market data; the message names the file (or symbol), the column and the row.
+
+    `problems`: the problems listed, one line each (at most MAX_LISTED of the `count` found); an
+    error raised with just a message has that message as its one problem. The message of several
+    problems (`DataError.listing`) has each on its own line; its first line is the first problem
+    and how many more there are, so a caller that shows only one line still shows a real problem.
+    """
+
+    def __init__(self, message: str = "", problems: Iterable[str] | None = None, count: int | None = None):
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) if problems is not None else ((message,) if message else ())
+        self.count: int = len(self.problems) if count is None else count
+
+    def __reduce__(self):  # keep problems and count across pickling (ValueError pickles args only)
+        return type(self), (str(self), self.problems, self.count)
+
+    @classmethod
+    def listing(cls, problems: Sequence[str], count: int | None = None) -> DataError:
+        """One error for `problems` (at least one), listing the first MAX_LISTED one a line.
+
+        `count`: how many problems were found, when `problems` holds only the first of them."""
+        count = len(problems) if count is None else count
+        listed = tuple(problems[:MAX_LISTED])
+        if not listed:
+            raise ValueError("DataError.listing needs at least one problem")
+        first = listed[0] + (f" ({count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else "")
+        tail = [f"... and {count - len(listed)} more"] if count > len(listed) else []
+        return cls("\n".join([first, *listed[1:], *tail]), listed, count)
 
 
 class DataFallbackWarning(UserWarning):
     """`auto` used synthetic data for a symbol; the message says why."""
 
 
+_MISSING_VALUE = "missing value (evorl never fills gaps: fix or delete the row)"
 _MISSING_TOKENS = frozenset({"", "nan", "null", "none", "na", "n/a", "-"})
 # Tried in order; the format that parses the most cells wins, its failures are reported.
 _DATE_FORMATS = ("ISO8601", "%d-%b-%Y", "%d %b %Y", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d")
@@ -46,7 +79,7 @@ _TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}:\d{2})$")
 
 
 def validate_ohlcv(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Return the validated frame for `df` or raise DataError.
+    """Return the validated frame for `df` or raise one DataError listing every problem found.
 
     `df` has its dates in a DatetimeIndex or a `date` column and the columns open, high, low,
     close, volume (any capitalisation). The result has a tz-naive, sorted, unique DatetimeIndex
@@ -73,19 +106,50 @@ def validate_ohlcv(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame
 
 
+class _Problems:
+    """The problems of one file found in one pass; `raise_any` lists them by row (then in the order
+    the checks ran: dates, numbers, date order, then the value checks column by column)."""
+
+    def __init__(self, name: str, rows: np.ndarray):
+        self.name, self.rows = name, rows
+        self._found: list[tuple[np.ndarray, str, Callable[[int], str]]] = []
+
+    def add(self, where: np.ndarray, label: str, describe: Callable[[int], str]) -> None:
+        """The cells of column `label` at positions `where`; `describe(position)` says what is wrong."""
+        if len(where):
+            self._found.append((np.asarray(where, dtype=np.int64), label, describe))
+
+    def raise_any(self) -> None:
+        if not self._found:
+            return
+        where = np.concatenate([w for w, _, _ in self._found])
+        check = np.concatenate([np.full(len(w), k) for k, (w, _, _) in enumerate(self._found)])
+        first = np.lexsort((check, self.rows[where]))[:MAX_LISTED]  # formats only what is listed
+        lines = []
+        for j in first:
+            _, label, describe = self._found[check[j]]
+            lines.append(f"{self.name}: column '{label}', row {self.rows[where[j]]}: {describe(int(where[j]))}")
+        raise DataError.listing(lines, len(where))
+
+
 def _validated(
     dates: pd.Series, values: Mapping[str, pd.Series], name: str, rows: np.ndarray, labels: Mapping[str, str]
 ) -> pd.DataFrame:
     if len(dates) == 0:
         raise DataError(f"{name}: no data rows")
-    index = _parse_dates(dates, name, rows, labels["date"])
-    numbers = {c: _parse_numbers(values[c], name, rows, labels[c]) for c in OHLCV}
-    _check_dates(index, name, rows, labels["date"])
-    _check_values(numbers, name, rows, labels)
+    found = _Problems(name, np.asarray(rows))
+    index = _parse_dates(dates, found, labels["date"])
+    parsed = {c: _parse_numbers(values[c], found, labels[c]) for c in OHLCV}
+    _check_dates(index, found, labels["date"])
+    numbers = {c: number for c, (number, _) in parsed.items()}
+    _check_values(numbers, {c: bad for c, (_, bad) in parsed.items()}, found, labels)
+    found.raise_any()
     return pd.DataFrame(numbers, index=index)
 
 
-def _parse_dates(raw: pd.Series, name: str, rows: np.ndarray, label: str) -> pd.DatetimeIndex:
+def _parse_dates(raw: pd.Series, found: _Problems, label: str) -> pd.DatetimeIndex:
+    """The dates, NaT where a cell does not parse (each such cell is a problem in `found`); a
+    column where no cell parses is a DataError at once."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         parsed = pd.DatetimeIndex(raw)
     else:
@@ -101,78 +165,89 @@ def _parse_dates(raw: pd.Series, name: str, rows: np.ndarray, label: str) -> pd.
     if parsed.tz is not None:
         parsed = parsed.tz_localize(None)  # keep the exchange's wall-clock date
     bad = np.flatnonzero(parsed.isna())
-    if bad.size:
-        i = bad[0]
+    if bad.size == len(parsed):  # not one date parses: the wrong column or format, not bad rows
         raise DataError(
-            f"{name}: column '{label}', row {rows[i]}: cannot parse date {raw.iloc[i]!r}{_more(bad)}"
+            f"{found.name}: column '{label}', row {found.rows[0]}: cannot parse date {raw.iloc[0]!r}{_more(bad)}"
         )
+    found.add(bad, label, lambda i: f"cannot parse date {raw.iloc[i]!r}")
     return parsed.normalize().as_unit("ns").rename("date")
 
 
-def _parse_numbers(raw: pd.Series, name: str, rows: np.ndarray, label: str) -> np.ndarray:
+def _parse_numbers(raw: pd.Series, found: _Problems, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """(numbers, mask of cells that are not numbers); NaN for missing cells and for non-numbers,
+    each non-number a problem in `found` (missing cells are left to the caller's checks)."""
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(raw), dtype=bool)
     text = raw.fillna("").astype(str).str.strip().str.replace(",", "", regex=False)  # 1,234.5
     missing = text.str.lower().isin(_MISSING_TOKENS).to_numpy()
     number = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(np.isnan(number) & ~missing)
-    if bad.size:
-        i = bad[0]
-        raise DataError(f"{name}: column '{label}', row {rows[i]}: {raw.iloc[i]!r} is not a number{_more(bad)}")
-    return number
+    bad = np.isnan(number) & ~missing
+    found.add(np.flatnonzero(bad), label, lambda i: f"{raw.iloc[i]!r} is not a number")
+    return number, bad
 
 
-def _check_dates(index: pd.DatetimeIndex, name: str, rows: np.ndarray, label: str) -> None:
-    days = index.asi8
-    step = np.diff(days)
-    bad = np.flatnonzero(step <= 0)
-    if not bad.size:
+def _check_dates(index: pd.DatetimeIndex, found: _Problems, label: str) -> None:
+    """Each parsed date after the previous parsed one (cells that did not parse are skipped)."""
+    ok = np.flatnonzero(index.notna())
+    step = np.diff(index.asi8[ok])
+    back = np.flatnonzero(step <= 0)
+    if not back.size:
         return
-    i = bad[0]
-    date, previous = index[i + 1].date(), index[i].date()
-    where = f"{name}: column '{label}', row {rows[i + 1]}"
-    if step[i] == 0:
-        raise DataError(f"{where}: duplicate date {date} (also in row {rows[i]})")
-    hint = " (the file is newest-first: sort it oldest-first)" if (step < 0).all() else ""
-    raise DataError(
-        f"{where}: date {date} is earlier than {previous} in row {rows[i]}; dates must be ascending{hint}"
-    )
+    rows = found.rows
+    newest_first = bool((step < 0).all())
+    if newest_first:  # one problem, not one a row
+        back = back[:1]
+    previous = dict(zip(ok[back + 1].tolist(), ok[back].tolist(), strict=True))
+    hint = " (the file is newest-first: sort it oldest-first)" if newest_first else ""
+
+    def describe(i: int) -> str:
+        p = previous[i]
+        date, before = index[i].date(), index[p].date()
+        if date == before:
+            return f"duplicate date {date} (also in row {rows[p]})"
+        return f"date {date} is earlier than {before} in row {rows[p]}; dates must be ascending{hint}"
+
+    found.add(ok[back + 1], label, describe)
 
 
-def _check_values(numbers: Mapping[str, np.ndarray], name: str, rows: np.ndarray, labels: Mapping[str, str]) -> None:
-    def fail(masks: Mapping[str, np.ndarray], describe) -> None:
-        # Report the earliest offending row over all columns: that is where a user starts fixing.
-        found = [(np.flatnonzero(m), col) for col, m in masks.items() if m.any()]
-        if not found:
-            return
-        bad, col = min(found, key=lambda f: f[0][0])
-        i = bad[0]
-        total = sum(len(b) for b, _ in found)
-        more = f" ({total - 1} more bad cells)" if total > 1 else ""
-        raise DataError(f"{name}: column '{labels[col]}', row {rows[i]}: {describe(col, i)}{more}")
+def _check_values(numbers: Mapping[str, np.ndarray], not_numbers: Mapping[str, np.ndarray], found: _Problems,
+                  labels: Mapping[str, str]) -> None:
+    """Every cell's value checks; a cell is reported once (by the first check it fails), and the
+    high/low consistency of a row is checked only when its four prices passed."""
+    reported = {c: not_numbers[c].copy() for c in OHLCV}
 
-    fail({c: np.isnan(numbers[c]) for c in OHLCV},
-         lambda c, i: "missing value (evorl never fills gaps: fix or delete the row)")
-    fail({c: np.isinf(numbers[c]) for c in OHLCV}, lambda c, i: f"{numbers[c][i]} is not a finite number")
-    fail({c: numbers[c] <= 0 for c in PRICES}, lambda c, i: f"price must be positive (got {numbers[c][i]:g})")
-    fail({c: (numbers[c] < MIN_PRICE) | (numbers[c] > MAX_PRICE) for c in PRICES},
-         lambda c, i: f"price {numbers[c][i]:g} is outside {MIN_PRICE:g} .. {MAX_PRICE:g}, the range evorl's "
-                      "float32 accounting holds")
-    fail({"volume": numbers["volume"] < 0}, lambda c, i: f"volume must be >= 0 (got {numbers[c][i]:g})")
+    def check(col: str, mask: np.ndarray, describe: Callable[[int], str]) -> None:
+        mask = mask & ~reported[col]
+        found.add(np.flatnonzero(mask), labels[col], describe)
+        reported[col] |= mask
 
-    o, h, low, c = (numbers[k] for k in PRICES)
-    body_top, body_bottom = np.maximum(o, c), np.minimum(o, c)
+    with np.errstate(invalid="ignore"):  # NaN compares false; those cells are reported already
+        for col in OHLCV:
+            check(col, np.isnan(numbers[col]), lambda i: _MISSING_VALUE)
+        for col in OHLCV:
+            check(col, np.isinf(numbers[col]), lambda i, col=col: f"{numbers[col][i]} is not a finite number")
+        for col in PRICES:
+            check(col, numbers[col] <= 0, lambda i, col=col: f"price must be positive (got {numbers[col][i]:g})")
+        for col in PRICES:
+            check(col, (numbers[col] < MIN_PRICE) | (numbers[col] > MAX_PRICE),
+                  lambda i, col=col: f"price {numbers[col][i]:g} is outside {MIN_PRICE:g} .. {MAX_PRICE:g}, the "
+                                     "range evorl's float32 accounting holds")
+        check("volume", numbers["volume"] < 0, lambda i: f"volume must be >= 0 (got {numbers['volume'][i]:g})")
 
-    def above(i: int) -> str:
-        other = "close" if c[i] >= o[i] else "open"
-        return f"high {h[i]:g} is below {other} {numbers[other][i]:g}"
+        usable = ~np.any([reported[col] for col in PRICES], axis=0)
+        o, h, low, c = (numbers[k] for k in PRICES)
+        body_top, body_bottom = np.maximum(o, c), np.minimum(o, c)
 
-    def below(i: int) -> str:
-        other = "open" if o[i] <= c[i] else "close"
-        return f"low {low[i]:g} is above {other} {numbers[other][i]:g}"
+        def above(i: int) -> str:
+            other = "close" if c[i] >= o[i] else "open"
+            return f"high {h[i]:g} is below {other} {numbers[other][i]:g}"
 
-    fail({"high": h < body_top * (1 - PRICE_TOLERANCE)}, lambda _, i: above(i))
-    fail({"low": low > body_bottom * (1 + PRICE_TOLERANCE)}, lambda _, i: below(i))
+        def below(i: int) -> str:
+            other = "open" if o[i] <= c[i] else "close"
+            return f"low {low[i]:g} is above {other} {numbers[other][i]:g}"
+
+        check("high", usable & (h < body_top * (1 - PRICE_TOLERANCE)), above)
+        check("low", usable & (low > body_bottom * (1 + PRICE_TOLERANCE)), below)
 
 
 def _more(bad: np.ndarray) -> str:
@@ -187,14 +262,14 @@ def adjust_for_dividends(frame: pd.DataFrame, adj_close: pd.Series, name: str, r
                          label: str) -> pd.DataFrame:
     """Total-return prices: open, high, low and close of each day times adj_close / close of that
     day (volume unchanged). `adj_close` holds the raw cells of the `label` column, aligned with the
-    frame's rows; a missing or non-positive value is a DataError naming its row."""
-    adj = _parse_numbers(adj_close, name, rows, label)
-    bad = np.flatnonzero(~np.isfinite(adj) | (adj <= 0))
-    if bad.size:
-        i = bad[0]
-        what = "missing value (evorl never fills gaps: fix or delete the row)" if np.isnan(adj[i]) else (
-            f"price must be positive (got {adj[i]:g})")
-        raise DataError(f"{name}: column '{label}', row {rows[i]}: {what}{_more(bad)}")
+    frame's rows; every missing or non-positive value is a problem of one DataError naming its row."""
+    found = _Problems(name, np.asarray(rows))
+    adj, not_numbers = _parse_numbers(adj_close, found, label)
+    with np.errstate(invalid="ignore"):
+        bad = (~np.isfinite(adj) | (adj <= 0)) & ~not_numbers
+    found.add(np.flatnonzero(bad), label, lambda i: _MISSING_VALUE if np.isnan(adj[i]) else (
+        f"{adj[i]} is not a finite number" if np.isinf(adj[i]) else f"price must be positive (got {adj[i]:g})"))
+    found.raise_any()
     out = frame.copy()
     factor = adj / frame["close"].to_numpy()
     for col in PRICES:
