@@ -237,6 +237,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--backend", choices=list(backends.BACKENDS))
     t.add_argument("--updates-per-chunk", type=int, help="updates per compiled chunk (0 = automatic)")
+    t.add_argument("--member-group", type=int,
+                   help="seeds/population members computed side by side, the groups one after another "
+                        "(0 = automatic: 4 on CPU, all on an accelerator)")
     t.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
     t.add_argument("--run-id")
     t.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
@@ -348,6 +351,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         positions=parse_floats(args.positions, "positions") if args.positions is not None else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
+        member_group=args.member_group,
     )
     return make_config(args.preset, **overrides)
 

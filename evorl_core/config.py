@@ -139,6 +139,9 @@ class TrainConfig:
     # runtime
     backend: str = "auto"  # auto | cpu | gpu | metal
     updates_per_chunk: int = 0  # 0 = choose automatically (~2 s of work per chunk)
+    # members (seeds or population) computed side by side; the groups run one after another.
+    # 0 = automatic: 4 on CPU (measured fastest there, docs/evolution.md), all at once elsewhere
+    member_group: int = 0
 
     # derived sizes -------------------------------------------------------
     @property
@@ -321,6 +324,7 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.max_grad_norm > 0, "max_grad_norm: must be positive")
     need(c.backend in ("auto", "cpu", "gpu", "metal"), "backend: must be auto, cpu, gpu or metal")
     need(c.updates_per_chunk >= 0, "updates_per_chunk: must be >= 0")
+    need(c.member_group >= 0, f"member_group: must be >= 0 (0 = automatic; got {c.member_group})")
     return errs
 
 

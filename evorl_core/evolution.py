@@ -29,6 +29,10 @@ from .market_data import MarketData
 from .ppo import PPO, Hyper, Runner
 
 PERTURB_FACTORS = (0.8, 1.25)
+# Members computed side by side on CPU: on a 2-core CPU groups of 2-4 vmapped members ran 1.26x
+# faster than one vmap of 16 (docs/evolution.md, "Throughput of a population"); accelerators want
+# every member in one batch.
+CPU_MEMBER_GROUP = 4
 SCALE_CODES = {"linear": 0, "log": 1, "discount": 2}
 
 
@@ -186,6 +190,29 @@ def pbt_round(ppo: PPO, config: TrainConfig, population: Population, data: Marke
     return Population(runner._replace(hyper=hyper), key, population.round + 1), report
 
 
+def member_group(config: TrainConfig) -> int:
+    """How many members the chunk computes side by side: `config.member_group`, or automatically
+    CPU_MEMBER_GROUP on CPU and every member on an accelerator (at most the number of members)."""
+    if config.member_group > 0:
+        return min(config.member_group, config.members)
+    return min(CPU_MEMBER_GROUP, config.members) if jax.default_backend() == "cpu" else config.members
+
+
+def over_members(fn: Callable[[Runner, MarketData], Any], group: int, members: int,
+                 spmd_axis_name: str | None = None) -> Callable[[Runner, MarketData], Any]:
+    """`fn(runner, data)` of one member -> the same over a leading member axis (data shared).
+    One `vmap` when the group holds every member or members are split over a mesh axis, else
+    `lax.map` over groups of `group` vmapped members (the last group takes the remainder). Each
+    member's arithmetic is the same either way; only how many run side by side changes."""
+    if spmd_axis_name is not None or group >= members:
+        return jax.vmap(fn, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
+
+    def grouped(runner: Runner, data: MarketData):
+        return jax.lax.map(lambda r: fn(r, data), runner, batch_size=group)
+
+    return grouped
+
+
 def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool,
                   spmd_axis_name: str | None = None) -> Callable[[Population, MarketData], Any]:
     """`num_updates` vmapped updates of every member, then (with_round) one PBT round: the pure
@@ -196,7 +223,7 @@ def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: b
         return ppo.run_updates(runner, data, num_updates)
 
     def chunk(population: Population, data: MarketData):
-        runner, metrics = jax.vmap(updates, in_axes=(0, None), spmd_axis_name=spmd_axis_name)(
+        runner, metrics = over_members(updates, member_group(config), config.members, spmd_axis_name)(
             population.runner, data)
         population = population._replace(runner=runner)
         if not with_round:

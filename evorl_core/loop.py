@@ -171,7 +171,8 @@ def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: b
     def chunk(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
-    program = chunk if config.members == 1 else jax.vmap(chunk, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
+    program = chunk if config.members == 1 else evolution.over_members(
+        chunk, evolution.member_group(config), config.members, spmd_axis_name)
 
     def with_no_report(runner: Runner, data: MarketData):
         runner, metrics = program(runner, data)

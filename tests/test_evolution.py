@@ -234,3 +234,38 @@ def test_first_generation_ranges_default_to_the_search_space_overrides(market):
     lr, ent = np.asarray(hyper.lr), np.asarray(hyper.ent_coef)
     assert lr.min() >= 1e-4 * 0.9999 and lr.max() <= 2e-4 * 1.0001
     assert ent.min() >= 0.001 * 0.9999 and ent.max() <= 0.002 * 1.0001
+
+
+@pytest.mark.parametrize("evolving", [True, False])
+def test_groups_of_members_compute_what_one_vmap_computes(market, evolving):
+    # 5 members in groups of 2 (2 + 2 + a remainder of 1, run one after another) against all 5
+    # side by side: the same updates, fitness and PBT round, up to float reduction order
+    size = dict(population=5, pbt_interval=2) if evolving else dict(seeds=5)
+    outs = []
+    for group in (2, 5):
+        config = make_config("quick", **TINY, **size, member_group=group, seed=4)
+        assert evolution.member_group(config) == group
+        ppo = PPO(config, market.data.features.shape[-1])
+        state = loop.init_state(ppo, config, market.data)
+        fn = jax.jit(loop.chunk_program(ppo, config, 2, with_round=evolving))
+        state, metrics, report = fn(state, market.data)
+        state, metrics, report = fn(state, market.data)
+        outs.append((state, metrics, report))
+    (a, ma, ra), (b, mb, rb) = outs
+    assert np.asarray(ma["policy_loss"]).shape == (5, 2)
+    for key in LEARNING:
+        np.testing.assert_allclose(np.asarray(ma[key]), np.asarray(mb[key]), rtol=2e-4, atol=1e-6, err_msg=key)
+    runner_a, runner_b = (getattr(x, "runner", x) for x in (a, b))
+    for x, y in zip(jax.tree_util.tree_leaves(runner_a.params), jax.tree_util.tree_leaves(runner_b.params), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=1e-5)
+    if evolving:
+        np.testing.assert_allclose(np.asarray(ra.fitness), np.asarray(rb.fitness), rtol=1e-4, atol=1e-6)
+        assert np.asarray(ra.donor).tolist() == np.asarray(rb.donor).tolist()
+
+
+def test_member_group_is_automatic_per_backend_and_checked():
+    config = make_config("quick", **TINY, population=16)
+    assert evolution.member_group(config) == (evolution.CPU_MEMBER_GROUP if jax.default_backend() == "cpu" else 16)
+    assert evolution.member_group(make_config("quick", **TINY, seeds=3)) == min(3, evolution.member_group(config))
+    with pytest.raises(ConfigError, match="member_group: must be >= 0"):
+        make_config("quick", **TINY, member_group=-1)
