@@ -749,6 +749,8 @@ def run_overview(run: dict[str, Any]) -> dict[str, Any]:
         "data_requested": config.get("data"),
         "data_hash": config.get("data_hash"),
         "total_timesteps": config.get("total_timesteps"),
+        "seeds": config.get("seeds"),
+        "population": config.get("population"),
         "hidden": config.get("hidden"),
         "test_days": config.get("test_days"),
         "backend": status.get("backend"),

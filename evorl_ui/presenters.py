@@ -630,10 +630,14 @@ def data_tag(run: Mapping[str, Any]) -> str:
 
 
 def run_size(run: Mapping[str, Any]) -> str:
-    """'quick · 200k steps'."""
+    """'quick · 200k steps', then the members: '· 4 seeds' or '· population 16' (steps per member)."""
     preset = run.get("preset") or "custom"
     steps = run.get("total_timesteps") or run.get("total_steps")
-    return f"{preset} · {steps_text(steps)} steps"
+    text = f"{preset} · {steps_text(steps)} steps"
+    population, seeds = run.get("population") or 1, run.get("seeds") or 1
+    if population > 1:
+        return f"{text} · population {population}"
+    return f"{text} · {seeds} seeds" if seeds > 1 else text
 
 
 def run_label(run: Mapping[str, Any]) -> str:

@@ -70,7 +70,8 @@ if shown:
             "name": st.column_config.TextColumn(width=110),
             "data": st.column_config.TextColumn(width=85, help="Where the run's prices came from: real (csv, "
                                                                "cache, yahoo) or SYNTHETIC"),
-            "size": st.column_config.TextColumn(width=120),
+            "size": st.column_config.TextColumn(width=170, help="Preset, env steps per member, and the "
+                                                             "members: seeds or a PBT population"),
             "symbols": st.column_config.TextColumn(width=140),
             "test return": st.column_config.TextColumn(width=80, help="Mean over symbols of the held-out return"),
             "Sharpe": st.column_config.TextColumn(width=60, help="Mean over symbols of the held-out Sharpe"),

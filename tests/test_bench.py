@@ -111,3 +111,45 @@ def test_tiny_bench_writes_json_with_expected_keys(tmp_path):
             assert p["available"] is True and p["steps_per_s"]["median"] > 0
             assert d["vs_sb3"] > 0
     assert [pt["num_envs"] for pt in result["scaling"]["points"]] == [8, 16]
+
+
+def test_population_figures_ratios_flops_and_ceiling_from_made_up_points():
+    def point(size, rate):
+        return {"size": size, "steps_per_s": stat([rate]), "batch_size": 1000, "update_flops": 2e9}
+
+    result = {"backend": "cpu", "population": {"quick": [point(1, 50_000.0), point(16, 80_000.0)]},
+              "flops": {"quick": {"flops_per_s": stat([120e9]), "batch": 1024},
+                        "production": {"flops_per_s": stat([150e9]), "batch": 4096}}}
+    derived = report.derive(result)
+    assert derived["population"]["quick"] == {1: 1.0, 16: pytest.approx(1.6)}
+    assert derived["population_flops"]["quick"][1] == pytest.approx(50 * 2e9)  # 50 updates/s x 2 GFLOP
+    ceiling = derived["population_ceiling"]
+    assert ceiling["best_matmul_flops_per_s"] == 150e9 and ceiling["ratio"] == pytest.approx(1.5)
+    (pop,) = [t for t in derived["targets"] if t["name"].startswith("population 16")]
+    assert pop["value"] == pytest.approx(1.6) and pop["target"] == 2.0 and pop["met"] is False
+    text = report.format_table({**result, "derived": derived, "device_count": 1, "device": "cpu",
+                                "jax_version": "x", "machine": {"cpu": "c", "cpu_count": 2}})
+    assert "no population can exceed 1.50x" in text and "target (2-core CPU)" in text
+    # on a GPU: its own target, no ceiling (one small agent leaves the device idle), no host-RSS judgement
+    gpu = report.derive({**result, "backend": "gpu", "train": {"production": {"peak_host_rss_mb": 5000.0}}})
+    assert gpu["population_ceiling"] is None
+    (pop,) = [t for t in gpu["targets"] if t["name"].startswith("population 16")]
+    assert pop["target"] == 10.0 and pop["met"] is False
+    (rss,) = [t for t in gpu["targets"] if "RSS" in t["name"]]
+    assert rss["value"] is None
+
+
+@pytest.mark.slow
+def test_tiny_population_bench_saves_every_point_as_it_goes():
+    saved = []
+    result = harness.run_suite(only=["population"], tiny=True, log=lambda _: None,
+                               save=lambda r: saved.append(json.loads(json.dumps(r, default=float))))
+    points = result["population"]["quick"]
+    assert [p["size"] for p in points] == [1, 2] and result["complete"] is True
+    for p in points:
+        assert p["steps_per_s"]["median"] > 0 and p["update_flops"] > 0 and "device_peak_mb" in p
+    # one save per measured point, each a valid partial result that grows
+    assert [len(s["population"]["quick"]) for s in saved] == [1, 2]
+    assert all(s["complete"] is False for s in saved)
+    ratio = points[1]["steps_per_s"]["median"] / points[0]["steps_per_s"]["median"]
+    assert result["derived"]["population"]["quick"][2] == pytest.approx(ratio)

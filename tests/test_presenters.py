@@ -327,6 +327,11 @@ def test_runs_and_models_tables():
     assert len(presenters.runs_table(runs, limit=1)) == 1
     assert presenters.run_label(runs[0]) == "running · first · SYNTHETIC · quick · 200k steps · A,B · r1"
     assert presenters.run_label({"run_id": "r3", "state": "queued", "synthetic": None}) == "queued · data ? · r3"
+    # members: seeds or a population, counted wherever the run's size shows (Home, pickers)
+    seeded = {**runs[0], "seeds": 4, "population": 1}
+    assert presenters.runs_table([seeded]).loc[0, "size"] == "quick · 200k steps · 4 seeds"
+    assert presenters.run_size({**seeded, "population": 16}) == "quick · 200k steps · population 16"
+    assert presenters.run_size({**seeded, "seeds": 1}) == "quick · 200k steps"
     models = [{"name": "m", "symbols": ["A"], "created_at": 0, "positions": [0.0, 0.5, 1.0],
                "date_ranges": {"A": {"first": "2020-01-01", "train_end": "2021-01-01", "test_start": "2021-01-04",
                                      "last": "2021-06-01"}}, "test_metrics": METRICS, "synthetic": True}]

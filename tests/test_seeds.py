@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import checkpoints, deploy, evaluation, pipeline
+from evorl_core import checkpoints, deploy, evaluation, pipeline, rundir
 from evorl_core.backtest import compute_metrics, equity_curve
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
@@ -133,3 +133,9 @@ def test_top_k_ensemble_averages_the_members_probabilities(tmp_path, market, see
         assert row["position"] == float(max(row["probabilities"], key=row["probabilities"].get))
     with pytest.raises(deploy.DeployError, match="has 3 member"):
         deploy.deploy_run(run, name="too-many", models_dir=tmp_path, ensemble=4)
+
+
+def test_run_list_counts_the_members(seeded):
+    config, run = seeded
+    (row,) = [r for r in rundir.list_runs_annotated(run.path.parent) if r["run_id"] == run.run_id]
+    assert (row["seeds"], row["population"], row["total_timesteps"]) == (3, 1, config.total_timesteps)

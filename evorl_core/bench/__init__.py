@@ -47,14 +47,22 @@ def main(quick: bool = False, out: str | None = "bench-results/bench.json", only
         backends.check_available(backend)
     command = "evorl bench" + (" --quick" if quick else "") + (f" --only {' '.join(only)}" if only else "") + \
         (f" --repeats {repeats}" if repeats else "") + (f" --backend {backend}" if backend else "")
-    result = run_suite(quick=quick, only=only, repeats=repeats, tiny=tiny, command=command,
-                       log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_table(result))
-    if out:
-        path = Path(out)
+    path = Path(out) if out else None
+
+    def save(result: dict) -> None:
+        if path is None:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
         tmp.replace(path)
+
+    # the JSON is rewritten after every measured point ("complete": false until the end), so a run
+    # cut short (a time limit, a crash of the machine) keeps what it measured
+    result = run_suite(quick=quick, only=only, repeats=repeats, tiny=tiny, command=command,
+                       log=lambda msg: print(msg, file=sys.stderr, flush=True), save=save)
+    print(format_table(result))
+    if path is not None:
+        save(result)
         print(f"\nwrote {path}")
     return 0

@@ -54,7 +54,9 @@ def _load() -> list[float] | None:
 
 
 def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: int | None = None,
-              tiny: bool = False, command: str = "", log=print) -> dict[str, Any]:
+              tiny: bool = False, command: str = "", log=print, save=None) -> dict[str, Any]:
+    """Run the sections; `save(result)`, when given, receives the partial result (`complete`
+    false) after every measured point, and the caller saves the final one."""
     sections = list(only or SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -66,15 +68,22 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
         "repeats": p["repeats"], "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info(), "backend": info["backend"], "device": info["device_kind"],
         "device_count": info["device_count"], "backend_info": info, "jax_version": info["jax"],
-        "versions": provenance.library_versions(), "load_avg_start": _load(), "notes": [],
+        "versions": provenance.library_versions(), "load_avg_start": _load(), "notes": [], "complete": False,
     }
+
+    def checkpoint() -> None:
+        if save is not None:
+            save(result)
+
     log(f"evorl bench{' --quick' if quick else ''}: {provenance.summary(info)}; median of {p['repeats']} repeats")
     if "env" in sections:
         log("env ...")
         result["env"] = bench_env(p, log)
+        checkpoint()
     if "flops" in sections:
         log("flops ...")
         result["flops"] = bench_flops(p, log)
+        checkpoint()
     if "train" in sections:
         result["train"] = {}
         for preset in BENCH_PRESETS:
@@ -83,6 +92,7 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
             t = result["train"][preset]
             log(f"  {t['steps_per_s']['median']:,.0f} steps/s, compile {t['compile_s']:.1f} s, "
                 f"peak RSS {t['peak_host_rss_mb']:.0f} MB")
+            checkpoint()
     if "peer" in sections:
         ok, why = peer_available()
         result["peer"] = {}
@@ -102,16 +112,18 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
                 r = result["peer"][preset]
                 log(f"  {r['steps_per_s']['median']:,.0f} steps/s over {r['updates_timed']} update(s)"
                     f" ({r['warmup_updates']} warm-up)")
+                checkpoint()
             if quick:
                 result["notes"].append("--quick: SB3 production is one update without warm-up")
     if "scaling" in sections:
         log("scaling ...")
         result["scaling"] = run_worker("scaling", {"envs": list(p["scaling_envs"]), "updates": p["scaling_updates"],
                                                    "repeats": p["repeats"], "overrides": p["scaling_overrides"]})
+        checkpoint()
     if "population" in sections:
         result["population"] = {}
         for preset, spec in p["population"].items():
-            points = []
+            points = result["population"][preset] = []
             for size in spec["sizes"]:
                 log(f"population {preset} x {size} ...")
                 try:
@@ -120,15 +132,18 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     log(f"  failed: {str(exc).splitlines()[-1]}")
                     points.append({"size": size, "error": str(exc)[-2000:]})
+                    checkpoint()
                     continue
                 points.append(point)
+                peak = f", device peak {point['device_peak_mb']:.0f} MB" if point.get("device_peak_mb") else ""
                 log(f"  {point['steps_per_s']['median']:,.0f} aggregate steps/s, peak RSS "
-                    f"{point['peak_host_rss_mb']:.0f} MB (estimated {point['estimated_memory_mb']:.0f} MB)")
-            result["population"][preset] = points
+                    f"{point['peak_host_rss_mb']:.0f} MB{peak} (estimated {point['estimated_memory_mb']:.0f} MB)")
+                checkpoint()
     result["derived"] = derive(result)
     if tiny:
         result["derived"]["targets"] = []
         result["notes"].append("tiny configuration (tests): the figures are not the presets' and targets are not judged")
     result["load_avg_end"] = _load()
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["complete"] = True
     return result
