@@ -163,6 +163,8 @@ def verdict(excess: dict[str, Any], timing: dict[str, Any], excess_level: float 
     elif p_tm < timing_level:
         claims["timing"] = True
         tm_text = f"timing skill ({_p_text(p_tm)})"
+    elif p_tm < 2 * timing_level:  # between the one-sided level and the usual 5%: say why no claim
+        tm_text = f"no evidence of timing skill (p = {p_tm:.3f}; a claim needs p < {timing_level:g})"
     else:
         tm_text = f"no evidence of timing skill ({_p_text(p_tm)})"
     return f"{ex_text}; {tm_text}", claims

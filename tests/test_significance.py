@@ -178,8 +178,11 @@ def test_excess_is_the_mean_daily_difference_annualised():
     (0.01, 0.12, 0.4, "beats buy & hold (p = 0.01); no evidence of timing skill (p = 0.40)", {"beats"}),
     (0.02, -0.30, 0.9, "worse than buy & hold (p = 0.02); no evidence of timing skill (p = 0.90)", {"worse"}),
     (0.5, 0.05, 0.004, "not distinguishable from buy & hold (p = 0.50); timing skill (p = 0.004)", {"timing"}),
-    (0.5, -0.05, 0.03, "not distinguishable from buy & hold (p = 0.50); no evidence of timing skill (p = 0.03)",
-     set()),
+    (0.5, -0.05, 0.03, "not distinguishable from buy & hold (p = 0.50); no evidence of timing skill "
+                       "(p = 0.030; a claim needs p < 0.025)", set()),
+    (0.5, -0.05, 0.025, "not distinguishable from buy & hold (p = 0.50); no evidence of timing skill "
+                        "(p = 0.025; a claim needs p < 0.025)", set()),
+    (0.5, 0.05, 0.0249, "not distinguishable from buy & hold (p = 0.50); timing skill (p = 0.02)", {"timing"}),
     (0.001, -0.4, 0.001, "worse than buy & hold (p = 0.001); timing skill (p = 0.001)", {"worse", "timing"}),
 ])
 def test_verdict_wording(p_ex, mean, p_tm, text, claims):
