@@ -269,3 +269,16 @@ def test_member_group_is_automatic_per_backend_and_checked():
     assert evolution.member_group(make_config("quick", **TINY, seeds=3)) == min(3, evolution.member_group(config))
     with pytest.raises(ConfigError, match="member_group: must be >= 0"):
         make_config("quick", **TINY, member_group=-1)
+
+
+def test_a_population_of_one_is_a_plain_run(tmp_path, market):
+    # --population 1 runs no PBT: the same program, metrics and checkpoint as a plain PPO run
+    plain = make_config("quick", **TINY, total_timesteps=8 * 16 * 4, seed=6)
+    one = make_config("quick", **TINY, total_timesteps=8 * 16 * 4, seed=6, population=1)
+    assert not one.evolving and one.members == 1
+    a = pipeline.run(plain, tmp_path, "plain", market=market)
+    b = pipeline.run(one, tmp_path, "one", market=market)
+    strip = lambda rows: [{k: r[k] for k in ("update", *LEARNING)} for r in rows]  # noqa: E731
+    assert strip(a.read_metrics()) == strip(b.read_metrics())
+    assert b.read_population("hyperparams") == [] and b.read_population("lineage") == []
+    assert a.read_equity().equals(b.read_equity())
