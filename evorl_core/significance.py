@@ -133,6 +133,8 @@ def timing_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
 
 
 def _p_text(p: float) -> str:
+    if p < 0.001:  # never "p = 0.000": a bootstrap or permutation p-value is not zero
+        return "p < 0.001"
     return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 

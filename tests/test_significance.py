@@ -184,6 +184,7 @@ def test_excess_is_the_mean_daily_difference_annualised():
                         "(p = 0.025; a claim needs p < 0.025)", set()),
     (0.5, 0.05, 0.0249, "not distinguishable from buy & hold (p = 0.50); timing skill (p = 0.02)", {"timing"}),
     (0.001, -0.4, 0.001, "worse than buy & hold (p = 0.001); timing skill (p = 0.001)", {"worse", "timing"}),
+    (0.0002, -0.4, 0.0, "worse than buy & hold (p < 0.001); timing skill (p < 0.001)", {"worse", "timing"}),
 ])
 def test_verdict_wording(p_ex, mean, p_tm, text, claims):
     got, made = significance.verdict({"excess_p_value": p_ex, "excess_mean_annual": mean}, {"timing_p_value": p_tm})
