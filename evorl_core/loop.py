@@ -88,14 +88,13 @@ def check_finite(metrics: dict[str, np.ndarray], state: Any, updates_before: int
         raise TrainingDiverged(f"diverged by update {updates_before + k}{member} (network parameters are not finite)")
 
 
-def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int = 1, data_shards: int = 1) -> float:
-    """Bytes a run needs on each device, estimated before compiling: per member the network
-    parameters with their gradients and Adam moments, the rollout (observations, actions,
-    log-probs, values, rewards, dones, advantages, targets) and its shuffled copy, and the
-    activations of one minibatch forward and backward pass; plus the env states. An estimate,
-    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit.
-    On a mesh, members are split over `population_shards` devices and each member's env batch,
-    rollout and minibatch over `data_shards`; its parameters and optimiser state are whole on each."""
+def memory_parts(config: TrainConfig, obs_size: int, data_shards: int = 1) -> tuple[float, float]:
+    """Bytes of one member on one device, (held, working): held for the whole run (network
+    parameters with their gradients and Adam moments, env states and observations), and working
+    only while its update runs (the rollout: observations, actions, log-probs, values, rewards, dones,
+    advantages, targets, and its shuffled copy; the activations of one minibatch forward and
+    backward pass). With `data_shards` the env batch, rollout and minibatch are split over devices;
+    parameters and optimiser state are whole on each."""
     widths = [obs_size, *config.hidden]
     layer_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     head = config.hidden[-1] * (len(config.positions) + 1) + len(config.positions) + 1
@@ -103,9 +102,22 @@ def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int =
     per_sample = obs_size + 8  # rollout row: observation + scalars
     rollout = config.batch_size * per_sample * 2  # the rollout and its shuffled copy
     activations = config.minibatch_size * (2 * sum(config.hidden) + obs_size) * 3
-    whole = 4 * 4 * params
-    split = 4 * (rollout + activations + config.num_envs * (obs_size + 8))
-    return float((whole + split / data_shards) * math.ceil(config.members / population_shards))
+    held = 4 * 4 * params + 4 * config.num_envs * (obs_size + 8) / data_shards
+    working = 4 * (rollout + activations) / data_shards
+    return float(held), float(working)
+
+
+def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int = 1, data_shards: int = 1,
+                    group: int | None = None) -> float:
+    """Bytes a run needs on each device, estimated before compiling (`memory_parts` per member):
+    every member's held bytes, plus the working bytes of the members that update side by side
+    (all of them, or `group` when members run in groups, `evolution.over_members`). An estimate,
+    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit.
+    On a mesh, members are split over `population_shards` devices (one vmap on each)."""
+    held, working = memory_parts(config, obs_size, data_shards)
+    members = math.ceil(config.members / population_shards)
+    side_by_side = members if group is None else min(group, members)
+    return held * members + working * side_by_side
 
 
 def available_memory_bytes() -> float:
@@ -127,13 +139,19 @@ def mesh_shards(members: int, devices: int) -> tuple[int, int]:
 def check_fits(config: TrainConfig, obs_size: int, available: float | None = None, population_shards: int = 1,
                data_shards: int = 1) -> None:
     """Refuse, before compiling, a run whose estimated memory per device exceeds what is available,
-    naming the number of members (or the network size) that would fit."""
+    naming the number of members (or the network size) that would fit. On one device, members in
+    groups (`evolution.member_group`) need working memory for one group only."""
     available = available_memory_bytes() if available is None else available
-    need = memory_estimate(config, obs_size, population_shards, data_shards)
+    group = evolution.member_group(config) if population_shards * data_shards == 1 else None
+    need = memory_estimate(config, obs_size, population_shards, data_shards, group)
     if need <= available:
         return
-    per_member = need / math.ceil(config.members / population_shards)
-    fit = int(available // per_member) * population_shards
+    held, working = memory_parts(config, obs_size, data_shards)
+    fit = 0  # members per device that fit: held bytes for each, working bytes for those side by side
+    while fit + 1 < config.members and \
+            held * (fit + 1) + working * min(group or fit + 1, fit + 1) <= available:
+        fit += 1
+    fit *= population_shards
     gib = 2**30
     what = f"{config.members} members" if config.members > 1 else "one agent"
     where = " per device" if population_shards * data_shards > 1 else ""

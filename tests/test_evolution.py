@@ -282,3 +282,26 @@ def test_a_population_of_one_is_a_plain_run(tmp_path, market):
     assert strip(a.read_metrics()) == strip(b.read_metrics())
     assert b.read_population("hyperparams") == [] and b.read_population("lineage") == []
     assert a.read_equity().equals(b.read_equity())
+
+
+def test_members_in_groups_need_working_memory_for_one_group_only(market):
+    # 8 members in groups of 2: every member's parameters, optimiser and env state are held, but
+    # only 2 rollouts and minibatch passes exist at a time (XLA's own analysis agrees)
+    grouped = make_config("quick", **TINY, population=8, pbt_interval=2, member_group=2)
+    together = make_config("quick", **TINY, population=8, pbt_interval=2, member_group=8)
+    ppo = PPO(grouped, market.data.features.shape[-1])
+    held, working = loop.memory_parts(grouped, ppo.obs_size)
+    assert loop.memory_estimate(grouped, ppo.obs_size, group=2) == pytest.approx(8 * held + 2 * working)
+    assert loop.memory_estimate(together, ppo.obs_size) == pytest.approx(8 * (held + working))
+    for config, group in ((grouped, 2), (together, None)):
+        state = loop.init_state(ppo, config, market.data)
+        analysis = jax.jit(loop.chunk_program(ppo, config, 1)).lower(state, market.data).compile().memory_analysis()
+        xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+        estimate = loop.memory_estimate(config, ppo.obs_size, group=group)
+        assert 0.5 * xla <= estimate <= 2.0 * xla, (group, estimate, xla)
+    # memory for the grouped run but not for all 8 side by side: only the latter is refused, and the
+    # number that fits counts the groups
+    available = 8 * held + 4 * working
+    loop.check_fits(grouped, ppo.obs_size, available=available)
+    with pytest.raises(ConfigError, match=r"population: 8 members need .* at most 4 members fit"):
+        loop.check_fits(together, ppo.obs_size, available=available)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import env as trading_env
-from .. import loop, pipeline
+from .. import evolution, loop, pipeline
 from ..costs import cost_model
 from ..data import NUM_FEATURES
 from ..ppo import PPO, update_flops
@@ -311,4 +311,6 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
             "update_flops": update_flops(config, ppo.obs_size),
             "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
             "device_peak_mb": provenance_device_mb("peak_mb"),
-            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size) / 2**20}
+            "member_group": evolution.member_group(config),
+            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size,
+                                                        group=evolution.member_group(config)) / 2**20}
