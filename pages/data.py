@@ -33,7 +33,7 @@ if result := st.session_state.get("data_result"):
     frames, info = result
     with shell.user_errors():
         for w in info.get("warnings") or []:
-            st.warning(w)
+            st.warning(presenters.message_markdown(w))
         if info.get("synthetic"):
             st.badge("Synthetic data", icon=":material/science:", color="orange")
         st.dataframe(presenters.frames_summary(frames, info), hide_index=True)

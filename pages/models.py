@@ -64,7 +64,7 @@ else:
                                                seed=bundle.config.seed, synthetic_fallback=False,
                                                price_adjustment=bundle.config.price_adjustment)
             for w in info.get("warnings") or []:
-                st.warning(w)
+                st.warning(presenters.message_markdown(w))
             for w in deploy.stale_warnings(frames):
                 st.warning(w, icon=":material/schedule:")
             return frames, info
