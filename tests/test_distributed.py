@@ -159,13 +159,19 @@ def test_a_failed_collective_is_put_down_to_the_process_that_went_silent():
 def test_memory_is_checked_per_device_of_the_mesh():
     assert loop.mesh_shards(1, 1) == (1, 1) and loop.mesh_shards(1, 4) == (1, 4)
     assert loop.mesh_shards(256, 32) == (32, 1) and loop.mesh_shards(6, 4) == (2, 2)
-    config = make_config("production", population=256)
+    config = make_config("production", population=256, member_group=256)  # all side by side
     obs = config.window * NUM_FEATURES + 1
     whole = loop.memory_estimate(config, obs)
     assert loop.memory_estimate(config, obs, 32, 1) == pytest.approx(whole / 32)
     loop.check_fits(config, obs, available=whole / 16, population_shards=32)  # 8 members a device: fits
     with pytest.raises(ConfigError, match=r"population: 256 members need about .* GiB, .*at most 128 members fit"):
         loop.check_fits(config, obs, available=whole / 2)  # one device
+    # one device, members in groups of 4: every member's held bytes, one group's working bytes
+    grouped = make_config("production", population=256, member_group=4)
+    held, working = loop.memory_parts(grouped, obs)
+    loop.check_fits(grouped, obs, available=256 * held + 4 * working)
+    with pytest.raises(ConfigError, match=r"population: 256 members need about .*at most 255 members fit"):
+        loop.check_fits(grouped, obs, available=256 * held + 4 * working - 1)
     with pytest.raises(ConfigError, match=r"GiB per device, .*at most 128 members fit"):
         loop.check_fits(config, obs, available=whole / 64, population_shards=32)
     # one agent: its env batch, rollout and minibatch split over the data axis, its parameters whole
