@@ -43,6 +43,30 @@ def chromium_path() -> str:
                 "EVORL_CHROMIUM to its path. Do not run `playwright install`.")
 
 
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright; screenshots folder made."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def chromium_page(height: int = 1100):
+    """One page, 1400 px wide, 60 s default timeout, in a fresh Chromium."""
+    with chromium() as browser:
+        pg = browser.new_page(viewport={"width": 1400, "height": height})
+        pg.set_default_timeout(60_000)
+        yield pg
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,16 +118,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
-        pg.set_default_timeout(60_000)
+    with chromium_page() as pg:
         yield pg
-        browser.close()
 
 
 def shot(pg, name: str) -> None:

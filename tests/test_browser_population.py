@@ -12,8 +12,7 @@ import pytest
 from population_runs import PBT_RUN, WALKFORWARD, copy_into, runs_dir
 from test_browser import (
     ARTIFACTS,
-    CHROMIUM_ARGS,
-    chromium_path,
+    chromium_page,
     no_exceptions,
     streamlit_server,
     wait_idle,
@@ -37,16 +36,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 2400})  # tall: the charts in one shot
-        pg.set_default_timeout(60_000)
+    with chromium_page(height=2400) as pg:  # tall: the charts in one shot
         yield pg
-        browser.close()
 
 
 def titles(pg) -> list[str]:

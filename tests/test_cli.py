@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from market_csv import write_csv_dir
 
 from evorl_core.cli import format_metrics_table, main
 from evorl_core.data import synthetic_ohlcv
@@ -19,14 +20,6 @@ SYMBOLS = ["BPCL", "TATASTEEL"]
 TINY_ARGS = ["--preset", "quick", "--num-envs", "8", "--num-steps", "16", "--minibatch-size", "32",
              "--epochs", "2", "--hidden", "16", "--window", "8", "--timesteps", "512", "--test-days", "30",
              "--seed", "1", "--quiet"]
-
-
-def write_csv_dir(path, frames):
-    path.mkdir(parents=True, exist_ok=True)
-    for symbol, df in frames.items():
-        out = df.rename(columns=str.title).rename_axis("Date").reset_index()
-        out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
-        out[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(path / f"{symbol}.csv", index=False)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flax import serialization
+from market_csv import write_csv
 from streamlit.testing.v1 import AppTest
+from test_browser import chromium_page, free_port
 
 from evorl_core import checkpoints, jobs, pipeline, rundir
 from evorl_core.cli import main
@@ -81,14 +82,6 @@ def copy_run(src: RunDir, runs_dir: Path, run_id: str | None = None) -> RunDir:
     dst = Path(runs_dir) / (run_id or src.run_id)
     shutil.copytree(src.path, dst)
     return RunDir(dst)
-
-
-def write_csv(path: Path, frame) -> Path:
-    out = frame.rename(columns=str.title).rename_axis("Date").reset_index()
-    out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -667,8 +660,6 @@ def test_9_resume_of_a_done_run_is_refused_and_changes_nothing(done_run, tmp_pat
 
 
 # browser: the real server, driven through Chromium (see tests/test_browser.py) ------------------------
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 IGNORED = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".venv"}
 
 
@@ -681,9 +672,7 @@ class Server:
         self.url = ""
 
     def start(self) -> Server:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "EVORL_RUNS_DIR": str(self.base / "runs"), "EVORL_MODELS_DIR": str(self.base / "models"),
                "EVORL_DATA_CACHE": str(self.base / "cache"), "JAX_PLATFORMS": "cpu"}
         self.base.mkdir(parents=True, exist_ok=True)
@@ -721,18 +710,8 @@ class Server:
 
 @pytest.fixture
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = next((c for c in (os.environ.get("EVORL_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"))
-                       if c and Path(c).exists()), None)
-    if executable is None:
-        pytest.fail("Chromium not found: install Debian's chromium or set EVORL_CHROMIUM (never `playwright install`)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        pg = b.new_page(viewport={"width": 1400, "height": 1100})
-        pg.set_default_timeout(60_000)
+    with chromium_page() as pg:
         yield pg
-        b.close()
 
 
 def wait_idle(pg, timeout: float = 60.0) -> None:

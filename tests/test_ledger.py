@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from market_csv import write_csv_dir
 
 from evorl_core import ledger
 from evorl_core.backtest import buy_and_hold, equity_curve
@@ -26,14 +27,6 @@ from evorl_core.ppo import PPO
 SYMBOLS = ["BPCL", "TATASTEEL"]
 START = 300  # first ledger day (index into the frames)
 DAYS = 8  # ledger days recorded in the tests
-
-
-def write_csv_dir(path, frames):
-    path.mkdir(parents=True, exist_ok=True)
-    for symbol, df in frames.items():
-        out = df.rename(columns=str.title).rename_axis("Date").reset_index()
-        out["Date"] = out["Date"].dt.strftime("%Y-%m-%d")
-        out[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(path / f"{symbol}.csv", index=False)
 
 
 @pytest.fixture(scope="module")
