@@ -1052,6 +1052,14 @@ def walkforwards_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 WALKFORWARD_COLUMNS = ("total_return", "sharpe", "max_drawdown")
 
 
+def _agent_and_buy_and_hold(row: dict[str, Any], m: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """`row` with each metric of `columns` formatted twice: the agent's, then buy & hold's."""
+    for c in columns:
+        row[pretty(c)] = format_metric(c, m.get(c))
+        row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
+    return row
+
+
 def fold_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWARD_COLUMNS) -> pd.DataFrame:
     """Per fold and symbol: the fold's run, its test dates, the agent's and buy & hold's test metrics."""
     rows = []
@@ -1062,10 +1070,7 @@ def fold_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWARD_
             dates = (fold.get("date_ranges") or {}).get(sym) or {}
             row = {"fold": fold.get("fold"), "symbol": sym, "run": fold.get("run_id"),
                    "test days": f"{dates.get('test_start', '?')} → {dates.get('last', '?')}"}
-            for c in columns:
-                row[pretty(c)] = format_metric(c, m.get(c))
-                row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
-            rows.append(row)
+            rows.append(_agent_and_buy_and_hold(row, m, columns))
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).set_index(["fold", "symbol"])
@@ -1080,10 +1085,7 @@ def pooled_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWAR
             continue
         row = {"symbol": sym, "test days": f"{m.get('first_test_day', '?')} → {m.get('last_test_day', '?')}",
                "daily returns": m.get("days")}
-        for c in columns:
-            row[pretty(c)] = format_metric(c, m.get(c))
-            row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
-        rows.append(row)
+        rows.append(_agent_and_buy_and_hold(row, m, columns))
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).set_index("symbol")
