@@ -72,6 +72,14 @@ class DataFallbackWarning(UserWarning):
 
 
 _MISSING_VALUE = "missing value (evorl never fills gaps: fix or delete the row)"
+
+
+def _not_finite(x: float) -> str:
+    return f"{x} is not a finite number"
+
+
+def _not_positive(x: float) -> str:
+    return f"price must be positive (got {x:g})"
 _MISSING_TOKENS = frozenset({"", "nan", "null", "none", "na", "n/a", "-"})
 # Tried in order; the format that parses the most cells wins, its failures are reported.
 _DATE_FORMATS = ("ISO8601", "%d-%b-%Y", "%d %b %Y", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d")
@@ -225,9 +233,9 @@ def _check_values(numbers: Mapping[str, np.ndarray], not_numbers: Mapping[str, n
         for col in OHLCV:
             check(col, np.isnan(numbers[col]), lambda i: _MISSING_VALUE)
         for col in OHLCV:
-            check(col, np.isinf(numbers[col]), lambda i, col=col: f"{numbers[col][i]} is not a finite number")
+            check(col, np.isinf(numbers[col]), lambda i, col=col: _not_finite(numbers[col][i]))
         for col in PRICES:
-            check(col, numbers[col] <= 0, lambda i, col=col: f"price must be positive (got {numbers[col][i]:g})")
+            check(col, numbers[col] <= 0, lambda i, col=col: _not_positive(numbers[col][i]))
         for col in PRICES:
             check(col, (numbers[col] < MIN_PRICE) | (numbers[col] > MAX_PRICE),
                   lambda i, col=col: f"price {numbers[col][i]:g} is outside {MIN_PRICE:g} .. {MAX_PRICE:g}, the "
@@ -268,7 +276,7 @@ def adjust_for_dividends(frame: pd.DataFrame, adj_close: pd.Series, name: str, r
     with np.errstate(invalid="ignore"):
         bad = (~np.isfinite(adj) | (adj <= 0)) & ~not_numbers
     found.add(np.flatnonzero(bad), label, lambda i: _MISSING_VALUE if np.isnan(adj[i]) else (
-        f"{adj[i]} is not a finite number" if np.isinf(adj[i]) else f"price must be positive (got {adj[i]:g})"))
+        _not_finite(adj[i]) if np.isinf(adj[i]) else _not_positive(adj[i])))
     found.raise_any()
     out = frame.copy()
     factor = adj / frame["close"].to_numpy()
