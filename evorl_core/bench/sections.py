@@ -291,6 +291,7 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
     market = bench_market(config)
     ppo = PPO(config, market.data.features.shape[-1])
     state = loop.init_state(ppo, config, market.data)
+    group = evolution.member_group(config)
     k = config.pbt_interval if config.evolving else args["updates"]
     t0 = time.perf_counter()
     fn = jax.jit(loop.chunk_program(ppo, config, k, with_round=config.evolving),
@@ -311,6 +312,5 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
             "update_flops": update_flops(config, ppo.obs_size),
             "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
             "device_peak_mb": provenance_device_mb("peak_mb"),
-            "member_group": evolution.member_group(config),
-            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size,
-                                                        group=evolution.member_group(config)) / 2**20}
+            "member_group": group,
+            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size, group=group) / 2**20}
