@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evorl_core import baselines  # noqa: E402
 from evorl_core.data.synthetic import planted_prices  # noqa: E402
-from evorl_core.significance import ALPHA, EXCESS_LEVEL, TIMING_LEVEL, symbol_report  # noqa: E402
+from evorl_core.evaluation.significance import ALPHA, EXCESS_LEVEL, TIMING_LEVEL, symbol_report  # noqa: E402
+from evorl_core.modes.single import baselines  # noqa: E402
 
 HISTORY = 120  # warm-up days before the test window (rules read it; tests never do)
 COST = 0.001  # the default 5 + 5 bps
@@ -243,9 +243,9 @@ def run_agents(agents: int, test_days: int, seed: int, symbols_per_run: int = 3,
 
     import pandas as pd
 
-    from evorl_core import pipeline
     from evorl_core.config import make_config
     from evorl_core.data import build_market
+    from evorl_core.training import pipeline
 
     counts = {"beats": 0, "worse": 0, "timing": 0, "skill": 0, "traded": 0}
     verdicts, n = [], 0

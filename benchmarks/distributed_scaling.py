@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evorl_core import provenance
+from evorl_core.system import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from evorl_core import env  # noqa: E402
-from evorl_core.market_data import MarketData  # noqa: E402
+from evorl_core.data.arrays import MarketData  # noqa: E402
+from evorl_core.modes.single import env  # noqa: E402
 
 
 def synthetic_data(num_symbols=3, num_days=2500, num_features=6, window=32, test_days=60, seed=0) -> MarketData:

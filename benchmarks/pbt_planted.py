@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evorl_core import pipeline
-from evorl_core.backtest import equity_curve
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, planted_signal_frames
+from evorl_core.modes.single.accounting import equity_curve
+from evorl_core.training import pipeline
 
 SYMBOLS = ("UPDOWN1", "UPDOWN2")
 TEST_DAYS, VAL_DAYS, WINDOW = 120, 60, 8

@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import jax  # noqa: E402
 
+from evorl_core.agents.build import make_ppo  # noqa: E402
 from evorl_core.bench.plan import bench_config, bench_market  # noqa: E402
-from evorl_core.ppo import PPO, update_flops  # noqa: E402
+from evorl_core.training.sizing import update_flops  # noqa: E402
 
 
 def main() -> None:
@@ -36,14 +37,14 @@ def main() -> None:
 
     config = bench_config(args.preset, {})
     market = bench_market(config)
-    ppo = PPO(config, market.data.features.shape[-1])
+    ppo = make_ppo(config)
     runner = ppo.init(jax.random.PRNGKey(0), market.data)
     fn = jax.jit(ppo.run_updates, static_argnums=2).lower(runner, market.data, args.updates).compile()
     jax.block_until_ready(fn(runner, market.data))
     t0 = time.perf_counter()
     jax.block_until_ready(fn(runner, market.data))
     seconds = (time.perf_counter() - t0) / args.updates
-    flops = update_flops(config, ppo.obs_size)
+    flops = update_flops(config)
     print(f"{args.preset}: {seconds * 1e3:.1f} ms/update unprofiled, {config.batch_size / seconds:,.0f} steps/s, "
           f"{flops / seconds / 1e9:.1f} GFLOP/s")
 

@@ -21,9 +21,8 @@ from typing import Any
 
 import jax
 
-from . import __version__, backends, bench, distributed, pipeline, provenance
-from .backends import BackendError
-from .config import (
+from evorl_core import __version__, bench
+from evorl_core.config import (
     COST_MODELS,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
@@ -37,24 +36,21 @@ from .config import (
     parse_floats,
     parse_ints,
 )
-from .costs import cost_model
-from .data import DataError, DataFallbackWarning
-from .deploy import (
-    DeployError,
-    deploy_run,
-    list_models,
-    load_bundle,
-    load_signal_frames,
-    signals,
-    stale_warnings,
-    training_source,
-)
-from .evaluation import rebacktest_dir, run_backtest
-from .ledger import record as record_paper
-from .loop import TrainingDiverged
-from .rundir import DAMAGED, RunDir, RunDirError, StorageError, dumps, list_runs, new_run_id, read_json
-from .timefmt import format_duration
-from .walkforward import WALKFORWARD_DIR, run_walkforward
+from evorl_core.costs import cost_model
+from evorl_core.data import DataError, DataFallbackWarning
+from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
+from evorl_core.deploy.ledger import record as record_paper
+from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
+from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
+from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
+from evorl_core.store.catalogue import list_runs
+from evorl_core.store.rundir import DAMAGED, RunDir, new_run_id
+from evorl_core.system import backends, distributed, provenance
+from evorl_core.system.backends import BackendError
+from evorl_core.timefmt import format_duration
+from evorl_core.training import pipeline
+from evorl_core.training.loop import TrainingDiverged
+from evorl_core.training.walkforward import WALKFORWARD_DIR, run_walkforward
 
 
 class UserError(Exception):

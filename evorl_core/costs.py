@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import COST_MODELS, TrainConfig
+from evorl_core.config import COST_MODELS, TrainConfig
 
 # NSE cash delivery, statutory rates as published by brokers for trades since this date.
 NSE_RATES_AS_OF = "2024-10-01"

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evorl_core.backends import BACKENDS
 from evorl_core.config import (
     COST_MODELS,
     EXECUTION_MODES,
@@ -31,10 +30,14 @@ from evorl_core.config import (
     parse_space,
     validation_errors,
 )
-from evorl_core.data import MIN_TRAIN_STEPS, NUM_FEATURES, DataError, rows_needed
-from evorl_core.loop import ASSUMED_FLOPS, check_fits  # the loop's own assumed rates and memory check
-from evorl_core.ppo import update_flops
+from evorl_core.data import MIN_TRAIN_STEPS, DataError, rows_needed
+from evorl_core.system.backends import BACKENDS
 from evorl_core.timefmt import format_duration
+from evorl_core.training.sizing import (  # the loop's own assumed rates and memory check
+    ASSUMED_FLOPS,
+    check_fits,
+    update_flops,
+)
 
 # field -> kind: int / float (numbers), ints / floats (comma-separated text), or the allowed choices.
 FIELDS: dict[str, Any] = {
@@ -222,7 +225,7 @@ def memory_errors(config: TrainConfig) -> list[str]:
     """The loop's own check that the run fits in memory (a population too large for the device),
     made before the run starts; the message names the field (population, seeds or hidden)."""
     try:
-        check_fits(config, config.window * NUM_FEATURES + 1)
+        check_fits(config)
     except ConfigError as exc:
         return [str(exc)]
     return []
@@ -362,8 +365,7 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
     Returns seconds (training), compile_seconds (median of earlier runs, or None), basis (the
     sentence that says which), updates.
     """
-    obs = config.window * NUM_FEATURES + 1
-    flops = update_flops(config, obs)
+    flops = update_flops(config)
     sizes = {"num_envs": config.num_envs, "num_steps": config.num_steps, "minibatch_size": config.minibatch_size,
              "epochs": config.epochs, "hidden": list(config.hidden), "window": config.window,
              "positions": list(config.positions)}
@@ -383,7 +385,7 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
                 other = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["sizes"].items()})
             except (TypeError, ValueError):
                 continue
-            rates.append(update_flops(other, other.window * NUM_FEATURES + 1) * float(r["steps_per_sec"])
+            rates.append(update_flops(other) * float(r["steps_per_sec"])
                          / other.batch_size)
         if rates:
             rate = _median(rates)

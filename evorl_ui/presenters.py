@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evorl_core.backtest import METRIC_DEFINITIONS
 from evorl_core.config import SEARCH_SPACE, ConfigError, TrainConfig
 from evorl_core.costs import cost_model
-from evorl_core.rundir import ACTIVE_STATES
-from evorl_core.tearsheet import cagr_is_short
+from evorl_core.evaluation.tearsheet import cagr_is_short
+from evorl_core.metrics import METRIC_DEFINITIONS
+from evorl_core.store.rundir import ACTIVE_STATES
 from evorl_core.timefmt import format_duration
 
 MAX_POINTS = 2000

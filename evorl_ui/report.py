@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from evorl_core import tearsheet as ts
-from evorl_core.rundir import RunDir, read_annotations
+from evorl_core.evaluation import tearsheet as ts
+from evorl_core.store.catalogue import read_annotations
+from evorl_core.store.rundir import RunDir
 from evorl_ui import charts, presenters
 
 

@@ -12,9 +12,11 @@ from typing import Any
 
 import streamlit as st
 
-from evorl_core import jobs, provenance
 from evorl_core.data import DataError
-from evorl_core.rundir import RUN_ID_RE, RunDir, list_runs_annotated
+from evorl_core.store.catalogue import list_runs_annotated
+from evorl_core.store.rundir import RUN_ID_RE, RunDir
+from evorl_core.system import provenance
+from evorl_core.training import jobs
 
 # setting -> (environment variable, default)
 SETTINGS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from evorl_core.rundir import ACTIVE_STATES
+from evorl_core.store.rundir import ACTIVE_STATES
 from evorl_ui import presenters, settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ import streamlit as st
 
 from evorl_core import data
 from evorl_core.data import DataError, parse_symbol_csv
-from evorl_core.rundir import ACTIVE_STATES, StorageError, atomic_write_bytes, atomic_write_json, read_json
+from evorl_core.store.atomic import StorageError, atomic_write_bytes, atomic_write_json, read_json
+from evorl_core.store.rundir import ACTIVE_STATES
 from evorl_ui import forms, presenters, settings, shell
 
 # source kind -> label; a kind other than csv_dir/upload is a load_frames source as it is.

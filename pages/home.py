@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.config import make_config
-from evorl_core.rundir import ACTIVE_STATES, STATES, delete_run, write_annotations
+from evorl_core.store.catalogue import delete_run, write_annotations
+from evorl_core.store.rundir import ACTIVE_STATES, STATES
 from evorl_ui import forms, presenters, settings, shell, widgets
 
 shell.require_frame()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_core.rundir import RESUMABLE_STATES
+from evorl_core.store.rundir import RESUMABLE_STATES
 from evorl_ui import charts, presenters, settings, shell, widgets
 
 shell.require_frame()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_core import deploy, ledger
+from evorl_core.deploy import bundle as deploy
+from evorl_core.deploy import ledger, signal
 from evorl_ui import charts, presenters, settings, shell, widgets
 
 shell.require_frame()
@@ -54,7 +55,7 @@ else:
             st.session_state["models_csv_dir"] = folder
         with c1:
             widgets.data_badge(by_name[name].get("synthetic"), (bundle.meta.get("data_info") or {}).get("source"))
-            st.caption(f"Trained on `{deploy.training_source(bundle)}`; signals and the ledger use it unless you "
+            st.caption(f"Trained on `{signal.training_source(bundle)}`; signals and the ledger use it unless you "
                        "choose another source. `auto` here never falls back to synthetic prices.")
         with c2:
             choice = widgets.source_picker("models", bundle.symbols, default=kind)
@@ -65,7 +66,7 @@ else:
                                                price_adjustment=bundle.config.price_adjustment)
             for w in info.get("warnings") or []:
                 st.warning(presenters.message_markdown(w))
-            for w in deploy.stale_warnings(frames):
+            for w in signal.stale_warnings(frames):
                 st.warning(w, icon=":material/schedule:")
             return frames, info
 
@@ -76,7 +77,7 @@ else:
                 if info.get("synthetic"):
                     st.badge("Synthetic data — signals are for demonstration", color="orange",
                              icon=":material/science:")
-                st.dataframe(presenters.signals_table(deploy.signals(bundle, frames)), hide_index=True)
+                st.dataframe(presenters.signals_table(signal.signals(bundle, frames)), hide_index=True)
                 st.caption(f"Execution: {bundle.config.execution} — with next_open, fill the target at the "
                            "next session's open.")
         if s2.button("Record paper trade", key="models_paper", icon=":material/edit_note:",

@@ -10,7 +10,6 @@ import shutil
 import streamlit as st
 
 from evorl_core import data as market_data
-from evorl_core.backends import BACKENDS
 from evorl_core.config import (
     COST_MODELS,
     DEFAULT_SYMBOLS,
@@ -19,14 +18,10 @@ from evorl_core.config import (
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
 )
-from evorl_core.rundir import (
-    MAX_NAME_CHARS,
-    MAX_NOTE_CHARS,
-    RunDirError,
-    new_run_id,
-    parse_tags,
-    write_annotations,
-)
+from evorl_core.store.atomic import RunDirError
+from evorl_core.store.catalogue import MAX_NAME_CHARS, MAX_NOTE_CHARS, parse_tags, write_annotations
+from evorl_core.store.rundir import new_run_id
+from evorl_core.system.backends import BACKENDS
 from evorl_ui import forms, settings, shell, widgets
 
 shell.require_frame()

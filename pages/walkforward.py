@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_core.walkforward import WALKFORWARD_DIR, list_walkforwards
+from evorl_core.training.walkforward import WALKFORWARD_DIR, list_walkforwards
 from evorl_ui import presenters, settings, shell, widgets
 
 shell.require_frame()

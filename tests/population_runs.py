@@ -11,9 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from evorl_core import pipeline, walkforward
 from evorl_core.config import make_config
 from evorl_core.data import build_market, synthetic_ohlcv
+from evorl_core.training import pipeline, walkforward
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             val_days=30, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")

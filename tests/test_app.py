@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from evorl_core import jobs
 from evorl_core.config import make_config
-from evorl_core.rundir import RunDir, RunLock
+from evorl_core.store.rundir import RunDir, RunLock
+from evorl_core.training import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("home", "train", "live", "backtest", "walkforward", "models", "data")
@@ -27,7 +27,7 @@ TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), total_tim
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory) -> RunDir:
     """One real (tiny) training run on synthetic data, built once per test session."""
-    from evorl_core.pipeline import run as train
+    from evorl_core.training.pipeline import run as train
 
     base = tmp_path_factory.mktemp("finished")
     config = make_config("quick", data="synthetic", **TINY)

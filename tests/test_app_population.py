@@ -15,8 +15,8 @@ import pytest
 from population_runs import PBT_RUN, WALKFORWARD, copy_into
 from test_app import assert_clean, dirs, errors, fake_train, finished_run, open_page  # noqa: F401 - fixtures
 
-from evorl_core import jobs
-from evorl_core.rundir import RunDir
+from evorl_core.store.rundir import RunDir
+from evorl_core.training import jobs
 from evorl_ui import presenters, report
 
 

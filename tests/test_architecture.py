@@ -32,12 +32,27 @@ def _layer_names(container: str) -> set[str]:
 
 
 def test_every_engine_module_has_a_stage():
-    """A new module must be placed in the layers contract, or it could import anything."""
+    """A new module or family must be placed in a layers contract, or it could import anything:
+    every top-level module and family of the engine, and every module of each family."""
     modules = {p.stem for p in ENGINE.glob("*.py") if p.stem != "__init__"}
     modules |= {p.name for p in ENGINE.iterdir() if (p / "__init__.py").exists()}
     assert modules == _layer_names("evorl_core")
-    data_modules = {p.stem for p in (ENGINE / "data").glob("*.py") if p.stem != "__init__"}
-    assert data_modules == _layer_names("evorl_core.data")
+    for family in ("agents", "data", "deploy", "evaluation", "store", "system", "training"):
+        inner = {p.stem for p in (ENGINE / family).glob("*.py") if p.stem != "__init__"}
+        assert inner == _layer_names(f"evorl_core.{family}"), family
+    # modes: every mode folder and the interface, kept apart by one contract
+    modes = {p.stem for p in (ENGINE / "modes").glob("*.py") if p.stem != "__init__"}
+    modes |= {p.name for p in (ENGINE / "modes").iterdir() if (p / "__init__.py").exists()}
+    assert modes == _layer_names("evorl_core.modes")
+
+
+def test_modules_stay_readable():
+    """No engine module over 500 lines, no UI module or page over 400."""
+    long = [f"{p.relative_to(ROOT)}: {n}" for p in ENGINE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500]
+    long += [f"{p.relative_to(ROOT)}: {n}" for p in [*(ROOT / "evorl_ui").rglob("*.py"), *(ROOT / "pages").glob("*.py")]
+             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400]
+    assert long == []
 
 
 def _function_level_project_imports(path: Path) -> list[str]:

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evorl_core import backtest, costs
-from evorl_core.reference_env import ReferenceTradingEnv
+from evorl_core import costs, metrics
+from evorl_core.modes.single import accounting as backtest
+from evorl_core.modes.single.reference import ReferenceTradingEnv
 
 OPEN = np.array([100.0, 102.0, 99.0])
 CLOSE = np.array([100.0, 104.0, 110.0])
@@ -101,11 +102,11 @@ def test_one_symbol_and_many_agree():
     many = backtest.equity_curve(open_, close, positions, 0.001)
     for s in range(close.shape[0]):
         np.testing.assert_array_equal(backtest.equity_curve(open_[s], close[s], positions[s], 0.001), many[s])
-    metrics = backtest.compute_metrics(many, positions)
+    batch = metrics.compute_metrics(many, positions)
     for s in range(close.shape[0]):
-        one = backtest.compute_metrics(many[s], positions[s])
-        for name in backtest.METRIC_NAMES:
-            np.testing.assert_array_equal(metrics[name][s], one[name])
+        one = metrics.compute_metrics(many[s], positions[s])
+        for name in metrics.METRIC_NAMES:
+            np.testing.assert_array_equal(batch[name][s], one[name])
 
 
 @pytest.mark.parametrize("execution", ["next_open", "close"])
@@ -176,7 +177,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         backtest.equity_curve(OPEN, CLOSE, [1.0, 1.0, 1.0], 0.0, "vwap")
     with pytest.raises(ValueError):
-        backtest.compute_metrics([1.0, 2.0], [1.0])
+        metrics.compute_metrics([1.0, 2.0], [1.0])
 
 
 # ---------------------------------------------------------------- metrics
@@ -210,7 +211,7 @@ def independent_metrics(equity, annualization, rf):
 
 @pytest.mark.parametrize("annualization,rf", [(252, 0.0), (252, 0.05), (365, 0.02)])
 def test_return_metrics_independent(annualization, rf):
-    got = backtest.compute_metrics(EQUITY, POSITIONS, annualization=annualization, rf=rf)
+    got = metrics.compute_metrics(EQUITY, POSITIONS, annualization=annualization, rf=rf)
     expected = independent_metrics(EQUITY, annualization, rf)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-10), name
@@ -218,7 +219,7 @@ def test_return_metrics_independent(annualization, rf):
 
 
 def test_trade_metrics_by_hand():
-    got = backtest.compute_metrics(EQUITY, POSITIONS)
+    got = metrics.compute_metrics(EQUITY, POSITIONS)
     # Filled sequence 0, 1, 1, 0, 0, 0.5, 1, 1: changes 0->1, 1->0, 0->0.5, 0.5->1.
     assert got["trades"] == 4
     # Trades: long 1 over days 1-2 closed on day 3 (100 -> 99.5: loss once the closing day is
@@ -237,7 +238,7 @@ def test_trade_metrics_by_hand():
 
 def test_holding_period_definition():
     def holding(held):  # positions = held + a final signal
-        return backtest.compute_metrics(np.ones(len(held) + 1), [*held, 0.0])["avg_holding_days"]
+        return metrics.compute_metrics(np.ones(len(held) + 1), [*held, 0.0])["avg_holding_days"]
 
     assert holding([1, 1, 1, 1]) == 4
     assert holding([0, 1, 0, 1, 1, 0]) == 1.5
@@ -246,30 +247,30 @@ def test_holding_period_definition():
 
 
 def test_metric_edge_cases():
-    flat = backtest.compute_metrics([1.0] * 5, [0.0] * 5)
+    flat = metrics.compute_metrics([1.0] * 5, [0.0] * 5)
     assert flat["total_return"] == 0 and flat["cagr"] == 0 and flat["max_drawdown"] == 0
     assert flat["annual_volatility"] == 0
     for name in ("sharpe", "sortino", "calmar", "win_rate"):
         assert math.isnan(flat[name]), name
     assert flat["trades"] == 0 and flat["exposure"] == 0 and flat["turnover"] == 0
     assert flat["trades_per_year"] == 0 and math.isnan(flat["avg_holding_days"])
-    rising = backtest.compute_metrics([1.0, 1.1, 1.3, 1.4], [1.0] * 4)
+    rising = metrics.compute_metrics([1.0, 1.1, 1.3, 1.4], [1.0] * 4)
     assert math.isnan(rising["sortino"]) and math.isnan(rising["calmar"])
     assert rising["win_rate"] == 1.0 and rising["trades"] == 1
     # Doubling over two years of days: CAGR = sqrt(2) - 1.
     doubling = np.linspace(1.0, 2.0, 505)
-    assert backtest.compute_metrics(doubling, np.ones(505))["cagr"] == pytest.approx(math.sqrt(2) - 1)
+    assert metrics.compute_metrics(doubling, np.ones(505))["cagr"] == pytest.approx(math.sqrt(2) - 1)
     # Max drawdown from the running peak: 1.2 -> 0.6.
-    dd = backtest.compute_metrics([1.0, 1.2, 0.9, 1.1, 0.6, 0.8], [1.0] * 6)
+    dd = metrics.compute_metrics([1.0, 1.2, 0.9, 1.1, 0.6, 0.8], [1.0] * 6)
     assert dd["max_drawdown"] == pytest.approx(-0.5)
-    short = backtest.compute_metrics([1.0, 0.9], [-1.0, 0.0])
+    short = metrics.compute_metrics([1.0, 0.9], [-1.0, 0.0])
     assert short["win_rate"] == 0.0 and short["exposure"] == 1.0 and short["trades"] == 1
     assert math.isnan(short["sharpe"])  # one return has no sample standard deviation
 
 
 def test_metric_definitions_cover_every_metric():
-    assert set(backtest.METRIC_DEFINITIONS) == set(backtest.METRIC_NAMES) | set(backtest.COST_METRIC_NAMES)
-    assert set(backtest.compute_metrics(EQUITY, POSITIONS)) == set(backtest.METRIC_NAMES)
+    assert set(metrics.METRIC_DEFINITIONS) == set(metrics.METRIC_NAMES) | set(backtest.COST_METRIC_NAMES)
+    assert set(metrics.compute_metrics(EQUITY, POSITIONS)) == set(metrics.METRIC_NAMES)
 
 
 def test_metrics_table_and_rows():
@@ -277,7 +278,7 @@ def test_metrics_table_and_rows():
     positions = np.array([[1.0, 1.0, 0.0, 0.5, 1.0], [0.0] * 5])
     eq = backtest.equity_curve(open_, close, positions, 0.001, initial=1e6)
     bh = backtest.buy_and_hold(open_, close, 0.001, initial=1e6)
-    table = backtest.metrics_by_symbol(["AAA", "BBB"], eq, positions)
+    table = metrics.metrics_by_symbol(["AAA", "BBB"], eq, positions)
     assert set(table) == {"AAA", "BBB"}
     assert table["AAA"]["trades"] == 3 and table["BBB"]["trades"] == 0
     dates = pd.bdate_range("2024-01-01", periods=5).values
@@ -311,7 +312,7 @@ def test_cost_metrics_gross_net_drag_and_sensitivity():
     assert table["0"]["total_return"] == pytest.approx(got["gross_return"], rel=1e-12)
     for bps in (10, 25, 50):
         eq = backtest.equity_curve(open_, close, positions, bps / 1e4, "next_open", capital)
-        m = backtest.compute_metrics(eq, positions)
+        m = metrics.compute_metrics(eq, positions)
         assert table[str(bps)]["total_return"] == pytest.approx(m["total_return"], rel=1e-12)
         assert table[str(bps)]["sharpe"] == pytest.approx(m["sharpe"], rel=1e-12)
     returns = [table[k]["total_return"] for k in table]

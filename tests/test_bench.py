@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from evorl_core.agents.ppo import update_flops
 from evorl_core.bench import harness, peer, report, sections
 from evorl_core.bench.plan import stat
 from evorl_core.config import make_config
-from evorl_core.ppo import update_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 

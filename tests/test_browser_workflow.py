@@ -24,8 +24,8 @@ from test_browser import (
 )
 
 from evorl_core.config import make_config
-from evorl_core.deploy import deploy_run
-from evorl_core.pipeline import run as train
+from evorl_core.deploy.bundle import deploy_run
+from evorl_core.training.pipeline import run as train
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

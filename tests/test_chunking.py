@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from evorl_core import loop
 from evorl_core.config import make_config
-from evorl_core.pipeline import run as train
+from evorl_core.training import sizing
+from evorl_core.training.pipeline import run as train
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,), window=8, test_days=20, data="synthetic")
 
 
 @pytest.mark.parametrize("remaining", [1, 7, 12, 50, 64, 100, 128, 200, 367, 1000])
 def test_automatic_chunks_divide_the_remaining_updates_when_they_can(remaining, monkeypatch):
-    monkeypatch.setitem(loop.ASSUMED_FLOPS, "cpu", 1e30)  # a target of 64 updates
+    monkeypatch.setitem(sizing.ASSUMED_FLOPS, "cpu", 1e30)  # a target of 64 updates
     config = make_config("quick", **TINY)
-    k = loop.choose_updates_per_chunk(config, 8 * 7 + 1, remaining)
+    k = sizing.choose_updates_per_chunk(config, remaining)
     target = min(64, remaining)
     assert 1 <= k <= target
     divisors = [d for d in range(-(-target // 4), target + 1) if remaining % d == 0]
@@ -28,7 +28,7 @@ def test_automatic_chunks_divide_the_remaining_updates_when_they_can(remaining, 
 
 def test_explicit_chunk_size_is_kept():
     config = make_config("quick", updates_per_chunk=3, **TINY)
-    assert loop.choose_updates_per_chunk(config, 57, 7) == 3
+    assert sizing.choose_updates_per_chunk(config, 7) == 3
 
 
 def test_compile_time_is_final_before_the_first_chunk(tmp_path):

@@ -14,7 +14,7 @@ from market_csv import write_csv_dir
 
 from evorl_core.cli import format_metrics_table, main
 from evorl_core.data import synthetic_ohlcv
-from evorl_core.rundir import EQUITY_COLUMNS
+from evorl_core.store.rundir import EQUITY_COLUMNS
 
 SYMBOLS = ["BPCL", "TATASTEEL"]
 TINY_ARGS = ["--preset", "quick", "--num-envs", "8", "--num-steps", "16", "--minibatch-size", "32",

@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evorl_core import backtest, costs
+from evorl_core import costs
 from evorl_core.config import COST_MODELS, ConfigError, TrainConfig, make_config
+from evorl_core.modes.single import accounting as backtest
 
 
 def test_worked_nse_delivery_example_by_hand():

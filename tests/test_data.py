@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from evorl_core import data as D
 from evorl_core.data import DataError
 from evorl_core.data import yahoo as Y  # where the downloader lives: tests patch it there
-from evorl_core.market_data import MarketData
+from evorl_core.data.arrays import MarketData
 
 FIXTURES = Path(__file__).parent / "fixtures"
 YAHOO_CSV = FIXTURES / "BPCL_yahoo.csv"

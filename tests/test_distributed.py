@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evorl_core import distributed, loop
 from evorl_core.config import ConfigError, make_config
-from evorl_core.data import NUM_FEATURES
-from evorl_core.distributed import Liveness, PeerRunDir
-from evorl_core.rundir import RunDir
+from evorl_core.store.rundir import RunDir
+from evorl_core.system import distributed
+from evorl_core.system.distributed import Liveness, PeerRunDir
+from evorl_core.training import sizing
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
@@ -157,36 +157,34 @@ def test_a_failed_collective_is_put_down_to_the_process_that_went_silent():
 
 # -- memory: a population spread over many devices is checked per device --------------------------
 def test_memory_is_checked_per_device_of_the_mesh():
-    assert loop.mesh_shards(1, 1) == (1, 1) and loop.mesh_shards(1, 4) == (1, 4)
-    assert loop.mesh_shards(256, 32) == (32, 1) and loop.mesh_shards(6, 4) == (2, 2)
+    assert sizing.mesh_shards(1, 1) == (1, 1) and sizing.mesh_shards(1, 4) == (1, 4)
+    assert sizing.mesh_shards(256, 32) == (32, 1) and sizing.mesh_shards(6, 4) == (2, 2)
     config = make_config("production", population=256, member_group=256)  # all side by side
-    obs = config.window * NUM_FEATURES + 1
-    whole = loop.memory_estimate(config, obs)
-    assert loop.memory_estimate(config, obs, 32, 1) == pytest.approx(whole / 32)
-    loop.check_fits(config, obs, available=whole / 16, population_shards=32)  # 8 members a device: fits
+    whole = sizing.memory_estimate(config)
+    assert sizing.memory_estimate(config, 32, 1) == pytest.approx(whole / 32)
+    sizing.check_fits(config, available=whole / 16, population_shards=32)  # 8 members a device: fits
     with pytest.raises(ConfigError, match=r"population: 256 members need about .* GiB, .*at most 128 members fit"):
-        loop.check_fits(config, obs, available=whole / 2)  # one device
+        sizing.check_fits(config, available=whole / 2)  # one device
     # one device, members in groups of 4: every member's held bytes, one group's working bytes
     grouped = make_config("production", population=256, member_group=4)
-    held, working = loop.memory_parts(grouped, obs)
-    loop.check_fits(grouped, obs, available=256 * held + 4 * working)
+    held, working = sizing.memory_parts(grouped)
+    sizing.check_fits(grouped, available=256 * held + 4 * working)
     with pytest.raises(ConfigError, match=r"population: 256 members need about .*at most 255 members fit"):
-        loop.check_fits(grouped, obs, available=256 * held + 4 * working - 1)
+        sizing.check_fits(grouped, available=256 * held + 4 * working - 1)
     with pytest.raises(ConfigError, match=r"GiB per device, .*at most 128 members fit"):
-        loop.check_fits(config, obs, available=whole / 64, population_shards=32)
+        sizing.check_fits(config, available=whole / 64, population_shards=32)
     # one agent: its env batch, rollout and minibatch split over the data axis, its parameters whole
     agent = make_config("production")
-    assert loop.memory_estimate(agent, obs) / 4 < loop.memory_estimate(agent, obs, 1, 4) < loop.memory_estimate(
-        agent, obs)
+    assert sizing.memory_estimate(agent) / 4 < sizing.memory_estimate(agent, 1, 4) < sizing.memory_estimate(agent)
 
 
 # -- two real processes on localhost ---------------------------------------------------------
 SCRIPT = textwrap.dedent("""
     import json, sys, threading
-    from evorl_core import distributed
+    from evorl_core.system import distributed
     distributed.initialize()  # EVORL_COORDINATOR_ADDRESS / EVORL_NUM_PROCESSES / EVORL_PROCESS_ID, if set
     import jax
-    from evorl_core import pipeline
+    from evorl_core.training import pipeline
     from evorl_core.config import make_config
     from evorl_core.data import build_market, synthetic_ohlcv
 

@@ -11,9 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evorl_core import backtest, costs, env, reference_env
+from evorl_core import costs
 from evorl_core.config import TrainConfig
-from evorl_core.market_data import MarketData
+from evorl_core.data.arrays import MarketData
+from evorl_core.modes.single import accounting as backtest
+from evorl_core.modes.single import env
+from evorl_core.modes.single import reference as reference_env
 
 # Fixed shapes for the property tests, so each jitted function compiles once per execution mode.
 S, T, F, W = 3, 48, 3, 5

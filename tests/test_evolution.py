@@ -4,17 +4,22 @@ lineage record, exact resume."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evorl_core import checkpoints, evolution, loop, pipeline
-from evorl_core.backtest import equity_curve
+from evorl_core import modes
+from evorl_core.agents import checkpoints, pbt
+from evorl_core.agents.build import make_ppo
+from evorl_core.agents.ppo import Hyper
 from evorl_core.config import SEARCH_SPACE, ConfigError, make_config, parse_space
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
-from evorl_core.ppo import PPO, Hyper
+from evorl_core.modes.single.accounting import equity_curve
+from evorl_core.training import loop, pipeline, sizing
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             val_days=30, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
@@ -31,31 +36,31 @@ def hyper(values: dict[str, list[float]]) -> Hyper:
 def test_select_replaces_the_bottom_fraction_from_the_top():
     fitness = jnp.array([0.3, -1.0, 2.0, 0.1, 5.0, -3.0, 0.2, 1.0])
     for seed in range(20):
-        donor, replaced = evolution.select(fitness, 0.25, jax.random.PRNGKey(seed))
+        donor, replaced = pbt.select(fitness, 0.25, jax.random.PRNGKey(seed))
         donor, replaced = np.asarray(donor), np.asarray(replaced)
         assert set(np.flatnonzero(replaced)) == {1, 5}  # the two worst
         assert set(donor[[1, 5]]) <= {2, 4}  # copied from the two best
         kept = np.flatnonzero(~replaced)
         np.testing.assert_array_equal(donor[kept], kept)  # a kept member is its own donor
     # every top member gets picked sometimes
-    picks = {int(evolution.select(fitness, 0.25, jax.random.PRNGKey(s))[0][1]) for s in range(50)}
+    picks = {int(pbt.select(fitness, 0.25, jax.random.PRNGKey(s))[0][1]) for s in range(50)}
     assert picks == {2, 4}
 
 
 def test_select_treats_nan_as_worst_and_replaces_at_least_one():
-    donor, replaced = evolution.select(jnp.array([1.0, jnp.nan, 0.5]), 0.1, jax.random.PRNGKey(0))
+    donor, replaced = pbt.select(jnp.array([1.0, jnp.nan, 0.5]), 0.1, jax.random.PRNGKey(0))
     assert np.asarray(replaced).tolist() == [False, True, False] and int(donor[1]) == 0
 
 
 def test_exploit_copies_params_optimiser_state_and_hyperparameters_only():
     m = 4
-    runner = PPO(make_config("quick", **TINY), 5)
+    runner = make_ppo(make_config("quick", **TINY))
     data = build_market({s: synthetic_ohlcv(s, n_days=200, seed=1) for s in ("AAA", "BBB")}, 8, 20).data
     pop = jax.vmap(runner.init, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), m), data)
     pop = pop._replace(hyper=hyper({"lr": [1e-4, 2e-4, 3e-4, 4e-4]}))
     donor = jnp.array([0, 3, 2, 3])
     replaced = jnp.array([False, True, False, False])
-    out = evolution.exploit(pop, donor, replaced)
+    out = pbt.exploit(pop, donor, replaced)
     first = lambda tree: np.asarray(jax.tree_util.tree_leaves(tree)[0])  # noqa: E731
     np.testing.assert_array_equal(first(out.params)[1], first(pop.params)[3])
     np.testing.assert_array_equal(first(out.params)[0], first(pop.params)[0])
@@ -66,12 +71,12 @@ def test_exploit_copies_params_optimiser_state_and_hyperparameters_only():
 
 
 def test_explore_perturbs_by_the_factors_within_range():
-    space = evolution.space_arrays(SEARCH_SPACE, ("lr", "clip_eps", "gamma"))
+    space = pbt.space_arrays(SEARCH_SPACE, ("lr", "clip_eps", "gamma"))
     h = hyper({"lr": [1e-3] * 6, "clip_eps": [0.2] * 6, "gamma": [0.99] * 6, "ent_coef": [0.01] * 6})
     replaced = jnp.array([True, True, True, False, False, True])
     ratios = set()
     for seed in range(30):
-        new = evolution.explore(h, replaced, jax.random.PRNGKey(seed), space, resample_prob=0.0)
+        new = pbt.explore(h, replaced, jax.random.PRNGKey(seed), space, resample_prob=0.0)
         lr, clip, gamma = (np.asarray(x, np.float64) for x in (new.lr, new.clip_eps, new.gamma))
         assert np.allclose(lr[[3, 4]], 1e-3) and np.allclose(clip[[3, 4]], 0.2)  # kept members unchanged
         assert np.allclose(np.asarray(new.ent_coef), 0.01)  # not evolved
@@ -84,19 +89,19 @@ def test_explore_perturbs_by_the_factors_within_range():
 
 
 def test_explore_resampling_covers_the_range_and_clips():
-    space = evolution.space_arrays(parse_space("clip_eps=0.1:0.3", "search_space"), ("clip_eps",))
+    space = pbt.space_arrays(parse_space("clip_eps=0.1:0.3", "search_space"), ("clip_eps",))
     h = hyper({"clip_eps": [0.3] * 2000})
-    new = np.asarray(evolution.explore(h, jnp.ones(2000, bool), jax.random.PRNGKey(1), space, 1.0).clip_eps)
+    new = np.asarray(pbt.explore(h, jnp.ones(2000, bool), jax.random.PRNGKey(1), space, 1.0).clip_eps)
     assert new.min() >= 0.1 - 1e-6 and new.max() <= 0.3 + 1e-6
     assert abs(new.mean() - 0.2) < 0.01  # uniform on [0.1, 0.3]
-    perturbed = np.asarray(evolution.explore(h, jnp.ones(2000, bool), jax.random.PRNGKey(2), space, 0.0).clip_eps)
+    perturbed = np.asarray(pbt.explore(h, jnp.ones(2000, bool), jax.random.PRNGKey(2), space, 0.0).clip_eps)
     assert set(np.round(perturbed.astype(np.float64), 5).tolist()) == {0.24, 0.3}  # x1.25 clips to the top
 
 
 def test_first_generation_is_drawn_from_the_init_space():
-    space = evolution.space_arrays(parse_space("lr=1e-6:3e-6", "init_space"), ("lr", "ent_coef"))
+    space = pbt.space_arrays(parse_space("lr=1e-6:3e-6", "init_space"), ("lr", "ent_coef"))
     base = Hyper(*(jnp.float32(v) for v in (3e-4, 0.01, 0.2, 0.5, 0.99, 0.95)))
-    h = evolution.sample(jax.random.PRNGKey(0), base, space, 500)
+    h = pbt.sample(jax.random.PRNGKey(0), base, space, 500)
     lr = np.asarray(h.lr)
     assert lr.min() >= 1e-6 * (1 - 1e-5) and lr.max() <= 3e-6 * (1 + 1e-5)
     assert np.median(lr) == pytest.approx(np.sqrt(3) * 1e-6, rel=0.1)  # log-uniform
@@ -124,10 +129,12 @@ def market():
 
 def test_validation_fitness_equals_the_numpy_accounting(market):
     config = make_config("quick", **TINY)
-    ppo = PPO(config, market.data.features.shape[-1])
+    ppo = make_ppo(config)
     params = ppo.init(jax.random.PRNGKey(4), market.data).params
-    fitness = float(jax.jit(evolution.validation_fitness, static_argnums=(0, 3))(ppo, params, market.data, 30))
-    positions = np.asarray(ppo.greedy_positions(params, market.data, market.data.val_start, 30), np.float64)
+    config = dataclasses.replace(config, val_days=30)
+    fitness = float(jax.jit(loop.fitness_program(ppo, config))(params, market.data))
+    positions = np.asarray(modes.get(config).greedy_positions(ppo.action_probabilities, params, market.data,
+                                                             market.data.val_start, 30, ppo.env), np.float64)
     expected = []
     for s, symbol in enumerate(market.symbols):
         start = int(market.data.val_start[s])
@@ -176,7 +183,7 @@ def test_rounds_record_lineage_and_copy_the_donor(tmp_path, market):
         for name in set(Hyper._fields) - set(config.evolve):
             assert event["new"][name] == event["donor_hyper"][name]
     # the checkpoint holds the whole population and the PBT key
-    state = loop.init_state(PPO(config, market.data.features.shape[-1]), config, market.data)
+    state = loop.init_state(make_ppo(config), config, market.data)
     saved, meta = checkpoints.load_checkpoint(run, state)
     assert int(saved.round) == 3 and np.asarray(saved.runner.update_step).tolist() == [6] * 4
     assert meta["updates_done"] == 6
@@ -208,29 +215,29 @@ def test_stop_and_resume_of_a_population_is_exact(tmp_path, market):
 
 def test_memory_estimate_tracks_xla_and_a_too_large_population_is_refused(market):
     config = make_config("quick", **TINY, population=4, pbt_interval=2)
-    ppo = PPO(config, market.data.features.shape[-1])
+    ppo = make_ppo(config)
     state = loop.init_state(ppo, config, market.data)
     compiled = jax.jit(loop.chunk_program(ppo, config, 1)).lower(state, market.data).compile()
     analysis = compiled.memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-    estimate = loop.memory_estimate(config, ppo.obs_size)
+    estimate = sizing.memory_estimate(config)
     assert 0.5 * xla <= estimate <= 2.0 * xla, (estimate, xla)
     # refused before compiling, naming the population that fits
     per_member = estimate / 4
     with pytest.raises(ConfigError, match=r"population: 4 members need about .* GiB.*at most 2 members fit"):
-        loop.check_fits(config, ppo.obs_size, available=2.5 * per_member)
-    loop.check_fits(config, ppo.obs_size, available=4.5 * per_member)  # fits: no error
+        sizing.check_fits(config, available=2.5 * per_member)
+    sizing.check_fits(config, available=4.5 * per_member)  # fits: no error
     single = make_config("quick", **TINY)
     with pytest.raises(ConfigError, match="hidden: one agent needs about"):
-        loop.check_fits(single, ppo.obs_size, available=1.0)
+        sizing.check_fits(single, available=1.0)
 
 
 def test_first_generation_ranges_default_to_the_search_space_overrides(market):
     # --search-space narrows lr; --init-space names only ent_coef: lr is drawn from the narrowed range
     config = make_config("quick", **TINY, population=64, evolve=("lr", "ent_coef"),
                          search_space="lr=1e-4:2e-4", init_space="ent_coef=0.001:0.002")
-    runner = loop.init_runner(PPO(config, market.data.features.shape[-1]), config, market.data)
-    hyper = evolution.init_population(runner, config).runner.hyper
+    runner = loop.init_runner(make_ppo(config), config, market.data)
+    hyper = pbt.init_population(runner, config).runner.hyper
     lr, ent = np.asarray(hyper.lr), np.asarray(hyper.ent_coef)
     assert lr.min() >= 1e-4 * 0.9999 and lr.max() <= 2e-4 * 1.0001
     assert ent.min() >= 0.001 * 0.9999 and ent.max() <= 0.002 * 1.0001
@@ -244,8 +251,8 @@ def test_groups_of_members_compute_what_one_vmap_computes(market, evolving):
     outs = []
     for group in (2, 5):
         config = make_config("quick", **TINY, **size, member_group=group, seed=4)
-        assert evolution.member_group(config) == group
-        ppo = PPO(config, market.data.features.shape[-1])
+        assert pbt.member_group(config) == group
+        ppo = make_ppo(config)
         state = loop.init_state(ppo, config, market.data)
         fn = jax.jit(loop.chunk_program(ppo, config, 2, with_round=evolving))
         state, metrics, report = fn(state, market.data)
@@ -265,8 +272,8 @@ def test_groups_of_members_compute_what_one_vmap_computes(market, evolving):
 
 def test_member_group_is_automatic_per_backend_and_checked():
     config = make_config("quick", **TINY, population=16)
-    assert evolution.member_group(config) == (evolution.CPU_MEMBER_GROUP if jax.default_backend() == "cpu" else 16)
-    assert evolution.member_group(make_config("quick", **TINY, seeds=3)) == min(3, evolution.member_group(config))
+    assert pbt.member_group(config) == (pbt.CPU_MEMBER_GROUP if jax.default_backend() == "cpu" else 16)
+    assert pbt.member_group(make_config("quick", **TINY, seeds=3)) == min(3, pbt.member_group(config))
     with pytest.raises(ConfigError, match="member_group: must be >= 0"):
         make_config("quick", **TINY, member_group=-1)
 
@@ -289,19 +296,19 @@ def test_members_in_groups_need_working_memory_for_one_group_only(market):
     # only 2 rollouts and minibatch passes exist at a time (XLA's own analysis agrees)
     grouped = make_config("quick", **TINY, population=8, pbt_interval=2, member_group=2)
     together = make_config("quick", **TINY, population=8, pbt_interval=2, member_group=8)
-    ppo = PPO(grouped, market.data.features.shape[-1])
-    held, working = loop.memory_parts(grouped, ppo.obs_size)
-    assert loop.memory_estimate(grouped, ppo.obs_size, group=2) == pytest.approx(8 * held + 2 * working)
-    assert loop.memory_estimate(together, ppo.obs_size) == pytest.approx(8 * (held + working))
+    ppo = make_ppo(grouped)
+    held, working = sizing.memory_parts(grouped)
+    assert sizing.memory_estimate(grouped, group=2) == pytest.approx(8 * held + 2 * working)
+    assert sizing.memory_estimate(together) == pytest.approx(8 * (held + working))
     for config, group in ((grouped, 2), (together, None)):
         state = loop.init_state(ppo, config, market.data)
         analysis = jax.jit(loop.chunk_program(ppo, config, 1)).lower(state, market.data).compile().memory_analysis()
         xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-        estimate = loop.memory_estimate(config, ppo.obs_size, group=group)
+        estimate = sizing.memory_estimate(config, group=group)
         assert 0.5 * xla <= estimate <= 2.0 * xla, (group, estimate, xla)
     # memory for the grouped run but not for all 8 side by side: only the latter is refused, and the
     # number that fits counts the groups
     available = 8 * held + 4 * working
-    loop.check_fits(grouped, ppo.obs_size, available=available)
+    sizing.check_fits(grouped, available=available)
     with pytest.raises(ConfigError, match=r"population: 8 members need .* at most 4 members fit"):
-        loop.check_fits(together, ppo.obs_size, available=available)
+        sizing.check_fits(together, available=available)

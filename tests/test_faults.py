@@ -30,12 +30,15 @@ from market_csv import write_csv
 from streamlit.testing.v1 import AppTest
 from test_browser import chromium_page, free_port
 
-from evorl_core import checkpoints, jobs, pipeline, rundir
+from evorl_core.agents import checkpoints
 from evorl_core.cli import main
 from evorl_core.config import make_config
 from evorl_core.data import DataError, read_symbol_csv, synthetic_ohlcv
-from evorl_core.deploy import DeployError, deploy_run, load_bundle, signals
-from evorl_core.rundir import RunDir
+from evorl_core.deploy.bundle import DeployError, deploy_run, load_bundle
+from evorl_core.deploy.signal import signals
+from evorl_core.store import atomic, rundir
+from evorl_core.store.rundir import RunDir
+from evorl_core.training import jobs, pipeline
 from evorl_ui import settings, widgets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +296,8 @@ def test_2_prices_float32_cannot_hold_are_rejected(tmp_path, capsys):
 # subprocess training: a real `evorl train` that checkpoints often and trains slowly enough to be hit
 CHILD = """
 import sys, time
-from evorl_core import loop
-from evorl_core.rundir import RunDir
+from evorl_core.store.rundir import RunDir
+from evorl_core.training import loop
 loop.CHECKPOINT_EVERY_S = 0.3  # so that a kill finds a recent checkpoint
 _append = RunDir.append_metrics
 def _slow(self, rows):
@@ -494,12 +497,12 @@ def small_disk(tmp_path, monkeypatch):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
         return
     budget = {"left": None}
-    real = rundir.atomic_write_many
+    real = atomic.atomic_write_many
 
     def limited(files):
         size = sum(len(b) for b in files.values())
         if budget["left"] is not None and size > budget["left"]:
-            raise rundir.storage_error(next(iter(files)), OSError(errno.ENOSPC, "No space left on device"))
+            raise atomic.storage_error(next(iter(files)), OSError(errno.ENOSPC, "No space left on device"))
         real(files)
 
     monkeypatch.setattr(rundir, "atomic_write_many", limited)

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from evorl_core.config import PRESETS, TrainConfig
-from evorl_core.data import NUM_FEATURES, DataError
-from evorl_core.loop import ASSUMED_FLOPS
-from evorl_core.ppo import update_flops
+from evorl_core.data import DataError
+from evorl_core.training.sizing import ASSUMED_FLOPS, update_flops
 from evorl_ui import forms
 
 
@@ -163,7 +162,7 @@ def test_data_check_config_needs_only_the_data_fields():
 
 def test_runtime_estimate_prefers_measured_throughput():
     config = TrainConfig(**{**PRESETS["production"], "preset": "production"})
-    flops = update_flops(config, config.window * NUM_FEATURES + 1)
+    flops = update_flops(config)
     assumed = forms.runtime_estimate(config, [], "cpu")
     assert assumed["seconds"] == pytest.approx(flops * config.num_updates / ASSUMED_FLOPS["cpu"])
     assert "assumed" in assumed["basis"] and assumed["compile_seconds"] is None
@@ -178,7 +177,7 @@ def test_runtime_estimate_prefers_measured_throughput():
     qsizes = {**sizes, "num_envs": quick.num_envs, "num_steps": quick.num_steps, "minibatch_size": quick.minibatch_size,
               "hidden": list(quick.hidden)}
     measured = forms.runtime_estimate(config, [{"backend": "cpu", "steps_per_sec": 5e4, "sizes": qsizes}], "cpu")
-    rate = update_flops(quick, quick.window * NUM_FEATURES + 1) * 5e4 / quick.batch_size
+    rate = update_flops(quick) * 5e4 / quick.batch_size
     assert measured["seconds"] == pytest.approx(flops * config.num_updates / rate)
     assert "FLOP rate measured by 1 earlier run(s)" in measured["basis"]
     assert forms.runtime_text(est).startswith("Estimated time on this machine: ≈ ")

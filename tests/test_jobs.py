@@ -9,8 +9,8 @@ import pytest
 from flax import serialization
 
 from evorl_core.config import make_config
-from evorl_core.jobs import JobError, JobRegistry, get_registry
-from evorl_core.rundir import RunDir, RunLock
+from evorl_core.store.rundir import RunDir, RunLock
+from evorl_core.training.jobs import JobError, JobRegistry, get_registry
 
 CONFIG = make_config("quick", data="synthetic", num_envs=8, num_steps=16, minibatch_size=32, hidden=(16,),
                      total_timesteps=512, test_days=20)

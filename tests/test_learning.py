@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evorl_core import pipeline
-from evorl_core.backtest import equity_curve
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, planted_signal_frames, random_walk_frames
+from evorl_core.modes.single.accounting import equity_curve
+from evorl_core.training import pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """The paper ledger (evorl_core.ledger) against independent computations: day by day it takes the
-greedy policy's decisions (ppo.greedy_positions on a market built by build_market) and the
+greedy policy's decisions (the mode's greedy_positions on a market built by build_market) and the
 backtest's equity (backtest.equity_curve / buy_and_hold); it is idempotent per day, append-only,
 refuses gaps; `evorl paper` and `evorl signal` never fall back to synthetic prices for `auto`."""
 
@@ -13,16 +13,18 @@ import pandas as pd
 import pytest
 from market_csv import write_csv_dir
 
-from evorl_core import ledger
-from evorl_core.backtest import buy_and_hold, equity_curve
+from evorl_core import modes
+from evorl_core.agents.build import make_ppo
 from evorl_core.cli import main
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.data import yahoo as Y
-from evorl_core.deploy import business_days_since, deploy_run, load_bundle, stale_warnings
-from evorl_core.pipeline import run as train
-from evorl_core.ppo import PPO
+from evorl_core.deploy import ledger
+from evorl_core.deploy.bundle import deploy_run, load_bundle
+from evorl_core.deploy.signal import business_days_since, stale_warnings
+from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
+from evorl_core.training.pipeline import run as train
 
 SYMBOLS = ["BPCL", "TATASTEEL"]
 START = 300  # first ledger day (index into the frames)
@@ -65,8 +67,9 @@ def test_day_by_day_equals_greedy_policy_and_backtest_accounting(bundle, model):
     mean = np.array([norm[s]["mean"] for s in SYMBOLS])
     std = np.array([norm[s]["std"] for s in SYMBOLS])
     market = build_market(upto(frames, START + DAYS), config.window, DAYS, norm=(mean, std))
-    ppo = PPO(config, len(bundle.meta["feature_names"]))
-    path = np.asarray(ppo.greedy_positions(bundle.params, market.data, market.data.test_start, DAYS), np.float64)
+    ppo = make_ppo(config)
+    path = np.asarray(modes.get(config).greedy_positions(ppo.action_probabilities, bundle.params, market.data,
+                                                         market.data.test_start, DAYS, ppo.env), np.float64)
     for s, symbol in enumerate(SYMBOLS):
         mine = rows[rows.symbol == symbol].reset_index(drop=True)
         frame = frames[symbol].iloc[START:START + DAYS]

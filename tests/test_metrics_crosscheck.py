@@ -21,7 +21,7 @@ import empyrical
 import numpy as np
 import pytest
 
-from evorl_core.backtest import compute_metrics
+from evorl_core.metrics import compute_metrics
 
 A = 252
 TOL = 1e-9

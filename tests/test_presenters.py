@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core.backtest import METRIC_NAMES
+from evorl_core.metrics import METRIC_NAMES
 from evorl_core.timefmt import format_duration
 from evorl_ui import charts, presenters
 

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from evorl_core import tearsheet
 from evorl_core.config import make_config
-from evorl_core.pipeline import run as train
-from evorl_core.rundir import write_annotations
+from evorl_core.evaluation import tearsheet
+from evorl_core.store.catalogue import write_annotations
+from evorl_core.training.pipeline import run as train
 from evorl_ui import charts, presenters, report
 
 

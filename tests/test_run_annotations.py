@@ -6,18 +6,15 @@ import json
 
 import pytest
 
-from evorl_core.rundir import (
-    ACTIVE_STATES,
-    FINAL_STATES,
-    RunDir,
-    RunDirError,
-    RunLock,
+from evorl_core.store.atomic import RunDirError
+from evorl_core.store.catalogue import (
     delete_run,
     list_runs_annotated,
     parse_tags,
     read_annotations,
     write_annotations,
 )
+from evorl_core.store.rundir import ACTIVE_STATES, FINAL_STATES, RunDir, RunLock
 
 
 def _run(tmp_path, run_id="r1", state="done", data_info=None, data="synthetic"):

@@ -10,12 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import checkpoints, deploy, evaluation, pipeline, rundir
-from evorl_core.backtest import compute_metrics, equity_curve
+from evorl_core.agents import checkpoints
+from evorl_core.agents.build import make_ppo
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
-from evorl_core.ppo import PPO
+from evorl_core.deploy import bundle as deploy
+from evorl_core.deploy import signal
+from evorl_core.evaluation import evaluate as evaluation
+from evorl_core.metrics import compute_metrics
+from evorl_core.modes.single.accounting import equity_curve
+from evorl_core.store import catalogue
+from evorl_core.training import pipeline
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             val_days=30, total_timesteps=8 * 16 * 4, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
@@ -87,7 +93,7 @@ def test_every_member_reported_and_the_choice_is_on_validation(market, seeded):
 
 def test_validation_scores_are_recomputed_from_validation_days_only(market, seeded):
     config, run = seeded
-    params = checkpoints.load_params(run, config, market.data.features.shape[-1])
+    params = checkpoints.load_params(run, config)
     val_start = np.asarray(market.data.val_start)
     paths = evaluation.greedy_paths(config, params, market, val_start, 30, members=3)
     selection = json.loads((run.backtest_dir / "selection.json").read_text())
@@ -107,7 +113,7 @@ def test_deploy_takes_the_chosen_member(tmp_path, seeded):
     bundle = deploy.load_bundle(path)
     chosen = json.loads((run.backtest_dir / "selection.json").read_text())["chosen_member"]
     assert bundle.meta["member"] == chosen and bundle.meta["member_seed"] == 5 + chosen
-    full = checkpoints.load_params(run, config, len(bundle.meta["feature_names"]))
+    full = checkpoints.load_params(run, config)
     first_full = np.asarray(jax.tree_util.tree_leaves(full)[0][chosen])
     np.testing.assert_array_equal(np.asarray(jax.tree_util.tree_leaves(bundle.params)[0]), first_full)
 
@@ -120,14 +126,14 @@ def test_top_k_ensemble_averages_the_members_probabilities(tmp_path, market, see
     bundle = deploy.load_bundle(deploy.deploy_run(run, name="ens", models_dir=tmp_path, ensemble=2))
     assert bundle.ensemble and bundle.meta["ensemble"] == top2 and "average" in bundle.meta["policy"]
     # on any observation, the ensemble's probabilities are the mean of its members' own
-    ppo = PPO(config, len(bundle.meta["feature_names"]))
-    everyone = checkpoints.load_params(run, config, len(bundle.meta["feature_names"]))
+    ppo = make_ppo(config)
+    everyone = checkpoints.load_params(run, config)
     obs = jax.random.normal(jax.random.PRNGKey(0), (5, ppo.obs_size))
     mean = np.mean([np.asarray(ppo.action_probabilities(jax.tree_util.tree_map(lambda x, m=m: x[m], everyone), obs))
                     for m in top2], axis=0)
     np.testing.assert_allclose(np.asarray(ppo.action_probabilities(bundle.params, obs, ensemble=True)), mean,
                                atol=1e-6)
-    rows = deploy.signals(bundle, {s: market.frames[s] for s in market.symbols})
+    rows = signal.signals(bundle, {s: market.frames[s] for s in market.symbols})
     for row in rows:
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert row["position"] == float(max(row["probabilities"], key=row["probabilities"].get))
@@ -137,5 +143,5 @@ def test_top_k_ensemble_averages_the_members_probabilities(tmp_path, market, see
 
 def test_run_list_counts_the_members(seeded):
     config, run = seeded
-    (row,) = [r for r in rundir.list_runs_annotated(run.path.parent) if r["run_id"] == run.run_id]
+    (row,) = [r for r in catalogue.list_runs_annotated(run.path.parent) if r["run_id"] == run.run_id]
     assert (row["seeds"], row["population"], row["total_timesteps"]) == (3, 1, config.total_timesteps)

@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from evorl_core import pipeline, sharding
+    from evorl_core.agents import sharding
+    from evorl_core.agents.build import make_ppo
+    from evorl_core.training import pipeline
     from evorl_core.config import make_config
     from evorl_core.data import build_market, synthetic_ohlcv
-    from evorl_core.ppo import PPO
 
     out = sys.argv[1]
     config = make_config("quick", num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,),
@@ -33,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     market = build_market(frames, window=8, test_days=20, info={"source": "synthetic", "synthetic": True})
 
     # What the layout does to a runner: env batch split over "data", the rest replicated.
-    runner = PPO(config, market.data.features.shape[-1]).init(jax.random.PRNGKey(0), market.data)
+    runner = make_ppo(config).init(jax.random.PRNGKey(0), market.data)
     placed = jax.device_put(runner, sharding.layout(runner, config).runner)
     placement = {"obs_devices": len(placed.obs.sharding.device_set),
                  "obs_shard_rows": placed.obs.addressable_shards[0].data.shape[0],
@@ -107,7 +108,7 @@ def test_uneven_env_batch_is_a_clear_error():
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
                PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
     code = textwrap.dedent("""
-        from evorl_core import sharding
+        from evorl_core.agents import sharding
         try:
             sharding.check_divisible(6, 32, sharding.make_mesh())
         except sharding.ShardingError as exc:

@@ -16,19 +16,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from evorl_core import baselines, significance
-from evorl_core.backtest import buy_and_hold, compute_metrics, equity_curve
+from evorl_core.agents.build import make_ppo
 from evorl_core.config import make_config
 from evorl_core.costs import cost_model
 from evorl_core.data import build_market, synthetic_ohlcv
-from evorl_core.evaluation import backtest_policy
-from evorl_core.ppo import PPO
-from evorl_core.stats import (
+from evorl_core.evaluation import significance
+from evorl_core.evaluation.evaluate import backtest_policy
+from evorl_core.evaluation.stats import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     mean_test,
     probabilistic_sharpe_ratio,
 )
+from evorl_core.metrics import compute_metrics
+from evorl_core.modes.single import baselines
+from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
@@ -307,7 +309,7 @@ def test_backtest_policy_reports_verdict_and_tests_per_symbol():
     frames = {s: synthetic_ohlcv(s, n_days=260, seed=2) for s in ("AAA", "BBB")}
     config = make_config("quick", symbols=("AAA", "BBB"), data="synthetic", test_days=40, window=8, seed=3)
     market = build_market(frames, config.window, config.test_days, info={"source": "synthetic", "synthetic": True})
-    runner = PPO(config, market.data.features.shape[-1]).init(jax.random.PRNGKey(0), market.data)
+    runner = make_ppo(config).init(jax.random.PRNGKey(0), market.data)
     frame, metrics = backtest_policy(config, runner.params, market)
     for symbol, m in metrics.items():
         rows = frame[frame.symbol == symbol]

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evorl_core import env
 from evorl_core.config import ConfigError, make_config
 from evorl_core.data import (
     DataError,
@@ -20,6 +19,7 @@ from evorl_core.data import (
     split_indices,
     synthetic_ohlcv,
 )
+from evorl_core.modes.single import env
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from evorl_core.stats import block_bootstrap_indices, sharpe_confidence_interval, sharpe_ratio
+from evorl_core.evaluation.stats import block_bootstrap_indices, sharpe_confidence_interval, sharpe_ratio
 
 
 def test_sharpe_ratio_matches_hand_formula():

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import tearsheet
-from evorl_core.backtest import backtest_rows, compute_metrics, equity_curve
+from evorl_core.evaluation import tearsheet
+from evorl_core.metrics import compute_metrics
+from evorl_core.modes.single.accounting import backtest_rows, equity_curve
 
 
 def _rows(positions, symbol="AAA", start="2024-01-01", execution="next_open", cost=0.001, seed=0):

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorl_core import checkpoints, pipeline
+from evorl_core.agents import checkpoints
+from evorl_core.agents.build import make_ppo
+from evorl_core.agents.ppo import gae
 from evorl_core.config import make_config
 from evorl_core.data import build_market, synthetic_ohlcv
-from evorl_core.ppo import PPO, gae
-from evorl_core.rundir import EQUITY_COLUMNS, RunDir
+from evorl_core.store.rundir import EQUITY_COLUMNS, RunDir
+from evorl_core.training import pipeline
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             total_timesteps=8 * 16 * 6, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
@@ -54,7 +56,7 @@ def test_gae_matches_plain_loop():
 
 def test_update_returns_reduced_scalars(tiny_market):
     config = tiny_config()
-    ppo = PPO(config, tiny_market.data.features.shape[-1])
+    ppo = make_ppo(config)
     runner = ppo.init(jax.random.PRNGKey(0), tiny_market.data)
     runner2, metrics = jax.jit(ppo.update)(runner, tiny_market.data)
     assert all(np.ndim(v) == 0 for v in metrics.values())
@@ -181,7 +183,7 @@ def test_stop_file_stops_a_run(tmp_path, tiny_market):
 
 def test_checkpoint_round_trip(tmp_path, tiny_market):
     config = tiny_config()
-    ppo = PPO(config, tiny_market.data.features.shape[-1])
+    ppo = make_ppo(config)
     runner = ppo.init(jax.random.PRNGKey(7), tiny_market.data)
     runner, _ = jax.jit(ppo.update)(runner, tiny_market.data)
     run = RunDir.create(tmp_path, "ckpt")
@@ -207,7 +209,7 @@ def test_vmapped_update_member_k_equals_a_single_update(tiny_market):
     """`PPO.update` vmaps over a leading population axis with the market data shared: member k of a
     vmapped update equals one update of a runner with k's key and hyperparameters."""
     config = tiny_config()
-    ppo = PPO(config, tiny_market.data.features.shape[-1])
+    ppo = make_ppo(config)
     members = [ppo.init(jax.random.PRNGKey(seed), tiny_market.data) for seed in (0, 1, 2)]
     # different hyperparameters per member (the evolvable pytree leaves)
     members = [m._replace(hyper=m.hyper._replace(lr=jnp.float32(lr), ent_coef=jnp.float32(ent)))

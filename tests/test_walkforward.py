@@ -8,10 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from evorl_core import walkforward
 from evorl_core.cli import main
 from evorl_core.config import make_config
 from evorl_core.data import DataError, synthetic_ohlcv
+from evorl_core.training import walkforward
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=1, hidden=(16,), window=8, test_days=20,
             val_days=20, total_timesteps=8 * 16 * 2, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic",

@@ -34,9 +34,9 @@ import json
 import sys
 from pathlib import Path
 
-from .. import backends
-from .harness import run_suite
-from .report import format_table
+from evorl_core.bench.harness import run_suite
+from evorl_core.bench.report import format_table
+from evorl_core.system import backends
 
 
 def main(quick: bool = False, out: str | None = "bench-results/bench.json", only: list[str] | None = None,

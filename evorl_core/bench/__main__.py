@@ -7,10 +7,10 @@ import argparse
 import json
 import sys
 
-from . import __doc__ as BENCH_DOC
-from . import main
-from .harness import RESULT_MARK, WORKERS
-from .plan import SECTIONS
+from evorl_core.bench import __doc__ as BENCH_DOC
+from evorl_core.bench import main
+from evorl_core.bench.harness import RESULT_MARK, WORKERS
+from evorl_core.bench.plan import SECTIONS
 
 
 def _cli(argv: list[str] | None = None) -> int:

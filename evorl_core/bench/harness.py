@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import provenance
-from .peer import peer_available, worker_peer
-from .plan import BENCH_PRESETS, SECTIONS, plan
-from .report import derive
-from .sections import bench_env, bench_flops, worker_population, worker_scaling, worker_train
+from evorl_core.bench.peer import peer_available, worker_peer
+from evorl_core.bench.plan import BENCH_PRESETS, SECTIONS, plan
+from evorl_core.bench.report import derive
+from evorl_core.bench.sections import bench_env, bench_flops, worker_population, worker_scaling, worker_train
+from evorl_core.system import provenance
 
 RESULT_MARK = "EVORL_BENCH_RESULT "
 SCHEMA = 1

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .plan import bench_config, bench_market, stat
-from .sections import peak_rss_mb, random_reset, reference_envs
+from evorl_core.bench.plan import bench_config, bench_market, stat
+from evorl_core.bench.sections import peak_rss_mb, random_reset, reference_envs
 
 
 def peer_available() -> tuple[bool, str]:

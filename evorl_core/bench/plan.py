@@ -7,8 +7,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from ..config import TrainConfig, make_config
-from ..data import Market, build_market, synthetic_ohlcv
+from evorl_core.config import TrainConfig, make_config
+from evorl_core.data import Market, build_market, synthetic_ohlcv
 
 SECTIONS = ("env", "train", "flops", "peer", "scaling", "population")
 BENCH_PRESETS = ("quick", "production")

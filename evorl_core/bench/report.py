@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .plan import BENCH_PRESETS, TARGETS
+from evorl_core.bench.plan import BENCH_PRESETS, TARGETS
 
 
 def _median(d: dict | None, *path: str) -> float | None:

@@ -15,14 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import env as trading_env
-from .. import evolution, loop, pipeline
-from ..costs import cost_model
-from ..data import NUM_FEATURES
-from ..ppo import PPO, update_flops
-from ..provenance import device_memory_mb as provenance_device_mb
-from ..reference_env import ReferenceTradingEnv
-from .plan import BENCH_PRESETS, bench_config, bench_market, stat
+from evorl_core import modes
+from evorl_core.agents import pbt
+from evorl_core.agents.build import make_ppo, observation_size
+from evorl_core.bench.plan import BENCH_PRESETS, bench_config, bench_market, stat
+from evorl_core.costs import cost_model
+from evorl_core.modes.single.reference import ReferenceTradingEnv
+from evorl_core.system.provenance import device_memory_mb as provenance_device_mb
+from evorl_core.training import loop, pipeline, sizing
+from evorl_core.training.sizing import update_flops
 
 
 def peak_rss_mb() -> float:
@@ -56,13 +57,13 @@ def bench_env(p: dict[str, Any], log) -> dict[str, Any]:
                           if p["env_sizes"][0] < 64 else {})
     market = bench_market(config)
     data = market.data
-    params = trading_env.make_params(config)
-    num_actions = len(config.positions)
+    env = modes.get(config).make_env(config)
+    params = env.params
+    num_actions = env.num_actions
     steps = p["env_steps"]
-    out: dict[str, Any] = {"obs_size": trading_env.observation_size(config.window, data.features.shape[-1]),
-                           "symbols": len(config.symbols), "scan_steps": steps}
+    out: dict[str, Any] = {"obs_size": env.observation_size, "symbols": len(config.symbols), "scan_steps": steps}
 
-    step_envs = jax.vmap(trading_env.step, in_axes=(0, 0, 0, None, None))
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None, None))
     for num_envs in p["env_sizes"]:
         def run(key, state, data, num_envs=num_envs):
             k_act, k_env, key = jax.random.split(key, 3)
@@ -80,8 +81,7 @@ def bench_env(p: dict[str, Any], log) -> dict[str, Any]:
             return key, state, checks.sum()
 
         key = jax.random.PRNGKey(0)
-        _, state = jax.vmap(trading_env.reset, in_axes=(0, None, None))(jax.random.split(key, num_envs),
-                                                                           params, data)
+        _, state = jax.vmap(env.reset, in_axes=(0, None, None))(jax.random.split(key, num_envs), params, data)
         t0 = time.perf_counter()
         fn = jax.jit(run, donate_argnums=1).lower(key, state, data).compile()
         compile_s = time.perf_counter() - t0
@@ -137,7 +137,7 @@ def worker_train(args: dict[str, Any]) -> dict[str, Any]:
         overrides["total_timesteps"] = args["total_timesteps"]
     config = bench_config(args["preset"], overrides)
     market = bench_market(config)
-    obs_size = PPO(config, market.data.features.shape[-1]).obs_size
+    obs_size = make_ppo(config).obs_size
     with tempfile.TemporaryDirectory(prefix="evorl-bench-") as runs:
         t0 = time.perf_counter()
         run = pipeline.run(config, runs, "bench", market=market)
@@ -171,7 +171,7 @@ def worker_train(args: dict[str, Any]) -> dict[str, Any]:
         "loop_peak_host_rss_mb": status.get("peak_host_rss_mb"),
         "device_memory_mb": max(device_mem) if device_mem else None,
         "device_peak_mb": max(device_peak) if device_peak else None,
-        "update_flops": update_flops(config, obs_size),
+        "update_flops": update_flops(config),
         "obs_size": obs_size,
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
@@ -241,7 +241,7 @@ def bench_flops(p: dict[str, Any], log) -> dict[str, Any]:
     out = {}
     for preset in BENCH_PRESETS:
         config = bench_config(preset, p["flops_overrides"])
-        obs_size = trading_env.observation_size(config.window, NUM_FEATURES)
+        obs_size = observation_size(config)
         peak = peak_matmul_rate(obs_size, config.hidden, len(config.positions), config.minibatch_size,
                                 p["repeats"])
         out[preset] = peak
@@ -261,7 +261,7 @@ def worker_scaling(args: dict[str, Any]) -> dict[str, Any]:
         config = bench_config("quick", {**args["overrides"], "num_envs": num_envs,
                                         "minibatch_size": base.batch_size // minibatches})
         market = bench_market(config)
-        ppo = PPO(config, market.data.features.shape[-1])
+        ppo = make_ppo(config)
         runner = ppo.init(jax.random.PRNGKey(config.seed), market.data)
         k = args["updates"]
         t0 = time.perf_counter()
@@ -289,9 +289,9 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
     overrides = {**args["overrides"], "population": size}
     config = bench_config(args["preset"], overrides)
     market = bench_market(config)
-    ppo = PPO(config, market.data.features.shape[-1])
+    ppo = make_ppo(config)
     state = loop.init_state(ppo, config, market.data)
-    group = evolution.member_group(config)
+    group = pbt.member_group(config)
     k = config.pbt_interval if config.evolving else args["updates"]
     t0 = time.perf_counter()
     fn = jax.jit(loop.chunk_program(ppo, config, k, with_round=config.evolving),
@@ -309,8 +309,8 @@ def worker_population(args: dict[str, Any]) -> dict[str, Any]:
         rates.append(size * k * config.batch_size / dt)
     return {"size": size, "preset": args["preset"], "updates_per_chunk": k, "batch_size": config.batch_size,
             "steps_per_s": stat(rates), "chunk_s": stat(dts), "compile_s": compile_s,
-            "update_flops": update_flops(config, ppo.obs_size),
+            "update_flops": update_flops(config),
             "peak_host_rss_mb": peak_rss_mb(), "device_memory_mb": provenance_device_mb(),
             "device_peak_mb": provenance_device_mb("peak_mb"),
             "member_group": group,
-            "estimated_memory_mb": loop.memory_estimate(config, ppo.obs_size, group=group) / 2**20}
+            "estimated_memory_mb": sizing.memory_estimate(config, group=group) / 2**20}

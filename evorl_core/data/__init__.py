@@ -7,7 +7,8 @@ The stages, one module each, read in this order (each imports only the ones befo
    the download cache; reads its cache with `csv_files`), `synthetic` (`synthetic_ohlcv`);
 3. `sources`: `load_frames`, one source per symbol; `auto` falls back to synthetic data loudly,
    never quietly; `data_info` is the record of what was used;
-4. `features`: causal features (`FEATURE_NAMES`, `raw_features`, `features_for_inference`);
+4. `features`: causal features and the feature registry (`FEATURE_SETS`, `num_features(config)`,
+   `feature_names(config)`, `raw_features`, `features_for_inference`);
 5. `market`: `build_market`, padded device arrays, train/test split indices, training-range
    normalisation, data hash; `load_market` does 3 + 5 from a `TrainConfig`.
 
@@ -19,20 +20,27 @@ function or constant (a test stubbing `_download`), patch it in the module that 
 (`evorl_core.data.yahoo`).
 """
 
-from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
-
-from .csv_files import NSE_LAYOUT, YAHOO_LAYOUT, parse_symbol_csv, read_symbol_csv, yahoo_ticker
-from .features import (
+from evorl_core.data.arrays import MarketData  # the device arrays every JAX stage takes as an argument
+from evorl_core.data.csv_files import (
+    NSE_LAYOUT,
+    YAHOO_LAYOUT,
+    parse_symbol_csv,
+    read_symbol_csv,
+    yahoo_ticker,
+)
+from evorl_core.data.features import (
     FEATURE_CLIP,
     FEATURE_NAMES,
-    NUM_FEATURES,
+    FEATURE_SETS,
     STD_FLOOR,
     VOLUME_LOOKBACK,
+    feature_names,
     features_for_inference,
     normalisation_stats,
+    num_features,
     raw_features,
 )
-from .market import (
+from evorl_core.data.market import (
     MIN_TRAIN_STEPS,
     Market,
     build_market,
@@ -41,8 +49,8 @@ from .market import (
     rows_needed,
     split_indices,
 )
-from .sources import DATA_SOURCES, data_info, load_frames
-from .synthetic import (
+from evorl_core.data.sources import DATA_SOURCES, data_info, load_frames
+from evorl_core.data.synthetic import (
     SYNTHETIC_DAYS,
     SYNTHETIC_END,
     planted_signal_frames,
@@ -50,7 +58,7 @@ from .synthetic import (
     synthetic_length,
     synthetic_ohlcv,
 )
-from .validate import (
+from evorl_core.data.validate import (
     MAX_LISTED,
     OHLCV,
     PRICE_TOLERANCE,
@@ -61,7 +69,7 @@ from .validate import (
     suspicious_moves,
     validate_ohlcv,
 )
-from .yahoo import (
+from evorl_core.data.yahoo import (
     DOWNLOAD_ATTEMPTS,
     DOWNLOAD_START,
     DOWNLOAD_TIMEOUT_S,
@@ -79,11 +87,11 @@ __all__ = [
     "DOWNLOAD_TIMEOUT_S",
     "FEATURE_CLIP",
     "FEATURE_NAMES",
+    "FEATURE_SETS",
     "MAX_LISTED",
     "MIN_TRAIN_STEPS",
     "NETWORK_CHECK_TIMEOUT_S",
     "NSE_LAYOUT",
-    "NUM_FEATURES",
     "OHLCV",
     "PRICES",
     "PRICE_TOLERANCE",
@@ -102,7 +110,9 @@ __all__ = [
     "build_market",
     "cache_path",
     "data_info",
+    "feature_names",
     "features_for_inference",
+    "num_features",
     "fetch_yahoo",
     "hash_frames",
     "load_frames",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .validate import OHLCV, DataError, _listing, _validated, adjust_for_dividends
+from evorl_core.data.validate import OHLCV, DataError, _listing, _validated, adjust_for_dividends
 
 YAHOO_LAYOUT = "Date,Open,High,Low,Close[,Adj Close],Volume"
 NSE_LAYOUT = "Date,Symbol,Series,Prev Close,Open,High,Low,Last,Close,VWAP,Volume,..."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .validate import OHLCV, DataError, validate_ohlcv
+from evorl_core.data.validate import OHLCV, DataError, validate_ohlcv
 
 STD_FLOOR = 1e-8
 FEATURE_CLIP = 10.0
@@ -25,6 +25,22 @@ FEATURE_NAMES = (
     "volume_surprise",  # log1p(volume_t) - mean log1p(volume) over the previous 20 days (fewer early)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
+
+# The feature registry: feature sets by name. A run's feature count and names come from here
+# (`num_features`, `feature_names`), never from an array shape or a constant elsewhere. Every run
+# uses `default` (the six features above) until a config names another set.
+DEFAULT_FEATURE_SET = "default"
+FEATURE_SETS: dict[str, tuple[str, ...]] = {DEFAULT_FEATURE_SET: FEATURE_NAMES}
+
+
+def feature_names(config: object = None) -> tuple[str, ...]:
+    """The features a run's agent sees, in observation order."""
+    return FEATURE_SETS[getattr(config, "features", DEFAULT_FEATURE_SET)]
+
+
+def num_features(config: object = None) -> int:
+    """How many features per day a run's observation holds."""
+    return len(feature_names(config))
 
 
 def raw_features(df: pd.DataFrame) -> np.ndarray:

@@ -14,11 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from evorl_core.market_data import MarketData  # one class shared with env, ppo, deploy
-
-from .features import NUM_FEATURES, STD_FLOOR, features_for_inference, normalisation_stats, raw_features
-from .sources import data_info, load_frames
-from .validate import OHLCV, DataError, validate_ohlcv
+from evorl_core.data.arrays import MarketData  # one class shared with env, ppo, deploy
+from evorl_core.data.features import (
+    NUM_FEATURES,
+    STD_FLOOR,
+    features_for_inference,
+    normalisation_stats,
+    raw_features,
+)
+from evorl_core.data.sources import data_info, load_frames
+from evorl_core.data.validate import OHLCV, DataError, validate_ohlcv
 
 MIN_TRAIN_STEPS = 20  # training transitions a symbol must offer besides window, validation and test days
 

@@ -17,11 +17,10 @@ from typing import Any
 import pandas as pd
 
 from evorl_core.config import PRICE_ADJUSTMENTS
-
-from .csv_files import _find_symbol_file, _read_csv, yahoo_ticker
-from .synthetic import synthetic_ohlcv
-from .validate import DataError, DataFallbackWarning, suspicious_moves
-from .yahoo import _load_yahoo
+from evorl_core.data.csv_files import _find_symbol_file, _read_csv, yahoo_ticker
+from evorl_core.data.synthetic import synthetic_ohlcv
+from evorl_core.data.validate import DataError, DataFallbackWarning, suspicious_moves
+from evorl_core.data.yahoo import _load_yahoo
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .validate import DataError, validate_ohlcv
+from evorl_core.data.validate import DataError, validate_ohlcv
 
 SYNTHETIC_END = "2025-12-31"
 SYNTHETIC_DAYS = 2500  # ~10 years of business days, the longest default synthetic history

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evorl_core.rundir import atomic_write_text
-
-from .csv_files import _find_symbol_file, read_symbol_csv, yahoo_ticker
-from .validate import OHLCV, DataError, _validated
+from evorl_core.data.csv_files import _find_symbol_file, read_symbol_csv, yahoo_ticker
+from evorl_core.data.validate import OHLCV, DataError, _validated
+from evorl_core.store.atomic import atomic_write_text
 
 YAHOO_HOST = "query1.finance.yahoo.com"
 DOWNLOAD_START = "2008-01-01"

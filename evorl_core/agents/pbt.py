@@ -4,7 +4,7 @@ A population is N runners stacked on a leading axis and trained by one `vmap` of
 with the market data shared. Every `pbt_interval` updates, inside the same compiled chunk:
 
 1. fitness: each member's greedy, net-of-cost log return on the validation days (mean over
-   symbols), computed on the device with the env's accounting. Test days are never looked at;
+   symbols), computed on the device by the trading mode (`fitness_fn`). Test days are never looked at;
 2. select: the bottom `pbt_fraction` of members each pick a random donor from the top fraction;
 3. exploit: a replaced member copies its donor's network parameters, optimiser state and
    hyperparameters (it keeps its own env state and random key);
@@ -23,10 +23,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import env as trading_env
-from .config import Range, TrainConfig, parse_space
-from .market_data import MarketData
-from .ppo import PPO, Hyper, Runner
+from evorl_core.agents.ppo import PPO, Hyper, Runner
+from evorl_core.config import Range, TrainConfig, parse_space
+from evorl_core.data.arrays import MarketData
 
 PERTURB_FACTORS = (0.8, 1.25)
 # Members computed side by side on CPU: on a 2-core CPU groups of 2-4 vmapped members ran 1.26x
@@ -34,6 +33,9 @@ PERTURB_FACTORS = (0.8, 1.25)
 # every member in one batch.
 CPU_MEMBER_GROUP = 4
 SCALE_CODES = {"linear": 0, "log": 1, "discount": 2}
+# fitness_fn(params, data) -> scalar: one member's validation fitness, supplied by the trading mode
+# (`modes.base.Mode.validation_fitness`), so PBT knows no env.
+Fitness = Callable[[Any, MarketData], jax.Array]
 
 
 class Population(NamedTuple):
@@ -141,28 +143,6 @@ def explore(hyper: Hyper, replaced: jax.Array, key: jax.Array, space: SpaceArray
     return _as_hyper(jnp.where(change, new, matrix))
 
 
-# -- fitness on validation days, on the device ----------------------------------------------------
-def validation_fitness(ppo: PPO, params: Any, data: MarketData, num_days: int) -> jax.Array:
-    """Greedy policy from flat over each symbol's validation days; mean over symbols of the net log
-    return, starting with the initial capital (same accounting as the backtest, float32)."""
-    positions = ppo.greedy_positions(params, data, data.val_start, num_days)  # [S, n]
-    t = data.val_start[:, None] + jnp.arange(num_days - 1)[None, :]
-    close_now = jnp.take_along_axis(data.close, t, axis=1)
-    open_next = jnp.take_along_axis(data.open, t + 1, axis=1)
-    close_next = jnp.take_along_axis(data.close, t + 1, axis=1)
-    p_new = positions[:, :-1]
-    p_prev = jnp.concatenate([jnp.zeros_like(p_new[:, :1]), p_new[:, :-1]], axis=1)
-    env = ppo.env_params
-
-    def day(equity, x):  # the flat sell-day charge depends on the equity reached
-        growth = trading_env.step_log_return(*x, env.c_buy, env.c_sell, env.sell_charge, equity, env.execution)
-        return equity * jnp.exp(growth), growth
-
-    days = tuple(a.T for a in (p_prev, p_new, open_next, close_now, close_next))  # time-major [n-1, S]
-    _, log_growth = jax.lax.scan(day, jnp.ones(positions.shape[0], jnp.float32), days)
-    return log_growth.sum(axis=0).mean()
-
-
 # -- wiring -----------------------------------------------------------------------------------
 def init_population(runner: Runner, config: TrainConfig) -> Population:
     """Population state around stacked runners (seeds seed, seed+1, ...): the first generation's
@@ -177,11 +157,11 @@ def init_population(runner: Runner, config: TrainConfig) -> Population:
     return Population(runner._replace(hyper=hyper), key, jnp.int32(0))
 
 
-def pbt_round(ppo: PPO, config: TrainConfig, population: Population, data: MarketData) -> tuple[Population, RoundReport]:
-    """Fitness on validation days, then select -> exploit -> explore."""
+def pbt_round(fitness_fn: Fitness, config: TrainConfig, population: Population,
+              data: MarketData) -> tuple[Population, RoundReport]:
+    """Fitness of every member on validation days, then select -> exploit -> explore."""
     space = space_arrays(parse_space(config.search_space, "search_space"), config.evolve)
-    fitness = jax.vmap(validation_fitness, in_axes=(None, 0, None, None))(
-        ppo, population.runner.params, data, config.val_days)
+    fitness = jax.vmap(fitness_fn, in_axes=(0, None))(population.runner.params, data)
     key, k_select, k_explore = jax.random.split(population.key, 3)
     donor, replaced = select(fitness, config.pbt_fraction, k_select)
     runner = exploit(population.runner, donor, replaced)
@@ -213,10 +193,11 @@ def over_members(fn: Callable[[Runner, MarketData], Any], group: int, members: i
     return grouped
 
 
-def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool,
+def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool, fitness_fn: Fitness,
                   spmd_axis_name: str | None = None) -> Callable[[Population, MarketData], Any]:
     """`num_updates` vmapped updates of every member, then (with_round) one PBT round: the pure
     function of one compiled chunk. Returns (population, metrics [M, K], report or None).
+    `fitness_fn(params, data)`: one member's validation fitness (the trading mode's).
     `spmd_axis_name`: the mesh axis the member axis is split over (sharding constraints inside the
     update then keep it split)."""
     def updates(runner: Runner, data: MarketData):
@@ -228,7 +209,7 @@ def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: b
         population = population._replace(runner=runner)
         if not with_round:
             return population, metrics, None
-        population, report = pbt_round(ppo, config, population, data)
+        population, report = pbt_round(fitness_fn, config, population, data)
         return population, metrics, report
 
     return chunk

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .backtest import METRIC_NAMES, buy_and_hold, compute_metrics, equity_curve
+from evorl_core.metrics import METRIC_NAMES, compute_metrics
+from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
 
 SMA_FAST, SMA_SLOW = 20, 50  # days
 MOMENTUM_LOOKBACK = 60  # days

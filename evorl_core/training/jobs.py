@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
-from .config import TrainConfig
-from .rundir import ACTIVE_STATES, FINAL_STATES, RunDir, RunDirError, RunLock, owner_text
+from evorl_core.config import TrainConfig
+from evorl_core.store.atomic import RunDirError
+from evorl_core.store.rundir import ACTIVE_STATES, FINAL_STATES, RunDir, RunLock, owner_text
+from evorl_core.training import pipeline
 
 # How long the server waits at exit for its training threads to checkpoint and end.
 SHUTDOWN_TIMEOUT_S = 60.0

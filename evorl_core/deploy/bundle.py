@@ -1,11 +1,8 @@
-"""Deployed model bundles and next-session signals.
+"""Model bundles: `models/<name>/` holds a trained policy and everything needed to act on new data.
 
-models/<name>/
-  params.msgpack   network parameters (flax msgpack; never pickle)
-  bundle.json      config, symbols, feature names, per-symbol normalisation, train/test date
-                   ranges, test metrics, source run, library versions
-
-A bundle is self-contained: `evorl signal` and the dashboard load it without the run directory.
+A bundle is copied from a finished run (the member chosen on validation days, or the top-k
+ensemble): params.msgpack (flax msgpack, float32) and bundle.json (config, feature names,
+normalisation statistics, date ranges, test metrics, versions).
 """
 
 from __future__ import annotations
@@ -18,20 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from flax import serialization
 
-from . import env as trading_env
-from .checkpoints import load_params, params_template
-from .config import TrainConfig
-from .data import features_for_inference, load_frames
-from .evaluation import chosen_member
-from .market_data import MarketData
-from .ppo import PPO
-from .provenance import library_versions
-from .rundir import RunDir, RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
+from evorl_core.agents.checkpoints import load_params, params_template
+from evorl_core.config import TrainConfig
+from evorl_core.evaluation.evaluate import chosen_member
+from evorl_core.store.atomic import RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
+from evorl_core.store.rundir import RunDir
+from evorl_core.system.provenance import library_versions
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -100,12 +92,12 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
     member = chosen_member(run)
     if ensemble > 1:
         members = ensemble_members(run, ensemble)
-        everyone = load_params(run, config, len(stored["feature_names"]))
+        everyone = load_params(run, config)
         params = jax.tree_util.tree_map(lambda x: x[np.asarray(members)], everyone)
         policy = f"average of the action probabilities of members {members} (top {ensemble} on validation days)"
     else:
         members = [member]
-        params = load_params(run, config, len(stored["feature_names"]), member=member)
+        params = load_params(run, config, member=member)
         policy = f"member {member} (chosen on validation days)" if config.members > 1 else "the trained agent"
     if not params_finite(params):
         raise DeployError(f"{run.path}: the model's parameters are not finite numbers (training diverged); "
@@ -179,7 +171,7 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> B
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
     try:
         config = TrainConfig.from_dict(meta["config"])
-        template = params_template(config, len(meta["feature_names"]))
+        template = params_template(config)
     except (KeyError, TypeError, ValueError) as exc:
         raise DeployError(f"{path / 'bundle.json'}: damaged ({type(exc).__name__}: {exc})") from None
     size = len(meta.get("ensemble") or [])
@@ -193,102 +185,3 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> B
         raise DeployError(f"{path / 'params.msgpack'}: the parameters are not finite numbers (a diverged "
                           "model); redeploy a run that trained normally")
     return Bundle(meta.get("name", path.name), path, meta, config, params)
-
-
-def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> MarketData:
-    """Device arrays of one symbol for inference (features normalised with the model's training
-    statistics); `start` marks the first day replayed. No training happens on them."""
-    feats = features_for_inference(frame, np.asarray(norm["mean"]), np.asarray(norm["std"]), window)
-    first = jnp.array([start], jnp.int32)
-    return MarketData(
-        open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
-        close=jnp.asarray(frame["close"].to_numpy()[None], jnp.float32),
-        features=jnp.asarray(feats[None], jnp.float32),
-        length=jnp.array([len(frame)], jnp.int32),
-        first_index=jnp.array([window], jnp.int32),
-        train_end=first, val_start=first, test_start=first,
-    )
-
-
-def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
-    """Target position for the next session per symbol, from each frame's latest bar.
-
-    The policy sees the position it holds, so the held position comes from replaying the greedy
-    policy from flat over the last `replay_days` bars (default: the bundle's test length), exactly
-    like the backtest: it is what a user who followed the model would hold.
-    """
-    config = bundle.config
-    ppo = PPO(config, len(bundle.meta["feature_names"]))
-    norm = bundle.meta["normalization"]
-    replay_days = replay_days or config.test_days
-    out = []
-    for symbol, frame in frames.items():
-        if symbol not in norm:
-            raise DeployError(f"model {bundle.name!r} was not trained on {symbol}; it knows {', '.join(norm)}")
-        length = len(frame)
-        if length < config.window + 1:
-            raise DeployError(f"{symbol}: needs at least {config.window + 1} bars for a signal, has {length}")
-        days = min(replay_days, length - config.window)
-        start = length - days
-        data = symbol_data(frame, norm[symbol], config.window, start)
-        path = np.asarray(ppo.greedy_positions(bundle.params, data, data.test_start, days, bundle.ensemble)[0],
-                          np.float64)
-        held = float(path[-2]) if days >= 2 else 0.0
-        obs = trading_env.observe(data, 0, length - 1, jnp.float32(held), ppo.env_params)
-        probs = np.asarray(ppo.action_probabilities(bundle.params, obs[None], bundle.ensemble)[0], np.float64)
-        if not np.isfinite(probs).all():
-            raise DeployError(f"model {bundle.name!r} gives non-finite action probabilities for {symbol} on "
-                              f"{frame.index[-1].date()}; no signal")
-        out.append({
-            "symbol": symbol,
-            "date": str(frame.index[-1].date()),
-            "close": float(frame["close"].iloc[-1]),
-            "held_position": held,
-            "position": float(path[-1]),
-            "probabilities": {str(p): float(q) for p, q in zip(config.positions, probs, strict=True)},
-            "execution": config.execution,
-            "replayed_days": days,
-        })
-    return out
-
-
-# the data a deployed model acts on ------------------------------------------------------------
-# Signals and the paper ledger read the source the model was trained on unless told otherwise,
-# and `auto` never falls back to synthetic prices for them: a user asks for synthetic data
-# explicitly (or trained the model on it explicitly). A last bar older than STALE_AFTER_DAYS
-# business days is flagged as stale.
-STALE_AFTER_DAYS = 3
-
-
-def training_source(bundle: Bundle) -> str:
-    """The data source the model was trained on, as requested (auto | synthetic | yahoo | csv:DIR)."""
-    return str(bundle.meta.get("config", {}).get("data") or bundle.config.data)
-
-
-def load_signal_frames(bundle: Bundle, source: str | None = None, *, symbols: list[str] | None = None,
-                       cache_dir: str | Path = "data_cache") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Frames for a signal or a ledger entry: ``source`` (default: the training source) for the
-    model's symbols. Raises DataError naming the symbol when ``auto`` finds no real data for it."""
-    return load_frames(source or training_source(bundle), symbols or bundle.symbols, cache_dir=cache_dir,
-                       seed=bundle.config.seed, synthetic_fallback=False,
-                       price_adjustment=bundle.config.price_adjustment)
-
-
-def business_days_since(date: Any, today: Any = None) -> int:
-    """Business days (Mon-Fri) after ``date`` up to and including ``today`` (default: today)."""
-    start = np.datetime64(pd.Timestamp(date).date(), "D")
-    end = np.datetime64(pd.Timestamp(today if today is not None else time.strftime("%Y-%m-%d")).date(), "D")
-    if end <= start:
-        return 0
-    return int(np.busday_count(start + 1, end + 1))
-
-
-def stale_warnings(frames: dict[str, Any], today: Any = None, after: int = STALE_AFTER_DAYS) -> list[str]:
-    """One message per symbol whose last bar is more than ``after`` business days old."""
-    out = []
-    for symbol, frame in frames.items():
-        last = frame.index[-1]
-        age = business_days_since(last, today)
-        if age > after:
-            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} business days ago")
-    return out

@@ -22,9 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
-from .costs import cost_model
-from .market_data import MarketData
+from evorl_core.config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
+from evorl_core.costs import cost_model
+from evorl_core.data.arrays import MarketData
+from evorl_core.data.features import num_features
+from evorl_core.modes.base import Env
 
 _LOG_MIN_GROWTH = math.log(MIN_GROWTH)
 # E_open is floored here before the flat sell-day charge is divided by it: an account wiped out
@@ -72,6 +74,17 @@ def make_params(config: TrainConfig) -> EnvParams:
 
 def observation_size(window: int, num_features: int) -> int:
     return window * num_features + 1
+
+
+def observation_size_of(config: TrainConfig) -> int:
+    """The observation length of a run: its window of features (the registry's count) + the held position."""
+    return observation_size(config.window, num_features(config))
+
+
+def make_env(config: TrainConfig) -> Env:
+    """This env as a value for PPO and the bench (`modes.base.Env`)."""
+    return Env(params=make_params(config), reset=reset, step=step, observation_size=observation_size_of(config),
+               num_actions=len(config.positions))
 
 
 def check_data(data: MarketData, window: int) -> None:

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .backtest import buy_and_hold, equity_curve
-from .baselines import baseline_table, shift_held, timing_shifts
-from .stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
+from evorl_core.evaluation.stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
+from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
+from evorl_core.modes.single.baselines import baseline_table, shift_held, timing_shifts
 
 ALPHA = 0.05
 EXCESS_LEVEL = ALPHA  # two-sided excess p below this: "beats" / "worse than buy & hold"

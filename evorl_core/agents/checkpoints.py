@@ -27,10 +27,12 @@ import jax
 import jax.numpy as jnp
 from flax import serialization
 
-from . import distributed
-from .config import TrainConfig
-from .ppo import PPO, Runner
-from .rundir import RunDir, RunDirError, atomic_write_many, dumps, read_json
+from evorl_core.agents.build import make_ppo
+from evorl_core.agents.ppo import Runner
+from evorl_core.config import TrainConfig
+from evorl_core.store.atomic import RunDirError, atomic_write_many, dumps, read_json
+from evorl_core.store.rundir import RunDir
+from evorl_core.system import distributed
 
 STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
@@ -89,20 +91,20 @@ def load_checkpoint(run: RunDir, template: Runner) -> tuple[Runner, dict[str, An
     return jax.tree_util.tree_map(jnp.asarray, runner), meta
 
 
-def params_template(config: TrainConfig, num_features: int) -> Any:
+def params_template(config: TrainConfig) -> Any:
     """Freshly initialised network parameters of the right shapes (the template to restore into)."""
-    ppo = PPO(config, num_features)
+    ppo = make_ppo(config)
     return ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
 
 
-def load_params(run: RunDir, config: TrainConfig, num_features: int, member: int | None = None) -> Any:
+def load_params(run: RunDir, config: TrainConfig, member: int | None = None) -> Any:
     """The trained network parameters of a run's checkpoint: with several members, all of them
     (leading member axis), or only `member`'s."""
     raw = _state_bytes(run)
     try:
         raw_state = serialization.msgpack_restore(raw)
         runner_state = raw_state["runner"] if "runner" in raw_state else raw_state  # a PBT population
-        params = serialization.from_state_dict(params_template(config, num_features), runner_state["params"])
+        params = serialization.from_state_dict(params_template(config), runner_state["params"])
     except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
         raise _damaged(run, exc) from None
     if member is not None and config.members > 1:

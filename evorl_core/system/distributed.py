@@ -48,8 +48,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from .config import ConfigError
-from .rundir import FINAL_STATES, RunDir, validate_run_id
+from evorl_core.config import ConfigError
+from evorl_core.store.rundir import FINAL_STATES, RunDir, validate_run_id
 
 try:  # JAX's cluster detection and its coordination client: private, so optional
     from jax._src import clusters as _jax_clusters

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import EXECUTION_MODES, MIN_GROWTH  # floor of each equity factor (a wiped-out account)
+from evorl_core.config import EXECUTION_MODES, MIN_GROWTH  # floor of each equity factor (a wiped-out account)
 
 
 class ReferenceTradingEnv:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backtest import compute_metrics, trade_runs
+from evorl_core.metrics import compute_metrics, trade_runs
 
 ANNUALIZATION = 252
 # A CAGR annualised from fewer daily returns than this extrapolates a short window to a year.

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import pipeline
-from .backtest import compute_metrics
-from .config import TrainConfig
-from .data import DataError, build_market, load_frames, rows_needed
-from .rundir import RunDirError, atomic_write_json, new_run_id, read_json, validate_run_id
+from evorl_core.config import TrainConfig
+from evorl_core.data import DataError, build_market, load_frames, rows_needed
+from evorl_core.metrics import compute_metrics
+from evorl_core.store.atomic import RunDirError, atomic_write_json, read_json
+from evorl_core.store.rundir import new_run_id, validate_run_id
+from evorl_core.training import pipeline
 
 WALKFORWARD_DIR = "walkforward"
 

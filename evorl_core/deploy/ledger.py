@@ -31,14 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import env as trading_env
-from .backtest import step_growth
-from .costs import cost_model
-from .deploy import Bundle, DeployError, stale_warnings, symbol_data
-from .market_data import MarketData
-from .ppo import PPO
-from .rundir import atomic_write_text, clean_json
-from .tearsheet import ANNUALIZATION, portfolio
+from evorl_core import modes
+from evorl_core.agents.build import make_ppo
+from evorl_core.costs import cost_model
+from evorl_core.data.arrays import MarketData
+from evorl_core.deploy.bundle import Bundle, DeployError
+from evorl_core.deploy.signal import stale_warnings, symbol_data
+from evorl_core.evaluation.tearsheet import ANNUALIZATION, portfolio
+from evorl_core.store.atomic import atomic_write_text, clean_json
 
 LEDGER_FILE = "ledger.jsonl"
 LOCK_FILE = ".ledger.lock"
@@ -92,13 +92,13 @@ def ledger_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def _decider(bundle: Bundle):
     """decide(data, t, held) -> (target, probabilities): the greedy policy at the close of bar t."""
     config = bundle.config
-    ppo = PPO(config, len(bundle.meta["feature_names"]))
+    ppo = make_ppo(config)
+    mode = modes.get(config)
     positions = np.asarray(config.positions, np.float64)
 
     @jax.jit
     def probabilities(params, data, t, held):
-        obs = trading_env.observe(data, 0, t, held, ppo.env_params)
-        return ppo.action_probabilities(params, obs[None])[0]
+        return mode.decision(ppo.action_probabilities, params, data, t, held, ppo.env)
 
     def decide(data: MarketData, t: int, held: float) -> tuple[float, dict[str, float]]:
         probs = np.asarray(probabilities(bundle.params, data, jnp.int32(t), jnp.float32(held)), np.float64)
@@ -111,6 +111,7 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
          info: dict[str, Any] | None = None, today: Any = None) -> PaperResult:
     """The entries ``record`` would append (nothing is written). Raises LedgerError when a symbol's
     data does not continue its ledger (its last recorded bar is missing from the data)."""
+    accounting = modes.get(bundle.config).accounting
     config = bundle.config
     norm = bundle.meta["normalization"]
     info = info or {}
@@ -154,9 +155,9 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
                 held, bench_held, equity, bench = 0.0, 0.0, config.initial_capital, config.initial_capital
             else:  # fill the last decision at this open, mark to market at this close
                 held, bench_held = float(last["target"]), 1.0
-                growth = step_growth(float(last["held"]), held, opens[t], float(last["close"]), closes[t],
+                growth = accounting.step_growth(float(last["held"]), held, opens[t], float(last["close"]), closes[t],
                                      costs, config.execution, float(last["equity"]))
-                bench_growth = step_growth(float(last["benchmark_held"]), 1.0, opens[t], float(last["close"]),
+                bench_growth = accounting.step_growth(float(last["benchmark_held"]), 1.0, opens[t], float(last["close"]),
                                            closes[t], costs, config.execution, float(last["benchmark_equity"]))
                 equity = float(last["equity"]) * float(growth)
                 bench = float(last["benchmark_equity"]) * float(bench_growth)

@@ -24,26 +24,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import distributed, loop
-from .checkpoints import check_checkpoint
-from .config import ConfigError, TrainConfig
-from .data import FEATURE_NAMES, NUM_FEATURES, Market, load_market
-from .deploy import deploy_run, validate_model_name
-from .evaluation import evaluate_run, stored_normalisation
-from .ppo import PPO
-from .provenance import backend_record, describe, library_versions
-from .rundir import (
+from evorl_core.agents.checkpoints import check_checkpoint
+from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.data import FEATURE_NAMES, Market, load_market
+from evorl_core.deploy.bundle import deploy_run, validate_model_name
+from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
+from evorl_core.store.atomic import RunDirError, storage_error
+from evorl_core.store.catalogue import check_runs_dir
+from evorl_core.store.rundir import (
     ACTIVE_STATES,
     RESUMABLE_STATES,
     RunDir,
-    RunDirError,
     RunInUse,
     RunLock,
-    check_runs_dir,
     new_run_id,
     owner_text,
-    storage_error,
 )
+from evorl_core.system import distributed
+from evorl_core.system.provenance import backend_record, describe, library_versions
+from evorl_core.training import loop, sizing
 
 
 class StopSignal(threading.Event):
@@ -118,7 +117,7 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
             raise RunDirError(f"models directory {models}: exists and is not a directory")
     # The loop checks this again before it compiles; here a run too big for the device is refused
     # before anything is created.
-    loop.check_fits(config, PPO(config, NUM_FEATURES).obs_size)
+    sizing.check_fits(config)
     return config, rd
 
 

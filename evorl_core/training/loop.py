@@ -12,7 +12,6 @@ every process takes the same branch before the next collective.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,40 +20,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import psutil
 
-from . import distributed, evolution, sharding
-from .backends import device_memory
-from .checkpoints import load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
-from .data import Market
-from .market_data import MarketData
-from .ppo import METRIC_NAMES, PPO, Hyper, Runner, update_flops
-from .provenance import device_memory_mb, host_rss_mb
-from .rundir import RunDir
+from evorl_core import modes
+from evorl_core.agents import pbt, sharding
+from evorl_core.agents.build import make_ppo
+from evorl_core.agents.checkpoints import load_checkpoint, save_checkpoint
+from evorl_core.agents.ppo import METRIC_NAMES, PPO, Hyper, Runner
+from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.data import Market
+from evorl_core.data.arrays import MarketData
+from evorl_core.store.rundir import RunDir
+from evorl_core.system import distributed
+from evorl_core.system.provenance import device_memory_mb, host_rss_mb
+from evorl_core.training.sizing import check_fits, choose_updates_per_chunk, mesh_shards, pbt_chunk_size
 
 CHECKPOINT_EVERY_S = 60.0
-TARGET_CHUNK_S = 2.0
 # Losses that must stay finite; a NaN/inf in one of them (or in the parameters) ends the run.
 DIVERGENCE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl")
-# Rough sustained FLOP rates used only to choose how many updates go in one compiled chunk.
-ASSUMED_FLOPS = {"cpu": 4e10, "gpu": 2e13, "cuda": 2e13, "rocm": 1e13, "metal": 3e12, "METAL": 3e12}
-
-
-def choose_updates_per_chunk(config: TrainConfig, obs_size: int, remaining: int) -> int:
-    """Updates per compiled chunk: the configured number, else about TARGET_CHUNK_S of work.
-
-    The automatic choice prefers a divisor of ``remaining`` (down to a quarter of the target), so
-    that the last chunk has the size of the others: a smaller tail needs a compile of its own,
-    which showed as a stall at 100% on the Live page. ``train`` compiles any tail up front.
-    """
-    if config.updates_per_chunk > 0:
-        return max(1, min(config.updates_per_chunk, remaining))
-    flops = update_flops(config, obs_size) * config.members
-    rate = ASSUMED_FLOPS.get(jax.default_backend(), 4e10)
-    target = max(1, min(int(TARGET_CHUNK_S * rate / max(flops, 1.0)), 64, remaining))
-    lowest = max(1, -(-target // 4))
-    return next((d for d in range(target, lowest - 1, -1) if remaining % d == 0), target)
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,81 +70,6 @@ def check_finite(metrics: dict[str, np.ndarray], state: Any, updates_before: int
         raise TrainingDiverged(f"diverged by update {updates_before + k}{member} (network parameters are not finite)")
 
 
-def memory_parts(config: TrainConfig, obs_size: int, data_shards: int = 1) -> tuple[float, float]:
-    """Bytes of one member on one device, (held, working): held for the whole run (network
-    parameters with their gradients and Adam moments, env states and observations), and working
-    only while its update runs (the rollout: observations, actions, log-probs, values, rewards, dones,
-    advantages, targets, and its shuffled copy; the activations of one minibatch forward and
-    backward pass). With `data_shards` the env batch, rollout and minibatch are split over devices;
-    parameters and optimiser state are whole on each."""
-    widths = [obs_size, *config.hidden]
-    layer_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    head = config.hidden[-1] * (len(config.positions) + 1) + len(config.positions) + 1
-    params = 2 * layer_params + head  # actor and critic
-    per_sample = obs_size + 8  # rollout row: observation + scalars
-    rollout = config.batch_size * per_sample * 2  # the rollout and its shuffled copy
-    activations = config.minibatch_size * (2 * sum(config.hidden) + obs_size) * 3
-    held = 4 * 4 * params + 4 * config.num_envs * (obs_size + 8) / data_shards
-    working = 4 * (rollout + activations) / data_shards
-    return float(held), float(working)
-
-
-def memory_estimate(config: TrainConfig, obs_size: int, population_shards: int = 1, data_shards: int = 1,
-                    group: int | None = None) -> float:
-    """Bytes a run needs on each device, estimated before compiling (`memory_parts` per member):
-    every member's held bytes, plus the working bytes of the members that update side by side
-    (all of them, or `group` when members run in groups, `evolution.over_members`). An estimate,
-    good to a factor of about two (docs/evolution.md); used to refuse populations that cannot fit.
-    On a mesh, members are split over `population_shards` devices (one vmap on each)."""
-    held, working = memory_parts(config, obs_size, data_shards)
-    members = math.ceil(config.members / population_shards)
-    side_by_side = members if group is None else min(group, members)
-    return held * members + working * side_by_side
-
-
-def available_memory_bytes() -> float:
-    """What a run may use on each device: this process's first device's free memory where the
-    backend reports it (GPU), else the host's available memory (CPU)."""
-    memory = device_memory(jax.local_devices()[0]) or {}
-    if "limit_mb" in memory:
-        return (memory["limit_mb"] - memory.get("in_use_mb", 0.0)) * 2**20
-    return float(psutil.virtual_memory().available)
-
-
-def mesh_shards(members: int, devices: int) -> tuple[int, int]:
-    """(population shards, data shards) of the loop's mesh: members first (a member per device
-    needs no communication), the env batch takes the rest. (1, 1) on one device."""
-    population_shards = math.gcd(members, devices) if members > 1 else 1
-    return population_shards, devices // population_shards
-
-
-def check_fits(config: TrainConfig, obs_size: int, available: float | None = None, population_shards: int = 1,
-               data_shards: int = 1) -> None:
-    """Refuse, before compiling, a run whose estimated memory per device exceeds what is available,
-    naming the number of members (or the network size) that would fit. On one device, members in
-    groups (`evolution.member_group`) need working memory for one group only."""
-    available = available_memory_bytes() if available is None else available
-    group = evolution.member_group(config) if population_shards * data_shards == 1 else None
-    need = memory_estimate(config, obs_size, population_shards, data_shards, group)
-    if need <= available:
-        return
-    held, working = memory_parts(config, obs_size, data_shards)
-    fit = 0  # members per device that fit: held bytes for each, working bytes for those side by side
-    while fit + 1 < config.members and \
-            held * (fit + 1) + working * min(group or fit + 1, fit + 1) <= available:
-        fit += 1
-    fit *= population_shards
-    gib = 2**30
-    what = f"{config.members} members" if config.members > 1 else "one agent"
-    where = " per device" if population_shards * data_shards > 1 else ""
-    hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
-            if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
-    field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
-    verb = "need" if config.members > 1 else "needs"
-    raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB{where}, {available / gib:.1f} GiB is "
-                      f"available; {hint}")
-
-
 def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
     """The runner of a run: one agent seeded with `seed`, or `members` agents with seeds
     seed, seed+1, ... stacked on a leading axis (member k starts exactly as a solo run of seed+k)."""
@@ -172,10 +79,10 @@ def init_runner(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner:
     return jax.vmap(ppo.init, in_axes=(0, None))(keys, data)
 
 
-def init_state(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner | evolution.Population:
+def init_state(ppo: PPO, config: TrainConfig, data: MarketData) -> Runner | pbt.Population:
     """What the loop carries: a runner (one agent or independent seeds) or a PBT population."""
     runner = init_runner(ppo, config, data)
-    return evolution.init_population(runner, config) if config.evolving else runner
+    return pbt.init_population(runner, config) if config.evolving else runner
 
 
 def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: bool = False,
@@ -184,13 +91,13 @@ def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: b
     `num_updates` updates of one runner, of every seed (vmapped, market data shared), or of every
     member of a population followed by one PBT round (`with_round`)."""
     if config.evolving:
-        return evolution.chunk_program(ppo, config, num_updates, with_round, spmd_axis_name)
+        return pbt.chunk_program(ppo, config, num_updates, with_round, fitness_program(ppo, config), spmd_axis_name)
 
     def chunk(runner: Runner, data: MarketData):
         return ppo.run_updates(runner, data, num_updates)
 
-    program = chunk if config.members == 1 else evolution.over_members(
-        chunk, evolution.member_group(config), config.members, spmd_axis_name)
+    program = chunk if config.members == 1 else pbt.over_members(
+        chunk, pbt.member_group(config), config.members, spmd_axis_name)
 
     def with_no_report(runner: Runner, data: MarketData):
         runner, metrics = program(runner, data)
@@ -199,9 +106,14 @@ def chunk_program(ppo: PPO, config: TrainConfig, num_updates: int, with_round: b
     return with_no_report
 
 
-def pbt_chunk_size(k: int, interval: int) -> int:
-    """The largest chunk size <= k that divides the PBT interval, so rounds fall on chunk ends."""
-    return max(d for d in range(1, min(k, interval) + 1) if interval % d == 0)
+def fitness_program(ppo: PPO, config: TrainConfig) -> pbt.Fitness:
+    """fitness(params, data): one member's validation fitness under the run's trading mode."""
+    mode = modes.get(config)
+
+    def fitness(params: Any, data: MarketData):
+        return mode.validation_fitness(ppo.action_probabilities, params, data, config.val_days, ppo.env)
+
+    return fitness
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
@@ -217,14 +129,15 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         raise ConfigError(f"val_days: PBT needs the market's validation window ({market.val_days} days) to be "
                           f"the config's ({config.val_days})")
     population_shards, data_shards = mesh_shards(members, jax.device_count())
-    check_fits(config, PPO(config, data.features.shape[-1]).obs_size, population_shards=population_shards,
+    ppo = make_ppo(config)
+    check_fits(config, population_shards=population_shards,
                data_shards=data_shards)
     total_updates = config.num_updates
     total_steps = config.total_env_steps
     steps_per_update = config.batch_size * members  # env steps of one update of every member
 
     run.write_status("compiling", started_at=time.time())
-    state = init_state(PPO(config, data.features.shape[-1]), config, data)
+    state = init_state(ppo, config, data)
     updates_done = 0
     if resume:
         state, meta = load_checkpoint(run, state)
@@ -237,7 +150,6 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     # More than one device (of every process): split the env batch over all of them (data-parallel;
     # sharding.py) and, with members, the population; device_put places host-identical values.
     jit_kwargs: dict[str, Any] = {}
-    batch_constraint = None
     mesh_shape = None
     spmd_axis_name = None
     if jax.device_count() > 1:
@@ -246,13 +158,13 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         spmd_axis_name = sharding.POPULATION_AXIS if members > 1 else None
         shardings = layout.runner
         if config.evolving:
-            shardings = evolution.Population(layout.runner, layout.data, layout.data)
+            shardings = pbt.Population(layout.runner, layout.data, layout.data)
         state = jax.device_put(state, shardings)
         data = jax.device_put(data, layout.data)
         jit_kwargs = {"in_shardings": (shardings, layout.data), "out_shardings": (shardings, layout.data, layout.data)}
-        batch_constraint = layout.minibatch_constraint
         mesh_shape = dict(layout.mesh.shape)
-    ppo = PPO(config, data.features.shape[-1], batch_constraint=batch_constraint)
+        # the same agent, keeping each minibatch split over the devices (data-parallel gradients)
+        ppo = make_ppo(config, batch_constraint=layout.minibatch_constraint)
 
     chunk_fns: dict[tuple[int, bool], Any] = {}
     compile_seconds = 0.0
@@ -272,7 +184,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     def should_stop() -> bool:
         return (stop_event is not None and stop_event.is_set()) or run.stop_requested()
 
-    k = choose_updates_per_chunk(config, ppo.obs_size, max(total_updates - updates_done, 1))
+    k = choose_updates_per_chunk(config, max(total_updates - updates_done, 1))
     if config.evolving:
         k = pbt_chunk_size(k, config.pbt_interval)
     if updates_done < total_updates:

@@ -28,15 +28,17 @@ import jax
 import numpy as np
 import pandas as pd
 
-from .backtest import backtest_rows, buy_and_hold, compute_metrics, cost_metrics, equity_curve
-from .checkpoints import load_params
-from .config import TrainConfig
-from .costs import cost_model
-from .data import Market, load_market
-from .ppo import PPO
-from .rundir import RunDir, RunDirError, atomic_write_json, atomic_write_text, read_json
-from .significance import symbol_report
-from .stats import sharpe_confidence_interval
+from evorl_core import modes
+from evorl_core.agents.build import make_ppo
+from evorl_core.agents.checkpoints import load_params
+from evorl_core.config import TrainConfig
+from evorl_core.costs import cost_model
+from evorl_core.data import Market, load_market
+from evorl_core.evaluation.significance import symbol_report
+from evorl_core.evaluation.stats import sharpe_confidence_interval
+from evorl_core.metrics import compute_metrics
+from evorl_core.store.atomic import RunDirError, atomic_write_json, atomic_write_text, read_json
+from evorl_core.store.rundir import RunDir
 
 SPREAD_METRICS = ("total_return", "sharpe", "max_drawdown", "exposure", "trades")
 REBACKTESTS = "rebacktests"  # runs/<id>/rebacktests/<timestamp>-<source>/: one folder per re-backtest
@@ -51,8 +53,8 @@ def greedy_paths(config: TrainConfig, params: Any, market: Market, start: np.nda
     """[members, S, num_days] positions of the greedy policy decided at the close of days
     start[s] .. start[s] + num_days - 1, starting flat. `params` has a leading member axis when
     `members > 1`."""
-    ppo = PPO(config, market.data.features.shape[-1])
-    policy = partial(ppo.greedy_positions, num_days=num_days)
+    ppo = make_ppo(config)
+    policy = partial(modes.get(config).greedy_positions, ppo.action_probabilities, num_days=num_days, env=ppo.env)
     if members > 1:
         policy = jax.vmap(policy, in_axes=(0, None, None))
     paths = np.asarray(jax.jit(policy)(params, market.data, np.asarray(start, np.int32)), dtype=np.float64)
@@ -71,10 +73,11 @@ def window_log_returns(config: TrainConfig, market: Market, paths: np.ndarray, s
     """[members, S] net log return of each member's positions over a window (the selection score)."""
     out = np.zeros(paths.shape[:2])
     costs = cost_model(config)
+    accounting = modes.get(config).accounting
     for s in range(len(market.symbols)):
         _, open_, close = _window(market, s, int(start[s]), num_days)
         for m in range(paths.shape[0]):
-            equity = equity_curve(open_, close, paths[m, s], costs, config.execution, config.initial_capital)
+            equity = accounting.equity_curve(open_, close, paths[m, s], costs, config.execution, config.initial_capital)
             out[m, s] = float(np.log(equity[-1] / config.initial_capital))
     return out
 
@@ -83,21 +86,22 @@ def _test_results(config: TrainConfig, market: Market, paths: np.ndarray):
     """Per member: equity frame rows and metrics per symbol on the test days."""
     n, start = market.test_days, np.asarray(market.data.test_start)
     costs = cost_model(config)
+    accounting = modes.get(config).accounting
     frames, metrics = [], []
     for m in range(paths.shape[0]):
         rows, per_symbol = [], {}
         for s, symbol in enumerate(market.symbols):
             dates, open_, close = _window(market, s, int(start[s]), n)
             positions = paths[m, s]
-            equity = equity_curve(open_, close, positions, costs, config.execution, config.initial_capital)
-            bench = buy_and_hold(open_, close, costs, config.execution, config.initial_capital)
+            equity = accounting.equity_curve(open_, close, positions, costs, config.execution, config.initial_capital)
+            bench = accounting.buy_and_hold(open_, close, costs, config.execution, config.initial_capital)
             row = {**compute_metrics(equity, positions),
-                   **cost_metrics(open_, close, positions, costs, config.execution, config.initial_capital),
+                   **accounting.cost_metrics(open_, close, positions, costs, config.execution, config.initial_capital),
                    **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
             bh = compute_metrics(bench, np.ones(n))
             per_symbol[symbol] = {**row, **{f"bh_{k}": v for k, v in bh.items()},
                                   "test_start": str(dates[0]), "test_end": str(dates[-1]), "days": n}
-            rows.append(backtest_rows(dates, symbol, open_, close, positions, equity, bench))
+            rows.append(accounting.backtest_rows(dates, symbol, open_, close, positions, equity, bench))
         frames.append(pd.concat(rows, ignore_index=True))
         metrics.append(per_symbol)
     return frames, metrics
@@ -234,7 +238,7 @@ def stored_normalisation(stored: dict, symbols) -> tuple[np.ndarray, np.ndarray]
 def evaluate_run(run: RunDir, market: Market) -> dict[str, dict]:
     """Evaluate a trained run on `market` (built with the run's own normalisation) into its backtest/."""
     config = TrainConfig.from_dict(run.load_config())
-    params = load_params(run, config, market.data.features.shape[-1])
+    params = load_params(run, config)
     return write_evaluation(run.backtest_dir, evaluate(config, params, market), market)
 
 
@@ -311,7 +315,7 @@ def run_backtest(run: RunDir | str | Path, market: Market | None = None, out_dir
     if market is None:
         market = load_market(config, cache_dir=cache_dir, norm=stored_normalisation(stored, config.symbols))
     check_unseen(stored, market)
-    params = load_params(run, config, market.data.features.shape[-1], member=chosen_member(run))
+    params = load_params(run, config, member=chosen_member(run))
     frame, metrics = backtest_policy(config.replace(seeds=1, population=1), params, market)
     write_backtest(out_dir, frame, metrics)
     atomic_write_json(out_dir / "rebacktest.json", {

@@ -19,8 +19,8 @@ import optax
 import pandas
 import psutil
 
-from . import __version__
-from .backends import EVORL_NAME, MEMORY_ENV_VARS, device_memory, installed_plugins
+from evorl_core import __version__
+from evorl_core.system.backends import EVORL_NAME, MEMORY_ENV_VARS, device_memory, installed_plugins
 
 
 def library_versions() -> dict[str, str]:

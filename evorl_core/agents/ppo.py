@@ -4,6 +4,9 @@ One update = a rollout scan over `num_steps` of `num_envs` vmapped envs, a rever
 `epochs` x `num_minibatches` gradient steps. It returns reduced scalar metrics only. Market data
 is always an argument. The evolvable hyperparameters (lr, entropy coef, clip, value coef, gamma,
 GAE lambda) are pytree leaves in `Runner.hyper`, so a population of runners is one `vmap`.
+
+The env is a value (`modes.base.Env`: reset, step, params, sizes), so PPO knows no trading mode;
+`agents.build.make_ppo(config)` pairs it with the run's mode.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import env as trading_env
-from .config import TrainConfig
-from .market_data import MarketData
-from .networks import ActorCritic, forward_flops_per_sample, make_network
+from evorl_core.agents.networks import ActorCritic, forward_flops_per_sample, make_network
+from evorl_core.config import TrainConfig
+from evorl_core.data.arrays import MarketData
+from evorl_core.modes.base import Env
 
 
 class Hyper(NamedTuple):
@@ -61,13 +64,14 @@ METRIC_NAMES = (
 
 
 class PPO:
-    """Static logic (shapes, network, env params); all running state lives in `Runner`."""
+    """Static logic (shapes, network, the env); all running state lives in `Runner`."""
 
-    def __init__(self, config: TrainConfig, num_features: int, batch_constraint: Any = None):
+    def __init__(self, config: TrainConfig, env: Env, batch_constraint: Any = None):
         self.config = config
-        self.env_params = trading_env.make_params(config)
-        self.num_actions = len(config.positions)
-        self.obs_size = trading_env.observation_size(config.window, num_features)
+        self.env = env
+        self.env_params = env.params
+        self.num_actions = env.num_actions
+        self.obs_size = env.observation_size
         self.network: ActorCritic = make_network(config, self.num_actions)
         # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
         # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
@@ -82,7 +86,7 @@ class PPO:
         key, k_net, k_env = jax.random.split(key, 3)
         params = self.network.init(k_net, jnp.zeros((1, self.obs_size), jnp.float32))
         env_keys = jax.random.split(k_env, c.num_envs)
-        obs, env_state = jax.vmap(trading_env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
         hyper = Hyper(
             lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef), clip_eps=jnp.float32(c.clip_eps),
             vf_coef=jnp.float32(c.vf_coef), gamma=jnp.float32(c.gamma), gae_lambda=jnp.float32(c.gae_lambda),
@@ -97,7 +101,7 @@ class PPO:
     def update(self, runner: Runner, data: MarketData) -> tuple[Runner, dict[str, jax.Array]]:
         c = self.config
         env_params = self.env_params
-        step_envs = jax.vmap(trading_env.step, in_axes=(0, 0, 0, None, None))
+        step_envs = jax.vmap(self.env.step, in_axes=(0, 0, 0, None, None))
 
         # All randomness of the rollout is drawn before the scan in two large vectorised calls
         # (threefry runs as a small loop on CPU, and ~9 tiny calls per step dominated the rollout of
@@ -209,30 +213,7 @@ class PPO:
         """`num_updates` updates as one scan; metrics stacked to shape [num_updates]."""
         return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
 
-    # -- greedy policy on held-out days ----------------------------------------------------
-    def greedy_positions(self, params: Any, data: MarketData, start: jax.Array, num_days: int,
-                         ensemble: bool = False) -> jax.Array:
-        """Positions decided at the close of days start[s] .. start[s]+num_days-1 for every symbol.
-
-        Starts flat; the held position fed to the observation is the previous decision, exactly as
-        in the env. With `ensemble`, `params` holds several agents (leading axis) and the decision is
-        the argmax of their averaged action probabilities. Returns [S, num_days] target exposures.
-        """
-        positions = self.env_params.positions
-
-        def one_symbol(symbol, t0):
-            def day(held, i):
-                obs = trading_env.observe(data, symbol, t0 + i, held, self.env_params)
-                probs = self.action_probabilities(params, obs[None], ensemble)
-                new = positions[jnp.argmax(probs[0])]
-                return new, new
-
-            _, path = jax.lax.scan(day, jnp.float32(0.0), jnp.arange(num_days))
-            return path
-
-        symbols = jnp.arange(data.open.shape[0])
-        return jax.vmap(one_symbol)(symbols, start)
-
+    # -- the policy as probabilities (greedy decisions, signals, ensembles) ---------------------
     def action_probabilities(self, params: Any, obs: jax.Array, ensemble: bool = False) -> jax.Array:
         """[B, A] action probabilities; with `ensemble`, the mean over the agents in `params`."""
         if ensemble:

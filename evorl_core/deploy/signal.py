@@ -1,0 +1,123 @@
+"""Next-session signals of a deployed model, and the data it acts on.
+
+The market arrays of one symbol built with the bundle's normalisation, the greedy decision of the
+policy on the latest bar, the data source the model was trained on, and stale-data warnings.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from evorl_core import modes
+from evorl_core.agents.build import make_ppo
+from evorl_core.data import features_for_inference, load_frames
+from evorl_core.data.arrays import MarketData
+from evorl_core.deploy.bundle import Bundle, DeployError
+
+
+def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> MarketData:
+    """Device arrays of one symbol for inference (features normalised with the model's training
+    statistics); `start` marks the first day replayed. No training happens on them."""
+    feats = features_for_inference(frame, np.asarray(norm["mean"]), np.asarray(norm["std"]), window)
+    first = jnp.array([start], jnp.int32)
+    return MarketData(
+        open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
+        close=jnp.asarray(frame["close"].to_numpy()[None], jnp.float32),
+        features=jnp.asarray(feats[None], jnp.float32),
+        length=jnp.array([len(frame)], jnp.int32),
+        first_index=jnp.array([window], jnp.int32),
+        train_end=first, val_start=first, test_start=first,
+    )
+
+
+def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
+    """Target position for the next session per symbol, from each frame's latest bar.
+
+    The policy sees the position it holds, so the held position comes from replaying the greedy
+    policy from flat over the last `replay_days` bars (default: the bundle's test length), exactly
+    like the backtest: it is what a user who followed the model would hold.
+    """
+    config = bundle.config
+    ppo = make_ppo(config)
+    mode = modes.get(config)
+    probabilities = partial(ppo.action_probabilities, ensemble=bundle.ensemble)
+    norm = bundle.meta["normalization"]
+    replay_days = replay_days or config.test_days
+    out = []
+    for symbol, frame in frames.items():
+        if symbol not in norm:
+            raise DeployError(f"model {bundle.name!r} was not trained on {symbol}; it knows {', '.join(norm)}")
+        length = len(frame)
+        if length < config.window + 1:
+            raise DeployError(f"{symbol}: needs at least {config.window + 1} bars for a signal, has {length}")
+        days = min(replay_days, length - config.window)
+        start = length - days
+        data = symbol_data(frame, norm[symbol], config.window, start)
+        path = np.asarray(mode.greedy_positions(probabilities, bundle.params, data, data.test_start, days, ppo.env)[0],
+                          np.float64)
+        held = float(path[-2]) if days >= 2 else 0.0
+        probs = np.asarray(mode.decision(probabilities, bundle.params, data, length - 1, jnp.float32(held), ppo.env),
+                           np.float64)
+        if not np.isfinite(probs).all():
+            raise DeployError(f"model {bundle.name!r} gives non-finite action probabilities for {symbol} on "
+                              f"{frame.index[-1].date()}; no signal")
+        out.append({
+            "symbol": symbol,
+            "date": str(frame.index[-1].date()),
+            "close": float(frame["close"].iloc[-1]),
+            "held_position": held,
+            "position": float(path[-1]),
+            "probabilities": {str(p): float(q) for p, q in zip(config.positions, probs, strict=True)},
+            "execution": config.execution,
+            "replayed_days": days,
+        })
+    return out
+
+
+# the data a deployed model acts on ------------------------------------------------------------
+# Signals and the paper ledger read the source the model was trained on unless told otherwise,
+# and `auto` never falls back to synthetic prices for them: a user asks for synthetic data
+# explicitly (or trained the model on it explicitly). A last bar older than STALE_AFTER_DAYS
+# business days is flagged as stale.
+STALE_AFTER_DAYS = 3
+
+
+def training_source(bundle: Bundle) -> str:
+    """The data source the model was trained on, as requested (auto | synthetic | yahoo | csv:DIR)."""
+    return str(bundle.meta.get("config", {}).get("data") or bundle.config.data)
+
+
+def load_signal_frames(bundle: Bundle, source: str | None = None, *, symbols: list[str] | None = None,
+                       cache_dir: str | Path = "data_cache") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Frames for a signal or a ledger entry: ``source`` (default: the training source) for the
+    model's symbols. Raises DataError naming the symbol when ``auto`` finds no real data for it."""
+    return load_frames(source or training_source(bundle), symbols or bundle.symbols, cache_dir=cache_dir,
+                       seed=bundle.config.seed, synthetic_fallback=False,
+                       price_adjustment=bundle.config.price_adjustment)
+
+
+def business_days_since(date: Any, today: Any = None) -> int:
+    """Business days (Mon-Fri) after ``date`` up to and including ``today`` (default: today)."""
+    start = np.datetime64(pd.Timestamp(date).date(), "D")
+    end = np.datetime64(pd.Timestamp(today if today is not None else time.strftime("%Y-%m-%d")).date(), "D")
+    if end <= start:
+        return 0
+    return int(np.busday_count(start + 1, end + 1))
+
+
+def stale_warnings(frames: dict[str, Any], today: Any = None, after: int = STALE_AFTER_DAYS) -> list[str]:
+    """One message per symbol whose last bar is more than ``after`` business days old."""
+    out = []
+    for symbol, frame in frames.items():
+        last = frame.index[-1]
+        age = business_days_since(last, today)
+        if age > after:
+            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} business days ago")
+    return out
