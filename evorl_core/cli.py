@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
@@ -42,6 +41,7 @@ from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_
 from evorl_core.deploy.ledger import record as record_paper
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
+from evorl_core.metrics import MISSING, format_value
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
 from evorl_core.store.catalogue import list_runs
 from evorl_core.store.rundir import DAMAGED, RunDir, new_run_id
@@ -61,18 +61,6 @@ class RunFailed(Exception):
     """A run that started and then failed (exit code 1); the message is one line."""
 
 
-def _fmt(value: Any, pct: bool = False, signed: bool = True) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if pct:
-        return f"{value * 100:+.2f}%" if signed else f"{value * 100:.1f}%"
-    return f"{value:.3f}"
-
-
-def _count(value: Any) -> str:
-    return "n/a" if value is None else str(int(round(value)))
-
-
 class ProgressBar:
     """A one-line progress bar: steps, steps/s, reward, ETA. Redraws in place on a terminal."""
 
@@ -89,7 +77,7 @@ class ProgressBar:
         reward = info.get("episode_return_mean")
         line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {frac * 100:5.1f}% "
                 f"{done:,}/{total:,} steps | {info.get('steps_per_sec', 0):,.0f} steps/s | "
-                f"episode return {_fmt(reward)} | ETA {format_duration(info.get('eta_seconds'), clock=True)}")
+                f"episode return {format_value('episode_return_mean', reward)} | ETA {format_duration(info.get('eta_seconds'), clock=True)}")
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line)
@@ -107,8 +95,8 @@ def _sharpe_with_interval(m: dict[str, Any]) -> str:
     """'0.850 [-1.20, 2.90]': the Sharpe ratio and its 95% bootstrap interval (when there is one)."""
     low, high = m.get("sharpe_ci_low"), m.get("sharpe_ci_high")
     if low is None or high is None:
-        return _fmt(m.get("sharpe"))
-    return f"{_fmt(m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
+        return format_value("sharpe", m.get("sharpe"))
+    return f"{format_value('sharpe', m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
 
 
 def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
@@ -119,11 +107,11 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     rows = [header]
     for symbol, m in metrics.items():
         rows.append([
-            symbol, _fmt(m.get("total_return"), True), _fmt(m.get("bh_total_return"), True),
-            _fmt(m.get("cagr"), True), _fmt(m.get("bh_cagr"), True), _sharpe_with_interval(m),
-            _fmt(m.get("bh_sharpe")), _fmt(m.get("max_drawdown"), True), _fmt(m.get("bh_max_drawdown"), True),
-            _count(m.get("trades")), _fmt(m.get("win_rate"), True, signed=False),
-            _fmt(m.get("exposure"), True, signed=False), str(m.get("verdict") or "n/a"),
+            symbol, format_value("total_return", m.get("total_return")), format_value("bh_total_return", m.get("bh_total_return")),
+            format_value("cagr", m.get("cagr")), format_value("bh_cagr", m.get("bh_cagr")), _sharpe_with_interval(m),
+            format_value("bh_sharpe", m.get("bh_sharpe")), format_value("max_drawdown", m.get("max_drawdown")), format_value("bh_max_drawdown", m.get("bh_max_drawdown")),
+            format_value("trades", m.get("trades")), format_value("win_rate", m.get("win_rate")),
+            format_value("exposure", m.get("exposure")), str(m.get("verdict") or MISSING),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     last = len(header) - 1  # the verdict is text: left-aligned, not padded
@@ -150,22 +138,18 @@ def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:
     for symbol, m in metrics.items():
         table = m.get("cost_sensitivity") or {}
         rows.append([
-            symbol, _fmt(m.get("gross_return"), True), _fmt(m.get("total_return"), True),
-            _fmt(m.get("cost_drag"), True), _fmt(m.get("cost_drag_annual"), True),
-            f"{m['trades_per_year']:.1f}" if _finite(m.get("trades_per_year")) else "n/a",
-            "n/a" if not _finite(m.get("avg_holding_days")) else f"{m['avg_holding_days']:.1f} d",
-            " ".join(_fmt((table.get(k) or {}).get("total_return"), True) for k in levels),
-            " ".join(_fmt((table.get(k) or {}).get("sharpe")) for k in levels),
+            symbol, format_value("gross_return", m.get("gross_return")), format_value("total_return", m.get("total_return")),
+            format_value("cost_drag", m.get("cost_drag")), format_value("cost_drag_annual", m.get("cost_drag_annual")),
+            format_value("trades_per_year", m.get("trades_per_year")),
+            format_value("avg_holding_days", m.get("avg_holding_days")),
+            " ".join(format_value("total_return", (table.get(k) or {}).get("total_return")) for k in levels),
+            " ".join(format_value("sharpe", (table.get(k) or {}).get("sharpe")) for k in levels),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def cost_line(config: dict[str, Any]) -> str:

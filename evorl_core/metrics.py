@@ -12,6 +12,8 @@ unit, label and format (`format_value`), so a figure reads the same everywhere.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,28 +22,148 @@ METRIC_NAMES = (
     "trades", "win_rate", "exposure", "turnover", "trades_per_year", "avg_holding_days",
 )
 
+@dataclass(frozen=True)
+class Metric:
+    """One reported figure: what it is, its unit and how it is written (CLI, pages and report)."""
+
+    name: str
+    label: str  # column / row label: says what is counted and, where it helps, the unit
+    unit: str  # one of UNITS
+    definition: str = ""  # the formula (docs/accounting.md, docs/evaluation.md)
+    decimals: int = 3
+    signed: bool = False  # '+1.23%': returns and excesses, whose sign is the point
+
+
+# percent: a fraction written as a percentage; ratio: a plain number; count: an integer;
+# per_year: a rate per year; days: a duration in days; times_per_year: a multiple of equity per year;
+# p_value: a probability.
+UNITS = ("percent", "ratio", "count", "per_year", "days", "times_per_year", "p_value")
+MISSING = "—"  # how every front end writes a figure that does not exist (NaN, None)
+
+_ROUND_TRIP = ("a round trip = a run of one unchanged non-zero held position (closing day included when it "
+               "ends flat)")
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    # backtest metrics of an equity curve (`compute_metrics`)
+    Metric("total_return", "total return", "percent", "E_end / E_0 - 1", 2, True),
+    Metric("cagr", "CAGR", "percent", "(E_end / E_0) ^ (A / n) - 1, n = number of daily returns (test days - 1)",
+           2, True),
+    Metric("annual_volatility", "annual volatility", "percent",
+           "std(r, ddof=1) * sqrt(A), r = daily simple returns E_k / E_{k-1} - 1", 2),
+    Metric("sharpe", "Sharpe", "ratio", "mean(r - rf/A) / std(r, ddof=1) * sqrt(A); NaN if std = 0"),
+    Metric("sortino", "Sortino", "ratio",
+           "mean(r - rf/A) / sqrt(mean(min(r - rf/A, 0)^2)) * sqrt(A); NaN without a down day"),
+    Metric("max_drawdown", "max drawdown", "percent", "min over k of E_k / max(E_0..E_k) - 1 (0 or negative)",
+           2, True),
+    Metric("calmar", "Calmar", "ratio", "cagr / |max_drawdown|; NaN if max_drawdown = 0"),
+    Metric("trades", "position changes", "count",
+           "number of position changes in the filled sequence 0, p_0, ..., p_{N-2}", 0),
+    Metric("win_rate", "win rate (per round trip)", "percent",
+           f"winning round trips / round trips, {_ROUND_TRIP}; NaN without trades", 1),
+    Metric("exposure", "exposure", "percent", "mean |held position| over the n daily periods", 1),
+    Metric("turnover", "turnover (× equity / year)", "times_per_year",
+           "sum |change of position| over the filled sequence * A / n (exposure traded per year)", 1),
+    Metric("trades_per_year", "position changes / year", "per_year", "trades * A / n (fills per year)", 1),
+    Metric("avg_holding_days", "average holding", "days",
+           "mean length in days of the runs of one unchanged non-zero held position (closing day not "
+           "included); NaN without a position", 1),
+    # what costs took (`accounting.cost_metrics` of each mode)
+    Metric("gross_return", "gross return", "percent", "total return of the same positions with zero costs", 2,
+           True),
+    Metric("cost_drag", "cost drag", "percent", "gross_return - total_return (return lost to costs over the test)",
+           2, True),
+    Metric("cost_drag_annual", "cost drag / year", "percent",
+           "CAGR of the gross equity - cagr (return lost to costs per year)", 2, True),
+    Metric("cost_sensitivity", "cost sensitivity", "ratio",
+           "net total_return and sharpe of the same positions at a flat 0 / 10 / 25 / 50 bps per side (no flat "
+           "charge)"),
+    # round trips of the tearsheet
+    Metric("round_trips", "round trips", "count", _ROUND_TRIP, 0),
+    Metric("winners", "winning round trips", "count", "round trips with a positive return", 0),
+    Metric("mean_holding_days", "mean holding", "days", "mean days from a round trip's fill to its exit", 1),
+    Metric("mean_trade_return", "mean round-trip return", "percent", "mean compounded return of the round trips",
+           2, True),
+    # significance (docs/evaluation.md)
+    Metric("excess_mean_annual", "excess over buy & hold / year", "percent",
+           "mean daily return difference agent - buy & hold * A", 2, True),
+    Metric("excess_ci_low", "excess 95% interval, low", "percent", "stationary block bootstrap", 2, True),
+    Metric("excess_ci_high", "excess 95% interval, high", "percent", "stationary block bootstrap", 2, True),
+    Metric("excess_p_value", "excess p-value", "p_value", "one-sided, agent > buy & hold"),
+    Metric("excess_p_bootstrap", "excess p-value (bootstrap)", "p_value"),
+    Metric("excess_p_student", "excess p-value (Student)", "p_value"),
+    Metric("excess_block", "excess bootstrap block (days)", "count", "Politis-White block length", 0),
+    Metric("excess_resamples", "excess bootstrap resamples", "count", decimals=0),
+    Metric("timing_p_value", "timing p-value", "p_value", "rank of the agent among exposure-matched shifts"),
+    Metric("timing_p_all_shifts", "timing p-value (all shifts)", "p_value"),
+    Metric("timing_p_past_only", "timing p-value (past-only shifts)", "p_value"),
+    Metric("timing_draws", "timing null draws", "count", decimals=0),
+    Metric("timing_draws_past_only", "timing null draws (past only)", "count", decimals=0),
+    Metric("timing_log_return", "timing: agent log return", "ratio"),
+    Metric("timing_null_mean", "timing: null mean log return", "ratio"),
+    Metric("deflated_sharpe", "deflated Sharpe ratio", "p_value", "probability the best Sharpe beats the trials'"),
+    Metric("deflated_sharpe_threshold", "deflated Sharpe threshold", "ratio"),
+    Metric("deflated_sharpe_trials", "trials counted", "count", decimals=0),
+    Metric("best_member", "best member", "count", decimals=0),
+    Metric("best_member_sharpe", "best member's Sharpe", "ratio"),
+    Metric("sharpe_ci_low", "Sharpe 95% interval, low", "ratio", "moving-block bootstrap", 2),
+    Metric("sharpe_ci_high", "Sharpe 95% interval, high", "ratio", "moving-block bootstrap", 2),
+    # counts of a window and of a run
+    Metric("days", "days", "count", decimals=0),
+    Metric("episodes", "episodes", "count", decimals=0),
+    Metric("members", "members", "count", decimals=0),
+    Metric("chosen_member", "chosen member", "count", decimals=0),
+)}
+# The backtest's own figures (compute_metrics and cost_metrics) and their formulas.
 METRIC_DEFINITIONS: dict[str, str] = {
-    "total_return": "E_end / E_0 - 1",
-    "cagr": "(E_end / E_0) ^ (A / n) - 1, n = number of daily returns (test days - 1)",
-    "annual_volatility": "std(r, ddof=1) * sqrt(A), r = daily simple returns E_k / E_{k-1} - 1",
-    "sharpe": "mean(r - rf/A) / std(r, ddof=1) * sqrt(A); NaN if std = 0",
-    "sortino": "mean(r - rf/A) / sqrt(mean(min(r - rf/A, 0)^2)) * sqrt(A); NaN without a down day",
-    "max_drawdown": "min over k of E_k / max(E_0..E_k) - 1 (0 or negative)",
-    "calmar": "cagr / |max_drawdown|; NaN if max_drawdown = 0",
-    "trades": "number of position changes in the filled sequence 0, p_0, ..., p_{N-2}",
-    "win_rate": "winning trades / trades, a trade = a run of one unchanged non-zero held position "
-                "(closing day included when it ends flat); NaN without trades",
-    "exposure": "mean |held position| over the n daily periods",
-    "turnover": "sum |change of position| over the filled sequence * A / n (exposure traded per year)",
-    "trades_per_year": "trades * A / n (fills per year)",
-    "avg_holding_days": "mean length in days of the runs of one unchanged non-zero held position "
-                        "(closing day not included); NaN without a position",
-    "gross_return": "total return of the same positions with zero costs",
-    "cost_drag": "gross_return - total_return (return lost to costs over the test)",
-    "cost_drag_annual": "CAGR of the gross equity - cagr (return lost to costs per year)",
-    "cost_sensitivity": "net total_return and sharpe of the same positions at a flat 0 / 10 / 25 / 50 bps "
-                        "per side (no flat charge)",
-}
+    name: METRICS[name].definition for name in (*METRIC_NAMES, "gross_return", "cost_drag", "cost_drag_annual",
+                                                "cost_sensitivity")}
+BH_PREFIX = "bh_"  # buy & hold's figures in metrics.json
+SPREAD_SUFFIXES = ("_mean", "_sd", "_min", "_max")  # the members' spread of a figure
+
+
+def metric_of(key: str) -> Metric | None:
+    """The registry entry of a metrics.json key: `bh_sharpe` and `sharpe_mean` are `sharpe`'s."""
+    name = key[len(BH_PREFIX):] if key.startswith(BH_PREFIX) else key
+    if name not in METRICS:
+        for suffix in SPREAD_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in METRICS:
+                return METRICS[name[: -len(suffix)]]
+    return METRICS.get(name)
+
+
+def label(key: str) -> str:
+    """A metric key as a label: its registry label ('trades' -> 'position changes'), else the key
+    with spaces."""
+    metric = METRICS.get(key)
+    return metric.label if metric else key.replace("_", " ")
+
+
+def format_value(key: str, value: Any) -> str:
+    """One figure as text, the same in the CLI, the pages and the report: percentages for
+    fractions (signed where the sign is the point), integers for counts, MISSING for NaN/None."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return MISSING
+    metric = metric_of(key)
+    if metric is None:
+        return f"{v:,.3f}"
+    sign = "+" if metric.signed else ""
+    if metric.unit == "percent":
+        return f"{v * 100:{sign},.{metric.decimals}f}%"
+    if metric.unit == "count":
+        return f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"
+    if metric.unit == "times_per_year":
+        return f"{v:,.{metric.decimals}f}×"
+    if metric.unit == "days":
+        return f"{v:,.{metric.decimals}f} d"
+    if metric.unit == "p_value":
+        return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    return f"{v:{sign},.{metric.decimals}f}"
 
 
 def trade_runs(held: np.ndarray) -> list[tuple[int, int, int]]:
