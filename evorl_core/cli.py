@@ -396,7 +396,7 @@ def train(args: argparse.Namespace) -> int:
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback in error.log
-        log = run_path / "error.log"
+        log = RunDir(run_path).error_log_path
         raise RunFailed(pipeline.describe_error(exc) + (f" (traceback in {log})" if log.exists() else "")) from None
     finally:
         for sig, handler in handlers.items():

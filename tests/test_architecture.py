@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from evorl_core.store.rundir import LAYOUT, layout_text
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "evorl_core"
 
@@ -81,3 +83,10 @@ def test_code_and_docs_cite_only_project_files():
              *(ROOT / "docs").glob("*.md"), ROOT / "README.md", *(ROOT / "tests").glob("*.py")]
     marker = "DESIGN" + ".md"  # split so that this file does not cite it either
     assert [str(p.relative_to(ROOT)) for p in files if marker in p.read_text(encoding="utf-8")] == []
+
+
+def test_the_readme_lists_the_run_directory_layout_of_the_code():
+    """The run-directory layout is written once (store.rundir.LAYOUT); the README's block is it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert layout_text() in readme
+    assert all(f"  {entry}" in readme for entry in LAYOUT)

@@ -63,7 +63,7 @@ class Bundle:
 
 def ensemble_members(run: RunDir, k: int) -> list[int]:
     """The k members with the best validation scores (mean over symbols), best first."""
-    selection = read_json(run.backtest_dir / "selection.json", {})
+    selection = read_json(run.selection_path, {})
     scores = selection.get("validation_log_return")
     members = int(selection.get("members", 1))
     if k > members:

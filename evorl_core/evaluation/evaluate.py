@@ -41,7 +41,6 @@ from evorl_core.store.atomic import RunDirError, atomic_write_json, atomic_write
 from evorl_core.store.rundir import RunDir
 
 SPREAD_METRICS = ("total_return", "sharpe", "max_drawdown", "exposure", "trades")
-REBACKTESTS = "rebacktests"  # runs/<id>/rebacktests/<timestamp>-<source>/: one folder per re-backtest
 
 
 class LeakError(ValueError):
@@ -244,7 +243,7 @@ def evaluate_run(run: RunDir, market: Market) -> dict[str, dict]:
 
 def chosen_member(run: RunDir) -> int:
     """The member a run reports and deploys (0 for a single agent)."""
-    return int(read_json(run.backtest_dir / "selection.json", {}, kind=dict).get("chosen_member", 0))
+    return int(read_json(run.selection_path, {}, kind=dict).get("chosen_member", 0))
 
 
 def last_seen_day(date_range: dict) -> str | None:
@@ -277,9 +276,9 @@ def check_unseen(stored: dict, market: Market) -> None:
 def rebacktest_dir(run: RunDir, source: str) -> Path:
     """A new folder `rebacktests/<YYYYmmdd-HHMMSS>-<source>/` of the run (never an existing one)."""
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', source).strip('-.')[:40] or 'data'}"
-    path, i = run.path / REBACKTESTS / name, 2
+    path, i = run.rebacktests_dir / name, 2
     while path.exists():
-        path, i = run.path / REBACKTESTS / f"{name}-{i}", i + 1
+        path, i = run.rebacktests_dir / f"{name}-{i}", i + 1
     return path
 
 

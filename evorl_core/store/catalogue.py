@@ -85,7 +85,6 @@ def run_summary(rd: RunDir) -> dict[str, Any] | None:
 # A run's name, tags, note and archived flag live in runs/<run_id>/annotations.json, written by
 # the user (dashboard) and never by training, so they survive a resume. Deleting a run removes its
 # folder, only when no process works on it (a final state).
-ANNOTATIONS_FILE = "annotations.json"
 ANNOTATION_FIELDS = ("name", "tags", "note", "archived")
 MAX_NAME_CHARS = 80
 MAX_NOTE_CHARS = 2000
@@ -107,7 +106,7 @@ def parse_tags(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
 
 def read_annotations(run: RunDir) -> dict[str, Any]:
     """{'name': str, 'tags': [str], 'note': str, 'archived': bool} (empty values when never set)."""
-    raw = read_json(run.path / ANNOTATIONS_FILE, {}) or {}
+    raw = read_json(run.annotations_path, {}) or {}
     if not isinstance(raw, dict):
         raw = {}
     return {
@@ -147,7 +146,7 @@ def write_annotations(run: RunDir, **changes: Any) -> dict[str, Any]:
         values["note"] = note
     if "archived" in changes:
         values["archived"] = bool(changes["archived"])
-    atomic_write_json(run.path / ANNOTATIONS_FILE, {**values, "updated_at": time.time()})
+    atomic_write_json(run.annotations_path, {**values, "updated_at": time.time()})
     return values
 
 

@@ -36,6 +36,36 @@ from evorl_core.store.atomic import (
     storage_error,
 )
 
+# What a run directory holds: the one description in code (README's "Run directory" block lists
+# the same entries, checked by a test). Every path below is a `RunDir` property.
+LAYOUT: dict[str, str] = {
+    "config.json": "full config, data source actually used, data hash, versions, seed",
+    "status.json": "state (queued|compiling|running|stopping|stopped|done|failed|interrupted), progress, error",
+    "LOCK": "held by the one process that owns the run (pid, host inside); a run whose owner is gone reads as "
+            "interrupted",
+    "STOP": "present while a stop is requested",
+    "error.log": "the traceback of a run that failed after it started",
+    "annotations.json": "name, tags, note, archived: written by the user, never by training",
+    "metrics.jsonl": "one line per PPO update (per member, with a `member` field, for seeds and populations)",
+    "checkpoint/": "latest training state (flax msgpack; the whole population when there are members)",
+    "backtest/equity.csv": "date,symbol,open,close,position,equity,benchmark_equity (the chosen member)",
+    "backtest/metrics.json": "{symbol: {metric: value}} (bh_* = buy & hold; with members, their spread)",
+    "backtest/selection.json": "how the reported member was chosen: validation scores of every member",
+    "backtest/members.csv": "every member's test equity (--seeds / --population)",
+    "backtest/members.json": "every member's test metrics (--seeds / --population)",
+    "population/hyperparams.jsonl": "PBT: hyperparameters and fitness of every member per round",
+    "population/lineage.jsonl": "PBT: exploit events (member, donor, old and new hyperparameters)",
+    "rebacktests/": "one folder per `evorl backtest` (equity.csv, metrics.json, rebacktest.json)",
+}
+
+
+
+def layout_text() -> str:
+    """LAYOUT as the README's block: one line per entry, descriptions aligned."""
+    width = max(map(len, LAYOUT)) + 2
+    return "\n".join(["runs/<run_id>/", *(f"  {entry:<{width}}{what}" for entry, what in LAYOUT.items())])
+
+
 # The states of a run (docs/reliability.md). Active: a process owns the run and works on it.
 # Final: nothing works on it; `stopped`, `interrupted` and `failed` runs resume from a checkpoint.
 ACTIVE_STATES = ("queued", "compiling", "running", "stopping")
@@ -127,6 +157,12 @@ class RunDir:
     backtest_metrics_path = property(lambda self: self.path / "backtest" / "metrics.json")
     stop_path = property(lambda self: self.path / "STOP")
     lock_path = property(lambda self: self.path / LOCK_FILE)
+    error_log_path = property(lambda self: self.path / "error.log")
+    annotations_path = property(lambda self: self.path / "annotations.json")
+    selection_path = property(lambda self: self.path / "backtest" / "selection.json")
+    member_equity_path = property(lambda self: self.path / "backtest" / "members.csv")
+    member_metrics_path = property(lambda self: self.path / "backtest" / "members.json")
+    rebacktests_dir = property(lambda self: self.path / "rebacktests")
 
     # writers (only the owner of the run: the holder of its RunLock) ---------------------------
     def write_config(self, config: dict[str, Any]) -> None:
@@ -266,18 +302,18 @@ class RunDir:
     # several agents (--seeds / --population): how the reported one was chosen, every member's test
     def read_selection(self) -> dict[str, Any] | None:
         """backtest/selection.json: members, chosen_member, criterion, seeds, validation scores."""
-        return read_json(self.backtest_dir / "selection.json")
+        return read_json(self.selection_path)
 
     def read_member_equity(self) -> pd.DataFrame | None:
         """backtest/members.csv (date,symbol,member,position,equity), None for a single agent."""
-        path = self.backtest_dir / "members.csv"
+        path = self.member_equity_path
         if not path.exists():
             return None
         return pd.read_csv(path, parse_dates=["date"])
 
     def read_member_metrics(self) -> dict[str, dict[str, dict[str, Any]]] | None:
         """backtest/members.json: {member: {symbol: {metric: value}}}, None for a single agent."""
-        return read_json(self.backtest_dir / "members.json")
+        return read_json(self.member_metrics_path)
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / "state.msgpack").exists()

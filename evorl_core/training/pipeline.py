@@ -239,7 +239,7 @@ def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress,
         raise
     except BaseException as exc:
         try:
-            (rd.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            rd.error_log_path.write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             pass
         # with several processes: name the process that failed
