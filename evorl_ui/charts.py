@@ -1,6 +1,6 @@
 """Plotly figure builders for the dashboard pages (no Streamlit; widgets.chart draws them).
 
-Every builder downsamples through evorl_ui.presenters before handing arrays to plotly, so a
+Every builder downsamples through evorl_ui.presenters.format before handing arrays to plotly, so a
 figure stays small whatever the length of the series.
 """
 
@@ -16,7 +16,16 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from evorl_core.config import SEARCH_SPACE
-from evorl_ui import presenters
+from evorl_ui.presenters.format import (
+    downsample_indices,
+    drawdown,
+    has_values,
+    marker_points,
+    minmax_downsample_indices,
+    ohlc_downsample,
+)
+from evorl_ui.presenters.live import cumulative, ema, throughput
+from evorl_ui.presenters.population import best_per_round
 
 COLORS = {"agent": "#2563eb", "bench": "#9ca3af", "band": "rgba(37,99,235,0.18)", "dd": "#dc2626",
           "entry": "#16a34a", "exit": "#dc2626", "price": "#374151", "expected": "#7c3aed",
@@ -46,8 +55,8 @@ def _empty(fig: go.Figure) -> go.Figure:
 
 
 def _thin(x: np.ndarray, *ys: np.ndarray, minmax_of: np.ndarray | None = None) -> list[np.ndarray]:
-    idx = (presenters.minmax_downsample_indices(minmax_of) if minmax_of is not None
-           else presenters.downsample_indices(len(x)))
+    idx = (minmax_downsample_indices(minmax_of) if minmax_of is not None
+           else downsample_indices(len(x)))
     return [np.asarray(x)[idx]] + [np.asarray(y)[idx] for y in ys]
 
 
@@ -57,7 +66,7 @@ def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, yt
     names = list(series)
     thinned = _thin(x, *[series[n] for n in names])
     for name, y in zip(names, thinned[1:], strict=True):
-        if not presenters.has_values(y):
+        if not has_values(y):
             continue
         right = name in secondary  # right-axis series are dotted so overlapping lines stay visible
         fig.add_trace(go.Scatter(x=thinned[0], y=y, name=name + (" (right)" if right else ""), mode="lines",
@@ -99,8 +108,8 @@ def equity_figure(dates: np.ndarray, equity: np.ndarray, bench: np.ndarray, titl
 
 
 def drawdown_figure(dates: np.ndarray, equity: np.ndarray, bench: np.ndarray, title: str) -> go.Figure:
-    dd = presenters.drawdown(equity)
-    bdd = presenters.drawdown(bench)
+    dd = drawdown(equity)
+    bdd = drawdown(bench)
     dates, dd, bdd = _thin(dates, dd, bdd, minmax_of=dd)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=dates, y=dd, name="agent", mode="lines", fill="tozeroy",
@@ -117,18 +126,18 @@ def price_figure(frame: pd.DataFrame, execution: str, title: str) -> go.Figure:
     d, c = _thin(dates, close, minmax_of=close)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=d, y=c, name="close", mode="lines", line=dict(color=COLORS["price"], width=1.2)))
-    marks = presenters.marker_points(frame, execution)
+    marks = marker_points(frame, execution)
     for name, symbol, color in (("entry", "triangle-up", COLORS["entry"]),
                                 ("exit", "triangle-down", COLORS["exit"])):
         pts = marks[name]
-        idx = presenters.downsample_indices(len(pts["date"]))
+        idx = downsample_indices(len(pts["date"]))
         fig.add_trace(go.Scatter(x=pts["date"][idx], y=pts["price"][idx], name=f"{name} (position {'up' if name == 'entry' else 'down'})",
                                  mode="markers", marker=dict(symbol=symbol, size=9, color=color)))
     return _layout(fig, title, "price", height=260)
 
 
 def candlestick_figure(df: pd.DataFrame, title: str) -> go.Figure:
-    bars = presenters.ohlc_downsample(df)
+    bars = ohlc_downsample(df)
     fig = go.Figure(go.Candlestick(
         x=np.asarray(bars.index), open=bars["open"].to_numpy(), high=bars["high"].to_numpy(),
         low=bars["low"].to_numpy(), close=bars["close"].to_numpy(), name="OHLC"))
@@ -143,7 +152,7 @@ def stacked_figure(x: np.ndarray, panels: Sequence[tuple[str, np.ndarray, str]],
     """One panel per (name, values, y-axis title), stacked with a shared x axis (zooming one zooms
     all): each quantity on its own readable axis instead of a second axis on the right. ``clip``
     limits a panel's y range (name -> (low, high)) around the values that fall inside it."""
-    panels = [p for p in panels if presenters.has_values(p[1])]
+    panels = [p for p in panels if has_values(p[1])]
     if not panels:
         return _layout(_empty(go.Figure()), title, xaxis_title=xtitle)
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08)
@@ -166,10 +175,10 @@ def stacked_figure(x: np.ndarray, panels: Sequence[tuple[str, np.ndarray, str]],
 def throughput_figure(x: np.ndarray, steps_per_sec: np.ndarray, xtitle: str = "env steps") -> go.Figure:
     """Env steps / s per update (updates/s is the same curve divided by the batch) and its median."""
     fig = go.Figure()
-    if presenters.has_values(steps_per_sec):
+    if has_values(steps_per_sec):
         xs, ys = _thin(x, steps_per_sec)
         fig.add_trace(go.Scatter(x=xs, y=ys, name="env steps / s", mode="lines", line=dict(color=COLORS["agent"])))
-        median = presenters.throughput(steps_per_sec)["median"]
+        median = throughput(steps_per_sec)["median"]
         if median is not None:
             fig.add_hline(y=median, line=dict(color=COLORS["bench"], dash="dash"),
                           annotation_text=f"median {median:,.0f}", annotation_position="bottom right")
@@ -195,7 +204,7 @@ def live_figures(m: Mapping[str, np.ndarray], x_key: str = "env_steps") -> list[
     """The Live page's charts as (widget key, figure), from metric_arrays(rows, LIVE_METRIC_KEYS).
     ``x_key``: "env_steps", or "train_seconds" for training time summed over resumes."""
     if x_key == "train_seconds":
-        x, xtitle = presenters.cumulative(m["train_seconds"]), "training time (s)"
+        x, xtitle = cumulative(m["train_seconds"]), "training time (s)"
     else:
         x, xtitle = m["env_steps"], "env steps"
     ret = lines_figure(x, {"episode return": m["episode_return_mean"]},
@@ -225,17 +234,17 @@ def live_figures(m: Mapping[str, np.ndarray], x_key: str = "env_steps") -> list[
 def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, ytitle: str,
                    smoothing: float = 0.0, xtitle: str = "env steps") -> go.Figure:
     """Several runs' curves on one axis, as TensorBoard draws them: with ``smoothing`` > 0 the raw
-    curve faint and its EMA (presenters.ema) in the same colour."""
+    curve faint and its EMA (presenters.live.ema) in the same colour."""
     fig = go.Figure()
     for i, (label, (x, y)) in enumerate(curves.items()):
-        if not presenters.has_values(y):
+        if not has_values(y):
             continue
         color = RUN_COLORS[i % len(RUN_COLORS)]
         xs, ys = _thin(x, y)
         if smoothing > 0:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=1), opacity=0.25,
                                      name=f"{label} (raw)", showlegend=False, hoverinfo="skip"))
-            ys = _thin(x, presenters.ema(y, smoothing))[1]
+            ys = _thin(x, ema(y, smoothing))[1]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=2), name=label))
     if not fig.data:
         _empty(fig)
@@ -261,14 +270,14 @@ def member_lines_figure(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], tit
     ``highlight`` member (e.g. the one chosen on validation) bold in its colour."""
     fig = go.Figure()
     for m, (x, y) in curves.items():
-        if not presenters.has_values(y):
+        if not has_values(y):
             continue
         xs, ys = _thin(x, y)
         chosen = m == highlight
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"member {m}" + (" (chosen)" if chosen else ""),
                                  line=dict(color=member_color(m), width=3 if chosen else 1),
                                  opacity=1.0 if chosen else 0.55))
-    if mean is not None and presenters.has_values(mean[1]):
+    if mean is not None and has_values(mean[1]):
         xs, ys = _thin(*mean)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="mean of members", line=dict(color="#111827", width=2.5)))
     if not fig.data:
@@ -292,7 +301,7 @@ def fitness_figure(table: pd.DataFrame) -> go.Figure:
             line=dict(color=member_color(int(m)), width=1), marker=dict(size=5),
             customdata=rows[["update"]].to_numpy(), hovertemplate=(
                 f"member {m}<br>round %{{x}} (update %{{customdata[0]}})<br>fitness %{{y:.4f}}<extra></extra>")))
-    best = presenters.best_per_round(table)
+    best = best_per_round(table)
     if len(best):
         fig.add_trace(go.Scatter(
             x=best["round"], y=best["fitness"], mode="lines+markers+text", name="best of the round",
@@ -442,7 +451,7 @@ def symbol_figure(symbol: str, frame: pd.DataFrame, execution: str) -> go.Figure
                   row=1, col=1)
     fig.add_trace(go.Scatter(x=d, y=b, name="buy & hold", mode="lines",
                              line=dict(color=COLORS["bench"], width=1.5, dash="dot")), row=1, col=1)
-    dd, bdd = presenters.drawdown(eq), presenters.drawdown(bench)
+    dd, bdd = drawdown(eq), drawdown(bench)
     d2, dd, bdd = _thin(dates, dd, bdd, minmax_of=dd)
     fig.add_trace(go.Scatter(x=d2, y=dd, name="agent drawdown", mode="lines", fill="tozeroy", showlegend=False,
                              line=dict(color=COLORS["dd"], width=1.2)), row=2, col=1)
@@ -451,10 +460,10 @@ def symbol_figure(symbol: str, frame: pd.DataFrame, execution: str) -> go.Figure
     d3, c = _thin(dates, close, minmax_of=close)
     fig.add_trace(go.Scatter(x=d3, y=c, name="close", mode="lines", showlegend=False,
                              line=dict(color=COLORS["price"], width=1.2)), row=3, col=1)
-    marks = presenters.marker_points(frame, execution)
+    marks = marker_points(frame, execution)
     for name, marker, color in (("entry", "triangle-up", COLORS["entry"]), ("exit", "triangle-down", COLORS["exit"])):
         pts = marks[name]
-        idx = presenters.downsample_indices(len(pts["date"]))
+        idx = downsample_indices(len(pts["date"]))
         fig.add_trace(go.Scatter(x=pts["date"][idx], y=pts["price"][idx], mode="markers",
                                  name=f"{'▲ position up' if name == 'entry' else '▼ position down'} (fill)",
                                  marker=dict(symbol=marker, size=9, color=color)), row=3, col=1)
@@ -475,7 +484,7 @@ def portfolio_figure(value: pd.Series, bench: pd.Series, exposure: pd.Series) ->
                   row=1, col=1)
     fig.add_trace(go.Scatter(x=d, y=b2, name="buy & hold", mode="lines",
                              line=dict(color=COLORS["bench"], width=1.5, dash="dot")), row=1, col=1)
-    dd = presenters.drawdown(v)
+    dd = drawdown(v)
     d2, dd2 = _thin(dates, dd, minmax_of=dd)
     fig.add_trace(go.Scatter(x=d2, y=dd2, name="drawdown", mode="lines", fill="tozeroy", showlegend=False,
                              line=dict(color=COLORS["dd"], width=1.2)), row=2, col=1)
