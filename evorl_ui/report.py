@@ -1,9 +1,9 @@
 """A run's tearsheet: what the Backtest page draws and what the exported HTML report holds.
 
 ``load_tearsheet(run)`` computes everything once from the run directory (evorl_core.tearsheet for
-the numbers); ``tearsheet_figures`` turns it into plotly figures (evorl_ui.charts);
-``report_html`` writes one self-contained HTML file (plotly.js inlined once, so it opens offline
-and can be sent to someone). No Streamlit here.
+the numbers); ``tearsheet_figures`` turns it into plotly figures (evorl_ui.charts.tearsheet, and
+charts.population for the members' fan); ``report_html`` writes one self-contained HTML file
+(plotly.js inlined once, so it opens offline and can be sent to someone). No Streamlit here.
 
     python -m evorl_ui.report --run runs/<run_id> --out report.html
 """
@@ -23,7 +23,8 @@ import plotly.graph_objects as go
 
 from evorl_core import tearsheet as ts
 from evorl_core.rundir import RunDir, read_annotations
-from evorl_ui import charts
+from evorl_ui.charts.population import members_fan_figure
+from evorl_ui.charts.tearsheet import monthly_heatmap, portfolio_figure, rolling_sharpe_figure, symbol_figure
 from evorl_ui.presenters.backtest import (
     TRADE_DEFINITION,
     backtest_symbols,
@@ -132,9 +133,9 @@ def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
     """Every member's test equity of one symbol (a fan), the chosen member bold, buy & hold dotted."""
     frame = symbol_rows(sheet.equity, symbol)
     bench = None if frame is None else (frame["date"].to_numpy(), frame["benchmark_equity"].to_numpy(float))
-    return charts.members_fan_figure(member_curves(sheet.member_equity, symbol),
-                                     f"{symbol} — every member's test equity (fan)",
-                                     chosen=sheet.selection.get("chosen_member"), bench=bench)
+    return members_fan_figure(member_curves(sheet.member_equity, symbol),
+                              f"{symbol} — every member's test equity (fan)",
+                              chosen=sheet.selection.get("chosen_member"), bench=bench)
 
 
 def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
@@ -143,13 +144,13 @@ def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
     figs: dict[str, go.Figure] = {}
     if sheet.value is None:
         return figs
-    figs["portfolio"] = charts.portfolio_figure(sheet.value, sheet.bench, sheet.exposure)
-    figs["monthly"] = charts.monthly_heatmap(sheet.monthly)
-    figs["rolling"] = charts.rolling_sharpe_figure(sheet.rolling, sheet.window)
+    figs["portfolio"] = portfolio_figure(sheet.value, sheet.bench, sheet.exposure)
+    figs["monthly"] = monthly_heatmap(sheet.monthly)
+    figs["rolling"] = rolling_sharpe_figure(sheet.rolling, sheet.window)
     for sym in sheet.symbols:
         frame = symbol_rows(sheet.equity, sym)
         if frame is not None:
-            figs[f"symbol:{sym}"] = charts.symbol_figure(sym, frame, sheet.execution)
+            figs[f"symbol:{sym}"] = symbol_figure(sym, frame, sheet.execution)
         if sheet.members > 1 and sheet.member_equity is not None:
             figs[f"members:{sym}"] = member_figure(sheet, sym)
     return figs

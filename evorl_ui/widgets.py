@@ -259,5 +259,5 @@ def saved_draft(form: str) -> dict[str, Any]:
 
 
 def chart(fig: go.Figure, key: str | None = None) -> None:
-    """Draw a figure from evorl_ui.charts (no plotly logo in the toolbar)."""
+    """Draw a figure from the evorl_ui.charts modules (no plotly logo in the toolbar)."""
     st.plotly_chart(fig, key=key, config={"displaylogo": False})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.config import DEFAULT_SYMBOLS
-from evorl_ui import charts, forms, shell, widgets
+from evorl_ui import forms, shell, widgets
+from evorl_ui.charts.base import candlestick_figure
 from evorl_ui.presenters.data import candles_title, frames_summary
 from evorl_ui.presenters.format import message_markdown
 
@@ -41,6 +42,6 @@ if result := st.session_state.get("data_result"):
         st.dataframe(frames_summary(frames, info), hide_index=True)
         sym = st.selectbox("Symbol", list(frames), key="data_symbol") if len(frames) > 1 else next(iter(frames))
         df = frames[sym]
-        widgets.chart(charts.candlestick_figure(df, candles_title(sym, len(df))), key="data_candles")
+        widgets.chart(candlestick_figure(df, candles_title(sym, len(df))), key="data_candles")
         with st.expander("Last rows"):
             st.dataframe(df.tail(20))

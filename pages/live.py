@@ -8,7 +8,14 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.rundir import RESUMABLE_STATES
-from evorl_ui import charts, settings, shell, widgets
+from evorl_ui import settings, shell, widgets
+from evorl_ui.charts.live import live_figures, overlay_figure
+from evorl_ui.charts.population import (
+    fitness_figure,
+    hyperparameter_figure,
+    lineage_figure,
+    member_lines_figure,
+)
 from evorl_ui.presenters.format import message_markdown, metric_arrays
 from evorl_ui.presenters.live import (
     LIVE_METRIC_KEYS,
@@ -163,7 +170,7 @@ def _charts() -> None:
     if len(members_of(raw)) > 1:
         _members(raw, rows, x_key)
         st.subheader("Training diagnostics (mean over members)")
-    figures = charts.live_figures(metric_arrays(rows, LIVE_METRIC_KEYS), x_key)
+    figures = live_figures(metric_arrays(rows, LIVE_METRIC_KEYS), x_key)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2], strict=False):
             with col:
@@ -197,9 +204,9 @@ def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
     mean = metric_arrays(rows, keys)
     title, ytitle = MEMBER_METRICS[metric]
     xtitle = "training time (s)" if x_key == "train_seconds" else "env steps (per member)"
-    widgets.chart(charts.member_lines_figure({k: (_x(a, x_key), a[metric]) for k, a in per_member.items()},
-                                             f"{title} — every member", ytitle, xtitle=xtitle,
-                                             mean=(_x(mean, x_key), mean[metric]), highlight=highlight),
+    widgets.chart(member_lines_figure({k: (_x(a, x_key), a[metric]) for k, a in per_member.items()},
+                                      f"{title} — every member", ytitle, xtitle=xtitle,
+                                      mean=(_x(mean, x_key), mean[metric]), highlight=highlight),
                   key="live_members")
     if table is None:
         return
@@ -208,10 +215,10 @@ def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
     st.caption(population_caption(run_config, table, events))
     f1, f2 = st.columns(2)
     with f1:
-        widgets.chart(charts.fitness_figure(table), key="live_fitness")
+        widgets.chart(fitness_figure(table), key="live_fitness")
     with f2:
-        widgets.chart(charts.lineage_figure(table, events), key="live_lineage")
-    widgets.chart(charts.hyperparameter_figure(table, names), key="live_hyper")
+        widgets.chart(lineage_figure(table, events), key="live_lineage")
+    widgets.chart(hyperparameter_figure(table, names), key="live_hyper")
     lineage = lineage_table(events, names)
     st.markdown(f"**Exploit events** ({len(lineage)}): a replaced member copied its donor's weights, optimiser state "
                 "and hyperparameters, then explored (old → new; the donor's value in brackets).")
@@ -245,7 +252,7 @@ def compare_panel() -> None:
             label = by_id[rid].get("name") or rid
             curves[f"{label} ({data_tag(by_id[rid])})"] = (m["env_steps"], m[metric])
         title, ytitle = OVERLAY_METRICS[metric]
-        widgets.chart(charts.overlay_figure(curves, f"{title} — {len(ids)} run(s)", ytitle, smoothing),
+        widgets.chart(overlay_figure(curves, f"{title} — {len(ids)} run(s)", ytitle, smoothing),
                       key="live_overlay_chart")
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core import deploy, ledger
-from evorl_ui import charts, settings, shell, widgets
+from evorl_ui import settings, shell, widgets
+from evorl_ui.charts.tearsheet import forward_figure
 from evorl_ui.presenters.format import message_markdown
 from evorl_ui.presenters.models import (
     forward_caption,
@@ -105,7 +106,7 @@ else:
             if any(r.get("synthetic") for r in rows):
                 st.badge("Ledger recorded on synthetic prices", color="orange", icon=":material/science:")
             curves = ledger.forward_curves(rows, bundle.meta)
-            widgets.chart(charts.forward_figure(curves), key="models_forward")
+            widgets.chart(forward_figure(curves), key="models_forward")
             st.caption(forward_caption(curves))
             st.dataframe(ledger_table(rows), hide_index=True, key="models_ledger")
         else:

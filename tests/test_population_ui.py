@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 
 from evorl_core.config import PRESETS, SEARCH_SPACE, TrainConfig
-from evorl_ui import charts, forms
+from evorl_ui import forms
+from evorl_ui.charts.population import (
+    fitness_figure,
+    hyperparameter_figure,
+    lineage_figure,
+    log_ticks,
+    member_lines_figure,
+    members_fan_figure,
+)
 from evorl_ui.presenters.format import format_metric, metric_arrays
 from evorl_ui.presenters.live import member_mean, member_throughput, member_throughput_text
 from evorl_ui.presenters.population import (
@@ -128,8 +136,8 @@ def test_member_lines_figure_draws_every_member_the_mean_and_the_highlight():
     per = member_arrays(metrics_rows(), ("env_steps", "reward_mean"))
     mean_rows = member_mean(sorted(metrics_rows(), key=lambda r: r["update"]))  # as the file holds them
     mean = metric_arrays(mean_rows, ("env_steps", "reward_mean"))
-    fig = charts.member_lines_figure({m: (a["env_steps"], a["reward_mean"]) for m, a in per.items()}, "t", "r",
-                                     mean=(mean["env_steps"], mean["reward_mean"]), highlight=1)
+    fig = member_lines_figure({m: (a["env_steps"], a["reward_mean"]) for m, a in per.items()}, "t", "r",
+                              mean=(mean["env_steps"], mean["reward_mean"]), highlight=1)
     names = [t.name for t in fig.data]
     assert names == ["member 0", "member 1 (chosen)", "member 2", "mean of members"]
     expected = np.mean([per[m]["reward_mean"] for m in range(3)], axis=0)
@@ -140,7 +148,7 @@ def test_member_lines_figure_draws_every_member_the_mean_and_the_highlight():
 
 def test_fitness_figure_stars_the_best_member_of_each_round():
     table = population_table(hyper_rows())
-    fig = charts.fitness_figure(table)
+    fig = fitness_figure(table)
     best = next(t for t in fig.data if t.name == "best of the round")
     assert list(best.x) == [1, 2] and list(best.y) == [0.3, 0.4] and list(best.text) == ["0", "2"]
     per_member = [t for t in fig.data if t.name.startswith("member")]
@@ -149,7 +157,7 @@ def test_fitness_figure_stars_the_best_member_of_each_round():
 
 def test_hyperparameter_figure_uses_log_axes_for_log_scales():
     table = population_table(hyper_rows())
-    fig = charts.hyperparameter_figure(table, ["lr", "ent_coef", "clip_eps"])
+    fig = hyperparameter_figure(table, ["lr", "ent_coef", "clip_eps"])
     layout = fig.layout
     assert layout.yaxis.type == "log" and layout.yaxis2.type == "log" and layout.yaxis3.type != "log"
     assert [SEARCH_SPACE[n].scale for n in ("lr", "ent_coef", "clip_eps")] == ["log", "log", "linear"]
@@ -160,16 +168,16 @@ def test_hyperparameter_figure_uses_log_axes_for_log_scales():
 
 
 def test_log_ticks_cover_the_values():
-    ticks = charts.log_ticks(np.array([2.8e-4, 5e-3]))
+    ticks = log_ticks(np.array([2.8e-4, 5e-3]))
     assert ticks == pytest.approx([2e-4, 5e-4, 1e-3, 2e-3, 5e-3])
-    wide = charts.log_ticks(np.array([1e-6, 1e-1]))
+    wide = log_ticks(np.array([1e-6, 1e-1]))
     assert wide == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
-    assert charts.log_ticks(np.array([np.nan])) == []
+    assert log_ticks(np.array([np.nan])) == []
 
 
 def test_lineage_figure_has_an_arrow_from_each_donor_to_its_member():
     table = population_table(hyper_rows())
-    fig = charts.lineage_figure(table, EVENTS)
+    fig = lineage_figure(table, EVENTS)
     arrows = [(a.ay, a.y, a.x) for a in fig.layout.annotations]
     assert arrows == [(0, 2, 1), (2, 1, 2)]  # (donor, member, round)
     marks = next(t for t in fig.data if t.name == "validation fitness")
@@ -218,7 +226,7 @@ def test_member_fan_draws_every_member_the_band_and_the_chosen_one():
     curves = member_curves(frame.sample(frac=1.0, random_state=1), "AAA")  # any row order
     assert list(curves) == [0, 1, 2] and list(curves[2][1]) == [100, 102, 104, 106, 108]
     bench = (dates.to_numpy(), np.linspace(100, 90, 5))
-    fig = charts.members_fan_figure(curves, "AAA — fan", chosen=1, bench=bench)
+    fig = members_fan_figure(curves, "AAA — fan", chosen=1, bench=bench)
     chosen = [t for t in fig.data if t.name == "member 1 (chosen)"]
     assert len(chosen) == 1 and chosen[0].line.width == 3
     assert sum(t.legendgroup == "others" for t in fig.data) == 2

@@ -12,7 +12,7 @@ import pytest
 
 from evorl_core.backtest import METRIC_NAMES
 from evorl_core.timefmt import format_duration
-from evorl_ui import charts
+from evorl_ui.charts.live import live_figures
 from evorl_ui.presenters.backtest import (
     backtest_symbols,
     baseline_comparison_table,
@@ -439,7 +439,7 @@ def test_pure_modules_import_no_streamlit():
     code = ("import importlib, pkgutil, sys, evorl_ui; "
             "assert 'streamlit' not in sys.modules and 'jax' not in sys.modules; "
             "import evorl_ui.presenters, evorl_ui.forms, evorl_ui.charts; "
-            "[importlib.import_module(m.name) for pkg in (evorl_ui.presenters,) "
+            "[importlib.import_module(m.name) for pkg in (evorl_ui.presenters, evorl_ui.charts) "
             " for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + '.')]; "
             "assert 'streamlit' not in sys.modules, 'a pure module imports streamlit'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -549,11 +549,11 @@ def test_memory_chart_draws_the_device_peak_beside_the_memory_between_chunks():
     rows = [{"env_steps": 100.0 * i, "host_rss_mb": 900.0 + i, "device_mem_mb": 21.0, "device_peak_mb": 1500.0 + i}
             for i in range(1, 4)]
     m = metric_arrays(rows, LIVE_METRIC_KEYS)
-    fig = dict(charts.live_figures(m))["live_mem"]
+    fig = dict(live_figures(m))["live_mem"]
     traces = {t.name: list(t.y) for t in fig.data}
     assert traces == {"process RSS (whole process)": [901.0, 902.0, 903.0],
                       "device memory between chunks": [21.0, 21.0, 21.0],
                       "device memory, peak so far": [1501.0, 1502.0, 1503.0]}
     cpu = metric_arrays([{k: v for k, v in r.items() if "device" not in k} for r in rows],
                         LIVE_METRIC_KEYS)
-    assert [t.name for t in dict(charts.live_figures(cpu))["live_mem"].data] == ["process RSS (whole process)"]
+    assert [t.name for t in dict(live_figures(cpu))["live_mem"].data] == ["process RSS (whole process)"]
