@@ -18,11 +18,12 @@ import logging  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from evorl_ui import presenters, shell  # noqa: E402
+from evorl_ui import shell  # noqa: E402
+from evorl_ui.presenters.format import message_markdown  # noqa: E402
 
 page = shell.frame()
 try:
     page.run()
 except Exception as exc:  # noqa: BLE001 - last line of defence: a message on screen, the traceback in the log
     logging.getLogger("evorl.dashboard").exception("page %s failed", page.title)
-    st.error(presenters.message_markdown(f"This page hit an unexpected error: {shell.error_text(exc)}"))
+    st.error(message_markdown(f"This page hit an unexpected error: {shell.error_text(exc)}"))

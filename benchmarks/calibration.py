@@ -1,4 +1,4 @@
-"""Calibration of the evaluation protocol (evorl_core.significance): false positives and power.
+"""Calibration of the evaluation protocol (evorl_core.evaluation.significance): false positives and power.
 
 Runs `significance.symbol_report` (excess over buy & hold, exposure-matched timing test, verdict)
 on many simulated markets where the truth is known:

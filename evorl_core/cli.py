@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,17 @@ from evorl_core.config import (
     parse_floats,
     parse_ints,
 )
-from evorl_core.costs import cost_model
+from evorl_core.console import ProgressBar, cost_line, format_metrics_table, indented
 from evorl_core.data import DataError, DataFallbackWarning
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
 from evorl_core.deploy.ledger import record as record_paper
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
-from evorl_core.metrics import MISSING, format_value
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
 from evorl_core.store.catalogue import list_runs
 from evorl_core.store.rundir import DAMAGED, RunDir, new_run_id
 from evorl_core.system import backends, distributed, provenance
 from evorl_core.system.backends import BackendError
-from evorl_core.timefmt import format_duration
 from evorl_core.training import pipeline
 from evorl_core.training.loop import TrainingDiverged
 from evorl_core.training.walkforward import WALKFORWARD_DIR, run_walkforward
@@ -61,106 +58,6 @@ class RunFailed(Exception):
     """A run that started and then failed (exit code 1); the message is one line."""
 
 
-class ProgressBar:
-    """A one-line progress bar: steps, steps/s, reward, ETA. Redraws in place on a terminal."""
-
-    def __init__(self, stream=sys.stderr, width: int = 28):
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self.last_print = 0.0
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        done, total = info.get("env_steps", 0), max(info.get("total_steps") or 1, 1)
-        frac = min(done / total, 1.0)
-        filled = int(frac * self.width)
-        reward = info.get("episode_return_mean")
-        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {frac * 100:5.1f}% "
-                f"{done:,}/{total:,} steps | {info.get('steps_per_sec', 0):,.0f} steps/s | "
-                f"episode return {format_value('episode_return_mean', reward)} | ETA {format_duration(info.get('eta_seconds'), clock=True)}")
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r" + line)
-            self.stream.flush()
-        elif now - self.last_print > 5 or frac >= 1.0:
-            self.stream.write(line + "\n")
-            self.last_print = now
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-
-
-def _sharpe_with_interval(m: dict[str, Any]) -> str:
-    """'0.850 [-1.20, 2.90]': the Sharpe ratio and its 95% bootstrap interval (when there is one)."""
-    low, high = m.get("sharpe_ci_low"), m.get("sharpe_ci_high")
-    if low is None or high is None:
-        return format_value("sharpe", m.get("sharpe"))
-    return f"{format_value('sharpe', m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
-
-
-def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Per-symbol test metrics of the agent against buy & hold, as an aligned text table, with the
-    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md)."""
-    header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe [95% CI]", "B&H Sharpe", "max DD",
-              "B&H max DD", "trades", "win rate", "exposure", "verdict"]
-    rows = [header]
-    for symbol, m in metrics.items():
-        rows.append([
-            symbol, format_value("total_return", m.get("total_return")), format_value("bh_total_return", m.get("bh_total_return")),
-            format_value("cagr", m.get("cagr")), format_value("bh_cagr", m.get("bh_cagr")), _sharpe_with_interval(m),
-            format_value("bh_sharpe", m.get("bh_sharpe")), format_value("max_drawdown", m.get("max_drawdown")), format_value("bh_max_drawdown", m.get("bh_max_drawdown")),
-            format_value("trades", m.get("trades")), format_value("win_rate", m.get("win_rate")),
-            format_value("exposure", m.get("exposure")), str(m.get("verdict") or MISSING),
-        ])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    last = len(header) - 1  # the verdict is text: left-aligned, not padded
-    lines = ["  ".join(c if i == last else (c.rjust(w) if i else c.ljust(w))
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-             for r in rows]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    table = "\n".join(lines)
-    costs = format_cost_table(metrics)
-    return f"{table}\n\n{costs}" if costs else table
-
-
-def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """What costs took and how often each symbol traded: gross vs net return, cost drag per year,
-    trades per year, average holding period, and net return / Sharpe of the same positions at a
-    flat 0 / 10 / 25 / 50 bps per side. Empty when the metrics predate these numbers."""
-    if not any("gross_return" in m for m in metrics.values()):
-        return ""
-    levels = list(next(m["cost_sensitivity"] for m in metrics.values() if "cost_sensitivity" in m))
-    at = "/".join(levels)
-    header = ["symbol", "gross ret", "net ret", "cost drag", "drag/yr", "trades/yr", "avg hold",
-              f"net ret @ {at} bps", f"Sharpe @ {at} bps"]
-    rows = [header]
-    for symbol, m in metrics.items():
-        table = m.get("cost_sensitivity") or {}
-        rows.append([
-            symbol, format_value("gross_return", m.get("gross_return")), format_value("total_return", m.get("total_return")),
-            format_value("cost_drag", m.get("cost_drag")), format_value("cost_drag_annual", m.get("cost_drag_annual")),
-            format_value("trades_per_year", m.get("trades_per_year")),
-            format_value("avg_holding_days", m.get("avg_holding_days")),
-            " ".join(format_value("total_return", (table.get(k) or {}).get("total_return")) for k in levels),
-            " ".join(format_value("sharpe", (table.get(k) or {}).get("sharpe")) for k in levels),
-        ])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def cost_line(config: dict[str, Any]) -> str:
-    """The cost model of a run, one line (rates per side and the flat charge)."""
-    try:
-        return cost_model(TrainConfig.from_dict(config)).describe()
-    except (ConfigError, TypeError, ValueError):
-        return f"{config.get('fee_bps')}+{config.get('slippage_bps')} bps"
-
-
-# ---------------------------------------------------------------------------------------------
 def add_train_flags(t: argparse.ArgumentParser) -> None:
     """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
@@ -340,9 +237,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     backends.select(args.backend)
     if not distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                   timeout=args.peer_timeout):
-        return train(args)
+        return train_run(args)
     try:
-        return train(args)
+        return train_run(args)
     except BaseException as exc:  # one of several processes: a normal exit would wait in JAX's
         # shutdown barrier for a failed peer; say what failed (and tell the others), then leave
         message = distributed.failure_message(exc)
@@ -352,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
 
 
-def train(args: argparse.Namespace) -> int:
+def train_run(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume:
         run_path = Path(args.resume)
@@ -561,12 +458,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, out=args.out, only=args.only, repeats=args.repeats, backend=args.backend)
 
 
-def _indented(exc: BaseException) -> str:
-    """The message, its further lines indented under the `error:` line (a DataError lists one
-    problem a line)."""
-    return "\n  ".join(str(exc).splitlines())
-
-
 # Mistakes a user can fix: one line on stderr (a DataError: one more line per problem), exit code 2.
 USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
                ValueError)
@@ -590,10 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (RunFailed, StorageError, TrainingDiverged) as exc:
-        print(f"evorl {args.command}: error: {_indented(exc)}", file=sys.stderr)
+        print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 1
     except USER_ERRORS as exc:
-        print(f"evorl {args.command}: error: {_indented(exc)}", file=sys.stderr)
+        print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an --out that is a file: one line naming it
         where = f"{exc.filename}: " if exc.filename else ""

@@ -152,7 +152,7 @@ def format_value(key: str, value: Any) -> str:
     metric = metric_of(key)
     if metric is None:
         return f"{v:,.3f}"
-    sign = "+" if metric.signed else ""
+    sign = "+" if metric.signed and not key.endswith("_sd") else ""  # a spread has no sign
     if metric.unit == "percent":
         return f"{v * 100:{sign},.{metric.decimals}f}%"
     if metric.unit == "count":

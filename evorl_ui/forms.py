@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import statistics
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,7 @@ from evorl_core.config import (
 from evorl_core.data import MIN_TRAIN_STEPS, DataError, rows_needed
 from evorl_core.system.backends import BACKENDS
 from evorl_core.timefmt import format_duration
-from evorl_core.training.sizing import (  # the loop's own assumed rates and memory check
-    ASSUMED_FLOPS,
-    check_fits,
-    update_flops,
-)
+from evorl_core.training.sizing import ASSUMED_FLOPS, check_fits, update_flops  # the loop's own sizing
 
 # field -> kind: int / float (numbers), ints / floats (comma-separated text), or the allowed choices.
 FIELDS: dict[str, Any] = {
@@ -351,12 +348,6 @@ def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, A
 
 
 # how long a run will take on this machine ------------------------------------------------------
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend: str) -> dict[str, Any]:
     """Estimated training time of ``config`` here: from the median throughput of earlier runs on
     this backend with the same sizes, else from the FLOP rate those earlier runs achieved
@@ -374,7 +365,7 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
     steps = config.total_env_steps  # every member's steps (throughputs are aggregates over members)
     compile_s = [r["compile_seconds"] for r in (same or here) if r.get("compile_seconds")]
     if same:
-        sps = _median([float(r["steps_per_sec"]) for r in same])
+        sps = statistics.median([float(r["steps_per_sec"]) for r in same])
         seconds = steps / sps
         basis = (f"median throughput of {len(same)} earlier run(s) with these sizes on this machine "
                  f"({sps:,.0f} env steps/s)")
@@ -385,10 +376,9 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
                 other = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["sizes"].items()})
             except (TypeError, ValueError):
                 continue
-            rates.append(update_flops(other) * float(r["steps_per_sec"])
-                         / other.batch_size)
+            rates.append(update_flops(other) * float(r["steps_per_sec"]) / other.batch_size)
         if rates:
-            rate = _median(rates)
+            rate = statistics.median(rates)
             basis = (f"FLOP rate measured by {len(rates)} earlier run(s) on this {backend} backend "
                      f"({rate / 1e9:,.1f} GFLOP/s) × {flops / 1e9:,.1f} GFLOP per update")
         else:
@@ -398,7 +388,7 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
         seconds = flops * config.num_updates * config.members / rate
         if config.members > 1:
             basis += f" × {config.members} members"
-    return {"seconds": seconds, "compile_seconds": _median(compile_s) if compile_s else None, "basis": basis,
+    return {"seconds": seconds, "compile_seconds": statistics.median(compile_s) if compile_s else None, "basis": basis,
             "updates": config.num_updates}
 
 

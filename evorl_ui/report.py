@@ -1,9 +1,9 @@
 """A run's tearsheet: what the Backtest page draws and what the exported HTML report holds.
 
-``load_tearsheet(run)`` computes everything once from the run directory (evorl_core.tearsheet for
-the numbers); ``tearsheet_figures`` turns it into plotly figures (evorl_ui.charts);
-``report_html`` writes one self-contained HTML file (plotly.js inlined once, so it opens offline
-and can be sent to someone). No Streamlit here.
+``load_tearsheet(run)`` computes everything once from the run directory (evorl_core.evaluation.tearsheet for
+the numbers); ``tearsheet_figures`` turns it into plotly figures (evorl_ui.charts.tearsheet, and
+charts.population for the members' fan); ``report_html`` writes one self-contained HTML file
+(plotly.js inlined once, so it opens offline and can be sent to someone). No Streamlit here.
 
     python -m evorl_ui.report --run runs/<run_id> --out report.html
 """
@@ -24,7 +24,21 @@ import plotly.graph_objects as go
 from evorl_core.evaluation import tearsheet as ts
 from evorl_core.store.catalogue import read_annotations
 from evorl_core.store.rundir import RunDir
-from evorl_ui import charts, presenters
+from evorl_ui.charts.population import members_fan_figure
+from evorl_ui.charts.tearsheet import monthly_heatmap, portfolio_figure, rolling_sharpe_figure, symbol_figure
+from evorl_ui.presenters.backtest import (
+    TRADE_DEFINITION,
+    backtest_symbols,
+    conventions_text,
+    metric_definitions_table,
+    portfolio_table,
+    symbol_metrics_table,
+    symbol_rows,
+    tearsheet_caveats,
+    trades_table,
+)
+from evorl_ui.presenters.population import member_curves, member_table, selection_text, spread_table
+from evorl_ui.presenters.runs import data_badge
 
 
 @dataclass
@@ -73,7 +87,7 @@ class Tearsheet:
 
     @property
     def symbols(self) -> list[str]:
-        return presenters.backtest_symbols(self.metrics, self.equity)
+        return backtest_symbols(self.metrics, self.equity)
 
 
 def load_tearsheet(run: RunDir) -> Tearsheet:
@@ -101,7 +115,7 @@ def load_tearsheet(run: RunDir) -> Tearsheet:
 
 def portfolio_summary(sheet: Tearsheet) -> pd.DataFrame:
     exposure = float(sheet.exposure.iloc[1:].mean()) if sheet.exposure is not None and len(sheet.exposure) > 1 else None
-    return presenters.portfolio_table(sheet.agent_metrics, sheet.bench_metrics, sheet.trade_stats, exposure)
+    return portfolio_table(sheet.agent_metrics, sheet.bench_metrics, sheet.trade_stats, exposure)
 
 
 def symbol_trades(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
@@ -113,16 +127,16 @@ def symbol_summary(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
     stats = ts.trade_summary(symbol_trades(sheet, symbol))
     metrics = {**(sheet.metrics.get(symbol) or {}), "round_trips": stats["round_trips"],
                "mean_holding_days": stats["mean_holding_days"]}
-    return presenters.symbol_metrics_table(metrics)
+    return symbol_metrics_table(metrics)
 
 
 def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
     """Every member's test equity of one symbol (a fan), the chosen member bold, buy & hold dotted."""
-    frame = presenters.symbol_rows(sheet.equity, symbol)
+    frame = symbol_rows(sheet.equity, symbol)
     bench = None if frame is None else (frame["date"].to_numpy(), frame["benchmark_equity"].to_numpy(float))
-    return charts.members_fan_figure(presenters.member_curves(sheet.member_equity, symbol),
-                                     f"{symbol} — every member's test equity (fan)",
-                                     chosen=sheet.selection.get("chosen_member"), bench=bench)
+    return members_fan_figure(member_curves(sheet.member_equity, symbol),
+                              f"{symbol} — every member's test equity (fan)",
+                              chosen=sheet.selection.get("chosen_member"), bench=bench)
 
 
 def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
@@ -131,13 +145,13 @@ def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
     figs: dict[str, go.Figure] = {}
     if sheet.value is None:
         return figs
-    figs["portfolio"] = charts.portfolio_figure(sheet.value, sheet.bench, sheet.exposure)
-    figs["monthly"] = charts.monthly_heatmap(sheet.monthly)
-    figs["rolling"] = charts.rolling_sharpe_figure(sheet.rolling, sheet.window)
+    figs["portfolio"] = portfolio_figure(sheet.value, sheet.bench, sheet.exposure)
+    figs["monthly"] = monthly_heatmap(sheet.monthly)
+    figs["rolling"] = rolling_sharpe_figure(sheet.rolling, sheet.window)
     for sym in sheet.symbols:
-        frame = presenters.symbol_rows(sheet.equity, sym)
+        frame = symbol_rows(sheet.equity, sym)
         if frame is not None:
-            figs[f"symbol:{sym}"] = charts.symbol_figure(sym, frame, sheet.execution)
+            figs[f"symbol:{sym}"] = symbol_figure(sym, frame, sheet.execution)
         if sheet.members > 1 and sheet.member_equity is not None:
             figs[f"members:{sym}"] = member_figure(sheet, sym)
     return figs
@@ -166,7 +180,7 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
     """The tearsheet of a run as one self-contained HTML document."""
     sheet = load_tearsheet(run)
     esc = html.escape
-    text, color, _ = presenters.data_badge(sheet.synthetic, sheet.source)
+    text, color, _ = data_badge(sheet.synthetic, sheet.source)
     name = sheet.annotations.get("name") or sheet.run_id
     parts = [f"<h1>{esc(name)}</h1>",
              f"<p class='small'>run {esc(sheet.run_id)} · {esc(', '.join(sheet.config.get('symbols') or []))} · "
@@ -176,9 +190,9 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
              + "</p>"]
     if sheet.annotations.get("note"):
         parts.append(f"<p>{esc(sheet.annotations['note'])}</p>")
-    for caveat in presenters.tearsheet_caveats(sheet.days, sheet.synthetic):
+    for caveat in tearsheet_caveats(sheet.days, sheet.synthetic):
         parts.append(f"<div class='caveat'>{esc(caveat)}</div>")
-    parts.append(f"<p class='small'>{esc(presenters.conventions_text(sheet.config).replace('**', ''))}</p>")
+    parts.append(f"<p class='small'>{esc(conventions_text(sheet.config).replace('**', ''))}</p>")
     figs = tearsheet_figures(sheet)
     first = True
 
@@ -192,14 +206,14 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
         parts.append("<p>This run has no backtest yet.</p>")
     else:
         if sheet.members > 1 and sheet.selection:
-            parts.append(f"<div class='caveat'>{esc(presenters.selection_text(sheet.selection, sheet.population))}"
+            parts.append(f"<div class='caveat'>{esc(selection_text(sheet.selection, sheet.population))}"
                          "</div>")
         parts += ["<h2>Portfolio (equal capital per symbol, no rebalancing)</h2>", _table(portfolio_summary(sheet)),
                   fig_html(figs["portfolio"]), "<h2>Monthly returns</h2>", fig_html(figs["monthly"]),
                   "<h2>Rolling Sharpe</h2>", fig_html(figs["rolling"])]
         if sheet.members > 1:
-            parts += [f"<h2>All {sheet.members} members</h2>", _table(presenters.spread_table(sheet.metrics)),
-                      _table(presenters.member_table(sheet.member_metrics, sheet.selection))]
+            parts += [f"<h2>All {sheet.members} members</h2>", _table(spread_table(sheet.metrics)),
+                      _table(member_table(sheet.member_metrics, sheet.selection))]
             parts += [fig_html(figs[f"members:{sym}"]) for sym in sheet.symbols if f"members:{sym}" in figs]
         for sym in sheet.symbols:
             parts.append(f"<h2>{esc(sym)}</h2>")
@@ -207,9 +221,9 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
                 parts.append(_table(symbol_summary(sheet, sym)))
             if f"symbol:{sym}" in figs:
                 parts.append(fig_html(figs[f"symbol:{sym}"]))
-        parts += ["<h2>Round trips</h2>", f"<p class='small'>{esc(presenters.TRADE_DEFINITION)}</p>",
-                  _table(presenters.trades_table(sheet.trades), index=False)]
-    parts += ["<h2>Metric definitions</h2>", _table(presenters.metric_definitions_table())]
+        parts += ["<h2>Round trips</h2>", f"<p class='small'>{esc(TRADE_DEFINITION)}</p>",
+                  _table(trades_table(sheet.trades), index=False)]
+    parts += ["<h2>Metric definitions</h2>", _table(metric_definitions_table())]
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(generated_at or time.time()))
     parts.append(f"<p class='small'>Generated by evorl on {stamp} from {esc(str(run.path))}.</p>")
     return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"

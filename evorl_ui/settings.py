@@ -76,7 +76,7 @@ def open_run(run_id: str) -> RunDir:
 
 @st.cache_resource
 def registry() -> jobs.JobRegistry:
-    """The process-wide job registry (the same object as evorl_core.jobs.get_registry())."""
+    """The process-wide job registry (the same object as evorl_core.training.jobs.get_registry())."""
     return jobs.get_registry()
 
 

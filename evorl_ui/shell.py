@@ -13,7 +13,9 @@ from pathlib import Path
 import streamlit as st
 
 from evorl_core.store.rundir import ACTIVE_STATES
-from evorl_ui import presenters, settings
+from evorl_ui import settings
+from evorl_ui.presenters.format import message_markdown
+from evorl_ui.presenters.runs import backend_line
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
@@ -91,7 +93,7 @@ def sidebar() -> None:
         st.logo(str(LOGO), icon_image=str(LOGO_ICON) if LOGO_ICON.exists() else None, size="large")
     info = settings.backend()
     with st.sidebar:
-        st.caption(presenters.backend_line(info))
+        st.caption(backend_line(info))
         if training_runs():
             # Polls only while something trains here, so a run that ends in another tab stops
             # showing as training within seconds.
@@ -141,7 +143,7 @@ def user_errors(prefix: str = "") -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees the message, not a traceback
-        st.error(presenters.message_markdown(f"{prefix}{error_text(exc)}"))
+        st.error(message_markdown(f"{prefix}{error_text(exc)}"))
 
 
 def error_text(exc: BaseException) -> str:

@@ -22,7 +22,9 @@ from evorl_core import data
 from evorl_core.data import DataError, parse_symbol_csv
 from evorl_core.store.atomic import StorageError, atomic_write_bytes, atomic_write_json, read_json
 from evorl_core.store.rundir import ACTIVE_STATES
-from evorl_ui import forms, presenters, settings, shell
+from evorl_ui import forms, settings, shell
+from evorl_ui.presenters import runs as run_presenters
+from evorl_ui.presenters.format import message_markdown
 
 # source kind -> label; a kind other than csv_dir/upload is a load_frames source as it is.
 SOURCES = {"auto": "Auto (cache → Yahoo → synthetic)", "synthetic": "Synthetic (offline)",
@@ -156,7 +158,8 @@ def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run", pr
         if prefer_active:
             candidates.insert(1, next((i for i in ids if by_id[i].get("state") in ACTIVE_STATES), None))
         st.session_state[key] = next((c for c in candidates if c in ids), ids[0])
-    chosen = (column or st).selectbox(label, ids, key=key, format_func=lambda i: presenters.run_label(by_id[i]),
+    chosen = (column or st).selectbox(label, ids, key=key,
+                                      format_func=lambda i: run_presenters.run_label(by_id[i]),
                                       label_visibility=label_visibility)
     st.session_state[shell.SELECTED_RUN] = chosen
     if st.query_params.get("run") != chosen:
@@ -165,8 +168,8 @@ def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run", pr
 
 
 def data_badge(synthetic: bool | None, source: str | None = None, column: Any = None) -> None:
-    """The data-provenance badge (presenters.data_badge): synthetic, real (source), or unknown yet."""
-    text, color, icon = presenters.data_badge(synthetic, source)
+    """The data-provenance badge (presenters.runs.data_badge): synthetic, real (source), or unknown yet."""
+    text, color, icon = run_presenters.data_badge(synthetic, source)
     (column or st).badge(text, icon=icon, color=color)
 
 
@@ -174,7 +177,7 @@ def field_errors(messages: Sequence[str] | None, column: Any = None) -> None:
     """Errors that belong to one form field, drawn right under it (each line of a message on its
     own line: a DataError lists one problem a line)."""
     for msg in messages or ():
-        (column or st).error(presenters.message_markdown(msg), icon=":material/error:")
+        (column or st).error(message_markdown(msg), icon=":material/error:")
 
 
 # form drafts ------------------------------------------------------------------------------
@@ -257,5 +260,5 @@ def saved_draft(form: str) -> dict[str, Any]:
 
 
 def chart(fig: go.Figure, key: str | None = None) -> None:
-    """Draw a figure from evorl_ui.charts (no plotly logo in the toolbar)."""
+    """Draw a figure from the evorl_ui.charts modules (no plotly logo in the toolbar)."""
     st.plotly_chart(fig, key=key, config={"displaylogo": False})

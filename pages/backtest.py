@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_ui import presenters, report, settings, shell, widgets
+from evorl_ui import report, settings, shell, widgets
+from evorl_ui.presenters.backtest import (
+    TRADE_DEFINITION,
+    compare_table,
+    conventions_text,
+    metric_definitions_table,
+    notes_text,
+    overview_table,
+    tearsheet_caveats,
+    trades_table,
+)
+from evorl_ui.presenters.population import member_table, selection_text, spread_table
+from evorl_ui.presenters.runs import comparison_warning, run_label
 
 shell.require_frame()
 st.title("Backtest")
@@ -36,18 +48,18 @@ with shell.user_errors("Could not read this run: "):
     b2.download_button("Download HTML report", icon=":material/download:", key="bt_report",
                        data=lambda: report.report_html(rd), file_name=f"{run_id}-report.html", mime="text/html",
                        help="One self-contained file (charts included) that opens offline in any browser.")
-    for caveat in presenters.tearsheet_caveats(sheet.days, sheet.synthetic):
+    for caveat in tearsheet_caveats(sheet.days, sheet.synthetic):
         st.warning(caveat, icon=":material/warning:")
-    st.caption(presenters.conventions_text(config))
+    st.caption(conventions_text(config))
     with st.expander("Metric definitions"):
-        st.table(presenters.metric_definitions_table())
-        st.caption(presenters.TRADE_DEFINITION)
+        st.table(metric_definitions_table())
+        st.caption(TRADE_DEFINITION)
     for w in data_info.get("warnings") or []:
         st.warning(w)
 
     figures = report.tearsheet_figures(sheet)
     if sheet.members > 1 and sheet.selection:
-        st.info(presenters.selection_text(sheet.selection, sheet.population), icon=":material/how_to_vote:")
+        st.info(selection_text(sheet.selection, sheet.population), icon=":material/how_to_vote:")
     if sheet.value is not None:
         st.subheader("Portfolio")
         st.caption("Equal starting capital per symbol, no rebalancing; buy & hold the same way.")
@@ -59,7 +71,7 @@ with shell.user_errors("Could not read this run: "):
         widgets.chart(figures["monthly"], key="bt_monthly")
         widgets.chart(figures["rolling"], key="bt_rolling")
 
-    overview = presenters.overview_table(metrics)
+    overview = overview_table(metrics)
     if not overview.empty:
         st.subheader("All symbols")
         st.dataframe(overview)
@@ -68,10 +80,10 @@ with shell.user_errors("Could not read this run: "):
         st.subheader(f"All {sheet.members} members" + (" of the population" if sheet.population else " (seeds)"))
         st.caption("The spread is the result: the chosen member beside the mean ± sd (ddof 1) and the range over "
                    "all members, on the same test days.")
-        st.dataframe(presenters.spread_table(metrics), key="bt_spread")
+        st.dataframe(spread_table(metrics), key="bt_spread")
         st.caption("Every member: its validation score (the selection criterion: net log return on the validation "
                    "days, mean over symbols) and its test metrics.")
-        st.dataframe(presenters.member_table(sheet.member_metrics, sheet.selection), key="bt_members")
+        st.dataframe(member_table(sheet.member_metrics, sheet.selection), key="bt_members")
         fans = [sym for sym in sheet.symbols if f"members:{sym}" in figures]
         for i in range(0, len(fans), 2):
             for col, sym in zip(st.columns(2), fans[i:i + 2], strict=False):
@@ -90,7 +102,7 @@ with shell.user_errors("Could not read this run: "):
         c1, c2 = st.columns([2, 3])
         if isinstance(metrics.get(sym), dict):
             with c1:
-                if notes := presenters.notes_text(metrics[sym]):
+                if notes := notes_text(metrics[sym]):
                     st.caption(notes)
                 table = report.symbol_summary(sheet, sym)
                 st.dataframe(table, key=f"bt_tbl_{sym}", height=35 * (len(table) + 1) + 3)
@@ -99,7 +111,7 @@ with shell.user_errors("Could not read this run: "):
                 widgets.chart(figures[f"symbol:{sym}"], key=f"bt_sym_{sym}")
         trades = report.symbol_trades(sheet, sym)
         with st.expander(f"{sym}: {len(trades)} round trip(s)"):
-            st.dataframe(presenters.trades_table(trades), hide_index=True, key=f"bt_trades_{sym}")
+            st.dataframe(trades_table(trades), hide_index=True, key=f"bt_trades_{sym}")
 
 st.divider()
 st.subheader("Compare with another run")
@@ -107,12 +119,12 @@ others = [r["run_id"] for r in runs if r["run_id"] != run_id]
 if not others:
     st.caption("Only one run has a backtest so far.")
 else:
-    other = st.selectbox("Second run", others, key="bt_compare", format_func=lambda i: presenters.run_label(by_id[i]))
+    other = st.selectbox("Second run", others, key="bt_compare", format_func=lambda i: run_label(by_id[i]))
     with shell.user_errors("Could not compare: "):
-        if warning := presenters.comparison_warning(by_id[run_id], by_id[other]):
+        if warning := comparison_warning(by_id[run_id], by_id[other]):
             st.warning(warning, icon=":material/warning:")
         other_metrics = settings.open_run(other).read_backtest_metrics() or {}
-        table = presenters.compare_table(run_id, metrics, other, other_metrics)
+        table = compare_table(run_id, metrics, other, other_metrics)
         if table.empty:
             st.info("Neither run has metrics to compare.")
         else:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.config import DEFAULT_SYMBOLS
-from evorl_ui import charts, forms, presenters, shell, widgets
+from evorl_ui import forms, shell, widgets
+from evorl_ui.charts.base import candlestick_figure
+from evorl_ui.presenters.data import candles_title, frames_summary
+from evorl_ui.presenters.format import message_markdown
 
 shell.require_frame()
 st.title("Data")
@@ -33,12 +36,12 @@ if result := st.session_state.get("data_result"):
     frames, info = result
     with shell.user_errors():
         for w in info.get("warnings") or []:
-            st.warning(presenters.message_markdown(w))
+            st.warning(message_markdown(w))
         if info.get("synthetic"):
             st.badge("Synthetic data", icon=":material/science:", color="orange")
-        st.dataframe(presenters.frames_summary(frames, info), hide_index=True)
+        st.dataframe(frames_summary(frames, info), hide_index=True)
         sym = st.selectbox("Symbol", list(frames), key="data_symbol") if len(frames) > 1 else next(iter(frames))
         df = frames[sym]
-        widgets.chart(charts.candlestick_figure(df, presenters.candles_title(sym, len(df))), key="data_candles")
+        widgets.chart(candlestick_figure(df, candles_title(sym, len(df))), key="data_candles")
         with st.expander("Last rows"):
             st.dataframe(df.tail(20))

@@ -8,7 +8,8 @@ import streamlit as st
 from evorl_core.config import make_config
 from evorl_core.store.catalogue import delete_run, write_annotations
 from evorl_core.store.rundir import ACTIVE_STATES, STATES
-from evorl_ui import forms, presenters, settings, shell, widgets
+from evorl_ui import forms, settings, shell, widgets
+from evorl_ui.presenters.runs import RUN_SORTS, devices_text, filter_runs, runs_table
 
 shell.require_frame()
 st.title("evorl — RL trading workbench")
@@ -28,7 +29,7 @@ with shell.user_errors():
     if info["error"]:
         st.error(f"JAX backend unavailable: {info['error']}")
     elif info["devices"]:
-        st.caption(f"Devices: {presenters.devices_text(info)} · dashboard process RSS "
+        st.caption(f"Devices: {devices_text(info)} · dashboard process RSS "
                    f"{mem['process_rss_mb']:.0f} MB")
 
 st.subheader("Quick start")
@@ -56,14 +57,14 @@ f1, f2, f3, f4, f5 = st.columns([3, 3, 2, 2, 1.4], vertical_alignment="bottom")
 text = f1.text_input("Search", key="home_search", placeholder="name, tag, note, symbol or id")
 states = f2.multiselect("State", list(STATES), key="home_states", placeholder="any state")
 data = f3.selectbox("Data", ["any", "real", "synthetic"], key="home_data")
-sort = f4.selectbox("Sort", list(presenters.RUN_SORTS), key="home_sort")
+sort = f4.selectbox("Sort", list(RUN_SORTS), key="home_sort")
 archived = f5.checkbox("Archived", key="home_archived", help="Show archived runs too.")
-shown = presenters.filter_runs(runs, text, states, data, archived, sort)
+shown = filter_runs(runs, text, states, data, archived, sort)
 hidden = sum(1 for r in runs if r.get("archived")) if not archived else 0
 st.caption(f"{len(shown)} of {len(runs)} run(s)" + (f" · {hidden} archived hidden" if hidden else ""))
 if shown:
     st.dataframe(
-        presenters.runs_table(shown, limit=200), hide_index=True, key="home_runs",
+        runs_table(shown, limit=200), hide_index=True, key="home_runs",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
                                                         width=80),

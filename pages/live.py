@@ -8,7 +8,40 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.store.rundir import RESUMABLE_STATES
-from evorl_ui import charts, presenters, settings, shell, widgets
+from evorl_ui import settings, shell, widgets
+from evorl_ui.charts.live import live_figures, overlay_figure
+from evorl_ui.charts.population import (
+    fitness_figure,
+    hyperparameter_figure,
+    lineage_figure,
+    member_lines_figure,
+)
+from evorl_ui.presenters.format import message_markdown, metric_arrays
+from evorl_ui.presenters.live import (
+    LIVE_METRIC_KEYS,
+    STOPPABLE_STATES,
+    cumulative,
+    is_live,
+    live_kpis,
+    member_mean,
+    member_throughput_text,
+    memory_kpi,
+    no_metrics_text,
+    progress,
+    status_alert,
+    status_line,
+)
+from evorl_ui.presenters.population import (
+    best_per_round,
+    config_members,
+    evolved_names,
+    lineage_table,
+    member_arrays,
+    members_of,
+    population_caption,
+    population_table,
+)
+from evorl_ui.presenters.runs import data_tag, run_label
 
 shell.require_frame()
 
@@ -29,8 +62,8 @@ run = by_id[run_id]
 registry = settings.registry()
 rd = settings.open_run(run_id)
 run_config = rd.read_config() or {}
-members = presenters.config_members(run_config)
-live = presenters.is_live(rd.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
+members = config_members(run_config)
+live = is_live(rd.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
 
 b1, b2 = st.columns([1, 3])
 widgets.data_badge(run.get("synthetic"), run.get("data_source"), column=b1)
@@ -42,7 +75,7 @@ if run.get("name") or run.get("tags"):
 def controls(status: dict) -> None:
     state = status.get("state")
     b1, b2, b3, _ = st.columns([1, 1, 2, 3])
-    if b1.button("Stop", icon=":material/stop:", key="live_stop", disabled=state not in presenters.STOPPABLE_STATES,
+    if b1.button("Stop", icon=":material/stop:", key="live_stop", disabled=state not in STOPPABLE_STATES,
                  help="Stops at the next chunk boundary and keeps a checkpoint (works for CLI runs too)."):
         with shell.user_errors("Could not stop: "):
             registry.stop(run_id, settings.runs_dir())
@@ -73,7 +106,7 @@ OVERLAY_METRICS = {"episode_return_mean": ("Episode return", "log return"),
 
 def rows_of(rid: str) -> list[dict]:
     """metrics.jsonl rows, averaged over population members when a run has several."""
-    return presenters.member_mean(settings.open_run(rid).read_metrics())
+    return member_mean(settings.open_run(rid).read_metrics())
 
 
 @st.fragment(run_every=PROGRESS_REFRESH_S if live else None)
@@ -92,21 +125,21 @@ def charts_panel() -> None:
 def _panel() -> None:
     status = rd.read_status() or {}
     rows = rows_of(run_id)
-    still_live = presenters.is_live(status, owned=registry.is_active(run_id, settings.runs_dir()))
+    still_live = is_live(status, owned=registry.is_active(run_id, settings.runs_dir()))
     if (live and not still_live) or status.get("state") != run.get("state"):
         # The run ended (redraw once, without the polling timer) or changed state: the picker
         # label and the buttons outside this fragment show the state too.
         st.rerun()
 
-    prog = presenters.progress(status, rows)
-    st.progress(prog["fraction"], text=presenters.status_line(status, prog, rd.stop_requested()))
-    if alert := presenters.status_alert(status, still_live):
+    prog = progress(status, rows)
+    st.progress(prog["fraction"], text=status_line(status, prog, rd.stop_requested()))
+    if alert := status_alert(status, still_live):
         kind, message = alert
-        (st.error if kind == "error" else st.warning)(presenters.message_markdown(message))
+        (st.error if kind == "error" else st.warning)(message_markdown(message))
 
-    m = presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)
-    kpis = presenters.live_kpis(m, status)
-    mem_label, mem_value, mem_help = presenters.memory_kpi(m, status.get("backend"))
+    m = metric_arrays(rows, LIVE_METRIC_KEYS)
+    kpis = live_kpis(m, status)
+    mem_label, mem_value, mem_help = memory_kpi(m, status.get("backend"))
     k1, k2, k3, k4, k5 = st.columns([2, 1, 1, 1.2, 1.3])
     with k1.container(key="throughput"):  # assets/style.css enlarges this figure
         st.metric("Env steps / s (median)", kpis["Env steps / s"],
@@ -114,7 +147,7 @@ def _panel() -> None:
                        "chunk moves the last value, not the median.")
         st.caption(f"last chunk: {kpis['Last chunk']}")
         if members > 1:
-            st.caption(presenters.member_throughput_text(m["steps_per_sec"], members))
+            st.caption(member_throughput_text(m["steps_per_sec"], members))
     k2.metric("Updates", kpis["Updates"])
     k3.metric("Compile", kpis["Compile"], help="XLA compile time of this session, all done before the first "
                                                "chunk (chunk sizes are compiled up front).")
@@ -123,21 +156,21 @@ def _panel() -> None:
     k5.metric(mem_label, mem_value, help=mem_help)
 
     if not rows:
-        st.info(presenters.no_metrics_text(status.get("state")))
+        st.info(no_metrics_text(status.get("state")))
 
 
 def _charts() -> None:
     raw = rd.read_metrics()
-    rows = presenters.member_mean(raw)
+    rows = member_mean(raw)
     if not rows:
         return
     x_key = st.segmented_control("x axis", ["env_steps", "train_seconds"], key="live_x",
                                  format_func={"env_steps": "env steps", "train_seconds": "training time"}.get,
                                  default="env_steps") or "env_steps"
-    if len(presenters.members_of(raw)) > 1:
+    if len(members_of(raw)) > 1:
         _members(raw, rows, x_key)
         st.subheader("Training diagnostics (mean over members)")
-    figures = charts.live_figures(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS), x_key)
+    figures = live_figures(metric_arrays(rows, LIVE_METRIC_KEYS), x_key)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2], strict=False):
             with col:
@@ -149,16 +182,16 @@ MEMBER_METRICS = {k: OVERLAY_METRICS[k] for k in ("reward_mean", "episode_return
 
 
 def _x(m: dict, x_key: str):
-    return presenters.cumulative(m["train_seconds"]) if x_key == "train_seconds" else m["env_steps"]
+    return cumulative(m["train_seconds"]) if x_key == "train_seconds" else m["env_steps"]
 
 
 def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
     """Every member's curves; for a population also fitness per round, hyperparameters and lineage."""
     evolving = int(run_config.get("population") or 1) > 1
-    table = presenters.population_table(rd.read_population("hyperparams")) if evolving else None
+    table = population_table(rd.read_population("hyperparams")) if evolving else None
     selection = rd.read_selection() or {}
     highlight, why = selection.get("chosen_member"), "chosen on the validation days"
-    if highlight is None and table is not None and len(best := presenters.best_per_round(table)):
+    if highlight is None and table is not None and len(best := best_per_round(table)):
         highlight, why = int(best["member"].iloc[-1]), "best of the latest round"
     st.subheader(f"Population: {members} members" if evolving else f"Seeds: {members} independent agents")
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
@@ -167,26 +200,26 @@ def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
     if highlight is not None:
         c2.caption(f"Bold: member {highlight} ({why}); black: the mean over members.")
     keys = ("env_steps", "train_seconds", metric)
-    per_member = presenters.member_arrays(raw, keys)
-    mean = presenters.metric_arrays(rows, keys)
+    per_member = member_arrays(raw, keys)
+    mean = metric_arrays(rows, keys)
     title, ytitle = MEMBER_METRICS[metric]
     xtitle = "training time (s)" if x_key == "train_seconds" else "env steps (per member)"
-    widgets.chart(charts.member_lines_figure({k: (_x(a, x_key), a[metric]) for k, a in per_member.items()},
-                                             f"{title} — every member", ytitle, xtitle=xtitle,
-                                             mean=(_x(mean, x_key), mean[metric]), highlight=highlight),
+    widgets.chart(member_lines_figure({k: (_x(a, x_key), a[metric]) for k, a in per_member.items()},
+                                      f"{title} — every member", ytitle, xtitle=xtitle,
+                                      mean=(_x(mean, x_key), mean[metric]), highlight=highlight),
                   key="live_members")
     if table is None:
         return
     events = rd.read_population("lineage")
-    names = presenters.evolved_names(run_config)
-    st.caption(presenters.population_caption(run_config, table, events))
+    names = evolved_names(run_config)
+    st.caption(population_caption(run_config, table, events))
     f1, f2 = st.columns(2)
     with f1:
-        widgets.chart(charts.fitness_figure(table), key="live_fitness")
+        widgets.chart(fitness_figure(table), key="live_fitness")
     with f2:
-        widgets.chart(charts.lineage_figure(table, events), key="live_lineage")
-    widgets.chart(charts.hyperparameter_figure(table, names), key="live_hyper")
-    lineage = presenters.lineage_table(events, names)
+        widgets.chart(lineage_figure(table, events), key="live_lineage")
+    widgets.chart(hyperparameter_figure(table, names), key="live_hyper")
+    lineage = lineage_table(events, names)
     st.markdown(f"**Exploit events** ({len(lineage)}): a replaced member copied its donor's weights, optimiser state "
                 "and hyperparameters, then explored (old → new; the donor's value in brackets).")
     if lineage.empty:
@@ -203,7 +236,7 @@ def compare_panel() -> None:
         c1, c2, c3 = st.columns([3, 2, 2])
         others = [r["run_id"] for r in runs if r["run_id"] != run_id]
         chosen = c1.multiselect("Overlay other runs", others, key="live_overlay",
-                                format_func=lambda i: presenters.run_label(by_id[i]),
+                                format_func=lambda i: run_label(by_id[i]),
                                 placeholder="choose runs to draw beside this one")
         metric = c2.selectbox("Metric", list(OVERLAY_METRICS), key="live_overlay_metric",
                               format_func=lambda k: OVERLAY_METRICS[k][0])
@@ -215,11 +248,11 @@ def compare_panel() -> None:
                        icon=":material/warning:")
         curves = {}
         for rid in ids:
-            m = presenters.metric_arrays(rows_of(rid), ("env_steps", metric))
+            m = metric_arrays(rows_of(rid), ("env_steps", metric))
             label = by_id[rid].get("name") or rid
-            curves[f"{label} ({presenters.data_tag(by_id[rid])})"] = (m["env_steps"], m[metric])
+            curves[f"{label} ({data_tag(by_id[rid])})"] = (m["env_steps"], m[metric])
         title, ytitle = OVERLAY_METRICS[metric]
-        widgets.chart(charts.overlay_figure(curves, f"{title} — {len(ids)} run(s)", ytitle, smoothing),
+        widgets.chart(overlay_figure(curves, f"{title} — {len(ids)} run(s)", ytitle, smoothing),
                       key="live_overlay_chart")
 
 

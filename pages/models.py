@@ -8,7 +8,16 @@ import streamlit as st
 
 from evorl_core.deploy import bundle as deploy
 from evorl_core.deploy import ledger, signal
-from evorl_ui import charts, presenters, settings, shell, widgets
+from evorl_ui import settings, shell, widgets
+from evorl_ui.charts.tearsheet import forward_figure
+from evorl_ui.presenters.format import message_markdown
+from evorl_ui.presenters.models import (
+    forward_caption,
+    ledger_table,
+    models_table,
+    paper_result_text,
+    signals_table,
+)
 
 shell.require_frame()
 st.title("Models")
@@ -42,7 +51,7 @@ def _select_model_source() -> None:
 if not models:
     st.info(f"No models in `{settings.models_dir()}` yet. Deploy a finished run below.")
 else:
-    st.dataframe(presenters.models_table(models), hide_index=True)
+    st.dataframe(models_table(models), hide_index=True)
 
     st.subheader("Signals and paper trading")
     by_name = {m["name"]: m for m in models}
@@ -65,7 +74,7 @@ else:
                                                seed=bundle.config.seed, synthetic_fallback=False,
                                                price_adjustment=bundle.config.price_adjustment)
             for w in info.get("warnings") or []:
-                st.warning(presenters.message_markdown(w))
+                st.warning(message_markdown(w))
             for w in signal.stale_warnings(frames):
                 st.warning(w, icon=":material/schedule:")
             return frames, info
@@ -77,7 +86,7 @@ else:
                 if info.get("synthetic"):
                     st.badge("Synthetic data — signals are for demonstration", color="orange",
                              icon=":material/science:")
-                st.dataframe(presenters.signals_table(signal.signals(bundle, frames)), hide_index=True)
+                st.dataframe(signals_table(signal.signals(bundle, frames)), hide_index=True)
                 st.caption(f"Execution: {bundle.config.execution} — with next_open, fill the target at the "
                            "next session's open.")
         if s2.button("Record paper trade", key="models_paper", icon=":material/edit_note:",
@@ -87,7 +96,7 @@ else:
             with shell.user_errors("Could not record: "), st.spinner("Recording…"):
                 frames, info = load()
                 result = ledger.record(bundle, frames, info)
-                st.session_state["models_ledger_result"] = (name, *presenters.paper_result_text(result))
+                st.session_state["models_ledger_result"] = (name, *paper_result_text(result))
 
         if (stored := st.session_state.get("models_ledger_result")) and stored[0] == name:
             _, appended, text = stored
@@ -98,9 +107,9 @@ else:
             if any(r.get("synthetic") for r in rows):
                 st.badge("Ledger recorded on synthetic prices", color="orange", icon=":material/science:")
             curves = ledger.forward_curves(rows, bundle.meta)
-            widgets.chart(charts.forward_figure(curves), key="models_forward")
-            st.caption(presenters.forward_caption(curves))
-            st.dataframe(presenters.ledger_table(rows), hide_index=True, key="models_ledger")
+            widgets.chart(forward_figure(curves), key="models_forward")
+            st.caption(forward_caption(curves))
+            st.dataframe(ledger_table(rows), hide_index=True, key="models_ledger")
         else:
             st.caption("No paper trades yet: **Record paper trade** once per session day (or run "
                        f"`evorl paper --model {name}` from a scheduler) to start the forward ledger.")

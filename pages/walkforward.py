@@ -6,7 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from evorl_core.training.walkforward import WALKFORWARD_DIR, list_walkforwards
-from evorl_ui import presenters, settings, shell, widgets
+from evorl_ui import settings, shell, widgets
+from evorl_ui.presenters.format import steps_text
+from evorl_ui.presenters.walkforward import fold_table, pooled_table, walkforwards_table
 
 shell.require_frame()
 st.title("Walk-forward")
@@ -22,7 +24,7 @@ if not summaries:
             "`evorl walkforward --folds 4 --preset quick --data synthetic`.")
     st.stop()
 
-st.dataframe(presenters.walkforwards_table(summaries), hide_index=True, key="wf_list")
+st.dataframe(walkforwards_table(summaries), hide_index=True, key="wf_list")
 by_id = {s.get("id"): s for s in summaries}
 pick = st.selectbox("Walk-forward", list(by_id), key="wf_pick",
                     format_func=lambda i: f"{i} · {by_id[i].get('state')} · {by_id[i].get('folds')} folds")
@@ -33,18 +35,18 @@ with shell.user_errors("Could not show this walk-forward: "):
     info = summary.get("data_info") or {}
     widgets.data_badge(None if not info else bool(info.get("synthetic")), info.get("source"))
     st.caption(f"{', '.join(config.get('symbols') or [])} · {config.get('preset')} preset · "
-               f"{presenters.steps_text(config.get('total_timesteps'))} steps per fold · "
+               f"{steps_text(config.get('total_timesteps'))} steps per fold · "
                f"{config.get('test_days')} test days per fold · {config.get('val_days')} validation days")
     done = len(summary.get("per_fold") or [])
     if summary.get("state") != "done":
         st.warning(f"This walk-forward is {summary.get('state')}: {done} of {summary.get('folds')} fold(s) finished; "
                    "the pooled result appears when every fold is done.", icon=":material/warning:")
 
-    pooled = presenters.pooled_table(summary)
+    pooled = pooled_table(summary)
     if not pooled.empty:
         st.subheader("Pooled out-of-sample result")
         st.dataframe(pooled, key="wf_pooled")
-    folds = presenters.fold_table(summary)
+    folds = fold_table(summary)
     if not folds.empty:
         st.subheader("Per fold")
         st.dataframe(folds, key="wf_folds")

@@ -17,7 +17,8 @@ from test_app import assert_clean, dirs, errors, fake_train, finished_run, open_
 
 from evorl_core.store.rundir import RunDir
 from evorl_core.training import jobs
-from evorl_ui import presenters, report
+from evorl_ui import report
+from evorl_ui.presenters.format import format_metric
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ def test_backtest_population_fan_members_and_spread(pop_runs):
     spread = next(t for t in tables if "mean ± sd" in t.columns)
     for symbol in ("AAA", "BBB"):
         values = np.array([member_metrics[str(m)][symbol]["total_return"] for m in range(4)])
-        fmt = lambda v: presenters.format_metric("total_return", v)  # noqa: E731
+        fmt = lambda v: format_metric("total_return", v)  # noqa: E731
         row = spread.loc[(symbol, "total return")]
         assert row["mean ± sd"] == f"{fmt(values.mean())} ± {fmt(values.std(ddof=1))}"
         assert row["min … max"] == f"{fmt(values.min())} … {fmt(values.max())}"
@@ -190,7 +191,7 @@ def test_walkforward_page_lists_folds_pooled_and_opens_a_fold(pop_runs):
         # pooled = the folds' test returns chained: (1 + r1)(1 + r2) - 1, each fold's from its own run
         chained = np.prod([1 + RunDir(pop_runs / f"{WALKFORWARD}-fold{k}").read_backtest_metrics()[symbol]["total_return"]
                            for k in (1, 2)]) - 1
-        assert pooled.loc[symbol, "total return"] == presenters.format_metric("total_return", chained)
+        assert pooled.loc[symbol, "total return"] == format_metric("total_return", chained)
         assert summary["pooled"][symbol]["total_return"] == pytest.approx(chained, rel=1e-9)
         assert pooled.loc[symbol, "daily returns"] == 2 * (summary["config"]["test_days"] - 1)
     at.button(key=f"wf_open_{WALKFORWARD}-fold2").click().run()

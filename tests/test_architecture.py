@@ -57,6 +57,13 @@ def test_modules_stay_readable():
     assert long == []
 
 
+def test_every_ui_package_module_has_a_layer():
+    """The dashboard's presenters and charts packages keep their internal order the same way."""
+    for package in ("presenters", "charts"):
+        modules = {p.stem for p in (ROOT / "evorl_ui" / package).glob("*.py") if p.stem != "__init__"}
+        assert modules == _layer_names(f"evorl_ui.{package}"), package
+
+
 def _function_level_project_imports(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from market_csv import write_csv_dir
 
-from evorl_core.cli import format_metrics_table, main
+from evorl_core.cli import main
+from evorl_core.console import format_metrics_table
 from evorl_core.data import synthetic_ohlcv
 from evorl_core.store.rundir import EQUITY_COLUMNS
 
@@ -230,4 +231,4 @@ def test_metrics_table_shows_sharpe_interval_and_verdict():
     header, rule, aaa, bbb = text.splitlines()
     assert "Sharpe [95% CI]" in header and header.split()[-1] == "verdict"
     assert "0.850 [-1.20, 2.90]" in aaa and aaa.endswith(verdict)
-    assert bbb.endswith("n/a") and set(rule) == {"-"}
+    assert bbb.endswith("—") and set(rule) == {"-"}

@@ -1,4 +1,4 @@
-"""The paper ledger (evorl_core.ledger) against independent computations: day by day it takes the
+"""The paper ledger (evorl_core.deploy.ledger) against independent computations: day by day it takes the
 greedy policy's decisions (the mode's greedy_positions on a market built by build_market) and the
 backtest's equity (backtest.equity_curve / buy_and_hold); it is idempotent per day, append-only,
 refuses gaps; `evorl paper` and `evorl signal` never fall back to synthetic prices for `auto`."""

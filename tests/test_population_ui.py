@@ -12,7 +12,33 @@ import pandas as pd
 import pytest
 
 from evorl_core.config import PRESETS, SEARCH_SPACE, TrainConfig
-from evorl_ui import charts, forms, presenters
+from evorl_ui import forms
+from evorl_ui.charts.population import (
+    fitness_figure,
+    hyperparameter_figure,
+    lineage_figure,
+    log_ticks,
+    member_lines_figure,
+    members_fan_figure,
+)
+from evorl_ui.presenters.format import format_metric, metric_arrays
+from evorl_ui.presenters.live import member_mean, member_throughput, member_throughput_text
+from evorl_ui.presenters.population import (
+    best_per_round,
+    config_members,
+    hyper_text,
+    lineage_table,
+    member_arrays,
+    member_curves,
+    member_table,
+    members_of,
+    population_caption,
+    population_table,
+    selection_text,
+    spread_table,
+    validation_scores,
+)
+from evorl_ui.presenters.walkforward import fold_table, pooled_table, walkforwards_table
 
 HYPER = {"lr": 3e-4, "ent_coef": 0.01, "clip_eps": 0.2, "vf_coef": 0.5, "gamma": 0.99, "gae_lambda": 0.95}
 
@@ -51,9 +77,9 @@ EVENTS = [
 # Live: members ----------------------------------------------------------------------------
 def test_member_arrays_split_and_order_each_members_rows():
     rows = metrics_rows()
-    assert presenters.members_of(rows) == [0, 1, 2]
-    assert presenters.members_of([{"update": 1}]) == []  # a single agent
-    per = presenters.member_arrays(rows, ("update", "reward_mean"))
+    assert members_of(rows) == [0, 1, 2]
+    assert members_of([{"update": 1}]) == []  # a single agent
+    per = member_arrays(rows, ("update", "reward_mean"))
     assert list(per) == [0, 1, 2]
     for m, arrays in per.items():
         mine = sorted((r for r in rows if r["member"] == m), key=lambda r: r["update"])
@@ -63,19 +89,19 @@ def test_member_arrays_split_and_order_each_members_rows():
 
 def test_member_throughput_is_the_aggregate_shared_by_members():
     sps = np.array([1000.0, 3000.0, np.nan, 2000.0])
-    t = presenters.member_throughput(sps, 4)
+    t = member_throughput(sps, 4)
     assert t["aggregate"] == np.nanmedian(sps) and t["per_member"] == np.nanmedian(sps) / 4
-    assert presenters.member_throughput_text(sps, 4) == "all 4 members together · 500 per member"
-    assert presenters.config_members({"population": 8, "seeds": 1}) == 8
-    assert presenters.config_members({"population": 1, "seeds": 3}) == 3 and presenters.config_members({}) == 1
+    assert member_throughput_text(sps, 4) == "all 4 members together · 500 per member"
+    assert config_members({"population": 8, "seeds": 1}) == 8
+    assert config_members({"population": 1, "seeds": 3}) == 3 and config_members({}) == 1
 
 
 def test_population_table_and_best_per_round():
-    table = presenters.population_table(hyper_rows())
+    table = population_table(hyper_rows())
     assert list(table["round"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2] and list(table["member"]) == [0, 1, 2] * 3
     assert table.loc[table["round"] == 0, "fitness"].isna().all()  # the first generation has no fitness
     assert table.loc[table["round"] == 0, "donor"].tolist() == [0, 1, 2]
-    best = presenters.best_per_round(table)
+    best = best_per_round(table)
     # independent: per round with fitness, argmax ignoring NaN
     for r in (1, 2):
         fit = np.array([row["fitness"] for row in hyper_rows() if row["round"] == r])
@@ -83,35 +109,35 @@ def test_population_table_and_best_per_round():
         got = best[best["round"] == r].iloc[0]
         assert got["member"] == int(np.argmax(fit)) and got["fitness"] == fit.max() and got["update"] == 2 * r
     assert list(best["round"]) == [1, 2]
-    assert presenters.best_per_round(presenters.population_table([])).empty
+    assert best_per_round(population_table([])).empty
 
 
 def test_lineage_table_reads_old_new_and_donor_values():
-    table = presenters.lineage_table(EVENTS, ["lr", "clip_eps"])
+    table = lineage_table(EVENTS, ["lr", "clip_eps"])
     assert list(table["round"]) == [2, 1]  # newest first
     assert list(table["member ← donor"]) == ["1 ← 2", "2 ← 0"]
     assert table["fitness (replaced)"].tolist() == ["-0.2000", "-0.5000"]
     assert table["fitness (donor)"].tolist() == ["+0.4000", "+0.3000"]
     change = table.iloc[0]["hyperparameters: old → new (donor's)"]
     assert change == "lr 2.00e-04 → 2.40e-04 (3.00e-04) · clip_eps 0.3 → 0.16 (0.2)"
-    assert presenters.hyper_text("gamma", 0.99) == "0.9900" and presenters.hyper_text("lr", None) == "—"
-    assert presenters.lineage_table([], ["lr"]).empty
+    assert hyper_text("gamma", 0.99) == "0.9900" and hyper_text("lr", None) == "—"
+    assert lineage_table([], ["lr"]).empty
 
 
 def test_population_caption_counts_rounds_and_events():
     config = {"population": 3, "pbt_interval": 2, "pbt_fraction": 0.25, "pbt_resample": 0.25,
               "evolve": ["clip_eps", "lr"]}
-    text = presenters.population_caption(config, presenters.population_table(hyper_rows()), EVENTS)
+    text = population_caption(config, population_table(hyper_rows()), EVENTS)
     assert "3 members" in text and "every 2 update(s)" in text and "2 round(s) so far" in text
     assert "2 exploit event(s)" in text and "evolving lr, clip_eps" in text  # SEARCH_SPACE order
 
 
 def test_member_lines_figure_draws_every_member_the_mean_and_the_highlight():
-    per = presenters.member_arrays(metrics_rows(), ("env_steps", "reward_mean"))
-    mean_rows = presenters.member_mean(sorted(metrics_rows(), key=lambda r: r["update"]))  # as the file holds them
-    mean = presenters.metric_arrays(mean_rows, ("env_steps", "reward_mean"))
-    fig = charts.member_lines_figure({m: (a["env_steps"], a["reward_mean"]) for m, a in per.items()}, "t", "r",
-                                     mean=(mean["env_steps"], mean["reward_mean"]), highlight=1)
+    per = member_arrays(metrics_rows(), ("env_steps", "reward_mean"))
+    mean_rows = member_mean(sorted(metrics_rows(), key=lambda r: r["update"]))  # as the file holds them
+    mean = metric_arrays(mean_rows, ("env_steps", "reward_mean"))
+    fig = member_lines_figure({m: (a["env_steps"], a["reward_mean"]) for m, a in per.items()}, "t", "r",
+                              mean=(mean["env_steps"], mean["reward_mean"]), highlight=1)
     names = [t.name for t in fig.data]
     assert names == ["member 0", "member 1 (chosen)", "member 2", "mean of members"]
     expected = np.mean([per[m]["reward_mean"] for m in range(3)], axis=0)
@@ -121,8 +147,8 @@ def test_member_lines_figure_draws_every_member_the_mean_and_the_highlight():
 
 
 def test_fitness_figure_stars_the_best_member_of_each_round():
-    table = presenters.population_table(hyper_rows())
-    fig = charts.fitness_figure(table)
+    table = population_table(hyper_rows())
+    fig = fitness_figure(table)
     best = next(t for t in fig.data if t.name == "best of the round")
     assert list(best.x) == [1, 2] and list(best.y) == [0.3, 0.4] and list(best.text) == ["0", "2"]
     per_member = [t for t in fig.data if t.name.startswith("member")]
@@ -130,8 +156,8 @@ def test_fitness_figure_stars_the_best_member_of_each_round():
 
 
 def test_hyperparameter_figure_uses_log_axes_for_log_scales():
-    table = presenters.population_table(hyper_rows())
-    fig = charts.hyperparameter_figure(table, ["lr", "ent_coef", "clip_eps"])
+    table = population_table(hyper_rows())
+    fig = hyperparameter_figure(table, ["lr", "ent_coef", "clip_eps"])
     layout = fig.layout
     assert layout.yaxis.type == "log" and layout.yaxis2.type == "log" and layout.yaxis3.type != "log"
     assert [SEARCH_SPACE[n].scale for n in ("lr", "ent_coef", "clip_eps")] == ["log", "log", "linear"]
@@ -142,16 +168,16 @@ def test_hyperparameter_figure_uses_log_axes_for_log_scales():
 
 
 def test_log_ticks_cover_the_values():
-    ticks = charts.log_ticks(np.array([2.8e-4, 5e-3]))
+    ticks = log_ticks(np.array([2.8e-4, 5e-3]))
     assert ticks == pytest.approx([2e-4, 5e-4, 1e-3, 2e-3, 5e-3])
-    wide = charts.log_ticks(np.array([1e-6, 1e-1]))
+    wide = log_ticks(np.array([1e-6, 1e-1]))
     assert wide == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
-    assert charts.log_ticks(np.array([np.nan])) == []
+    assert log_ticks(np.array([np.nan])) == []
 
 
 def test_lineage_figure_has_an_arrow_from_each_donor_to_its_member():
-    table = presenters.population_table(hyper_rows())
-    fig = charts.lineage_figure(table, EVENTS)
+    table = population_table(hyper_rows())
+    fig = lineage_figure(table, EVENTS)
     arrows = [(a.ay, a.y, a.x) for a in fig.layout.annotations]
     assert arrows == [(0, 2, 1), (2, 1, 2)]  # (donor, member, round)
     marks = next(t for t in fig.data if t.name == "validation fitness")
@@ -168,15 +194,15 @@ MEMBER_METRICS = {str(m): {s: {"total_return": r, "sharpe": 10 * r, "max_drawdow
 
 
 def test_member_table_marks_the_choice_and_its_validation_score():
-    table = presenters.member_table(MEMBER_METRICS, SELECTION)
+    table = member_table(MEMBER_METRICS, SELECTION)
     assert list(table.index) == [0, 1, 2] and table.loc[2, "chosen"] == "✓ chosen" and table.loc[0, "chosen"] == ""
     assert table["seed"].tolist() == [5, 6, 7]
-    scores = presenters.validation_scores(SELECTION)
+    scores = validation_scores(SELECTION)
     assert scores == {0: pytest.approx(-0.1), 1: 0.0, 2: pytest.approx(0.15)}
     assert max(scores, key=scores.get) == SELECTION["chosen_member"]  # the criterion the choice maximised
     assert table.loc[0, "validation log return"] == "-0.1000"
-    assert table.loc[1, "AAA total return"] == "2.00%" and table.loc[2, "BBB sharpe"] == "-0.400"
-    text = presenters.selection_text(SELECTION, population=True)
+    assert table.loc[1, "AAA total return"] == "+2.00%" and table.loc[2, "BBB Sharpe"] == "-0.400"
+    text = selection_text(SELECTION, population=True)
     assert "Member 2 (seed 7)" in text and "validation days" in text and "one draw from the spread" in text
 
 
@@ -186,21 +212,21 @@ def test_spread_table_formats_the_engines_spread():
                        "total_return_sd": float(np.std(values, ddof=1)), "total_return_min": min(values),
                        "total_return_max": max(values)},
                "BBB": {"total_return": 0.0}}  # no spread recorded: left out
-    table = presenters.spread_table(metrics)
+    table = spread_table(metrics)
     assert list(table.index) == [("AAA", "total return")]
     row = table.loc[("AAA", "total return")]
-    assert row["chosen member"] == "3.00%" and row["mean ± sd"] == "2.00% ± 1.00%"
-    assert row["min … max"] == "1.00% … 3.00%" and row["members"] == 3
+    assert row["chosen member"] == "+3.00%" and row["mean ± sd"] == "+2.00% ± 1.00%"
+    assert row["min … max"] == "+1.00% … +3.00%" and row["members"] == 3
 
 
 def test_member_fan_draws_every_member_the_band_and_the_chosen_one():
     dates = pd.bdate_range("2024-01-01", periods=5)
     frame = pd.DataFrame([{"date": d, "symbol": s, "member": m, "position": 1.0, "equity": 100.0 + m * i + (s == "BBB")}
                           for s in ("AAA", "BBB") for m in range(3) for i, d in enumerate(dates)])
-    curves = presenters.member_curves(frame.sample(frac=1.0, random_state=1), "AAA")  # any row order
+    curves = member_curves(frame.sample(frac=1.0, random_state=1), "AAA")  # any row order
     assert list(curves) == [0, 1, 2] and list(curves[2][1]) == [100, 102, 104, 106, 108]
     bench = (dates.to_numpy(), np.linspace(100, 90, 5))
-    fig = charts.members_fan_figure(curves, "AAA — fan", chosen=1, bench=bench)
+    fig = members_fan_figure(curves, "AAA — fan", chosen=1, bench=bench)
     chosen = [t for t in fig.data if t.name == "member 1 (chosen)"]
     assert len(chosen) == 1 and chosen[0].line.width == 3
     assert sum(t.legendgroup == "others" for t in fig.data) == 2
@@ -208,7 +234,7 @@ def test_member_fan_draws_every_member_the_band_and_the_chosen_one():
     np.testing.assert_allclose(upper.y, np.max([curves[m][1] for m in range(3)], axis=0))
     np.testing.assert_allclose(lower.y, np.min([curves[m][1] for m in range(3)], axis=0))
     assert any(t.name == "buy & hold" for t in fig.data)
-    assert presenters.member_curves(None, "AAA") == {}
+    assert member_curves(None, "AAA") == {}
 
 
 # Walk-forward -----------------------------------------------------------------------------
@@ -229,19 +255,19 @@ def summary():
 
 def test_walkforward_tables():
     s = summary()
-    listing = presenters.walkforwards_table([s])
+    listing = walkforwards_table([s])
     assert listing.loc[0, "walk-forward"] == "wf-x" and listing.loc[0, "folds"] == "2 / 2"
-    assert listing.loc[0, "pooled return"] == presenters.format_metric("total_return", np.mean([0.0302, -0.0199]))
-    assert listing.loc[0, "pooled B&H return"] == "2.02%"
-    folds = presenters.fold_table(s)
+    assert listing.loc[0, "pooled return"] == format_metric("total_return", np.mean([0.0302, -0.0199]))
+    assert listing.loc[0, "pooled B&H return"] == "+2.02%"
+    folds = fold_table(s)
     assert list(folds.index) == [(1, "AAA"), (1, "BBB"), (2, "AAA"), (2, "BBB")]
-    assert folds.loc[(2, "AAA"), "total return"] == "2.00%" and folds.loc[(2, "AAA"), "total return (B&H)"] == "2.00%"
+    assert folds.loc[(2, "AAA"), "total return"] == "+2.00%" and folds.loc[(2, "AAA"), "total return (B&H)"] == "+2.00%"
     assert folds.loc[(1, "AAA"), "test days"] == "2024-01-01 → 2024-01-28" and folds.loc[(1, "BBB"), "run"] == "wf-x-fold1"
-    pooled = presenters.pooled_table(s)
-    assert pooled.loc["AAA", "total return"] == "3.02%" and pooled.loc["AAA", "daily returns"] == 38
+    pooled = pooled_table(s)
+    assert pooled.loc["AAA", "total return"] == "+3.02%" and pooled.loc["AAA", "daily returns"] == 38
     assert pooled.loc["AAA", "test days"] == "2024-01-01 → 2024-02-28"
     running = {**s, "state": "running", "per_fold": s["per_fold"][:1], "pooled": None}
-    assert presenters.pooled_table(running).empty and len(presenters.fold_table(running)) == 2
+    assert pooled_table(running).empty and len(fold_table(running)) == 2
 
 
 # the Train form: seeds and populations -------------------------------------------------------

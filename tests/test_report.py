@@ -12,7 +12,10 @@ from evorl_core.config import make_config
 from evorl_core.evaluation import tearsheet
 from evorl_core.store.catalogue import write_annotations
 from evorl_core.training.pipeline import run as train
-from evorl_ui import charts, presenters, report
+from evorl_ui import report
+from evorl_ui.charts.live import live_figures, overlay_figure
+from evorl_ui.presenters.format import metric_arrays
+from evorl_ui.presenters.live import LIVE_METRIC_KEYS, ema
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_live_figures_clip_explained_variance_and_draw_throughput_once():
     rows = [{"env_steps": (i + 1) * 100, "update": i + 1, "steps_per_sec": 1000.0 + i, "updates_per_sec": 0.1,
              "explained_variance": -25.0 if i < 5 else 0.5, "entropy": 1.0, "policy_loss": -0.005,
              "value_loss": 20.0, "train_seconds": float(i)} for i in range(n)]
-    figs = dict(charts.live_figures(presenters.metric_arrays(rows, presenters.LIVE_METRIC_KEYS)))
+    figs = dict(live_figures(metric_arrays(rows, LIVE_METRIC_KEYS)))
     tput = figs["live_tput"].to_dict()
     assert [t["name"] for t in tput["data"]] == ["env steps / s"]  # updates/s is the same curve: not drawn
     assert tput["layout"]["yaxis"]["tickformat"] == ".3~s"
@@ -81,8 +84,8 @@ def test_live_figures_clip_explained_variance_and_draw_throughput_once():
 
 def test_overlay_draws_raw_and_smoothed_per_run():
     x = np.arange(10.0)
-    fig = charts.overlay_figure({"a": (x, x), "b": (x, -x)}, "t", "y", smoothing=0.5)
+    fig = overlay_figure({"a": (x, x), "b": (x, -x)}, "t", "y", smoothing=0.5)
     names = [t.name for t in fig.data]
     assert names == ["a (raw)", "a", "b (raw)", "b"]
-    assert np.allclose(fig.data[1].y, presenters.ema(x, 0.5))
-    assert [t.name for t in charts.overlay_figure({"a": (x, x)}, "t", "y").data] == ["a"]
+    assert np.allclose(fig.data[1].y, ema(x, 0.5))
+    assert [t.name for t in overlay_figure({"a": (x, x)}, "t", "y").data] == ["a"]

@@ -1,4 +1,4 @@
-"""Run annotations (name, tags, note, archived) and deleting runs (evorl_core.rundir, last section)."""
+"""Run annotations (name, tags, note, archived) and deleting runs (evorl_core.store.catalogue)."""
 
 from __future__ import annotations
 

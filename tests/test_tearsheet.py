@@ -1,4 +1,4 @@
-"""evorl_core.tearsheet against independent computations: round trips agree with backtest's win
+"""evorl_core.evaluation.tearsheet against independent computations: round trips agree with backtest's win
 rate, fills and dates by hand, the portfolio, monthly returns and rolling Sharpe in plain Python."""
 
 from __future__ import annotations
