@@ -33,10 +33,10 @@ if not runs:
 
 by_id = {r["run_id"]: r for r in runs}
 run_id = widgets.pick_run(runs, key="bt_run")
-rd = settings.open_run(run_id)
+run_dir = settings.open_run(run_id)
 
 with shell.user_errors("Could not read this run: "):
-    sheet = report.load_tearsheet(rd)
+    sheet = report.load_tearsheet(run_dir)
     config, metrics = sheet.config, sheet.metrics
     data_info = config.get("data_info") or {}
 
@@ -46,7 +46,7 @@ with shell.user_errors("Could not read this run: "):
         if sheet.annotations.get("name") or sheet.annotations.get("note"):
             st.caption(" — ".join(x for x in (sheet.annotations.get("name"), sheet.annotations.get("note")) if x))
     b2.download_button("Download HTML report", icon=":material/download:", key="bt_report",
-                       data=lambda: report.report_html(rd), file_name=f"{run_id}-report.html", mime="text/html",
+                       data=lambda: report.report_html(run_dir), file_name=f"{run_id}-report.html", mime="text/html",
                        help="One self-contained file (charts included) that opens offline in any browser.")
     for caveat in tearsheet_caveats(sheet.days, sheet.synthetic):
         st.warning(caveat, icon=":material/warning:")
@@ -91,7 +91,7 @@ with shell.user_errors("Could not read this run: "):
                     widgets.chart(figures[f"members:{sym}"], key=f"bt_fan_{sym}")
 
     if sheet.equity is not None and len(sheet.equity):
-        st.download_button("Download equity.csv", icon=":material/download:", data=rd.equity_path.read_bytes(),
+        st.download_button("Download equity.csv", icon=":material/download:", data=run_dir.equity_path.read_bytes(),
                            file_name=f"{run_id}-equity.csv", mime="text/csv", key="bt_download")
 
     for sym in sheet.symbols:

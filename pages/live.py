@@ -60,10 +60,10 @@ with t2:
     run_id = widgets.pick_run(runs, key="live_run", prefer_active=True)
 run = by_id[run_id]
 registry = settings.registry()
-rd = settings.open_run(run_id)
-run_config = rd.read_config() or {}
+run_dir = settings.open_run(run_id)
+run_config = run_dir.read_config() or {}
 members = config_members(run_config)
-live = is_live(rd.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
+live = is_live(run_dir.read_status(), owned=registry.is_active(run_id, settings.runs_dir()))
 
 b1, b2 = st.columns([1, 3])
 widgets.data_badge(run.get("synthetic"), run.get("data_source"), column=b1)
@@ -80,7 +80,7 @@ def controls(status: dict) -> None:
         with shell.user_errors("Could not stop: "):
             registry.stop(run_id, settings.runs_dir())
             st.toast(f"Stop requested for {run_id}")
-    can_resume = state in RESUMABLE_STATES and rd.has_checkpoint()
+    can_resume = state in RESUMABLE_STATES and run_dir.has_checkpoint()
     if b2.button("Resume", icon=":material/play_arrow:", key="live_resume", disabled=not can_resume,
                  help="Continue from the last checkpoint."):
         with shell.user_errors("Could not resume: "):
@@ -123,7 +123,7 @@ def charts_panel() -> None:
 
 
 def _panel() -> None:
-    status = rd.read_status() or {}
+    status = run_dir.read_status() or {}
     rows = rows_of(run_id)
     still_live = is_live(status, owned=registry.is_active(run_id, settings.runs_dir()))
     if (live and not still_live) or status.get("state") != run.get("state"):
@@ -132,7 +132,7 @@ def _panel() -> None:
         st.rerun()
 
     prog = progress(status, rows)
-    st.progress(prog["fraction"], text=status_line(status, prog, rd.stop_requested()))
+    st.progress(prog["fraction"], text=status_line(status, prog, run_dir.stop_requested()))
     if alert := status_alert(status, still_live):
         kind, message = alert
         (st.error if kind == "error" else st.warning)(message_markdown(message))
@@ -160,7 +160,7 @@ def _panel() -> None:
 
 
 def _charts() -> None:
-    raw = rd.read_metrics()
+    raw = run_dir.read_metrics()
     rows = member_mean(raw)
     if not rows:
         return
@@ -188,8 +188,8 @@ def _x(m: dict, x_key: str):
 def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
     """Every member's curves; for a population also fitness per round, hyperparameters and lineage."""
     evolving = int(run_config.get("population") or 1) > 1
-    table = population_table(rd.read_population("hyperparams")) if evolving else None
-    selection = rd.read_selection() or {}
+    table = population_table(run_dir.read_population("hyperparams")) if evolving else None
+    selection = run_dir.read_selection() or {}
     highlight, why = selection.get("chosen_member"), "chosen on the validation days"
     if highlight is None and table is not None and len(best := best_per_round(table)):
         highlight, why = int(best["member"].iloc[-1]), "best of the latest round"
@@ -210,7 +210,7 @@ def _members(raw: list[dict], rows: list[dict], x_key: str) -> None:
                   key="live_members")
     if table is None:
         return
-    events = rd.read_population("lineage")
+    events = run_dir.read_population("lineage")
     names = evolved_names(run_config)
     st.caption(population_caption(run_config, table, events))
     f1, f2 = st.columns(2)
@@ -259,7 +259,7 @@ def compare_panel() -> None:
 with shell.user_errors("Could not show this run: "):
     # Buttons live outside the polling fragment: a click reruns the whole page, so the run state
     # they act on is fresh; the fragment reruns the page itself when the run ends.
-    controls(rd.read_status() or {})
+    controls(run_dir.read_status() or {})
 panel()
 charts_panel()
 st.divider()

@@ -9,7 +9,6 @@ import shutil
 
 import streamlit as st
 
-from evorl_core import data as market_data
 from evorl_core.config import (
     COST_MODELS,
     DEFAULT_SYMBOLS,
@@ -18,6 +17,7 @@ from evorl_core.config import (
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
 )
+from evorl_core.data import load_frames
 from evorl_core.store.atomic import RunDirError
 from evorl_core.store.catalogue import MAX_NAME_CHARS, MAX_NOTE_CHARS, parse_tags, write_annotations
 from evorl_core.store.rundir import new_run_id
@@ -265,7 +265,7 @@ def check_and_start() -> None:
     if probe is not None:
         with st.spinner("Checking the data…"):
             def load(symbol: str):
-                frames, info = market_data.load_frames(probe.data, [symbol], cache_dir=settings.data_cache(),
+                frames, info = load_frames(probe.data, [symbol], cache_dir=settings.data_cache(),
                                                        seed=probe.seed)
                 return frames[symbol], info
 

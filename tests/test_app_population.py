@@ -158,7 +158,8 @@ def test_backtest_population_fan_members_and_spread(pop_runs):
         values = np.array([member_metrics[str(m)][symbol]["total_return"] for m in range(4)])
         fmt = lambda v: format_metric("total_return", v)  # noqa: E731
         row = spread.loc[(symbol, "total return")]
-        assert row["mean ± sd"] == f"{fmt(values.mean())} ± {fmt(values.std(ddof=1))}"
+        sd = format_metric("total_return_sd", values.std(ddof=1))  # a spread is written without a sign
+        assert row["mean ± sd"] == f"{fmt(values.mean())} ± {sd}"
         assert row["min … max"] == f"{fmt(values.min())} … {fmt(values.max())}"
         assert row["chosen member"] == fmt(values[chosen])
 

@@ -4,7 +4,7 @@ Sections (`--only` picks some):
 
 - env       env steps/s with random actions: the JAX env at 256 and 4096 envs (one jitted scan,
             the whole observation consumed so nothing is dead code), and the NumPy reference env
-            (evorl_core/reference_env.py) as one env and as a Python loop over 256 envs.
+            (evorl_core/modes/single/reference.py) as one env and as a Python loop over 256 envs.
 - train     end-to-end `pipeline.run` of the `quick` and `production` presets on synthetic data, each
             in a fresh subprocess: env steps/s and updates/s per compiled chunk (compile excluded),
             compile time, peak host RSS of the process, device memory where the backend reports it.

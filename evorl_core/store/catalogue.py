@@ -55,17 +55,17 @@ def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
     return out
 
 
-def run_summary(rd: RunDir) -> dict[str, Any] | None:
+def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
     """One row of list_runs (None when the directory holds no run)."""
-    status = rd.read_status()
+    status = run_dir.read_status()
     if status is None:
         return None
-    config = rd.read_config() or {}
+    config = run_dir.read_config() or {}
     data_info = config.get("data_info") if isinstance(config.get("data_info"), dict) else {}
     symbols = config.get("symbols")
     return {
-        "run_id": rd.run_id,
-        "path": str(rd.path),
+        "run_id": run_dir.run_id,
+        "path": str(run_dir.path),
         "state": status.get("state"),
         "recorded_state": status.get("recorded_state"),
         "env_steps": as_number(status.get("env_steps"), 0),
@@ -76,8 +76,8 @@ def run_summary(rd: RunDir) -> dict[str, Any] | None:
         "symbols": [str(s) for s in symbols] if isinstance(symbols, list) else [],
         "preset": config.get("preset"),
         "data_source": data_info.get("source", config.get("data")),
-        "backtest": rd.read_backtest_metrics(),
-        "has_checkpoint": rd.has_checkpoint(),
+        "backtest": run_dir.read_backtest_metrics(),
+        "has_checkpoint": run_dir.has_checkpoint(),
     }
 
 
@@ -171,16 +171,16 @@ RUN_SIZE_KEYS = ("num_envs", "num_steps", "minibatch_size", "epochs", "hidden", 
 def run_overview(run: dict[str, Any]) -> dict[str, Any]:
     """A list_runs entry with its annotations and what a picker needs to tell runs apart: whether
     its data was synthetic (None while unknown, before the data is loaded), the config's size."""
-    rd = RunDir(Path(run["path"]))
-    config = rd.read_config() or {}
-    status = rd.read_status() or {}
+    run_dir = RunDir(Path(run["path"]))
+    config = run_dir.read_config() or {}
+    status = run_dir.read_status() or {}
     data_info = config.get("data_info")
     synthetic = None if not data_info else bool(data_info.get("synthetic"))
     if synthetic is None and config.get("data") == "synthetic":
         synthetic = True
     return {
         **run,
-        **read_annotations(rd),
+        **read_annotations(run_dir),
         "synthetic": synthetic,
         "data_requested": config.get("data"),
         "data_hash": config.get("data_hash"),

@@ -98,21 +98,21 @@ class JobRegistry:
         """
         runs_dir = Path(runs_dir)
         try:
-            config, rd = pipeline.preflight(config, runs_dir, run_id, deploy=deploy, model_name=model_name,
+            config, run_dir = pipeline.preflight(config, runs_dir, run_id, deploy=deploy, model_name=model_name,
                                             models_dir=models_dir)
-            lock = pipeline.acquire(rd, resume=False)
+            lock = pipeline.acquire(run_dir, resume=False)
         except RunDirError as exc:  # id taken, run in use, runs directory unusable
             raise JobError(str(exc)) from None
         try:
             # A provisional config so readers see symbols/preset at once; the pipeline rewrites it
             # with the data actually used and library versions.
-            rd.write_config({**config.to_dict(), "data_info": None})
-            rd.write_status("queued", env_steps=0, total_steps=config.total_env_steps,
+            run_dir.write_config({**config.to_dict(), "data_info": None})
+            run_dir.write_status("queued", env_steps=0, total_steps=config.total_env_steps,
                             error=None)
         except BaseException:
             lock.release()
             raise
-        job = Job(run_id=rd.run_id, runs_dir=runs_dir, config=config, lock=lock)
+        job = Job(run_id=run_dir.run_id, runs_dir=runs_dir, config=config, lock=lock)
         kwargs = dict(stop_event=job.stop_event, resume=False, deploy=deploy,
                       model_name=model_name, models_dir=str(models_dir), lock=lock)
         if cache_dir is not None:
@@ -120,31 +120,31 @@ class JobRegistry:
         if market is not None:
             kwargs["market"] = market
         self._launch(job, kwargs)
-        return rd.run_id
+        return run_dir.run_id
 
     def resume(self, run_id: str, runs_dir: Path | str = "runs", *, models_dir: Path | str = "models",
                cache_dir: Path | str | None = None) -> str:
         """Continue a stopped/interrupted/failed run from its checkpoint in a new thread."""
         runs_dir = Path(runs_dir)
-        rd = RunDir.open(runs_dir, run_id)
-        status = rd.read_status()  # the state in effect: a run whose owner is gone is interrupted
+        run_dir = RunDir.open(runs_dir, run_id)
+        status = run_dir.read_status()  # the state in effect: a run whose owner is gone is interrupted
         if status is None:
             raise JobError(f"run {run_id!r} not found in {runs_dir}")
         if self.is_active(run_id, runs_dir):
             raise JobError(f"run {run_id!r} is still running in this process")
         if status.get("state") in ACTIVE_STATES:
-            raise JobError(f"run {run_id!r} is {status.get('state')} ({owner_text(rd.owner())}); "
+            raise JobError(f"run {run_id!r} is {status.get('state')} ({owner_text(run_dir.owner())}); "
                            "stop it first")
-        if not rd.has_checkpoint():
+        if not run_dir.has_checkpoint():
             raise JobError(f"run {run_id!r} has no checkpoint to resume from")
         try:
-            config, rd = pipeline.preflight(TrainConfig(), runs_dir, run_id, resume=True, models_dir=models_dir)
-            lock = pipeline.acquire(rd, resume=True)
+            config, run_dir = pipeline.preflight(TrainConfig(), runs_dir, run_id, resume=True, models_dir=models_dir)
+            lock = pipeline.acquire(run_dir, resume=True)
         except RunDirError as exc:
             raise JobError(str(exc)) from None
         try:
-            rd.clear_stop()  # a stale STOP file would end the resumed run at once
-            rd.write_status("queued", error=None, finished_at=None)
+            run_dir.clear_stop()  # a stale STOP file would end the resumed run at once
+            run_dir.write_status("queued", error=None, finished_at=None)
         except BaseException:
             lock.release()
             raise
@@ -189,16 +189,16 @@ class JobRegistry:
     @staticmethod
     def _ensure_final(job: Job, state: str, message: str) -> None:
         try:
-            rd = job.run_dir
+            run_dir = job.run_dir
             try:
-                status = rd.recorded_status() or {}
+                status = run_dir.recorded_status() or {}
             except RunDirError:
                 status = {}
             if job.stop_event.reason and status.get("state") == "stopped":
                 state, message = "interrupted", f"{job.stop_event.reason}; checkpoint saved, resume to continue"
             elif status.get("state") in FINAL_STATES:
                 return
-            rd.write_status(state, error=message, finished_at=time.time())
+            run_dir.write_status(state, error=message, finished_at=time.time())
         except Exception:  # noqa: BLE001 - e.g. the run directory was deleted under us
             log.exception("could not record final status of %s", job.run_id)
 
@@ -210,14 +210,14 @@ class JobRegistry:
         while the run is active, so CLI runs stop too. Returns True when a live run was asked to
         stop; False for an unknown run or one nothing works on (its owner is gone, or it ended).
         """
-        rd = RunDir.open(runs_dir, run_id)
+        run_dir = RunDir.open(runs_dir, run_id)
         job = self.get(run_id, runs_dir)
         if job is not None and job.alive:
             job.stop_event.set()
-        status = rd.read_status()
+        status = run_dir.read_status()
         if status is None or status.get("state") not in ACTIVE_STATES:
             return job is not None and job.alive
-        rd.request_stop()
+        run_dir.request_stop()
         return True
 
     # queries -------------------------------------------------------------------

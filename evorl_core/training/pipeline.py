@@ -71,11 +71,11 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _check_free(rd: RunDir) -> None:
+def _check_free(run_dir: RunDir) -> None:
     """A new run needs an unused run id: an existing run is never overwritten."""
-    if any(p.exists() for p in (rd.status_path, rd.config_path, rd.metrics_path, rd.checkpoint_dir)):
-        state = (rd.read_status() or {}).get("state", "unknown")
-        raise RunDirError(f"run id {rd.run_id!r} already exists in {rd.path.parent} (state {state}); "
+    if any(p.exists() for p in (run_dir.status_path, run_dir.config_path, run_dir.metrics_path, run_dir.checkpoint_dir)):
+        state = (run_dir.read_status() or {}).get("state", "unknown")
+        raise RunDirError(f"run id {run_dir.run_id!r} already exists in {run_dir.path.parent} (state {state}); "
                           "choose another run id, or resume it")
 
 
@@ -91,44 +91,44 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
     if resume:
         if not run_id:
             raise RunDirError("resume: give the run to resume")
-        rd = RunDir.open(runs_dir, run_id)
-        stored = rd.load_config()
+        run_dir = RunDir.open(runs_dir, run_id)
+        stored = run_dir.load_config()
         try:
             config = TrainConfig.from_dict(stored)
         except (ConfigError, TypeError) as exc:
-            raise RunDirError(f"{rd.config_path}: {exc}") from None
-        status = rd.read_status() or {}
+            raise RunDirError(f"{run_dir.config_path}: {exc}") from None
+        status = run_dir.read_status() or {}
         state = status.get("state")
         if state in ACTIVE_STATES:
-            raise RunInUse(f"run {rd.run_id!r} is {state} ({owner_text(rd.owner())}); stop it first")
+            raise RunInUse(f"run {run_dir.run_id!r} is {state} ({owner_text(run_dir.owner())}); stop it first")
         if state not in RESUMABLE_STATES:
             detail = f" ({status.get('error')})" if state == "damaged" else ""
-            raise RunDirError(f"run {rd.run_id!r} is {state}{detail}; nothing to resume (only "
+            raise RunDirError(f"run {run_dir.run_id!r} is {state}{detail}; nothing to resume (only "
                               f"{', '.join(RESUMABLE_STATES)} runs resume)")
-        check_checkpoint(rd)
+        check_checkpoint(run_dir)
     else:
         config = config.validated()
-        rd = RunDir.open(runs_dir, run_id or new_run_id())
-        _check_free(rd)
+        run_dir = RunDir.open(runs_dir, run_id or new_run_id())
+        _check_free(run_dir)
     if deploy:
-        validate_model_name(model_name or rd.run_id)
+        validate_model_name(model_name or run_dir.run_id)
         models = Path(models_dir)
         if models.exists() and not models.is_dir():
             raise RunDirError(f"models directory {models}: exists and is not a directory")
     # The loop checks this again before it compiles; here a run too big for the device is refused
     # before anything is created.
     sizing.check_fits(config)
-    return config, rd
+    return config, run_dir
 
 
-def acquire(rd: RunDir, *, resume: bool) -> RunLock:
+def acquire(run_dir: RunDir, *, resume: bool) -> RunLock:
     """Create the run directory and take its lock; a new run re-checks under the lock that its id is
     still free (two processes may have passed preflight together)."""
-    rd = RunDir.create(rd.path.parent, rd.run_id)
-    lock = RunLock.acquire(rd)
+    run_dir = RunDir.create(run_dir.path.parent, run_dir.run_id)
+    lock = RunLock.acquire(run_dir)
     try:
         if not resume:
-            _check_free(rd)
+            _check_free(run_dir)
     except BaseException:
         lock.release()
         raise
@@ -179,78 +179,78 @@ def run(
     """
     own_lock = None
     if lock is None:
-        rd = None
+        run_dir = None
         if distributed.is_writer():  # process 0 checks and owns the run; the others follow its answer
-            config, rd = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
+            config, run_dir = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
                                    model_name=model_name, models_dir=models_dir)
-            own_lock = acquire(rd, resume=resume)
-        run_id = distributed.from_writer(rd.run_id if rd is not None else None)
+            own_lock = acquire(run_dir, resume=resume)
+        run_id = distributed.from_writer(run_dir.run_id if run_dir is not None else None)
         if resume:
-            config = TrainConfig.from_dict(distributed.from_writer(rd.load_config() if rd is not None else None))
-        rd = distributed.run_dir(runs_dir, run_id)
+            config = TrainConfig.from_dict(distributed.from_writer(run_dir.load_config() if run_dir is not None else None))
+        run_dir = distributed.run_dir(runs_dir, run_id)
     else:
-        rd = lock.run
+        run_dir = lock.run
         if resume:
-            config = TrainConfig.from_dict(rd.load_config())
+            config = TrainConfig.from_dict(run_dir.load_config())
         config = config.validated()
     try:
-        return _run_owned(config, rd, stop_event=stop_event, resume=resume, progress=progress, market=market,
+        return _run_owned(config, run_dir, stop_event=stop_event, resume=resume, progress=progress, market=market,
                           deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir)
     finally:
         if own_lock is not None:
             own_lock.release()
 
 
-def _run_owned(config: TrainConfig, rd: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
+def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
                models_dir, cache_dir) -> RunDir:
     try:
-        rd.clear_stop()
-        prior = (rd.read_status() or {}) if resume else {}
-        rd.write_status("queued", total_steps=config.total_env_steps, error=None,
+        run_dir.clear_stop()
+        prior = (run_dir.read_status() or {}) if resume else {}
+        run_dir.write_status("queued", total_steps=config.total_env_steps, error=None,
                         finished_at=None, env_steps=prior.get("env_steps", 0) if resume else 0)
         if not resume:  # provisional: readers see symbols and preset while the data loads
-            rd.write_config({**config.to_dict(), "data_info": None})
+            run_dir.write_config({**config.to_dict(), "data_info": None})
         if market is None:
-            stored = distributed.from_writer(rd.load_config() if distributed.is_writer() else None) if resume else None
+            stored = distributed.from_writer(run_dir.load_config() if distributed.is_writer() else None) if resume else None
             norm = stored_normalisation(stored, config.symbols) if resume else None
             market = load_market(config, cache_dir=str(cache_dir), norm=norm)
         distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
                                 "market data": market.data_hash})
         if not resume:
-            rd.write_config(run_record(config, market))
-        finished = loop.train(config, rd, market, stop_event=stop_event, resume=resume, progress=progress)
+            run_dir.write_config(run_record(config, market))
+        finished = loop.train(config, run_dir, market, stop_event=stop_event, resume=resume, progress=progress)
         if not finished:
             reason = getattr(stop_event, "reason", None)
             if reason:  # a signal or a server shutdown, not a user's Stop: the run was interrupted
-                rd.write_status("interrupted", error=f"{reason}; checkpoint saved, resume to continue",
+                run_dir.write_status("interrupted", error=f"{reason}; checkpoint saved, resume to continue",
                                 finished_at=time.time())
-            return rd
+            return run_dir
         if not distributed.is_writer():
-            return rd
-        rd.write_status("running", phase="backtest")
-        evaluate_run(rd, market)
+            return run_dir
+        run_dir.write_status("running", phase="backtest")
+        evaluate_run(run_dir, market)
         if deploy:
-            path = deploy_run(rd, name=model_name, models_dir=models_dir)
-            rd.write_status("running", deployed_to=str(path))
-        rd.write_status("done", finished_at=time.time(), phase="done")
-        return rd
+            path = deploy_run(run_dir, name=model_name, models_dir=models_dir)
+            run_dir.write_status("running", deployed_to=str(path))
+        run_dir.write_status("done", finished_at=time.time(), phase="done")
+        return run_dir
     except KeyboardInterrupt:
-        _record_end(rd, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint")
+        _record_end(run_dir, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint")
         raise
     except BaseException as exc:
         try:
-            rd.error_log_path.write_text(traceback.format_exc(), encoding="utf-8")
+            run_dir.error_log_path.write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             pass
         # with several processes: name the process that failed
         message = distributed.failure_message(exc) if distributed.process_count() > 1 else describe_error(exc)
-        _record_end(rd, "failed", message)
+        _record_end(run_dir, "failed", message)
         raise
 
 
-def _record_end(rd: RunDir, state: str, message: str) -> None:
+def _record_end(run_dir: RunDir, state: str, message: str) -> None:
     """Write a final state; if even that fails (a full disk) the caller's error is what counts."""
     try:
-        rd.write_status(state, finished_at=time.time(), error=message)
+        run_dir.write_status(state, finished_at=time.time(), error=message)
     except (RunDirError, OSError):
         pass
