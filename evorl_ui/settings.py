@@ -65,7 +65,7 @@ def uploads_dir(name: str) -> Path:
 
 
 def all_runs(include_archived: bool = False) -> list[dict[str, Any]]:
-    """Every run with its annotations and data provenance (rundir.list_runs_annotated), newest
+    """Every run with its annotations and data provenance (store.catalogue.list_runs_annotated), newest
     first; archived runs only when asked for."""
     return list_runs_annotated(runs_dir(), include_archived=include_archived)
 

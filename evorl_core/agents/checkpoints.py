@@ -3,11 +3,11 @@
 runs/<run_id>/checkpoint/
   state.msgpack   the whole training state in flax msgpack (never pickle): a `ppo.Runner` (params,
                   optimiser state, env state, key, hyperparameters, update counter), stacked on a
-                  leading member axis for several seeds, or an `evolution.Population` around one
+                  leading member axis for several seeds, or a `pbt.Population` around one
   meta.json       env_steps, updates_done, saved_at
 
 Both files are written in full to temporary names first and only then renamed into place
-(`rundir.atomic_write_many`): a crash or a full disk leaves the previous checkpoint intact, and the
+(`store.atomic.atomic_write_many`): a crash or a full disk leaves the previous checkpoint intact, and the
 two files always belong to the same save. A damaged file is a RunDirError naming it. Readers that
 only need the network parameters use `load_params`, which restores them without rebuilding the env
 state or the market data.

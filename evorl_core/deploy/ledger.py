@@ -4,7 +4,7 @@ Run once per session day (``evorl paper`` or the Models page), ``record`` append
 symbol and every bar newer than the symbol's last entry, one line: the position the greedy policy
 decides at that bar's close (seeing the position the ledger holds), the fill of the previous
 decision at this bar's open and the mark to market at its close, under exactly the accounting of
-``backtest`` (docs/accounting.md). The first entry of a symbol is its deployment day: flat, with
+the mode's ``accounting`` (docs/accounting.md). The first entry of a symbol is its deployment day: flat, with
 the initial capital, like a backtest's first day. Buy & hold is kept beside it the same way.
 
 The file is append-only: a bar already recorded is never recorded again (running twice on one day

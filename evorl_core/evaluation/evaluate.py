@@ -1,6 +1,6 @@
 """Evaluation of trained agents: their greedy policies on validation and held-out test days.
 
-The accounting and the metrics are `backtest` (NumPy, exact, docs/accounting.md); the statistics
+The accounting is the mode's (`modes.get(config).accounting`, NumPy, exact, docs/accounting.md), the metrics `metrics`; the statistics
 are `stats`. Selection (which member of a population / which seed is reported and deployed) looks
 at validation days only; the test days are evaluated once and reported for every member, so the
 spread is visible (docs/evaluation.md). Files of the run-directory contract:

@@ -11,7 +11,7 @@ days, `symbol_report` asks:
 2. Timing skill against an exposure-matched null: is the agent's log return larger than what the
    same positions earn at random times? The null draws shift the held positions circularly in time
    (`baselines.shift_held`: exposure kept exactly, trades within 2) and recompute net equity with
-   `backtest.equity_curve`; p = (1 + #{null >= observed}) / (K + 1), the larger of two shift sets
+   `accounting.equity_curve`; p = (1 + #{null >= observed}) / (K + 1), the larger of two shift sets
    (`timing_test`).
    Several members are shifted together (one shift per draw) and their mean log return compared
    with the mean of the shifted members, which keeps the dependence between members in the null.
@@ -89,7 +89,7 @@ def timing_test(open_: np.ndarray, close: np.ndarray, positions_by_member: np.nd
     """One-sided p-value of the mean member log return against its circularly shifted positions.
 
     Shift s moves the held position of period k to period k + s (mod N-1) (`baselines.shift_held`:
-    exposure kept exactly, trades within 2); net equity is recomputed with `backtest.equity_curve`.
+    exposure kept exactly, trades within 2); net equity is recomputed with `accounting.equity_curve`.
     Two sets of shifts give two p-values, and the test reports the larger:
 
     - every shift but the one-day look-back (`timing_p_all_shifts`): with every rotation of the circle
@@ -205,7 +205,7 @@ def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.
     """Excess test, timing test, verdict and baselines for one symbol.
 
     positions_by_member: [M, N] positions of M agents (or [N] for one) on the N test days, with the
-    conventions of `backtest`. lookback: how many days of past prices one decision reads (the agent's
+    conventions of the single-asset `accounting`. lookback: how many days of past prices one decision reads (the agent's
     observation window): shifts that move a decision back by d <= lookback days read the very returns
     they then trade on (see `timing_test`). prior_close: the closes before the test window (warm-up
     of the rule baselines). alpha: the verdict's family level (excess claims at alpha two-sided,

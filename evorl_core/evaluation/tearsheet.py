@@ -3,14 +3,14 @@ monthly returns, rolling Sharpe and exposure over time (pandas, float64).
 
 Everything here derives from the equity rows of the run-directory contract (`date, symbol, open,
 close, position, equity, benchmark_equity`) under the conventions of docs/accounting.md; nothing
-is recomputed differently from `backtest`:
+is recomputed differently from `metrics`:
 
-- A **round trip** is the trade of `backtest`'s ``win_rate``: a maximal run of one unchanged
+- A **round trip** is the trade of `metrics`' ``win_rate``: a maximal run of one unchanged
   non-zero *held* position. Its return compounds the daily equity returns of the run, plus the
   closing period when the position goes flat (exit fee, and with next_open the last overnight
   move); a direct switch to another non-zero position starts the next round trip. So
   ``len(trade_list)`` round trips with ``win_rate`` of them winning is exactly backtest's win rate.
-  ``backtest``'s ``trades`` metric counts something else: position *changes* (an entry, an exit
+  ``metrics``' ``trades`` metric counts something else: position *changes* (an entry, an exit
   and a resize each count one).
 - The **portfolio** gives every symbol the same starting capital and never rebalances: its value
   is the mean of the symbols' equity curves normalised to their first value, times the initial

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 
@@ -26,8 +26,10 @@ from evorl_core.data.arrays import MarketData
 Probabilities = Callable[[Any, jax.Array], jax.Array]
 
 
-class Env(NamedTuple):
+@dataclass(frozen=True)
+class Env:
     """A trading env as a value (gymnax-style pure functions; market data is always an argument).
+    A plain object, not a pytree: jitted code closes over it and never takes it as an argument.
 
     `reset(key, params, data) -> (obs, state)`;
     `step(key, state, action, params, data) -> (obs, state, reward, done, info)` with auto-reset.

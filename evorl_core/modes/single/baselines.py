@@ -1,6 +1,6 @@
 """Baseline strategies in the backtest's own accounting (docs/accounting.md, docs/evaluation.md).
 
-Every rule returns target positions with the convention of `backtest`: `positions[t]` is decided at
+Every rule returns target positions with the convention of `accounting`: `positions[t]` is decided at
 the close of day t from closes up to and including day t (tests/test_significance.py checks that
 changing later prices never changes an earlier position). Rules that need a warm-up (moving
 averages, look-back returns) take the closes before the test window as `prior_close`; without
@@ -130,11 +130,11 @@ def baseline_table(open_: np.ndarray, close: np.ndarray, cost: float, execution:
                    prior_close: np.ndarray | None = None, reference_positions: np.ndarray | None = None,
                    annualization: float = 252.0, n_random: int = RANDOM_DRAWS,
                    exclude_backward: int = EXCLUDE_BACKWARD, seed: int = 0) -> pd.DataFrame:
-    """Metrics (backtest.compute_metrics) of every baseline on one symbol's test days.
+    """Metrics (metrics.compute_metrics) of every baseline on one symbol's test days.
 
     Rows: flat, buy_hold, sma_crossover, momentum and, when `reference_positions` (the agent's) is
     given, random_timing: the mean of each metric over `n_random` random circular shifts of the
-    reference's held positions. Columns: backtest.METRIC_NAMES.
+    reference's held positions. Columns: metrics.METRIC_NAMES.
     """
     open_ = np.asarray(open_, dtype=np.float64)
     close = np.asarray(close, dtype=np.float64)
