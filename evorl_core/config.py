@@ -17,6 +17,10 @@ EXECUTION_MODES = ("next_open", "close")
 COST_MODELS = ("nse-delivery", "flat")
 # Price series: the traded close, or total-return prices from an `Adj Close` column (docs/data.md).
 PRICE_ADJUSTMENTS = ("none", "dividends")
+# Trading modes (evorl_core/modes): one symbol per env, or one account over a universe with cash.
+TRADING_MODES = ("single", "portfolio")
+ALL_SYMBOLS = "all"  # `--symbols all`: every symbol the data source holds (portfolio mode)
+MAX_UNIVERSE = 2000
 MAX_BROKERAGE_BPS = 1000.0  # 10% per side: beyond any delivery brokerage, and keeps c_buy, c_sell < 1
 MAX_SLIPPAGE_BPS = 5000.0
 INIT_SCHEMES = ("normal", "orthogonal")
@@ -90,7 +94,12 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     # what to trade
+    mode: str = "single"  # single (one symbol per env) | portfolio (one account over the universe + cash)
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    universe_size: int = 50  # portfolio mode, --symbols all with synthetic data: names in the universe
+    # portfolio mode: a trade smaller than this fraction of equity is not made (the weight drifts),
+    # so a policy is not charged a flat per-scrip fee for dust; 0 = trade every difference
+    rebalance_band: float = 0.002
     data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
     price_adjustment: str = "none"  # none (traded close) | dividends (total-return prices from Adj Close)
     test_days: int = 60
@@ -220,11 +229,31 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_config(preset: str = "production", **overrides: Any) -> TrainConfig:
-    """Preset values, then explicit overrides (None means 'not given')."""
+# What the presets mean in portfolio mode: one env is a whole account (N assets), so fewer envs and
+# steps make a batch, a minibatch counts accounts, and `hidden` is the per-asset encoder shared by
+# every asset (parameters do not grow with N). Sized so that N = 500 trains within 4 GiB on CPU.
+PORTFOLIO_PRESETS: dict[str, dict[str, Any]] = {
+    "production": dict(
+        num_envs=32, num_steps=128, minibatch_size=512, epochs=4, hidden=(128, 64),
+        lr=3e-4, total_timesteps=200_000, init_scheme="orthogonal", ent_coef=0.001,
+    ),
+    "quick": dict(
+        num_envs=16, num_steps=64, minibatch_size=256, epochs=4, hidden=(32, 32),
+        lr=1e-3, total_timesteps=50_000, init_scheme="orthogonal", ent_coef=0.001,
+    ),
+}
+
+
+def preset_values(preset: str, mode: str = "single") -> dict[str, Any]:
+    """The values a preset sets in a trading mode."""
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset])
+    return dict((PORTFOLIO_PRESETS if mode == "portfolio" else PRESETS)[preset])
+
+
+def make_config(preset: str = "production", **overrides: Any) -> TrainConfig:
+    """Preset values (of the mode in `overrides`), then explicit overrides (None means 'not given')."""
+    values: dict[str, Any] = preset_values(preset, overrides.get("mode") or "single")
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["preset"] = preset
     for key in TUPLE_FIELDS:
@@ -252,7 +281,16 @@ def validation_errors(c: TrainConfig) -> list[str]:
     last_seed = SEED_MAX - max(c.seeds, c.population, 1) + 1  # members use seed, seed+1, ...
     need(isinstance(c.seed, int) and 0 <= c.seed <= last_seed,
          f"seed: must be a whole number from 0 to {last_seed} (got {c.seed})")
+    need(c.mode in TRADING_MODES, f"mode: must be one of {', '.join(TRADING_MODES)} (got {c.mode!r})")
     need(len(c.symbols) >= 1, "symbols: give at least one symbol")
+    if ALL_SYMBOLS in c.symbols:
+        need(c.mode == "portfolio", "symbols: 'all' (every symbol of the source) needs portfolio mode (--portfolio)")
+        need(len(c.symbols) == 1, "symbols: 'all' stands alone (every symbol of the source)")
+    need(len(c.symbols) <= MAX_UNIVERSE, f"symbols: at most {MAX_UNIVERSE} symbols (got {len(c.symbols)})")
+    need(isinstance(c.universe_size, int) and 1 <= c.universe_size <= MAX_UNIVERSE,
+         f"universe_size: must lie in 1 .. {MAX_UNIVERSE} (got {c.universe_size})")
+    need(_finite(c.rebalance_band) and 0 <= c.rebalance_band < 0.5,
+         f"rebalance_band: must lie in [0, 0.5) as a fraction of equity (got {c.rebalance_band})")
     for s in c.symbols:
         need(bool(s) and s.replace("-", "").replace("_", "").replace("&", "").replace(".", "").isalnum(),
              f"symbols: {s!r} is not a valid ticker (letters, digits, '-', '_', '&', '.')")

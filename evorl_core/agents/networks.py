@@ -57,7 +57,53 @@ class ActorCritic(nn.Module):
         return self.actor(obs), jnp.squeeze(self.critic(obs), -1)
 
 
-def make_network(config, num_actions: int) -> ActorCritic:
+class PortfolioActorCritic(nn.Module):
+    """The portfolio policy: one shared per-asset network, so parameters do not grow with N.
+
+    Input (features [B, N, D], weights [B, N + 1], mask [B, N]). Each asset's feature window and
+    its current weight go through the same encoder (`hidden` widths) to an embedding h_i; the
+    context is the mean of h_i over the tradable assets; asset i's score is a small head over
+    (h_i, context), the cash score and the value come from (context, cash weight). A learned,
+    state-independent log standard deviation makes the logistic-normal policy (`distributions`).
+    Returns ((mean scores [B, N + 1], log std [B, N + 1], valid [B, N + 1]), value [B]).
+    """
+
+    hidden: Sequence[int] = (128, 64)
+    activation: str = "tanh"
+    init_scheme: str = "orthogonal"
+    init_std: float = 0.01
+    init_log_std: float = -0.5
+
+    @nn.compact
+    def __call__(self, inputs) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
+        features, weights, mask = inputs
+        act = nn.tanh if self.activation == "tanh" else nn.relu
+        hidden_init = _kernel_init(self.init_scheme, self.init_std, np.sqrt(2.0))
+        x = jnp.concatenate([features, weights[..., :-1, None]], axis=-1)
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=hidden_init, bias_init=nn.initializers.zeros)(x))
+        m = mask[..., None].astype(x.dtype)
+        context = (x * m).sum(-2) / jnp.maximum(m.sum(-2), 1.0)
+        width = self.hidden[-1]
+        pair = jnp.concatenate([x, jnp.broadcast_to(context[..., None, :], x.shape)], axis=-1)
+        pair = act(nn.Dense(width, kernel_init=hidden_init, bias_init=nn.initializers.zeros, name="score_hidden")(pair))
+        head_init = _kernel_init(self.init_scheme, self.init_std, 0.01)
+        asset_scores = nn.Dense(1, kernel_init=head_init, bias_init=nn.initializers.zeros, name="score")(pair)[..., 0]
+        state = jnp.concatenate([context, weights[..., -1:]], axis=-1)
+        cash_score = nn.Dense(1, kernel_init=head_init, bias_init=nn.initializers.zeros, name="cash_score")(state)
+        mean = jnp.concatenate([asset_scores, cash_score], axis=-1)
+        v = act(nn.Dense(width, kernel_init=hidden_init, bias_init=nn.initializers.zeros, name="value_hidden")(state))
+        value = nn.Dense(1, kernel_init=_kernel_init(self.init_scheme, self.init_std, 1.0),
+                         bias_init=nn.initializers.zeros, name="value")(v)[..., 0]
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), ())
+        valid = jnp.concatenate([mask, jnp.ones(mask.shape[:-1] + (1,), bool)], axis=-1)
+        return (mean, jnp.broadcast_to(log_std, mean.shape), valid), value
+
+
+def make_network(config, num_actions: int, action_kind: str = "discrete") -> nn.Module:
+    if action_kind == "simplex":
+        return PortfolioActorCritic(hidden=tuple(config.hidden), activation=config.activation,
+                                    init_scheme=config.init_scheme, init_std=config.init_std)
     return ActorCritic(
         num_actions=num_actions,
         hidden=tuple(config.hidden),
@@ -74,3 +120,14 @@ def forward_flops_per_sample(obs_size: int, hidden: Sequence[int], num_actions: 
         return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     return mlp(num_actions) + mlp(1)
+
+
+def portfolio_forward_flops_per_sample(num_assets: int, asset_input: int, hidden: Sequence[int]) -> int:
+    """FLOPs (2 per MAC) of one forward pass of `PortfolioActorCritic` for one account: the shared
+    encoder and score head run once per asset; cash score and value once."""
+    sizes = [asset_input + 1, *hidden]
+    encoder = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    width = hidden[-1]
+    per_asset = encoder + 2 * (2 * width) * width + 2 * width
+    once = 2 * (width + 1) + 2 * (width + 1) * width + 2 * width
+    return num_assets * per_asset + once

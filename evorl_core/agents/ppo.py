@@ -17,9 +17,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from evorl_core.agents.networks import ActorCritic, forward_flops_per_sample, make_network
+from evorl_core.agents import distributions
+from evorl_core.agents.networks import (
+    forward_flops_per_sample,
+    make_network,
+    portfolio_forward_flops_per_sample,
+)
 from evorl_core.config import TrainConfig
 from evorl_core.data.arrays import MarketData
+from evorl_core.data.features import num_features
 from evorl_core.modes.base import Env
 
 
@@ -72,7 +78,9 @@ class PPO:
         self.env_params = env.params
         self.num_actions = env.num_actions
         self.obs_size = env.observation_size
-        self.network: ActorCritic = make_network(config, self.num_actions)
+        # the action distribution of the env's kind of action (distributions.py)
+        self.dist = distributions.for_kind(env.action_kind)
+        self.network = make_network(config, self.num_actions, env.action_kind)
         # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
         # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
         self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
@@ -84,9 +92,9 @@ class PPO:
     def init(self, key: jax.Array, data: MarketData) -> Runner:
         c = self.config
         key, k_net, k_env = jax.random.split(key, 3)
-        params = self.network.init(k_net, jnp.zeros((1, self.obs_size), jnp.float32))
         env_keys = jax.random.split(k_env, c.num_envs)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
+        params = self.network.init(k_net, self.network_inputs(jnp.zeros((1, self.obs_size), jnp.float32), data))
         hyper = Hyper(
             lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef), clip_eps=jnp.float32(c.clip_eps),
             vf_coef=jnp.float32(c.vf_coef), gamma=jnp.float32(c.gamma), gae_lambda=jnp.float32(c.gae_lambda),
@@ -94,8 +102,16 @@ class PPO:
         return Runner(params, self.tx.init(params), env_state, obs, key, hyper, jnp.int32(0))
 
     # -- policy ----------------------------------------------------------------------------
-    def policy(self, params: Any, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.network.apply(params, obs)
+    def network_inputs(self, obs: jax.Array, data: MarketData | None = None) -> Any:
+        """What the network reads for a batch of observations [B, O] (the env's `network_input`)."""
+        if self.env.network_input is None:
+            return obs
+        return jax.vmap(self.env.network_input, in_axes=(0, None))(obs, data)
+
+    def policy(self, params: Any, obs: jax.Array, data: MarketData | None = None) -> tuple[Any, jax.Array]:
+        """(distribution parameters, value) for a batch of observations; `data` is needed by an env
+        with compact observations (portfolio mode)."""
+        return self.network.apply(params, self.network_inputs(obs, data))
 
     # -- one update ------------------------------------------------------------------------
     def update(self, runner: Runner, data: MarketData) -> tuple[Runner, dict[str, jax.Array]]:
@@ -107,15 +123,15 @@ class PPO:
         # (threefry runs as a small loop on CPU, and ~9 tiny calls per step dominated the rollout of
         # small networks). argmax(logits + Gumbel noise) is exactly `jax.random.categorical`.
         key, k_act, k_env = jax.random.split(runner.key, 3)
-        gumbel = jax.random.gumbel(k_act, (c.num_steps, c.num_envs, self.num_actions))
+        noise = self.dist.noise(k_act, (c.num_steps, c.num_envs, self.num_actions))
         step_keys = jax.random.split(k_env, (c.num_steps, c.num_envs))
 
-        def env_step(carry, noise):
+        def env_step(carry, draws):
             env_state, obs = carry
-            gumbel_t, env_keys = noise
-            logits, value = self.policy(runner.params, obs)
-            action = jnp.argmax(logits + gumbel_t, axis=-1)
-            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            noise_t, env_keys = draws
+            out, value = self.policy(runner.params, obs, data)
+            action = self.dist.sample(out, noise_t)
+            log_prob = self.dist.log_prob(out, action)
             next_obs, env_state, reward, done, info = step_envs(env_keys, env_state, action, env_params, data)
             transition = Transition(
                 obs, action, log_prob, value, reward, done.astype(jnp.float32),
@@ -124,9 +140,9 @@ class PPO:
             return (env_state, next_obs), transition
 
         (env_state, last_obs), traj = jax.lax.scan(
-            env_step, (runner.env_state, runner.obs), (gumbel, step_keys)
+            env_step, (runner.env_state, runner.obs), (noise, step_keys)
         )
-        _, last_value = self.policy(runner.params, last_obs)
+        _, last_value = self.policy(runner.params, last_obs, data)
         hyper = runner.hyper
         advantages, targets = gae(traj.reward, traj.value, traj.done, last_value, hyper.gamma, hyper.gae_lambda)
 
@@ -150,7 +166,7 @@ class PPO:
 
             def minibatch_step(carry, mb):
                 params, opt_state = carry
-                grads, stats = jax.grad(self.loss, has_aux=True)(params, mb, runner.hyper)
+                grads, stats = jax.grad(self.loss, has_aux=True)(params, mb, runner.hyper, data)
                 updates, opt_state = self.tx.update(grads, opt_state, params)
                 params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, updates))
                 return (params, opt_state), stats
@@ -181,11 +197,11 @@ class PPO:
         runner = Runner(params, opt_state, env_state, last_obs, key, runner.hyper, runner.update_step + 1)
         return runner, metrics
 
-    def loss(self, params: Any, mb: tuple, hyper: Hyper) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(self, params: Any, mb: tuple, hyper: Hyper, data: MarketData | None = None
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
         obs, action, old_log_prob, old_value, advantages, targets = mb
-        logits, value = self.policy(params, obs)
-        log_probs = jax.nn.log_softmax(logits)
-        log_prob = jnp.take_along_axis(log_probs, action[:, None], axis=-1)[:, 0]
+        out, value = self.policy(params, obs, data)
+        log_prob = self.dist.log_prob(out, action)
 
         value_clipped = old_value + jnp.clip(value - old_value, -hyper.clip_eps, hyper.clip_eps)
         value_loss = 0.5 * jnp.maximum(
@@ -197,7 +213,7 @@ class PPO:
         policy_loss = -jnp.minimum(
             ratio * adv, jnp.clip(ratio, 1.0 - hyper.clip_eps, 1.0 + hyper.clip_eps) * adv
         ).mean()
-        entropy = -(jnp.exp(log_probs) * log_probs).sum(-1).mean()
+        entropy = self.dist.entropy(out).mean()
         total = policy_loss + hyper.vf_coef * value_loss - hyper.ent_coef * entropy
         stats = {
             "policy_loss": policy_loss,
@@ -214,12 +230,14 @@ class PPO:
         return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
 
     # -- the policy as probabilities (greedy decisions, signals, ensembles) ---------------------
-    def action_probabilities(self, params: Any, obs: jax.Array, ensemble: bool = False) -> jax.Array:
-        """[B, A] action probabilities; with `ensemble`, the mean over the agents in `params`."""
+    def action_probabilities(self, params: Any, obs: jax.Array, ensemble: bool = False,
+                             data: MarketData | None = None) -> jax.Array:
+        """[B, A] action probabilities (discrete actions) or greedy target weights (portfolio mode);
+        with `ensemble`, the mean over the agents in `params`."""
         if ensemble:
-            return jax.vmap(lambda p: jax.nn.softmax(self.policy(p, obs)[0]))(params).mean(axis=0)
-        logits, _ = self.policy(params, obs)
-        return jax.nn.softmax(logits)
+            return jax.vmap(lambda p: self.dist.greedy(self.policy(p, obs, data)[0]))(params).mean(axis=0)
+        out, _ = self.policy(params, obs, data)
+        return self.dist.greedy(out)
 
 
 def shuffle_indices(key: jax.Array, n: int) -> jax.Array:
@@ -270,8 +288,13 @@ def update_flops(config: TrainConfig, obs_size: int) -> float:
     the first (the observation needs no gradient, and XLA does not compute it), so the count is the
     work actually done, not the 3x-forward rule of thumb that would overstate utilisation.
     """
-    fwd = forward_flops_per_sample(obs_size, config.hidden, len(config.positions))
-    first_layers = 2 * (2 * obs_size * config.hidden[0])  # actor and critic input layers
+    if getattr(config, "mode", "single") == "portfolio":
+        n = len(config.symbols)
+        fwd = portfolio_forward_flops_per_sample(n, config.window * num_features(config), config.hidden)
+        first_layers = n * 2 * (config.window * num_features(config) + 1) * config.hidden[0]
+    else:
+        fwd = forward_flops_per_sample(obs_size, config.hidden, len(config.positions))
+        first_layers = 2 * (2 * obs_size * config.hidden[0])  # actor and critic input layers
     bwd = 2 * fwd - first_layers
     rollout = fwd * (config.batch_size + config.num_envs)
     train = (fwd + bwd) * config.batch_size * config.epochs

@@ -21,3 +21,26 @@ class MarketData(NamedTuple):
 
     # Per symbol: train [first_index, train_end) | embargo | validation [val_start, val_end) | embargo |
     # test [test_start, length), with val_end = test_start - embargo (docs/evaluation.md).
+
+
+class PanelData(NamedTuple):
+    """A universe on one trading calendar (portfolio mode); always a jit argument.
+
+    Day t of every array is the same calendar day for every symbol. A symbol without a bar on a
+    day has `present[s, t]` False and a placeholder price of 1.0 there (never read: a weight is
+    forced to 0 wherever a price would be needed, see `tradable`).
+    """
+
+    open: jax.Array  # [N, T] float32
+    close: jax.Array  # [N, T] float32
+    features: jax.Array  # [N, T, F] float32, 0 on days without a bar
+    present: jax.Array  # [N, T] bool: the symbol has a bar on day t
+    # [N, T] bool: at the close of day t the symbol may be held into day t+1: it has a full window
+    # of bars up to t and bars on the days the next fills need (t+1, and t+2 with next_open so a
+    # holding can always be sold at the next decision's fill).
+    tradable: jax.Array
+    length: jax.Array  # scalar int32: calendar days T
+    first_index: jax.Array  # scalar int32: first day any symbol is tradable
+    train_end: jax.Array  # scalar int32: training transitions t -> t+1 need t+1 <= train_end - 1
+    val_start: jax.Array  # scalar int32
+    test_start: jax.Array  # scalar int32

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 from evorl_core.config import TrainConfig
-from evorl_core.modes import single
+from evorl_core.modes import portfolio, single
 from evorl_core.modes.base import Env, Mode
 
-MODES: dict[str, Mode] = {single.MODE.name: single.MODE}
+MODES: dict[str, Mode] = {single.MODE.name: single.MODE, portfolio.MODE.name: portfolio.MODE}
 
 __all__ = ["MODES", "Env", "Mode", "get"]
 

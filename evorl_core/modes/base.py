@@ -35,6 +35,14 @@ class Env:
     `step(key, state, action, params, data) -> (obs, state, reward, done, info)` with auto-reset.
     `info` holds at least `episode_return`, `returned_episode`, `equity`, `position` (the exposure
     held after the step) and `turnover` (exposure traded at the step): the scalars PPO reports.
+
+    `action_kind`: "discrete" (an action is one of `num_actions` choices, a categorical policy) or
+    "simplex" (an action is a vector of `num_actions` real scores that the env turns into target
+    weights with a masked softmax; a logistic-normal policy, docs/portfolio.md).
+    `network_input(obs, data)`: what the network reads for one observation, when the observation
+    the env returns (and PPO stores) is compact (portfolio mode stores the day and the weights, and
+    the feature windows of every asset are gathered from `data` when the network runs). None: the
+    observation itself.
     """
 
     params: Any
@@ -42,6 +50,8 @@ class Env:
     step: Callable[..., Any]
     observation_size: int
     num_actions: int
+    action_kind: str = "discrete"
+    network_input: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
