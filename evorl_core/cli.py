@@ -34,7 +34,7 @@ from evorl_core.config import (
     parse_floats,
     parse_ints,
 )
-from evorl_core.console import ProgressBar, cost_line, format_metrics_table, indented
+from evorl_core.console import ProgressBar, cost_line, format_metrics_table, format_portfolio_table, indented
 from evorl_core.data import DataError, DataFallbackWarning
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
 from evorl_core.deploy.ledger import record as record_paper
@@ -62,6 +62,13 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
     t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
+    pf = t.add_argument_group("portfolio mode (docs/portfolio.md)")
+    pf.add_argument("--portfolio", action="store_true",
+                    help="one agent allocates one account over all the symbols plus cash")
+    pf.add_argument("--universe-size", type=int,
+                    help="--symbols all --data synthetic: names in the synthetic universe (default 50)")
+    pf.add_argument("--rebalance-band", type=float,
+                    help="trades of at most this fraction of the account are not made (default 0.002)")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
     t.add_argument("--val-days", type=int,
                    help="validation days before the test days, for any selection (default 60; 0 = none)")
@@ -228,8 +235,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         positions=parse_floats(args.positions, "positions") if args.positions is not None else None,
         execution=args.execution, initial_capital=args.initial_capital, seed=args.seed,
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
-        member_group=args.member_group,
+        member_group=args.member_group, universe_size=args.universe_size, rebalance_band=args.rebalance_band,
     )
+    if args.portfolio:
+        overrides["mode"] = "portfolio"
     return make_config(args.preset, **overrides)
 
 
@@ -261,7 +270,10 @@ def train_run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
         if distributed.is_writer():
-            print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
+            universe = (f"every symbol of {config.data}" if tuple(config.symbols) == ("all",)
+                        else ", ".join(config.symbols))
+            mode = "portfolio of " if config.mode == "portfolio" else ""
+            print(f"evorl: training {config.preset} preset on {mode}{universe} "
                   f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
                   file=sys.stderr)
     if distributed.is_writer():
@@ -315,7 +327,7 @@ def train_run(args: argparse.Namespace) -> int:
         synthetic = (cfg.get("data_info") or {}).get("synthetic")
         print(f"\nHeld-out test ({cfg.get('test_days')} days, {cfg.get('execution')} execution, "
               f"costs {cost_line(cfg)})" + ("  [SYNTHETIC DATA]" if synthetic else ""))
-        print(format_metrics_table(metrics))
+        print(format_portfolio_table(metrics) if cfg.get("mode") == "portfolio" else format_metrics_table(metrics))
     if status.get("deployed_to"):
         print(f"\ndeployed model: {status['deployed_to']}")
     print(f"\nrun directory: {run.path}")

@@ -76,6 +76,43 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     return f"{table}\n\n{costs}" if costs else table
 
 
+def format_portfolio_table(metrics: dict[str, Any], top: int = 5) -> str:
+    """A portfolio run's test account against its baselines (1/N rebalanced, equal-weight buy &
+    hold, cash), the verdict, the allocation diagnostics and the largest contributions."""
+    m = metrics.get("PORTFOLIO") or {}
+    header = ["account", "total ret", "CAGR", "Sharpe", "max DD", "cost drag", "turnover/yr", "eff. assets"]
+    rows = [header]
+
+    def row(name: str, r: dict[str, Any]) -> list[str]:
+        return [name, format_value("total_return", r.get("total_return")), format_value("cagr", r.get("cagr")),
+                format_value("sharpe", r.get("sharpe")), format_value("max_drawdown", r.get("max_drawdown")),
+                format_value("cost_drag", r.get("cost_drag")),
+                "—" if r.get("turnover_annual") is None else f"{r['turnover_annual']:.2f}x",
+                "—" if r.get("effective_assets") is None else f"{r['effective_assets']:.1f}"]
+
+    rows.append(row("agent", m))
+    for name, r in (m.get("baselines") or {}).items():
+        rows.append(row(name, r))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    subject = m.get("verdict_subject")
+    lines.append("")
+    lines.append(f"verdict ({subject}): {m.get('verdict') or MISSING}" if subject else
+                 f"verdict: {m.get('verdict') or MISSING}")
+    if m.get("distance_from_1n") is not None:
+        lines.append(f"distance from 1/N {m['distance_from_1n']:.1%}, cash {m.get('cash_weight_mean', 0):.1%} on "
+                     f"average, largest weight {m.get('max_weight', 0):.1%}, {m.get('assets', '?')} assets")
+    for flag in m.get("flags") or []:
+        lines.append(f"warning: {flag}")
+    contribution = m.get("contribution") or {}
+    if contribution:
+        ranked = sorted(contribution.items(), key=lambda kv: -abs(kv[1]))[:top]
+        lines.append("largest contributions: " + ", ".join(f"{s} {v:+.2%}" for s, v in ranked))
+    return "\n".join(lines)
+
+
 def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:
     """What costs took and how often each symbol traded: gross vs net return, cost drag per year,
     trades per year, average holding period, and net return / Sharpe of the same positions at a

@@ -93,8 +93,7 @@ def load_checkpoint(run: RunDir, template: Runner) -> tuple[Runner, dict[str, An
 
 def params_template(config: TrainConfig) -> Any:
     """Freshly initialised network parameters of the right shapes (the template to restore into)."""
-    ppo = make_ppo(config)
-    return ppo.network.init(jax.random.PRNGKey(0), jnp.zeros((1, ppo.obs_size), jnp.float32))
+    return make_ppo(config).init_params(jax.random.PRNGKey(0))
 
 
 def load_params(run: RunDir, config: TrainConfig, member: int | None = None) -> Any:

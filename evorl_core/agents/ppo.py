@@ -94,7 +94,7 @@ class PPO:
         key, k_net, k_env = jax.random.split(key, 3)
         env_keys = jax.random.split(k_env, c.num_envs)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None, None))(env_keys, self.env_params, data)
-        params = self.network.init(k_net, self.network_inputs(jnp.zeros((1, self.obs_size), jnp.float32), data))
+        params = self.init_params(k_net)
         hyper = Hyper(
             lr=jnp.float32(c.lr), ent_coef=jnp.float32(c.ent_coef), clip_eps=jnp.float32(c.clip_eps),
             vf_coef=jnp.float32(c.vf_coef), gamma=jnp.float32(c.gamma), gae_lambda=jnp.float32(c.gae_lambda),
@@ -102,6 +102,12 @@ class PPO:
         return Runner(params, self.tx.init(params), env_state, obs, key, hyper, jnp.int32(0))
 
     # -- policy ----------------------------------------------------------------------------
+    def init_params(self, key: jax.Array) -> Any:
+        """Freshly initialised network parameters (they never depend on the market data)."""
+        example = (self.env.example_input() if self.env.example_input is not None
+                   else jnp.zeros((1, self.obs_size), jnp.float32))
+        return self.network.init(key, example)
+
     def network_inputs(self, obs: jax.Array, data: MarketData | None = None) -> Any:
         """What the network reads for a batch of observations [B, O] (the env's `network_input`)."""
         if self.env.network_input is None:

@@ -238,6 +238,10 @@ def evaluate_run(run: RunDir, market: Market) -> dict[str, dict]:
     """Evaluate a trained run on `market` (built with the run's own normalisation) into its backtest/."""
     config = TrainConfig.from_dict(run.load_config())
     params = load_params(run, config)
+    if config.mode == "portfolio":
+        from evorl_core.evaluation import portfolio
+
+        return portfolio.write_evaluation(run.backtest_dir, config, market, portfolio.evaluate(config, params, market))
     return write_evaluation(run.backtest_dir, evaluate(config, params, market), market)
 
 

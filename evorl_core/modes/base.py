@@ -42,7 +42,9 @@ class Env:
     `network_input(obs, data)`: what the network reads for one observation, when the observation
     the env returns (and PPO stores) is compact (portfolio mode stores the day and the weights, and
     the feature windows of every asset are gathered from `data` when the network runs). None: the
-    observation itself.
+    observation itself. `example_input()`: a batch of one network input of the right shapes
+    without any market data (to initialise parameters, or a template to restore them into); None:
+    a zero observation.
     """
 
     params: Any
@@ -52,6 +54,7 @@ class Env:
     num_actions: int
     action_kind: str = "discrete"
     network_input: Callable[..., Any] | None = None
+    example_input: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)

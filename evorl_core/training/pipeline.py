@@ -15,6 +15,7 @@ backtests and deploys after training.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import threading
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from evorl_core.agents.checkpoints import check_checkpoint
-from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.config import ALL_SYMBOLS, ConfigError, TrainConfig
 from evorl_core.data import FEATURE_NAMES, Market, load_market
+from evorl_core.data.panel import list_symbols
 from evorl_core.deploy.bundle import deploy_run, validate_model_name
 from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
 from evorl_core.store.atomic import RunDirError, storage_error
@@ -117,7 +119,7 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
             raise RunDirError(f"models directory {models}: exists and is not a directory")
     # The loop checks this again before it compiles; here a run too big for the device is refused
     # before anything is created.
-    sizing.check_fits(config)
+    sizing.check_fits(universe_estimate(config))
     return config, run_dir
 
 
@@ -133,6 +135,22 @@ def acquire(run_dir: RunDir, *, resume: bool) -> RunLock:
         lock.release()
         raise
     return lock
+
+
+def universe_estimate(config: TrainConfig) -> TrainConfig:
+    """The config with `--symbols all` replaced by every symbol the source lists (a portfolio run's
+    size before its data is loaded; files that fail validation are left out later)."""
+    if config.mode != "portfolio" or tuple(config.symbols) != (ALL_SYMBOLS,):
+        return config
+    return dataclasses.replace(config, symbols=tuple(list_symbols(config.data, config.universe_size)))
+
+
+def resolved_universe(config: TrainConfig, market: Market) -> TrainConfig:
+    """A portfolio run trains on the universe its data resolved to (`--symbols all`: every symbol
+    that passed validation); what was asked for stays in the data info's `universe` record."""
+    if config.mode != "portfolio" or tuple(config.symbols) == tuple(market.symbols):
+        return config
+    return dataclasses.replace(config, symbols=tuple(market.symbols)).validated()
 
 
 def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
@@ -214,6 +232,7 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
             stored = distributed.from_writer(run_dir.load_config() if distributed.is_writer() else None) if resume else None
             norm = stored_normalisation(stored, config.symbols) if resume else None
             market = load_market(config, cache_dir=str(cache_dir), norm=norm)
+        config = resolved_universe(config, market)
         distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
                                 "market data": market.data_hash})
         if not resume:

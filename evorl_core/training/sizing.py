@@ -14,6 +14,7 @@ import psutil
 from evorl_core.agents import pbt, ppo
 from evorl_core.agents.build import observation_size
 from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.data.features import NUM_FEATURES
 from evorl_core.system.backends import device_memory
 
 TARGET_CHUNK_S = 2.0
@@ -51,6 +52,8 @@ def memory_parts(config: TrainConfig, data_shards: int = 1) -> tuple[float, floa
     backward pass). With `data_shards` the env batch, rollout and minibatch are split over devices;
     parameters and optimiser state are whole on each."""
     obs_size = observation_size(config)
+    if config.mode == "portfolio":
+        return _portfolio_parts(config, obs_size, data_shards)
     widths = [obs_size, *config.hidden]
     layer_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     head = config.hidden[-1] * (len(config.positions) + 1) + len(config.positions) + 1
@@ -58,6 +61,24 @@ def memory_parts(config: TrainConfig, data_shards: int = 1) -> tuple[float, floa
     per_sample = obs_size + 8  # rollout row: observation + scalars
     rollout = config.batch_size * per_sample * 2  # the rollout and its shuffled copy
     activations = config.minibatch_size * (2 * sum(config.hidden) + obs_size) * 3
+    held = 4 * 4 * params + 4 * config.num_envs * (obs_size + 8) / data_shards
+    working = 4 * (rollout + activations) / data_shards
+    return float(held), float(working)
+
+
+def _portfolio_parts(config: TrainConfig, obs_size: int, data_shards: int) -> tuple[float, float]:
+    """`memory_parts` of portfolio mode: the shared per-asset network is small, but every sample
+    of a minibatch runs it once per asset (activations grow with N), and each rollout row holds
+    N + 1 action scores next to the compact observation."""
+    n = len(config.symbols)
+    asset_input = config.window * NUM_FEATURES + 1
+    widths = [asset_input, *config.hidden]
+    width = config.hidden[-1]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True)) + 4 * width * width + 8 * width
+    per_sample = obs_size + (n + 1) + 8
+    rollout = config.batch_size * per_sample * 2
+    per_account = n * (asset_input + 2 * sum(config.hidden) + 2 * width)
+    activations = config.minibatch_size * per_account * 3 + config.num_envs * per_account
     held = 4 * 4 * params + 4 * config.num_envs * (obs_size + 8) / data_shards
     working = 4 * (rollout + activations) / data_shards
     return float(held), float(working)

@@ -36,6 +36,7 @@ from flax import struct
 from evorl_core.config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.data.arrays import PanelData
+from evorl_core.data.features import NUM_FEATURES
 from evorl_core.modes.base import Env
 
 _LOG_MIN_GROWTH = math.log(MIN_GROWTH)
@@ -90,7 +91,8 @@ def make_env(config: TrainConfig) -> Env:
     params = make_params(config)
     return Env(params=params, reset=reset, step=step, observation_size=observation_size(params.num_assets),
                num_actions=params.num_assets + 1, action_kind="simplex",
-               network_input=partial(network_input, window=params.window))
+               network_input=partial(network_input, window=params.window),
+               example_input=partial(example_input, params.num_assets, params.window))
 
 
 def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
@@ -159,6 +161,12 @@ def network_input(obs: jax.Array, data: PanelData, window: int):
     block = jax.lax.dynamic_slice(data.features, (jnp.int32(0), t - (window - 1), jnp.int32(0)), (n, window, f))
     mask = jax.lax.dynamic_slice(data.tradable, (jnp.int32(0), t), (n, 1))[:, 0]
     return block.reshape(n, window * f), obs[1:], mask
+
+
+def example_input(num_assets: int, window: int):
+    """A batch of one `network_input` of the right shapes, without market data."""
+    return (jnp.zeros((1, num_assets, window * NUM_FEATURES), jnp.float32),
+            jnp.zeros((1, num_assets + 1), jnp.float32).at[:, -1].set(1.0), jnp.ones((1, num_assets), bool))
 
 
 def _random_start(key, data: PanelData):
