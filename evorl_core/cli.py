@@ -186,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
+    o = sub.add_parser("orders", help="portfolio model: whole-share orders from holdings to the next session's "
+                                      "target weights, as CSV")
+    o.add_argument("--model", required=True, metavar="NAME_OR_DIR")
+    o.add_argument("--capital", required=True, type=float, metavar="RUPEES",
+                   help="cash in the account (rupees); with --holdings the account is this cash plus the holdings")
+    o.add_argument("--holdings", metavar="FILE", help="CSV with columns symbol,shares of what the account holds")
+    o.add_argument("--data", help="data source (default: the one the model was trained on)")
+    o.add_argument("--out", metavar="FILE", help="write the order list here (default: print it)")
+    o.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
+    o.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
+
     pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
     pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
     pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
@@ -387,8 +398,64 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _portfolio_signal(args: argparse.Namespace, bundle: Any, symbols: list[str] | None = None) -> dict[str, Any]:
+    from evorl_core.deploy.portfolio import load_portfolio_frames, portfolio_signal
+
+    frames, info = load_portfolio_frames(bundle, args.data, symbols, cache_dir=args.cache_dir)
+    stale = stale_warnings(frames)
+    shown = stale if len(stale) <= 3 else [f"stale data for {len(stale)} of {len(frames)} symbols, e.g. {stale[0]}"]
+    for w in info.get("warnings", []) + shown:
+        print(f"warning: {w}", file=sys.stderr)
+    result = portfolio_signal(bundle, frames)
+    result.update(data_source=info.get("source"), synthetic=bool(info.get("synthetic")), stale=stale)
+    return result
+
+
+def cmd_portfolio_signal(args: argparse.Namespace, bundle: Any) -> int:
+    result = _portfolio_signal(args, bundle, args.symbols)
+    if args.json:
+        print(dumps(result))
+        return 0
+    print(f"model {bundle.name}  portfolio of {len(result['weights'])}  data: {result['data_source']}"
+          + ("  [SYNTHETIC DATA]" if result["synthetic"] else "") + ("  [STALE DATA]" if result["stale"] else ""))
+    print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>8} {'target':>8}")
+    for w in sorted(result["weights"], key=lambda w: -w["target"]):
+        note = "" if w["tradable"] else "  (not tradable: no full window or no bar on the last day)"
+        print(f"{w['symbol']:<12} {w['last_bar']:<11} {w['close']:>12.2f} {w['held']:>8.2%} {w['target']:>8.2%}{note}")
+    print(f"{'CASH':<12} {'':<11} {'':>12} {result['cash_held']:>8.2%} {result['cash_target']:>8.2%}")
+    print(f"\ntargets are weights of the account for the next session ({result['execution']} execution), "
+          f"held weights from replaying the model over the last {result['replayed_days']} days from cash; "
+          "`evorl orders` turns them into shares")
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from evorl_core.costs import cost_model
+    from evorl_core.deploy.portfolio import order_list, read_holdings
+
+    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    if bundle.config.mode != "portfolio":
+        raise UserError(f"--model {args.model}: a single-asset model; `evorl orders` needs a portfolio model "
+                        "(train with --portfolio); use `evorl signal` for its target exposures")
+    holdings = read_holdings(args.holdings) if args.holdings else None
+    result = _portfolio_signal(args, bundle)
+    orders, summary = order_list(result, args.capital, holdings, cost_model(bundle.config))
+    text = orders.round({"price": 2, "value": 2, "estimated_cost": 2, "target_weight": 6}).to_csv(index=False)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(orders)} orders to {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    print(f"account {summary['account_rupees']:,.2f} rupees, estimated costs {summary['estimated_costs']:,.2f}, "
+          f"cash left {summary['cash_left']:,.2f} (target cash weight {summary['cash_target_weight']:.2%}); "
+          f"{summary['note']}", file=sys.stderr)
+    return 0
+
+
 def cmd_signal(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, models_dir=args.models_dir)
+    if bundle.config.mode == "portfolio":
+        return cmd_portfolio_signal(args, bundle)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
     stale = stale_warnings(frames)
     for w in info.get("warnings", []) + stale:
@@ -475,7 +542,7 @@ USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, Back
                ValueError)
 
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
-            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+            "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

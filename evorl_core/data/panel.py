@@ -55,6 +55,22 @@ class PanelMarket(Market):
                    symbol_rows=int(len(self.dates[s])))
         return out
 
+    def prices(self, start: int, num_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(open, close, tradable) [N, num_days] of the calendar days start .. start + num_days - 1,
+        prices in float64 from the validated frames (1.0 where a symbol has no bar: it is never
+        tradable there, so the accounting never reads it)."""
+        days = self.calendar[start:start + num_days]
+        n = len(self.symbols)
+        open_, close = np.ones((n, len(days))), np.ones((n, len(days)))
+        for i, symbol in enumerate(self.symbols):
+            frame = self.frames[symbol]
+            index = frame.index.values.astype("datetime64[D]")
+            pos = np.searchsorted(index, days)
+            hit = (pos < len(index)) & (index[np.minimum(pos, len(index) - 1)] == days)
+            open_[i, hit] = frame["open"].to_numpy(np.float64)[pos[hit]]
+            close[i, hit] = frame["close"].to_numpy(np.float64)[pos[hit]]
+        return open_, close, np.asarray(self.data.tradable)[:, start:start + num_days]
+
     def calendar_split(self) -> dict[str, Any]:
         d, data = self.calendar, self.data
         train_end, val_start, test_start = int(data.train_end), int(data.val_start), int(data.test_start)
@@ -89,7 +105,7 @@ def list_symbols(source: str, universe_size: int) -> list[str]:
                     "(every CSV in the folder) or --data synthetic (a synthetic universe), or name the symbols")
 
 
-def load_universe(config: Any, cache_dir: str | os.PathLike = "data_cache"
+def load_universe(config: Any, cache_dir: str | os.PathLike = "data_cache", *, synthetic_fallback: bool = True
                   ) -> tuple[dict[str, pd.DataFrame], dict, dict[str, str]]:
     """(frames, data info, skipped) for a portfolio run's universe.
 
@@ -106,13 +122,14 @@ def load_universe(config: Any, cache_dir: str | os.PathLike = "data_cache"
         info = data_info(frames, "synthetic")
     elif not everything:
         frames, info = load_frames(config.data, symbols, cache_dir=cache_dir, seed=config.seed,
-                                   price_adjustment=config.price_adjustment)
+                                   price_adjustment=config.price_adjustment, synthetic_fallback=synthetic_fallback)
     else:
         frames, infos = {}, []
         for symbol in symbols:
             try:
                 one, one_info = load_frames(config.data, [symbol], cache_dir=cache_dir, seed=config.seed,
-                                            price_adjustment=config.price_adjustment)
+                                            price_adjustment=config.price_adjustment,
+                                            synthetic_fallback=synthetic_fallback)
             except DataError as exc:
                 skipped[symbol] = " ".join(str(exc).split())
                 continue

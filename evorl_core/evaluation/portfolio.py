@@ -66,20 +66,8 @@ HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volati
 
 
 def window_prices(market: Any, start: int, num_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(open, close, tradable) [N, num_days] of the calendar days start .. start + num_days - 1, in
-    float64 from the validated frames (1.0 where a symbol has no bar: never traded there)."""
-    days = market.calendar[start:start + num_days]
-    n = len(market.symbols)
-    open_, close = np.ones((n, len(days))), np.ones((n, len(days)))
-    for i, symbol in enumerate(market.symbols):
-        frame = market.frames[symbol]
-        index = frame.index.values.astype("datetime64[D]")
-        pos = np.searchsorted(index, days)
-        hit = (pos < len(index)) & (index[np.minimum(pos, len(index) - 1)] == days)
-        open_[i, hit] = frame["open"].to_numpy(np.float64)[pos[hit]]
-        close[i, hit] = frame["close"].to_numpy(np.float64)[pos[hit]]
-    tradable = np.asarray(market.data.tradable)[:, start:start + num_days]
-    return open_, close, tradable
+    """(open, close, tradable) [N, num_days] of a window of the calendar (`PanelMarket.prices`)."""
+    return market.prices(start, num_days)
 
 
 def greedy_targets(config: TrainConfig, params: Any, market: Any, start: int, num_days: int,
