@@ -63,8 +63,9 @@ def portfolio_signal(bundle: Bundle, frames: dict[str, pd.DataFrame], replay_day
     start = int(market.data.test_start)
     targets = np.asarray(mode.greedy_positions(probabilities, bundle.params, market.data, start, days, ppo.env),
                          np.float64)
-    if not np.isfinite(targets).all():
+    if not np.isfinite(targets).all() or not (targets.sum(axis=-1) > 0).all():
         raise DeployError(f"model {bundle.name!r} gives non-finite weights on {calendar[-1]}; no signal")
+    targets = targets / targets.sum(axis=-1, keepdims=True)
     prices = market.prices(start, days)
     path = accounting.simulate(*prices, targets, cost_model(config), band=config.rebalance_band,
                                execution=config.execution, initial=config.initial_capital)

@@ -79,7 +79,12 @@ def greedy_targets(config: TrainConfig, params: Any, market: Any, start: int, nu
     if members > 1:
         policy = jax.vmap(policy, in_axes=(0, None, None))
     out = np.asarray(jax.jit(policy)(params, market.data, np.int32(start)), np.float64)
-    return out.reshape(members, num_days, len(market.symbols) + 1)
+    return normalised(out.reshape(members, num_days, len(market.symbols) + 1))
+
+
+def normalised(targets: np.ndarray) -> np.ndarray:
+    """Float32 softmax weights made to sum to exactly 1 in float64 (zeros stay zeros)."""
+    return targets / targets.sum(axis=-1, keepdims=True)
 
 
 def _run(config: TrainConfig, prices, targets, costs: CostModel | None = None) -> accounting.Path:

@@ -1,0 +1,228 @@
+"""Portfolio runs end to end (train, backtest, deploy, signal, orders on a folder of ragged CSVs with
+a bad file), the evaluation's figures against independent computations, and its statistics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from market_csv import write_csv, write_csv_dir
+
+from evorl_core.cli import main
+from evorl_core.config import make_config
+from evorl_core.data.synthetic import factor_universe_frames
+from evorl_core.evaluation import portfolio as pe
+from evorl_core.modes.portfolio import accounting
+
+ZERO_COST = ["--cost-model", "flat", "--fee-bps", "0", "--slippage-bps", "0", "--rebalance-band", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small portfolio run on csv:DIR with `--symbols all`: 7 good files (one listed late, one
+    delisted) and one that fails validation; 2 seeds; deployed as model `pm`."""
+    root = tmp_path_factory.mktemp("portfolio")
+    symbols = [f"NS{i}" for i in range(7)]
+    frames = factor_universe_frames(symbols, n_days=420, seed=4, ragged=False)
+    frames["NS1"] = frames["NS1"].iloc[100:]
+    frames["NS2"] = frames["NS2"].iloc[:380]
+    write_csv_dir(root / "csv", frames)
+    bad = frames["NS3"].copy()
+    bad.iloc[5, bad.columns.get_loc("high")] = bad["low"].iloc[5] / 2  # high below low
+    write_csv(root / "csv" / "BROKEN.csv", bad)
+    code = main(["train", "--portfolio", "--symbols", "all", "--data", f"csv:{root / 'csv'}", "--preset", "quick",
+                 "--timesteps", "4096", "--seeds", "2", "--test-days", "40", "--val-days", "30", "--window", "8",
+                 *ZERO_COST, "--runs-dir", str(root / "runs"), "--run-id", "p", "--cache-dir", str(root / "cache"),
+                 "--deploy", "--model-name", "pm", "--models-dir", str(root / "models"), "--quiet"])
+    assert code == 0
+    return root, frames
+
+
+def test_all_trains_on_the_files_that_pass_and_records_the_rest(trained):
+    root, frames = trained
+    config = json.loads((root / "runs" / "p" / "config.json").read_text())
+    assert config["mode"] == "portfolio"
+    assert sorted(config["symbols"]) == sorted(frames)
+    universe = config["data_info"]["universe"]
+    assert universe["requested"] == "all" and list(universe["skipped"]) == ["BROKEN"]
+    assert "survivorship" in universe["note"]
+    assert config["date_ranges"]["NS1"]["symbol_first"] == str(frames["NS1"].index[0].date())
+    assert config["date_ranges"]["NS2"]["symbol_last"] == str(frames["NS2"].index[-1].date())
+    assert config["data_info"]["calendar"]["rows"] == 420
+    status = json.loads((root / "runs" / "p" / "status.json").read_text())
+    assert status["state"] == "done"
+
+
+def _prices(frames, dates):
+    close = pd.DataFrame({s: f["close"] for s, f in frames.items()}).reindex(pd.to_datetime(dates))
+    open_ = pd.DataFrame({s: f["open"] for s, f in frames.items()}).reindex(pd.to_datetime(dates))
+    return open_, close
+
+
+def test_backtest_equity_follows_from_the_weights_and_prices(trained):
+    """At zero cost and no band the account's equity is the product of the day's growth of the
+    weights it held; recomputed here from weights.csv and the CSV prices alone."""
+    root, frames = trained
+    bt = root / "runs" / "p" / "backtest"
+    equity = pd.read_csv(bt / "equity.csv")
+    weights = pd.read_csv(bt / "weights.csv").pivot(index="date", columns="symbol", values="weight")
+    dates = list(equity["date"])
+    weights = weights.loc[dates]
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-9)
+    assert (weights.to_numpy() >= -1e-12).all()
+    symbols = [s for s in weights.columns if s != "CASH"]
+    open_, close = _prices({s: frames[s] for s in symbols}, dates)
+    held = weights[symbols].to_numpy()
+    cash = weights["CASH"].to_numpy()
+    o, c = open_.to_numpy(), close.to_numpy()
+    value = float(equity["equity"].iloc[0])
+    drifted_assets, drifted_cash = np.zeros(len(symbols)), 1.0
+    for k in range(len(dates) - 1):
+        overnight = np.nansum(drifted_assets * o[k + 1] / c[k]) + drifted_cash
+        day = np.nansum(held[k] * c[k + 1] / o[k + 1]) + cash[k]
+        value *= overnight * day
+        grown = np.where(held[k] > 0, held[k] * c[k + 1] / o[k + 1], 0.0)
+        drifted_assets, drifted_cash = grown / day, cash[k] / day
+        assert value == pytest.approx(equity["equity"].iloc[k + 1], rel=1e-9)
+    metrics = json.loads((bt / "metrics.json").read_text())["PORTFOLIO"]
+    assert metrics["total_return"] == pytest.approx(value / equity["equity"].iloc[0] - 1, rel=1e-9)
+    # the delisted name holds nothing once it cannot be traded to the end
+    assert (weights["NS2"].to_numpy() == 0).all()
+
+
+def test_baselines_against_closed_forms(trained):
+    """Cash earns nothing; equal-weight buy & hold at zero cost is the mean of the price relatives
+    from the first fill (the next open) of the names tradable on day 0."""
+    root, frames = trained
+    bt = root / "runs" / "p" / "backtest"
+    metrics = json.loads((bt / "metrics.json").read_text())["PORTFOLIO"]
+    dates = list(pd.read_csv(bt / "equity.csv")["date"])
+    assert metrics["baselines"]["cash"]["total_return"] == 0.0
+    open_, close = _prices(frames, dates)
+    first = [s for s in frames if np.isfinite(open_[s].iloc[1]) and np.isfinite(close[s].iloc[-1])
+             and s != "NS2" and frames[s].index[0] <= pd.Timestamp(dates[0]) - pd.Timedelta(days=20)]
+    relative = np.mean([close[s].iloc[-1] / open_[s].iloc[1] for s in first])
+    assert metrics["baselines"]["equal-weight buy & hold"]["total_return"] == pytest.approx(relative - 1, rel=1e-9)
+    for key in ("verdict", "excess_1n_p_value", "selection_p_value", "distance_from_1n", "effective_assets",
+                "turnover_annual", "contribution", "deflated_sharpe"):
+        assert key in metrics, key
+    assert metrics["verdict_subject"] == "members' average" and metrics["members"] == 2
+    assert sum(metrics["contribution"].values()) == pytest.approx(metrics["total_return"], abs=1e-9)
+
+
+def test_signal_and_orders_of_the_deployed_model(trained, capsys, tmp_path):
+    root, frames = trained
+    models = str(root / "models")
+    assert main(["signal", "--model", "pm", "--models-dir", models, "--cache-dir", str(root / "cache"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    weights = {w["symbol"]: w for w in out["weights"]}
+    assert set(weights) == set(frames)
+    total = sum(w["target"] for w in out["weights"]) + out["cash_target"]
+    assert total == pytest.approx(1.0, abs=1e-9)
+    assert weights["NS2"]["target"] == 0.0 and not weights["NS2"]["tradable"]
+    holdings = tmp_path / "hold.csv"
+    holdings.write_text("symbol,shares\nNS0,40\nNS4,3\n")
+    orders_csv = tmp_path / "orders.csv"
+    assert main(["orders", "--model", "pm", "--models-dir", models, "--cache-dir", str(root / "cache"),
+                 "--capital", "500000", "--holdings", str(holdings), "--out", str(orders_csv)]) == 0
+    orders = pd.read_csv(orders_csv)
+    assert set(orders["side"]) <= {"BUY", "SELL"}
+    assert (orders["shares"] == orders["shares"].round()).all() and (orders["shares"] > 0).all()
+    np.testing.assert_allclose(orders["value"], orders["shares"] * orders["price"], atol=0.01)
+    held = {"NS0": 40, "NS4": 3}
+    for _, row in orders.iterrows():
+        sign = 1 if row["side"] == "BUY" else -1
+        assert row["target_shares"] == held.get(row["symbol"], 0) + sign * row["shares"]
+    account = 500000 + sum(n * weights[s]["close"] for s, n in held.items())
+    bought = orders.loc[orders.side == "BUY", "value"].sum()
+    sold = orders.loc[orders.side == "SELL", "value"].sum()
+    assert 500000 + sold - bought - orders["estimated_cost"].sum() >= -0.01
+    assert bought <= account
+    err = capsys.readouterr().err
+    assert "cash left" in err
+
+
+def test_orders_refuse_bad_holdings(trained, tmp_path, capsys):
+    root, _ = trained
+    bad = tmp_path / "h.csv"
+    bad.write_text("symbol,shares\nNS0,1.5\n")
+    code = main(["orders", "--model", "pm", "--models-dir", str(root / "models"), "--cache-dir", str(root / "cache"),
+                 "--capital", "1000", "--holdings", str(bad)])
+    assert code != 0
+    assert "row 2" in capsys.readouterr().err
+
+
+# -- the evaluation's statistics ------------------------------------------------------------------
+def _config():
+    return make_config("quick", mode="portfolio", symbols=tuple(f"A{i}" for i in range(8)), cost_model="flat",
+                       fee_bps=5.0, slippage_bps=0.0, rebalance_band=0.0)
+
+
+def _walk(rng, n=8, days=60, tilt=None):
+    r = 0.015 * rng.standard_normal((n, days))
+    if tilt is not None:
+        r += tilt
+    close = 100 * np.exp(np.cumsum(r, axis=1))
+    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1)  # opens at the previous close
+    return open_, close, np.ones((n, days), bool)
+
+
+def test_diagnostics_name_1n_in_disguise_and_a_policy_that_never_moves():
+    config = _config()
+    rng = np.random.default_rng(0)
+    prices = _walk(rng)
+    targets = pe.baseline_targets(prices)
+    equal = pe._run(config, prices, targets["1/N rebalanced"])
+    d = pe.diagnostics(equal, equal)
+    assert d["distance_from_1n"] == pytest.approx(0.0, abs=1e-12)
+    assert d["effective_assets"] == pytest.approx(8.0)
+    assert any("1/N in disguise" in f for f in d["flags"])
+    hold = pe._run(config, prices, targets["equal-weight buy & hold"])
+    assert any("never moves" in f for f in pe.diagnostics(hold, equal)["flags"])
+    concentrated = np.zeros((60, 9))
+    concentrated[::2, 0] = 1.0
+    concentrated[1::2, 1] = 1.0
+    mover = pe._run(config, prices, concentrated)
+    d = pe.diagnostics(mover, equal)
+    assert d["flags"] == [] and d["effective_assets"] == pytest.approx(1.0)
+    assert d["distance_from_1n"] == pytest.approx(1 - 1 / 8)
+    assert d["turnover_daily"] == pytest.approx(2.0, rel=1e-3)
+
+
+def test_allocation_null_holds_its_level_on_random_weights_and_finds_an_oracle():
+    """Random daily weights on random walks: 'allocation skill' (p < 0.025) in at most a few of 60
+    trials (binomial: expected 1.5, P(>= 6) < 0.5%); an allocator that knows tomorrow's best asset
+    is found every time."""
+    config = _config()
+    rng = np.random.default_rng(1)
+    false = 0
+    for trial in range(60):
+        prices = _walk(rng)
+        targets = rng.dirichlet(np.ones(9) * 0.5, size=60)
+        path = pe._run(config, prices, targets)
+        p = pe.allocation_null(config, path, prices, draws=79, seed=trial)["selection_p_value"]
+        false += p < 0.025
+    assert false <= 5
+    for trial in range(5):
+        prices = _walk(rng)
+        open_, close, _ = prices
+        best = np.argmax(close[:, 1:] / open_[:, 1:], axis=0)
+        oracle = np.zeros((60, 9))
+        oracle[np.arange(59), best] = 1.0
+        oracle[-1, -1] = 1.0
+        path = pe._run(config, prices, oracle)
+        assert pe.allocation_null(config, path, prices, draws=79, seed=trial)["selection_p_value"] < 0.025
+
+
+def test_costs_only_in_the_net_account():
+    config = _config()
+    prices = _walk(np.random.default_rng(2))
+    targets = np.random.default_rng(3).dirichlet(np.ones(9), size=60)
+    path = pe._run(config, prices, targets)
+    m = pe.path_metrics(config, path, prices, targets)
+    gross = accounting.simulate(*prices, targets, 0.0, band=0.0, initial=config.initial_capital)
+    assert m["gross_return"] == pytest.approx(gross.equity[-1] / gross.equity[0] - 1, rel=1e-12)
+    assert m["cost_drag"] == pytest.approx(m["gross_return"] - m["total_return"])
+    assert m["cost_drag"] > 0 and m["costs_rupees"] == pytest.approx(path.costs.sum())
