@@ -542,7 +542,8 @@ USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, Back
                ValueError)
 
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
-            "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+            "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,14 @@ from typing import Any
 
 from evorl_core.bench.peer import peer_available, worker_peer
 from evorl_core.bench.plan import BENCH_PRESETS, SECTIONS, plan
+from evorl_core.bench.portfolio import bench_portfolio_env, worker_portfolio_train
 from evorl_core.bench.report import derive
 from evorl_core.bench.sections import bench_env, bench_flops, worker_population, worker_scaling, worker_train
 from evorl_core.system import provenance
 
 RESULT_MARK = "EVORL_BENCH_RESULT "
 SCHEMA = 1
-WORKERS = {"train": worker_train, "peer": worker_peer, "scaling": worker_scaling, "population": worker_population}
+WORKERS = {"portfolio_train": worker_portfolio_train, "train": worker_train, "peer": worker_peer, "scaling": worker_scaling, "population": worker_population}
 ROOT = Path(__file__).resolve().parents[2]  # the checkout holding evorl_core
 
 
@@ -120,6 +121,25 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
         result["scaling"] = run_worker("scaling", {"envs": list(p["scaling_envs"]), "updates": p["scaling_updates"],
                                                    "repeats": p["repeats"], "overrides": p["scaling_overrides"]})
         checkpoint()
+    if "portfolio" in sections:
+        log("portfolio env ...")
+        result["portfolio"] = bench_portfolio_env(p, log)
+        result["portfolio"]["train"] = []
+        checkpoint()
+        for spec in p["portfolio"]["train"]:
+            log(f"portfolio train {spec['preset']} N={spec['assets']} ...")
+            try:
+                point = run_worker("portfolio_train", spec)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                log(f"  failed: {str(exc).splitlines()[-1]}")
+                result["portfolio"]["train"].append({"assets": spec["assets"], "error": str(exc)[-2000:]})
+                checkpoint()
+                continue
+            result["portfolio"]["train"].append(point)
+            log(f"  {point['steps_per_s']['median']:,.0f} env steps/s = {point['asset_steps_per_s']['median']:,.0f} "
+                f"asset-steps/s, compile {point['compile_s']:.1f} s, peak RSS {point['peak_host_rss_mb']:.0f} MB "
+                f"(estimated {point['estimated_memory_mb']:.0f} MB)")
+            checkpoint()
     if "population" in sections:
         result["population"] = {}
         for preset, spec in p["population"].items():

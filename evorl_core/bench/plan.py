@@ -10,7 +10,7 @@ from typing import Any
 from evorl_core.config import TrainConfig, make_config
 from evorl_core.data import Market, build_market, synthetic_ohlcv
 
-SECTIONS = ("env", "train", "flops", "peer", "scaling", "population")
+SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio")
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -44,6 +44,9 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
             "flops_overrides": _TINY,
             "population": {"quick": {"sizes": (1, 2), "repeats": 1, "updates": 2,
                                      "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
+            "portfolio": {"sizes": (3, 5), "num_envs": 4, "env_steps": 5, "window": 8,
+                          "train": [{"assets": 4, "preset": "quick", "total_timesteps": None,
+                                     "overrides": {**_TINY, "symbols": None}}]},
         }
     r = repeats or (3 if quick else 5)
     return {
@@ -65,6 +68,11 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
             # one SB3 production update is ~30-60 s here; --quick times a single one without warm-up
             "production": {"updates": 1 if quick else 2, "warmup": 0 if quick else 1, "overrides": {}},
         },
+        # portfolio: env asset-steps/s at N = 3, 50, 500 beside the single-asset env; the production
+        # portfolio preset trained at N = 50 and 500 (a few updates, each its own timing sample)
+        "portfolio": {"sizes": (3, 50, 500), "num_envs": 64, "env_steps": 50 if quick else 200, "window": 32,
+                      "train": [{"assets": n, "preset": "production", "overrides": {"updates_per_chunk": 1},
+                                 "total_timesteps": (3 if quick else 5) * 32 * 128} for n in (50, 500)]},
         "scaling_envs": SCALING_ENVS,
         "scaling_overrides": {},
         "scaling_updates": 2 if quick else 3,
