@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_ui import report, settings, shell, widgets
+from evorl_ui import portfolio_view, report, settings, shell, widgets
 from evorl_ui.presenters.backtest import (
     TRADE_DEFINITION,
     compare_table,
@@ -34,6 +34,11 @@ if not runs:
 by_id = {r["run_id"]: r for r in runs}
 run_id = widgets.pick_run(runs, key="bt_run")
 run_dir = settings.open_run(run_id)
+
+if (run_dir.read_config() or {}).get("mode") == "portfolio":  # one account over a universe
+    with shell.user_errors("Could not read this run: "):
+        portfolio_view.render(run_dir, run_dir.read_config() or {}, run_dir.read_backtest_metrics() or {})
+    st.stop()
 
 with shell.user_errors("Could not read this run: "):
     sheet = report.load_tearsheet(run_dir)

@@ -226,3 +226,36 @@ def test_costs_only_in_the_net_account():
     assert m["gross_return"] == pytest.approx(gross.equity[-1] / gross.equity[0] - 1, rel=1e-12)
     assert m["cost_drag"] == pytest.approx(m["gross_return"] - m["total_return"])
     assert m["cost_drag"] > 0 and m["costs_rupees"] == pytest.approx(path.costs.sum())
+
+
+# -- the dashboard in Chromium --------------------------------------------------------------------
+def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
+    """The Backtest page of a portfolio run in a real browser: the account against its baselines,
+    the stacked weights, contributions and concentration, the universe with the file left out as
+    plain text, no exception, and no request leaving 127.0.0.1."""
+    from test_browser import chromium_page, no_exceptions, plot_titles, streamlit_server, wait_idle
+
+    root, _ = trained
+    base = root / "browser"
+    base.mkdir()
+    with streamlit_server(base, root / "runs", root / "models", root / "cache") as url, chromium_page() as pg:
+        outside: list[str] = []
+        pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
+                                                                                     "blob:")) else None)
+        pg.goto(f"{url}/backtest")
+        pg.wait_for_selector("h1")
+        wait_idle(pg)
+        pg.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
+        no_exceptions(pg)
+        titles = plot_titles(pg)
+        for title in ("Account equity against 1/N, buy & hold and cash", "Weights over time (after each fill)",
+                      "Contribution per asset (price P&L / initial capital)",
+                      "Concentration: effective number of assets"):
+            assert title in titles, titles
+        text = pg.locator('[data-testid="stMain"]').inner_text()
+        assert "Left out BROKEN" in text and "Survivorship bias" in text
+        assert "1/N rebalanced" in text and "equal-weight buy & hold" in text
+        assert "Verdict (members' average)" in text
+        legend = pg.locator(".js-plotly-plot").first.locator(".legendtext").all_text_contents()
+        assert {"agent", "1/N rebalanced", "equal-weight buy & hold", "cash"} <= set(legend)
+        assert outside == [], outside

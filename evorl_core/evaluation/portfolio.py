@@ -24,6 +24,7 @@ Each claim needs a one-sided p below alpha / 2, as in single-asset mode.
 Files (the run-directory contract): backtest/equity.csv holds one row per test day with symbol
 `PORTFOLIO` (open and close empty, position = invested fraction, benchmark_equity = 1/N);
 backtest/weights.csv the weights held after each fill (date, symbol, weight; cash as `CASH`);
+backtest/baselines.csv the baselines' equity (date, baseline, equity);
 backtest/metrics.json {"PORTFOLIO": {metric: value}} with the baselines, contributions and the
 allocation diagnostics; selection.json, members.csv and members.json as in single-asset mode.
 """
@@ -324,6 +325,10 @@ def write_evaluation(out_dir: Path, config: TrainConfig, market: Any, result: di
     headline = {PORTFOLIO: headline_metrics(config, market, result)}
     atomic_write_text(out_dir / "equity.csv", _csv(equity_frame(dates, result["paths"][chosen], equal)))
     atomic_write_text(out_dir / "weights.csv", _csv(weights_frame(dates, market.symbols, result["paths"][chosen])))
+    baseline_rows = pd.concat([pd.DataFrame({"date": pd.to_datetime(dates).strftime("%Y-%m-%d"), "baseline": name,
+                                             "equity": p.equity}) for name, p in result["baselines"].items()],
+                              ignore_index=True)
+    atomic_write_text(out_dir / "baselines.csv", _csv(baseline_rows))
     atomic_write_json(out_dir / "metrics.json", headline)
     atomic_write_json(out_dir / "selection.json", result["selection"])
     if len(result["paths"]) > 1:
