@@ -35,9 +35,11 @@ from evorl_core.config import (
     parse_ints,
 )
 from evorl_core.console import ProgressBar, cost_line, format_metrics_table, format_portfolio_table, indented
+from evorl_core.costs import cost_model
 from evorl_core.data import DataError, DataFallbackWarning
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
 from evorl_core.deploy.ledger import record as record_paper
+from evorl_core.deploy.portfolio import load_portfolio_frames, order_list, portfolio_signal, read_holdings
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
@@ -399,8 +401,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def _portfolio_signal(args: argparse.Namespace, bundle: Any, symbols: list[str] | None = None) -> dict[str, Any]:
-    from evorl_core.deploy.portfolio import load_portfolio_frames, portfolio_signal
-
     frames, info = load_portfolio_frames(bundle, args.data, symbols, cache_dir=args.cache_dir)
     stale = stale_warnings(frames)
     shown = stale if len(stale) <= 3 else [f"stale data for {len(stale)} of {len(frames)} symbols, e.g. {stale[0]}"]
@@ -430,9 +430,6 @@ def cmd_portfolio_signal(args: argparse.Namespace, bundle: Any) -> int:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
-    from evorl_core.costs import cost_model
-    from evorl_core.deploy.portfolio import order_list, read_holdings
-
     bundle = load_bundle(args.model, models_dir=args.models_dir)
     if bundle.config.mode != "portfolio":
         raise UserError(f"--model {args.model}: a single-asset model; `evorl orders` needs a portfolio model "

@@ -10,7 +10,9 @@ The stages, one module each, read in this order (each imports only the ones befo
 4. `features`: causal features and the feature registry (`FEATURE_SETS`, `num_features(config)`,
    `feature_names(config)`, `raw_features`, `features_for_inference`);
 5. `market`: `build_market`, padded device arrays, train/test split indices, training-range
-   normalisation, data hash; `load_market` does 3 + 5 from a `TrainConfig`.
+   normalisation, data hash;
+6. `panel`: portfolio mode's universe on one trading calendar (`build_panel`, listing masks,
+   `--symbols all`); `load_market` does 3 + 5 (or 3 + 6 in portfolio mode) from a `TrainConfig`.
 
 Nothing here fills gaps: a missing or inconsistent value is a `DataError` naming the file, the
 column and the row (one error lists every problem a file has), so a user can fix the data instead
@@ -45,10 +47,10 @@ from evorl_core.data.market import (
     Market,
     build_market,
     hash_frames,
-    load_market,
     rows_needed,
     split_indices,
 )
+from evorl_core.data.panel import ALL, PanelMarket, list_symbols, load_market, load_panel
 from evorl_core.data.sources import DATA_SOURCES, data_info, load_frames
 from evorl_core.data.synthetic import (
     SYNTHETIC_DAYS,
@@ -81,6 +83,10 @@ from evorl_core.data.yahoo import (
 )
 
 __all__ = [
+    "ALL",
+    "PanelMarket",
+    "list_symbols",
+    "load_panel",
     "DATA_SOURCES",
     "DOWNLOAD_ATTEMPTS",
     "DOWNLOAD_START",

@@ -180,12 +180,8 @@ def build_market(
 
 
 def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
-    """`load_frames` + `build_market` for a TrainConfig (data, symbols, window, splits, seed,
-    price_adjustment); a portfolio run's universe on one calendar (`panel.load_panel`)."""
-    if getattr(config, "mode", "single") == "portfolio":
-        from evorl_core.data.panel import load_panel  # panel builds on this module
-
-        return load_panel(config, cache_dir, norm=norm)
+    """`load_frames` + `build_market` for a single-asset TrainConfig (data, symbols, window,
+    splits, seed, price_adjustment); `panel.load_market` is the entry point of every mode."""
     frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed,
                                price_adjustment=getattr(config, "price_adjustment", "none"))
     return build_market(frames, config.window, config.test_days, norm=norm, info=info,

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from evorl_core.data import market as single_market
 from evorl_core.data.arrays import PanelData
 from evorl_core.data.features import (
     NUM_FEATURES,
@@ -249,3 +250,11 @@ def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=No
                          skipped=skipped)
     info["calendar"] = market.calendar_split()
     return market
+
+
+def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
+    """The market of a run in its mode: a portfolio run's universe on one calendar
+    (`load_panel`), else one padded market of independent symbols (`market.load_market`)."""
+    if getattr(config, "mode", "single") == "portfolio":
+        return load_panel(config, cache_dir, norm=norm)
+    return single_market.load_market(config, cache_dir, norm=norm)

@@ -34,7 +34,8 @@ from evorl_core.agents.checkpoints import load_params
 from evorl_core.config import TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.data import Market, load_market
-from evorl_core.evaluation.significance import symbol_report
+from evorl_core.evaluation import portfolio
+from evorl_core.evaluation.significance import count_trials, symbol_report
 from evorl_core.evaluation.stats import sharpe_confidence_interval
 from evorl_core.metrics import compute_metrics
 from evorl_core.store.atomic import RunDirError, atomic_write_json, atomic_write_text, read_json
@@ -160,15 +161,6 @@ def evaluate(config: TrainConfig, params: Any, market: Market) -> dict[str, Any]
             "validation_scores": scores, "reports": reports}
 
 
-def count_trials(config: TrainConfig, rounds: int | None = None) -> int:
-    """Trials behind a reported agent, counted honestly for the deflated Sharpe ratio: every member,
-    and for a population every member of every generation (one per PBT round plus the first)."""
-    if not config.evolving:
-        return config.members
-    rounds = config.num_updates // config.pbt_interval if rounds is None else rounds
-    return config.members * (rounds + 1)
-
-
 def significance_reports(config: TrainConfig, market: Market, paths: np.ndarray, trials: int) -> dict[str, dict]:
     """Per symbol: excess over buy & hold, timing skill against the exposure-matched null, the verdict
     and the baselines, pooled over members ([M, S, N] test positions), and with several trials the
@@ -239,8 +231,6 @@ def evaluate_run(run: RunDir, market: Market) -> dict[str, dict]:
     config = TrainConfig.from_dict(run.load_config())
     params = load_params(run, config)
     if config.mode == "portfolio":
-        from evorl_core.evaluation import portfolio
-
         return portfolio.write_evaluation(run.backtest_dir, config, market, portfolio.evaluate(config, params, market))
     return write_evaluation(run.backtest_dir, evaluate(config, params, market), market)
 

@@ -44,6 +44,7 @@ from evorl_core import modes
 from evorl_core.agents.build import make_ppo
 from evorl_core.config import TrainConfig
 from evorl_core.costs import CostModel, cost_model
+from evorl_core.evaluation.significance import count_trials
 from evorl_core.evaluation.stats import (
     deflated_sharpe_ratio,
     mean_test,
@@ -233,8 +234,6 @@ def allocation_report(config: TrainConfig, paths: list[accounting.Path], equal: 
 
 def evaluate(config: TrainConfig, params: Any, market: Any, trials: int | None = None) -> dict[str, Any]:
     """Validation scores, the chosen member, and every member's test account with the baselines."""
-    from evorl_core.evaluation.evaluate import count_trials  # the one trial count of both modes
-
     members = config.members
     data = market.data
     scores = None

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from evorl_core.config import TrainConfig
 from evorl_core.evaluation.stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
 from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
 from evorl_core.modes.single.baselines import baseline_table, shift_held, timing_shifts
@@ -41,6 +42,15 @@ N_BOOT = 2000  # bootstrap resamples of the excess test
 N_SHIFTS = 999  # most circular shifts drawn by the timing test (all valid shifts when fewer)
 LEVEL = 0.95
 BASELINE_KEYS = ("total_return", "sharpe", "max_drawdown", "trades", "exposure")
+
+
+def count_trials(config: TrainConfig, rounds: int | None = None) -> int:
+    """Trials behind a reported agent, counted honestly for the deflated Sharpe ratio: every member,
+    and for a population every member of every generation (one per PBT round plus the first)."""
+    if not config.evolving:
+        return config.members
+    rounds = config.num_updates // config.pbt_interval if rounds is None else rounds
+    return config.members * (rounds + 1)
 
 
 def _members(positions_by_member: np.ndarray, num_days: int) -> np.ndarray:
