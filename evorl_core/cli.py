@@ -19,34 +19,33 @@ from typing import Any
 
 import jax
 
-from evorl_core import __version__, bench
-from evorl_core.config import (
-    COST_MODELS,
-    DEFAULT_SYMBOLS,
-    EXECUTION_MODES,
-    INIT_SCHEMES,
-    PRESETS,
-    PRICE_ADJUSTMENTS,
-    SEARCH_SPACE,
-    ConfigError,
-    TrainConfig,
-    make_config,
-    parse_floats,
-    parse_ints,
+from evorl_core import bench
+from evorl_core.arguments import build_parser
+from evorl_core.config import ConfigError, TrainConfig, make_config, parse_floats, parse_ints
+from evorl_core.console import (
+    ProgressBar,
+    cost_line,
+    format_metrics_table,
+    format_models_table,
+    format_runs_table,
+    indented,
 )
-from evorl_core.console import ProgressBar, cost_line, format_metrics_table, indented
 from evorl_core.data import DataError, DataFallbackWarning
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
+from evorl_core.deploy.ledger import LedgerError, read_ledger
 from evorl_core.deploy.ledger import record as record_paper
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
 from evorl_core.store.catalogue import list_runs
-from evorl_core.store.rundir import DAMAGED, RunDir, new_run_id
+from evorl_core.store.rundir import RUN_ID_RE, RunDir, new_run_id
+from evorl_core.store.tensorboard import export_run
 from evorl_core.system import backends, distributed, provenance
 from evorl_core.system.backends import BackendError
+from evorl_core.timefmt import format_phases
 from evorl_core.training import pipeline
 from evorl_core.training.loop import TrainingDiverged
+from evorl_core.training.phases import PhaseClock
 from evorl_core.training.walkforward import WALKFORWARD_DIR, run_walkforward
 
 
@@ -56,155 +55,6 @@ class UserError(Exception):
 
 class RunFailed(Exception):
     """A run that started and then failed (exit code 1); the message is one line."""
-
-
-def add_train_flags(t: argparse.ArgumentParser) -> None:
-    """Every training setting as a flag (train and walkforward share them)."""
-    t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
-    t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
-    t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
-    t.add_argument("--val-days", type=int,
-                   help="validation days before the test days, for any selection (default 60; 0 = none)")
-    t.add_argument("--embargo-days", type=int,
-                   help="unused days before validation and before test (default: the feature window)")
-    t.add_argument("--seeds", type=int,
-                   help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
-    pbt = t.add_argument_group("population-based training (docs/evolution.md)")
-    pbt.add_argument("--population", type=int, help="train N agents as one vmapped program and evolve them")
-    pbt.add_argument("--pbt-interval", type=int, help="updates between exploit/explore rounds (default 10)")
-    pbt.add_argument("--pbt-fraction", type=float, help="bottom fraction replaced each round (default 0.25)")
-    pbt.add_argument("--pbt-resample", type=float, help="chance explore resamples instead of perturbing (0.25)")
-    pbt.add_argument("--evolve", help=f"hyperparameters to evolve, from {','.join(SEARCH_SPACE)} "
-                                      "(default lr,ent_coef,clip_eps)")
-    pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
-                     + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
-    pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
-    t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
-    t.add_argument("--preset", default="production", choices=sorted(PRESETS))
-    t.add_argument("--num-envs", type=int)
-    t.add_argument("--num-steps", type=int)
-    t.add_argument("--minibatch-size", type=int)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--hidden", help="hidden layer sizes, e.g. 1024,512,256")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--ent-coef", type=float)
-    t.add_argument("--clip-eps", type=float)
-    t.add_argument("--gamma", type=float)
-    t.add_argument("--gae-lambda", type=float)
-    t.add_argument("--vf-coef", type=float)
-    t.add_argument("--max-grad-norm", type=float)
-    t.add_argument("--anneal-lr", action="store_true", default=None, help="decay the learning rate linearly to 0")
-    t.add_argument("--activation", choices=["tanh", "relu"])
-    t.add_argument("--init-scheme", "--init", choices=list(INIT_SCHEMES), help="weight initialiser")
-    t.add_argument("--init-std", type=float, help="std of the normal initialiser")
-    t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
-    t.add_argument("--episode-len", type=int)
-    t.add_argument("--cost-model", choices=list(COST_MODELS),
-                   help="nse-delivery (default: NSE statutory charges per side) or flat (--fee-bps each side)")
-    t.add_argument("--fee-bps", type=float, help="flat cost model: fee per side in bps (default 5)")
-    t.add_argument("--slippage-bps", type=float, help="slippage per side in bps, both models (default 5)")
-    t.add_argument("--brokerage-bps", type=float, help="nse-delivery: brokerage per side in bps (default 0)")
-    t.add_argument("--dp-charge", type=float,
-                   help="nse-delivery: depository charge in rupees per sell day, before GST (default 13.5)")
-    t.add_argument("--price-adjustment", choices=list(PRICE_ADJUSTMENTS),
-                   help="none (traded close, default) or dividends (total-return prices from Adj Close)")
-    t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
-    t.add_argument("--execution", choices=list(EXECUTION_MODES))
-    t.add_argument("--initial-capital", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--backend", choices=list(backends.BACKENDS))
-    t.add_argument("--updates-per-chunk", type=int, help="updates per compiled chunk (0 = automatic)")
-    t.add_argument("--member-group", type=int,
-                   help="seeds/population members computed side by side, the groups one after another "
-                        "(0 = automatic: 4 on CPU, all on an accelerator)")
-    t.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
-    t.add_argument("--run-id")
-    t.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    t.add_argument("--deploy", action="store_true", help="deploy the trained model to models/<name>/")
-    t.add_argument("--model-name")
-    t.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    dist = t.add_argument_group(
-        "several processes or hosts (docs/scaling.md); default: the EVORL_* variables, else JAX's "
-        "cluster detection (SLURM, MPI, Kubernetes), else one process")
-    dist.add_argument("--coordinator-address", metavar="HOST:PORT",
-                      help=f"process 0's address, the same for every process (or {distributed.ENV_ADDRESS})")
-    dist.add_argument("--num-processes", type=int, metavar="N",
-                      help=f"processes in the run; 1 turns cluster detection off (or {distributed.ENV_COUNT})")
-    dist.add_argument("--process-id", type=int, metavar="I",
-                      help=f"this process, 0..N-1; process 0 writes the run (or {distributed.ENV_ID})")
-    dist.add_argument("--peer-timeout", type=float, metavar="SECONDS",
-                      help="end the run when a process is silent this long (default 60, or "
-                           f"{distributed.ENV_PEER_TIMEOUT})")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
-    add_train_flags(t)
-
-    w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")
-    add_train_flags(w)
-    w.add_argument("--folds", type=int, default=3, help="number of folds (test blocks of --test-days)")
-    w.add_argument("--id", help="walk-forward id (default: wf-<time>); folds are runs <id>-fold<k>")
-
-    b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
-    b.add_argument("--run", required=True, metavar="RUN_DIR")
-    b.add_argument("--data", help="data source (default: the run's own)")
-    b.add_argument("--test-days", type=int,
-                   help="test on the last N days (refused if they overlap the run's training/validation days)")
-    b.add_argument("--out", metavar="DIR",
-                   help="a new output folder (default: RUN_DIR/rebacktests/<timestamp>-<source>/; "
-                        "never RUN_DIR/backtest)")
-    b.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-
-    d = sub.add_parser("deploy", help="deploy a finished run as a model bundle")
-    d.add_argument("--run", required=True, metavar="RUN_DIR")
-    d.add_argument("--model-name")
-    d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    d.add_argument("--ensemble", type=int, default=1, metavar="K",
-                   help="deploy the top K members by validation score; signals average their action "
-                        "probabilities (default 1: the chosen member)")
-
-    s = sub.add_parser("signal", help="target position for the next session from the latest bar")
-    s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    s.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
-                                   "falls back to synthetic prices here")
-    s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
-    s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-
-    pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
-    pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
-                                    "falls back to synthetic prices here")
-    pp.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    pp.add_argument("--json", action="store_true", help="machine-readable output")
-
-    r = sub.add_parser("runs", help="list runs with state and headline metrics")
-    r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
-    r.add_argument("--json", action="store_true")
-
-    m = sub.add_parser("models", help="list deployed model bundles")
-    m.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-
-    be = sub.add_parser("bench", help="benchmark suite (env, training, FLOP utilisation, peers)")
-    be.add_argument("--quick", action="store_true", help="a few-minute version of the suite")
-    be.add_argument("--out", default="bench-results/bench.json", help="JSON output path")
-    be.add_argument("--only", nargs="+", help="run only these sections")
-    be.add_argument("--repeats", type=int)
-    be.add_argument("--backend", choices=list(backends.BACKENDS), default="auto")
-    return p
-
-
-def _version() -> str:
-    return f"evorl {__version__}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +120,7 @@ def train_run(args: argparse.Namespace) -> int:
         print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
               "process 0 writes the run", file=sys.stderr)
     bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
+    phases = PhaseClock(None if args.quiet or not distributed.is_writer() else print_phase)
     stop = pipeline.StopSignal()
     received: list[int] = []
 
@@ -287,7 +138,8 @@ def train_run(args: argparse.Namespace) -> int:
     try:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
                            stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, phases=phases, tensorboard=args.tensorboard,
+                           use_compile_cache=args.compile_cache)
     except (StorageError, TrainingDiverged) as exc:
         raise RunFailed(f"{exc} (run {run_path}: failed)") from None
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
@@ -309,6 +161,10 @@ def train_run(args: argparse.Namespace) -> int:
     print(f"state: {status.get('state')}  env steps: {status.get('env_steps', 0):,}  "
           f"compile: {status.get('compile_seconds', 0):.1f} s  "
           f"throughput: {status.get('steps_per_sec', 0):,.0f} env steps/s")
+    if status.get("phases"):
+        print(f"phases: {format_phases(status['phases'])}")
+    if args.tensorboard:
+        print(f"tensorboard: tensorboard --logdir {run.path / 'tensorboard'}")
     metrics = run.read_backtest_metrics()
     if metrics:
         cfg = run.read_config() or {}
@@ -326,10 +182,18 @@ def train_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_phase(name: str, phases: list[dict[str, Any]]) -> None:
+    """`evorl: compiling (features took 0.3 s)`: a line as each phase of a run starts."""
+    done = phases[-2] if len(phases) > 1 else None
+    took = f" ({done['name']} took {done['seconds']:.1f} s)" if done and done.get("seconds") is not None else ""
+    print(f"evorl: {name}{took}", file=sys.stderr, flush=True)
+
+
 def cmd_walkforward(args: argparse.Namespace) -> int:
     backends.select(args.backend)
-    if args.resume or args.deploy:
-        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
+    if args.resume or args.deploy or args.tensorboard:
+        raise UserError("walkforward: --resume, --deploy and --tensorboard apply to `evorl train`; each fold is "
+                        "its own run (`evorl export tensorboard <fold run>` writes a fold's events)")
     config = config_from_args(args)
     print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
           f"{config.test_days} test days", file=sys.stderr)
@@ -350,11 +214,27 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_run(value: str, runs_dir: str | Path, flag: str = "--run", trained: bool = True) -> RunDir:
+    """A run given as a directory or as a run id in `runs_dir`; refuses one that does not exist or
+    failed (`trained`: one that has no checkpoint yet), naming the case."""
+    path = Path(value)
+    if not path.is_dir():
+        path = Path(runs_dir) / value
+        if not RUN_ID_RE.match(value) or not path.is_dir():
+            where = f"no run {value!r} in {runs_dir}" if Path(runs_dir).is_dir() else f"{runs_dir} does not exist"
+            raise UserError(f"{flag} {value}: no such run ({where}; `evorl runs --runs-dir {runs_dir}` lists the runs)")
+    run = RunDir(path)
+    status = run.read_status() or {}
+    if trained and status.get("state") == "failed":
+        raise UserError(f"{flag} {value}: this run failed: {status.get('error') or 'no error message recorded'}")
+    if trained and not run.is_trained():
+        raise UserError(f"{flag} {value}: run {run.run_id!r} is {status.get('state', 'unknown')} and has no checkpoint "
+                        "yet: not a trained run")
+    return run
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
-    run_path = Path(args.run)
-    if not run_path.is_dir():
-        raise UserError(f"--run {run_path}: not a run directory")
-    run = RunDir(run_path)
+    run = resolve_run(args.run, args.runs_dir)
     stored = run.load_config()
     out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
     metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
@@ -370,7 +250,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     if args.ensemble < 1:
         raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    path = deploy_run(resolve_run(args.run, args.runs_dir).path, name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
     print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
@@ -428,29 +308,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(runs))
         return 0
-    if not runs:
-        print(f"no runs in {args.runs_dir}")
-        return 0
-    print(f"{'run id':<34} {'state':<12} {'steps':>12}  {'symbols':<28} mean test return (B&H)")
-    for r in runs:
-        bt = r.get("backtest") or {}
-        rets = [m.get("total_return") for m in bt.values() if isinstance(m.get("total_return"), (int, float))]
-        bh = [m.get("bh_total_return") for m in bt.values() if isinstance(m.get("bh_total_return"), (int, float))]
-        headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
-        print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
-              f"{','.join(r.get('symbols') or []):<28} {headline}")
-        if r.get("error"):
-            print(f"    {'damaged' if r['state'] == DAMAGED else 'error'}: {r['error']}")
+    print(format_runs_table(runs, args.runs_dir))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    models = list_models(args.models_dir)
-    if not models:
-        print(f"no models in {args.models_dir}")
-    for m in models:
-        print(f"{m['name']:<30} symbols={','.join(m['symbols'])}  from run {m['source_run']}"
-              + ("  [synthetic]" if m["synthetic"] else ""))
+    models = [dict(m, ledger=ledger_state(m["path"])) for m in list_models(args.models_dir)]
+    if args.json:
+        print(dumps(models))
+        return 0
+    print(format_models_table(models, args.models_dir))
+    return 0
+
+
+def ledger_state(model_dir: str | Path) -> dict[str, Any]:
+    """A model's paper ledger in brief: entries, the last date recorded, or why it cannot be read."""
+    try:
+        rows = read_ledger(model_dir)
+    except LedgerError as exc:
+        return {"entries": None, "last_date": None, "error": str(exc)}
+    dates = [str(r["date"]) for r in rows if r.get("date")]
+    return {"entries": len(rows), "last_date": max(dates) if dates else None, "error": None}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run = resolve_run(args.run, args.runs_dir, flag="RUN", trained=False)
+    path = export_run(run)
+    print(f"wrote TensorBoard events of {run.run_id} to {path}\nview them with: tensorboard --logdir {path}")
     return 0
 
 
@@ -463,7 +347,8 @@ USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, Back
                ValueError)
 
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
-            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "bench": cmd_bench}
+            "signal": cmd_signal, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models, "export": cmd_export,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from evorl_core.config import ConfigError, TrainConfig
@@ -110,6 +111,73 @@ def cost_line(config: dict[str, Any]) -> str:
         return cost_model(TrainConfig.from_dict(config)).describe()
     except (ConfigError, TypeError, ValueError):
         return f"{config.get('fee_bps')}+{config.get('slippage_bps')} bps"
+
+
+# ---------------------------------------------------------------------------------------------
+def aligned(header: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
+    """A text table: columns padded to their widest cell (those in `right` right-aligned), a rule
+    under the header, trailing spaces trimmed."""
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             .rstrip() for r in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def _mean_return(per_symbol: dict[str, Any], key: str) -> float | None:
+    values = [m.get(key) for m in per_symbol.values() if isinstance(m, dict)]
+    values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(values) / len(values) if values else None
+
+
+def headline_return(per_symbol: dict[str, Any] | None) -> str:
+    """'+1.23% (B&H -0.50%)': the mean test return over the symbols and buy & hold's ('' without)."""
+    agent, bh = _mean_return(per_symbol or {}, "total_return"), _mean_return(per_symbol or {}, "bh_total_return")
+    if agent is None:
+        return ""
+    return format_value("total_return", agent) + (f" (B&H {format_value('bh_total_return', bh)})" if bh is not None else "")
+
+
+def format_runs_table(runs: list[dict[str, Any]], runs_dir: Any) -> str:
+    """`evorl runs`: one row per run (id, state, env steps, symbols, mean test return), an error
+    line under a failed or damaged one; says when the folder is missing or empty."""
+    if not runs:
+        return f"no runs: {runs_dir} does not exist" if not Path(runs_dir).exists() else f"no runs in {runs_dir}"
+    header = ["run id", "state", "env steps", "symbols", "mean test return"]
+    rows = [[r["run_id"], str(r["state"]), f"{r.get('env_steps') or 0:,}", ",".join(r.get("symbols") or []),
+             headline_return(r.get("backtest"))] for r in runs]
+    table = aligned(header, rows, right=(2,)).split("\n")
+    lines = table[:2]
+    for r, line in zip(runs, table[2:], strict=True):
+        lines.append(line)
+        if r.get("error"):
+            lines.append(f"    {'damaged' if r['state'] == 'damaged' else 'error'}: {r['error']}")
+    return "\n".join(lines)
+
+
+def format_models_table(models: list[dict[str, Any]], models_dir: Any) -> str:
+    """`evorl models`, in the style of `evorl runs`: name, deploy date, symbols, source run, mean
+    test return, paper ledger (entries and last date)."""
+    if not models:
+        return (f"no models: {models_dir} does not exist" if not Path(models_dir).exists()
+                else f"no models in {models_dir}")
+    header = ["model", "deployed", "symbols", "from run", "mean test return", "paper ledger"]
+    rows = []
+    for m in models:
+        ledger = m.get("ledger") or {}
+        if ledger.get("error"):
+            paper = "damaged (see evorl paper)"
+        elif ledger.get("entries"):
+            paper = f"{ledger['entries']} entries, last {ledger.get('last_date')}"
+        else:
+            paper = "empty"
+        created = m.get("created_at")
+        rows.append([m["name"] + (" [synthetic]" if m.get("synthetic") else ""),
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else MISSING,
+                     ",".join(m.get("symbols") or []), str(m.get("source_run") or MISSING),
+                     headline_return(m.get("test_metrics")), paper])
+    return aligned(header, rows)
 
 
 # ---------------------------------------------------------------------------------------------

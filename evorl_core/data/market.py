@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,14 +179,18 @@ def build_market(
     )
 
 
-def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
+def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None,
+                on_features: Callable[[], Any] | None = None) -> Market:
     """`load_frames` + `build_market` for a TrainConfig (data, symbols, window, splits, seed,
-    price_adjustment); a portfolio run's universe on one calendar (`panel.load_panel`)."""
+    price_adjustment); a portfolio run's universe on one calendar (`panel.load_panel`).
+    `on_features` is called between the two (the run's phases: loading data, then features)."""
     if getattr(config, "mode", "single") == "portfolio":
         from evorl_core.data.panel import load_panel  # panel builds on this module
 
         return load_panel(config, cache_dir, norm=norm)
     frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed,
                                price_adjustment=getattr(config, "price_adjustment", "none"))
+    if on_features is not None:
+        on_features()
     return build_market(frames, config.window, config.test_days, norm=norm, info=info,
                         val_days=config.val_days, embargo_days=config.embargo)
