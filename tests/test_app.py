@@ -559,3 +559,20 @@ def test_models_auto_refuses_synthetic_fallback(with_run, dirs, monkeypatch):
     at.button(key="models_signal").click().run()
     assert not at.exception
     assert any("no real data" in e and "does not fall back" in e for e in errors(at)), errors(at)
+
+
+def test_live_shows_the_phases_of_a_run_and_their_durations(dirs):
+    rd = RunDir.create(dirs["runs"], "warming-up")
+    rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the process compiling the run
+    started = time.time() - 4.0
+    rd.write_status("compiling", env_steps=0, total_steps=1024, phase="compiling", phases=[
+        {"name": "loading data", "started_at": started - 1.5, "seconds": 1.2},
+        {"name": "features", "started_at": started - 0.3, "seconds": 0.3},
+        {"name": "compiling", "started_at": started, "seconds": None}])
+    at = open_page("live")
+    assert not at.exception
+    captions = [c.value for c in at.caption if c.value.startswith("Phases: ")]
+    assert len(captions) == 1
+    assert re.fullmatch(r"Phases: loading data 1\.2 s · features 0\.3 s · compiling [0-9.]+ s so far", captions[0])
+    owner.release()

@@ -557,3 +557,13 @@ def test_memory_chart_draws_the_device_peak_beside_the_memory_between_chunks():
     cpu = metric_arrays([{k: v for k, v in r.items() if "device" not in k} for r in rows],
                         LIVE_METRIC_KEYS)
     assert [t.name for t in dict(live_figures(cpu))["live_mem"].data] == ["process RSS (whole process)"]
+
+
+def test_the_phases_caption_reads_the_status_phases():
+    from evorl_ui.presenters.live import phases_caption
+
+    assert phases_caption({"state": "running"}) == ""
+    status = {"phases": [{"name": "loading data", "started_at": 0.0, "seconds": 2.0},
+                         {"name": "compiling", "started_at": 2.0, "seconds": 11.04},
+                         {"name": "training", "started_at": 13.0, "seconds": None}]}
+    assert phases_caption(status, now=20.0) == "Phases: loading data 2.0 s · compiling 11.0 s · training 7.0 s so far"
