@@ -209,7 +209,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
         print(format_metrics_table(fold["metrics"]))
     print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
-    print(format_metrics_table(summary["pooled"]))
+    print(format_metrics_table(summary["pooled"], pooled=True))
     print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
     return 0
 
@@ -242,6 +242,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for warning in (record.get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"costs {cost_line(stored)}")
+    selection = run.read_selection() or {}
+    if (selection.get("members") or 1) > 1:
+        print(f"subject: the chosen member alone (member {selection.get('chosen_member')} of {selection['members']}): "
+              "its figures and its verdict")
     print(format_metrics_table(metrics))
     print(f"\nwritten to: {out} (the run's own backtest/ is unchanged)")
     return 0

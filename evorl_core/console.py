@@ -10,7 +10,7 @@ from typing import Any
 
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
-from evorl_core.metrics import MISSING, format_value
+from evorl_core.metrics import AVERAGE, CHOSEN, MISSING, POOLED, format_value, subject_of
 from evorl_core.timefmt import format_duration
 
 
@@ -52,11 +52,34 @@ def _sharpe_with_interval(m: dict[str, Any]) -> str:
     return f"{format_value('sharpe', m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
 
 
-def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+def members_of(metrics: dict[str, dict[str, Any]]) -> int:
+    """Members behind a metrics table (1 for one agent)."""
+    counts = [m.get("members") for m in metrics.values() if isinstance(m, dict)]
+    return max([int(c) for c in counts if isinstance(c, (int, float))] or [1])
+
+
+def subject_line(metrics: dict[str, dict[str, Any]], pooled: bool = False) -> str:
+    """Whose figures a table shows, when that is not simply the agent ('' for one agent)."""
+    if pooled:
+        return f"subject: {POOLED} (each fold's test days chained in time order, every day out of sample)"
+    members = members_of(metrics)
+    if members <= 1:
+        return ""
+    chosen = next((m.get("chosen_member") for m in metrics.values() if isinstance(m, dict)), None)
+    which = f"member {chosen} of {members}" if isinstance(chosen, int) else f"one of {members} members"
+    return (f"subject: figures of the {CHOSEN} ({which}, picked on validation days); the verdict is of the "
+            f"{AVERAGE} (all {members}, their returns pooled day by day)")
+
+
+def format_metrics_table(metrics: dict[str, dict[str, Any]], pooled: bool = False) -> str:
     """Per-symbol test metrics of the agent against buy & hold, as an aligned text table, with the
-    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md)."""
+    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md).
+    With several members (or `pooled` folds) a first line and the verdict's header say whose
+    figures they are (`metrics.subject_of`)."""
+    verdict_subject = subject_of("verdict", members_of(metrics), pooled)
     header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe [95% CI]", "B&H Sharpe", "max DD",
-              "B&H max DD", "trades", "win rate", "exposure", "verdict"]
+              "B&H max DD", "position changes", "win rate", "exposure",
+              "verdict" if verdict_subject == "agent" else f"verdict ({verdict_subject})"]
     rows = [header]
     for symbol, m in metrics.items():
         rows.append([
@@ -73,6 +96,8 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
              for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     table = "\n".join(lines)
+    if subject := subject_line(metrics, pooled):
+        table = f"{subject}\n{table}"
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from evorl_core.config import TrainConfig
 from evorl_core.data import DataError, build_market, load_frames, rows_needed
-from evorl_core.metrics import compute_metrics
+from evorl_core.metrics import buy_and_hold_metrics, compute_metrics
 from evorl_core.store.atomic import RunDirError, atomic_write_json, read_json
 from evorl_core.store.rundir import new_run_id, validate_run_id
 from evorl_core.training import pipeline
@@ -67,7 +67,7 @@ def pooled_metrics(fold_equity: list[pd.DataFrame], config: TrainConfig) -> dict
         bh_equity = config.initial_capital * np.concatenate([[1.0], np.cumprod(np.concatenate(bench))])
         held = np.concatenate([*positions, [0.0]])  # the last decision is a signal, not held
         agent = compute_metrics(equity, held)
-        bh = compute_metrics(bh_equity, np.ones_like(held))
+        bh = buy_and_hold_metrics(bh_equity)
         out[str(symbol)] = {**agent, **{f"bh_{k}": v for k, v in bh.items()}, "days": int(len(growth)),
                             "first_test_day": str(dates[0][0]), "last_test_day": str(dates[-1][-1])}
     return out

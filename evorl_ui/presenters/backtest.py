@@ -18,7 +18,7 @@ import pandas as pd
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.evaluation.tearsheet import cagr_is_short
-from evorl_core.metrics import BH_PREFIX, METRIC_DEFINITIONS
+from evorl_core.metrics import AGENT, BH_PREFIX, METRIC_DEFINITIONS, subject_of, verdict_with_subject
 from evorl_ui.presenters.format import format_metric, number_text, pretty
 
 
@@ -43,8 +43,17 @@ def is_scalar_metric(value: Any) -> bool:
                              and not isinstance(value, bool))
 
 
-def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+def members_in(metrics: Mapping[str, Any]) -> int:
+    """Members behind one symbol's metrics (1 for one agent)."""
+    members = (metrics or {}).get("members")
+    return int(members) if isinstance(members, (int, float)) and not isinstance(members, bool) else 1
+
+
+def symbol_metrics_table(metrics: Mapping[str, Any], pooled: bool = False) -> pd.DataFrame:
     """One symbol: rows = metric, columns = Agent (and Buy & hold where present), as display text.
+    With several members (or pooled folds) a first column, ``subject``, says whose figure each row
+    is: the chosen member's, the members' average, the best member's, the members' spread
+    (`metrics.subject_of`).
 
     Non-numeric entries (e.g. test_start / test_end dates) are left out; see ``metric_notes``.
     """
@@ -52,7 +61,10 @@ def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     agent = {k: v for k, v in agent.items() if is_scalar_metric(v) and k not in SIGNIFICANCE_KEYS}
     bh = {k: v for k, v in bh.items() if is_scalar_metric(v)}
     names = list(agent) + [k for k in bh if k not in agent]
-    data = {"Agent": [format_metric(k, agent.get(k)) for k in names]}
+    members = members_in(metrics)
+    subjects = [subject_of(k, members, pooled) for k in names]
+    data = {"subject": subjects} if any(s not in (AGENT, "run") for s in subjects) else {}
+    data["Agent"] = [format_metric(k, agent.get(k)) for k in names]
     if bh:
         data["Buy & hold"] = [format_metric(k, bh.get(k)) for k in names]
     labels = [pretty(k) for k in names]
@@ -121,7 +133,8 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
         if "significant" in agent or "verdict" in agent:
             rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
         if "verdict" in agent:
-            rec["verdict"] = verdict_text(agent)
+            subject = subject_of("verdict", members_in(agent))
+            rec["verdict" if subject == AGENT else f"verdict ({subject})"] = verdict_text(agent)
         elif "significant" in agent:  # runs evaluated before the verdict existed
             rec["vs flat (95%)"] = significance_text(agent)
         records.append(rec)
@@ -233,7 +246,9 @@ def notes_text(metrics: Mapping[str, Any]) -> str:
     verdict = notes.pop("verdict", None)
     if verdict:
         notes.pop("significant", None)
-    parts = ([f"Verdict: {verdict}"] if verdict else []) + [f"{k}: {v}" for k, v in notes.items()]
+    parts = ([f"Verdict of the {verdict_with_subject(verdict, members_in(metrics))}"
+               if members_in(metrics) > 1 else f"Verdict: {verdict}"] if verdict else []) \
+        + [f"{k}: {v}" for k, v in notes.items()]
     return " · ".join(parts)
 
 
