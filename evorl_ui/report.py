@@ -198,6 +198,9 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
 
     def fig_html(fig: go.Figure) -> str:
         nonlocal first
+        # tick labels ('1.05M', dates) get the room they need: the report is read outside the dashboard
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
         out = fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
         first = False
         return out
