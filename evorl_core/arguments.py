@@ -10,6 +10,7 @@ from evorl_core import __version__
 from evorl_core.bench.plan import SECTION_HELP, SECTIONS
 from evorl_core.config import (
     COST_MODELS,
+    DEFAULT_DATA,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     INIT_SCHEMES,
@@ -45,7 +46,7 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
                      + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
     pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
-    t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
+    t.add_argument("--data", default=DEFAULT_DATA, help="auto | synthetic | yahoo | csv:DIR (default: %(default)s)")
     t.add_argument("--preset", default="production", choices=sorted(PRESETS))
     t.add_argument("--num-envs", type=int)
     t.add_argument("--num-steps", type=int)

@@ -19,6 +19,7 @@ from typing import Any
 
 from evorl_core.config import (
     COST_MODELS,
+    DEFAULT_DATA,
     EXECUTION_MODES,
     PRESETS,
     PRICE_ADJUSTMENTS,
@@ -97,9 +98,8 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     if preset not in PRESETS:
         return None, [f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"]
     values: dict[str, Any] = dict(PRESETS[preset])
-    values["preset"] = preset
-    values["symbols"] = parse_symbols(str(form.get("symbols", "")))
-    values["data"] = form.get("data", "auto")
+    values.update(preset=preset, symbols=parse_symbols(str(form.get("symbols", ""))))
+    values["data"] = form.get("data", DEFAULT_DATA)
     agents = form.get("agents") or "seeds"
     if agents not in AGENT_MODES:
         errors.append(f"agents: {agents!r} must be one of {', '.join(AGENT_MODES)}")
@@ -299,7 +299,7 @@ def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> T
         return None
     try:
         val_days = form.get("val_days")
-        config = TrainConfig(symbols=symbols, data=str(form.get("data", "auto")),
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", DEFAULT_DATA)),
                              test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
                              val_days=TrainConfig().val_days if val_days is None else int(val_days),
                              window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))

@@ -11,6 +11,7 @@ import streamlit as st
 
 from evorl_core.config import (
     COST_MODELS,
+    DEFAULT_DATA,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     PRESETS,
@@ -42,7 +43,7 @@ ERRORS = "train_errors"  # {"values": form values when checked, "errors": {field
 
 def _defaults(preset: str = "quick") -> dict:
     values = {FIELD_KEYS[name]: v for name, v in forms.preset_form_values(preset).items()}
-    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source="auto", train_csv_dir="", train_preset=preset,
+    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source=DEFAULT_DATA, train_csv_dir="", train_preset=preset,
                   train_deploy=False, train_model_name="", train_run_name="", train_tags="", train_note="",
                   train_agents="seeds")
     values.update({SPACE_KEYS[k]: v for k, v in forms.space_form_values().items()})
@@ -86,7 +87,7 @@ symbols_text = c1.text_input("Symbols (comma-separated)", **widgets.keep("train"
 widgets.field_errors(errors_for("symbols"), c1)
 symbols = forms.parse_symbols(symbols_text)
 with c2:
-    choice = widgets.source_picker("train", symbols, default="auto", form="train")
+    choice = widgets.source_picker("train", symbols, form="train")
     widgets.field_errors(errors_for("source"))
 
 c1, c2, c3, c4 = st.columns(4)
@@ -237,7 +238,7 @@ widgets.field_errors(errors_for(forms.GENERAL))
 def check_and_start() -> None:
     run_id = new_run_id()
     spec, source_errors = widgets.source_spec(choice)
-    form["data"] = spec or "auto"  # uploads: replaced below once they are saved
+    form["data"] = spec or DEFAULT_DATA  # uploads: replaced below once they are saved
     config, config_errors = forms.config_from_form(form)
     if config is not None:
         config_errors += forms.memory_errors(config)

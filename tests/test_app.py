@@ -576,3 +576,15 @@ def test_live_shows_the_phases_of_a_run_and_their_durations(dirs):
     assert len(captions) == 1
     assert re.fullmatch(r"Phases: loading data 1\.2 s · features 0\.3 s · compiling [0-9.]+ s so far", captions[0])
     owner.release()
+
+
+def test_train_and_data_pages_start_from_one_default_data_source(dirs):
+    from evorl_core.arguments import build_parser
+    from evorl_core.config import DEFAULT_DATA, TrainConfig
+
+    assert TrainConfig().data == DEFAULT_DATA
+    assert build_parser().parse_args(["train"]).data == DEFAULT_DATA
+    for page in ("train", "data"):
+        at = open_page(page)
+        assert not at.exception
+        assert at.selectbox(key=f"{page}_source").value == DEFAULT_DATA, page
