@@ -28,7 +28,9 @@ EXPORT_FORMATS = ("tensorboard",)
 def add_train_flags(t: argparse.ArgumentParser) -> None:
     """Every training setting as a flag (train and walkforward share them)."""
     t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
-    t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
+    t.add_argument("--timesteps", type=int,
+                   help="timesteps per agent (env steps; default from the preset); --seeds/--population N train "
+                        "N agents, N times the env steps in all")
     t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
     t.add_argument("--val-days", type=int,
                    help="validation days before the test days, for any selection (default 60; 0 = none)")
@@ -47,7 +49,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
                      + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
     pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
     t.add_argument("--data", default=DEFAULT_DATA, help="auto | synthetic | yahoo | csv:DIR (default: %(default)s)")
-    t.add_argument("--preset", default="production", choices=sorted(PRESETS))
+    t.add_argument("--preset", default="production", choices=sorted(PRESETS),
+                   help="sizes of network and batch (default: production, the original system's sizes, minutes per "
+                        "update on a small CPU; quick learns within minutes)")
     t.add_argument("--num-envs", type=int)
     t.add_argument("--num-steps", type=int)
     t.add_argument("--minibatch-size", type=int)

@@ -94,7 +94,7 @@ c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_fill_from_preset,
              help="quick: small network, learns within minutes on a CPU (4 seeds by default); production: the "
                   "original system's sizes (1024-512-256, 256 envs x 512 steps).")
-c2.number_input("Timesteps (per agent)", step=10_000, **widgets.keep("train", "train_total_timesteps"),
+c2.number_input("Timesteps per agent (env steps)", step=10_000, **widgets.keep("train", "train_total_timesteps"),
                 help="Environment steps each agent trains for (rounded up to whole PPO updates); several seeds or "
                      "a population multiply the work.")
 widgets.field_errors(errors_for("total_timesteps"), c2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import jax
+import numpy as np
 import pytest
 
 from evorl_core.config import make_config
@@ -58,6 +59,9 @@ def test_a_run_records_every_phase_with_its_duration(tmp_path):
     compiling = next(p for p in status["phases"] if p["name"] == "compiling")
     assert compiling["seconds"] >= status["compile_seconds"] > 0  # the phase includes the compile itself
     assert status["compile_cache"] is None and not (tmp_path / compile_cache.CACHE_DIR_NAME).exists()
+    # the throughput the Train page's estimate reads: the median over updates, as the Live page shows it
+    rates = [r["steps_per_sec"] for r in run.read_metrics()]
+    assert status["median_steps_per_sec"] == pytest.approx(float(np.median(rates)))
 
 
 def test_the_second_run_of_the_same_shapes_loads_its_programs_from_the_cache(tmp_path, caplog):

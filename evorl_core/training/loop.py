@@ -208,6 +208,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     session_updates = 0
     last_checkpoint = time.monotonic()
     peak_rss = host_rss_mb()
+    update_rates: list[float] = []  # env steps/s of each update of this session (its chunk's rate)
     while updates_done < total_updates:
         if distributed.agreed(should_stop()):
             break
@@ -226,6 +227,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         peak_rss = max(peak_rss, rss)
         dev_mem, dev_peak = device_memory_mb(), device_memory_mb("peak_mb")
         steps_per_sec = k_now * steps_per_update / dt
+        update_rates += [steps_per_sec] * k_now
         rows = []
         for i in range(k_now):
             u = updates_done + i + 1
@@ -250,7 +252,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         eta = (total_updates - updates_done) * train_seconds / session_updates
         status = run.write_status(
             "running", env_steps=env_steps, total_steps=total_steps, updates_done=updates_done,
-            steps_per_sec=steps_per_sec, train_seconds=train_seconds, eta_seconds=eta,
+            steps_per_sec=steps_per_sec, median_steps_per_sec=float(np.median(update_rates)),
+            train_seconds=train_seconds, eta_seconds=eta,
             peak_host_rss_mb=peak_rss, compile_seconds=compile_seconds,
         )
         if progress is not None:
