@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -61,7 +62,7 @@ class RunFailed(Exception):
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset, then every training flag that was given."""
     overrides = dict(
-        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
+        symbols=tuple(s for token in args.symbols for s in token.split(",") if s), data=args.data, test_days=args.test_days, val_days=args.val_days,
         embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
         pbt_interval=args.pbt_interval, pbt_fraction=args.pbt_fraction, pbt_resample=args.pbt_resample,
         evolve=tuple(x for x in args.evolve.replace(" ", "").split(",") if x) if args.evolve is not None else None,
@@ -355,9 +356,24 @@ COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_
             "bench": cmd_bench}
 
 
+NEGATIVE_VALUE = re.compile(r"^-[0-9.]")
+
+
+def joined_negative_values(argv: list[str]) -> list[str]:
+    """`--positions -1,0,1` as `--positions=-1,0,1`: argparse reads a value that starts with '-' as
+    a flag unless it is one plain negative number; the form the help shows must work."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_VALUE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(joined_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help()
         return 0
@@ -369,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `evorl runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (RunFailed, StorageError, TrainingDiverged) as exc:
         print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 1

@@ -8,12 +8,14 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from market_csv import write_csv_dir
 
+from evorl_core.arguments import build_parser
 from evorl_core.cli import main
 from evorl_core.console import format_metrics_table
 from evorl_core.data import synthetic_ohlcv
@@ -317,3 +319,27 @@ def test_bench_help_lists_its_sections(capsys):
     assert set(SECTION_HELP) == set(SECTIONS)
     for name in SECTIONS:
         assert re.search(rf"^  {name} +{re.escape(SECTION_HELP[name])}$", out, re.M), name
+
+
+def test_negative_positions_as_the_help_shows_them():
+    from evorl_core.cli import config_from_args, joined_negative_values
+
+    argv = ["train", "--positions", "-1,0,1", "--symbols", "BPCL,HDFCLIFE", "TATASTEEL", "--data", "synthetic"]
+    assert joined_negative_values(argv)[:2] == ["train", "--positions=-1,0,1"]
+    args = build_parser().parse_args(joined_negative_values(argv))
+    config = config_from_args(args)
+    assert config.positions == (-1.0, 0.0, 1.0)
+    assert config.symbols == ("BPCL", "HDFCLIFE", "TATASTEEL")  # commas separate symbols too
+
+
+def test_a_pipe_closed_early_is_no_error(trained_run):
+    root, _ = trained_run
+    for i in range(30):  # enough runs that the listing outgrows the pipe buffer once `head` is gone
+        (root / "many" / f"run-{i:03d}").mkdir(parents=True, exist_ok=True)
+        (root / "many" / f"run-{i:03d}" / "status.json").write_text(json.dumps({"state": "done", "error": "x" * 4000}))
+    proc = subprocess.run(f"{sys.executable} -m evorl_core.cli runs --runs-dir {root / 'many'} | head -1; "
+                          "exit ${PIPESTATUS[0]}",
+                          shell=True, capture_output=True, text=True, executable="/bin/bash",
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.startswith("run id") and proc.returncode == 0
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
