@@ -122,12 +122,13 @@ def symbol_trades(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
     return sheet.trades[sheet.trades["symbol"] == symbol]
 
 
-def symbol_summary(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
-    """The symbol's metrics table with its round trips (the win rate's trades) beside them."""
+def symbol_summary(sheet: Tearsheet, symbol: str, part: str = "all") -> pd.DataFrame:
+    """The symbol's metrics table with its round trips (the win rate's trades) beside them; ``part``
+    as in ``symbol_metrics_table`` (curated, rest, all)."""
     stats = ts.trade_summary(symbol_trades(sheet, symbol))
     metrics = {**(sheet.metrics.get(symbol) or {}), "round_trips": stats["round_trips"],
                "mean_holding_days": stats["mean_holding_days"]}
-    return symbol_metrics_table(metrics)
+    return symbol_metrics_table(metrics, part=part)
 
 
 def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:

@@ -121,3 +121,19 @@ def test_the_pooled_walkforward_table_says_it_is_pooled():
     text = format_metrics_table({"AAA": {"total_return": 0.1, "verdict": "n/a"}}, pooled=True)
     assert text.splitlines()[0].startswith("subject: pooled folds")
     assert "verdict (pooled folds)" in text
+
+
+def test_the_symbol_table_shows_a_curated_set_first_and_the_rest_apart(runs):
+    from evorl_ui.presenters.backtest import CURATED_KEYS
+
+    metrics = runs["seeds"].read_backtest_metrics()["AAA"]
+    full = symbol_metrics_table(metrics)
+    curated = symbol_metrics_table(metrics, part="curated")
+    rest = symbol_metrics_table(metrics, part="rest")
+    shown = [i for i in curated.index if not i.startswith("CAGR")]  # 'CAGR ⚠ from 19 days' on a short test
+    assert shown == [label(k) for k in CURATED_KEYS if label(k) in full.index and k != "cagr"]
+    assert len(curated) <= len(CURATED_KEYS) < len(full) and set(curated.index) | set(rest.index) == set(full.index)
+    assert not set(curated.index) & set(rest.index)
+    assert label("excess_resamples") in rest.index and label("total_return") in curated.index
+    assert curated.loc[label("exposure"), "Agent"].endswith("%")  # units, through the registry
+    assert rest.loc[label("exposure_mean"), "Agent"].endswith("%")

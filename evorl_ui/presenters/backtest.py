@@ -49,18 +49,30 @@ def members_in(metrics: Mapping[str, Any]) -> int:
     return int(members) if isinstance(members, (int, float)) and not isinstance(members, bool) else 1
 
 
-def symbol_metrics_table(metrics: Mapping[str, Any], pooled: bool = False) -> pd.DataFrame:
+# The figures a symbol's table shows first, in this order; the rest sit behind an expander.
+CURATED_KEYS = ("total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
+                "trades", "round_trips", "win_rate", "mean_holding_days", "exposure", "turnover", "gross_return",
+                "cost_drag", "excess_mean_annual", "excess_p_value", "timing_p_value", "deflated_sharpe",
+                "members", "chosen_member")
+
+
+def symbol_metrics_table(metrics: Mapping[str, Any], pooled: bool = False, part: str = "all") -> pd.DataFrame:
     """One symbol: rows = metric, columns = Agent (and Buy & hold where present), as display text.
     With several members (or pooled folds) a first column, ``subject``, says whose figure each row
     is: the chosen member's, the members' average, the best member's, the members' spread
     (`metrics.subject_of`).
 
+    ``part``: "curated" (the CURATED_KEYS present, in their order), "rest" (every other figure) or "all".
     Non-numeric entries (e.g. test_start / test_end dates) are left out; see ``metric_notes``.
     """
     agent, bh = split_metrics(metrics)
     agent = {k: v for k, v in agent.items() if is_scalar_metric(v) and k not in SIGNIFICANCE_KEYS}
     bh = {k: v for k, v in bh.items() if is_scalar_metric(v)}
     names = list(agent) + [k for k in bh if k not in agent]
+    if part == "curated":
+        names = [k for k in CURATED_KEYS if k in names]
+    elif part == "rest":
+        names = [k for k in names if k not in CURATED_KEYS]
     members = members_in(metrics)
     subjects = [subject_of(k, members, pooled) for k in names]
     data = {"subject": subjects} if any(s not in (AGENT, "run") for s in subjects) else {}
