@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
+    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy",
+                       epilog="The held-out table's verdicts (excess over buy & hold, timing skill): "
+                              "docs/evaluation.md. Phases, compile cache, TensorBoard: README.md.")
     add_train_flags(t)
 
     w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")

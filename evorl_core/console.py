@@ -52,6 +52,9 @@ def _sharpe_with_interval(m: dict[str, Any]) -> str:
     return f"{format_value('sharpe', m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
 
 
+VERDICT_NOTE = "verdicts: the excess and timing tests and their words are explained in docs/evaluation.md"
+
+
 def members_of(metrics: dict[str, dict[str, Any]]) -> int:
     """Members behind a metrics table (1 for one agent)."""
     counts = [m.get("members") for m in metrics.values() if isinstance(m, dict)]
@@ -98,6 +101,8 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]], pooled: bool = Fals
     table = "\n".join(lines)
     if subject := subject_line(metrics, pooled):
         table = f"{subject}\n{table}"
+    if any(isinstance(m, dict) and m.get("verdict") for m in metrics.values()):
+        table += f"\n{VERDICT_NOTE}"
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table
 

@@ -137,3 +137,11 @@ def test_the_symbol_table_shows_a_curated_set_first_and_the_rest_apart(runs):
     assert label("excess_resamples") in rest.index and label("total_return") in curated.index
     assert curated.loc[label("exposure"), "Agent"].endswith("%")  # units, through the registry
     assert rest.loc[label("exposure_mean"), "Agent"].endswith("%")
+
+
+def test_the_verdicts_point_to_their_explanation(capsys):
+    text = format_metrics_table({"AAA": {"total_return": 0.1, "verdict": "beats buy & hold (p = 0.01)"}})
+    assert text.splitlines()[-1].endswith("explained in docs/evaluation.md")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "docs/evaluation.md" in capsys.readouterr().out
