@@ -235,7 +235,8 @@ def test_metrics_table_shows_sharpe_interval_and_verdict():
     text = format_metrics_table({"AAA": {"total_return": 0.1, "sharpe": 0.85, "sharpe_ci_low": -1.2,
                                          "sharpe_ci_high": 2.9, "trades": 4, "verdict": verdict},
                                  "BBB": {"sharpe": None}})
-    header, rule, aaa, bbb = text.splitlines()
+    header, rule, aaa, bbb, note = text.splitlines()
+    assert note.endswith("docs/evaluation.md")
     assert "Sharpe [95% CI]" in header and header.split()[-1] == "verdict"
     assert "0.850 [-1.20, 2.90]" in aaa and aaa.endswith(verdict)
     assert bbb.endswith("—") and set(rule) == {"-"}
