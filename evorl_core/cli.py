@@ -228,8 +228,8 @@ def resolve_run(value: str, runs_dir: str | Path, flag: str = "--run", trained: 
     status = run.read_status() or {}
     if trained and status.get("state") == "failed":
         raise UserError(f"{flag} {value}: this run failed: {status.get('error') or 'no error message recorded'}")
-    if trained and not run.is_trained():
-        raise UserError(f"{flag} {value}: run {run.run_id!r} is {status.get('state', 'unknown')} and has no checkpoint "
+    if trained and not run.has_checkpoint():  # a damaged config.json is the loaders' to name
+        raise UserError(f"{flag} {value}: run {run.path} is {status.get('state', 'unknown')} and has no checkpoint "
                         "yet: not a trained run")
     return run
 

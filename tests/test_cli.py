@@ -282,7 +282,7 @@ def test_run_ids_resolve_against_the_runs_folder(trained_run, tmp_path, capsys):
     young.mkdir()
     (young / "status.json").write_text(json.dumps({"state": "stopped"}))
     assert main(["backtest", "--run", "young", "--runs-dir", str(tmp_path / "runs")]) == 2
-    assert "is stopped and has no checkpoint yet: not a trained run" in capsys.readouterr().err
+    assert f"run {young} is stopped and has no checkpoint yet: not a trained run" in capsys.readouterr().err
 
 
 def test_models_is_a_table_like_runs(trained_run, capsys):
