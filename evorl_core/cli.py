@@ -357,6 +357,22 @@ COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_
 
 
 NEGATIVE_VALUE = re.compile(r"^-[0-9.]")
+FIELD_FLAGS = {"total_timesteps": "timesteps", "init_scheme": "init_scheme"}  # config field -> argparse dest
+
+
+def flag_message(message: str, args: argparse.Namespace) -> str:
+    """A config error as the user typed it: 'minibatch_size: 1024 must divide ...' ->
+    '--minibatch-size (minibatch_size): 1024 must divide ...', saying when the value came from the
+    preset rather than a flag."""
+    field, sep, rest = message.partition(": ")
+    dest = FIELD_FLAGS.get(field, field)
+    if not sep or not re.fullmatch(r"[a-z_]+", field) or not hasattr(args, dest):
+        return message
+    flag = "--" + dest.replace("_", "-")
+    text = f"{flag} ({field}): {rest}"
+    if getattr(args, dest) is None and getattr(args, "preset", None) and not getattr(args, "resume", None):
+        text += f" [this value comes from the {args.preset} preset; set {flag} to change it]"
+    return text
 
 
 def joined_negative_values(argv: list[str]) -> list[str]:
@@ -392,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 1
     except USER_ERRORS as exc:
-        print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
+        message = flag_message(str(exc), args) if isinstance(exc, ConfigError) else str(exc)
+        print(f"evorl {args.command}: error: {indented(message)}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an --out that is a file: one line naming it
         where = f"{exc.filename}: " if exc.filename else ""

@@ -213,7 +213,7 @@ def format_models_table(models: list[dict[str, Any]], models_dir: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def indented(exc: BaseException) -> str:
+def indented(exc: BaseException | str) -> str:
     """The message, its further lines indented under the `error:` line (a DataError lists one
     problem a line)."""
     return "\n  ".join(str(exc).splitlines())

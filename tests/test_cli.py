@@ -344,3 +344,13 @@ def test_a_pipe_closed_early_is_no_error(trained_run):
                           env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.stdout.startswith("run id") and proc.returncode == 0
     assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_config_errors_name_the_flag_and_where_the_value_came_from(tmp_path, capsys):
+    base = ["train", "--preset", "quick", "--data", "synthetic", "--runs-dir", str(tmp_path)]
+    assert main([*base, "--num-envs", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "evorl train: error: --minibatch-size (minibatch_size): 1024 must divide num_envs x num_steps = 384 "
+        "[this value comes from the quick preset; set --minibatch-size to change it]")
+    assert main([*base, "--test-days", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "evorl train: error: --test-days (test_days): must be at least 2 (got 1)"
