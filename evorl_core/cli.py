@@ -362,17 +362,16 @@ FIELD_FLAGS = {"total_timesteps": "timesteps", "init_scheme": "init_scheme"}  # 
 
 def flag_message(message: str, args: argparse.Namespace) -> str:
     """A config error as the user typed it: 'minibatch_size: 1024 must divide ...' ->
-    '--minibatch-size (minibatch_size): 1024 must divide ...', saying when the value came from the
+    'minibatch_size: 1024 must divide ... (--minibatch-size)', saying when the value came from the
     preset rather than a flag."""
     field, sep, rest = message.partition(": ")
     dest = FIELD_FLAGS.get(field, field)
     if not sep or not re.fullmatch(r"[a-z_]+", field) or not hasattr(args, dest):
         return message
     flag = "--" + dest.replace("_", "-")
-    text = f"{flag} ({field}): {rest}"
     if getattr(args, dest) is None and getattr(args, "preset", None) and not getattr(args, "resume", None):
-        text += f" [this value comes from the {args.preset} preset; set {flag} to change it]"
-    return text
+        return f"{message} (the {args.preset} preset's value; set {flag} to change it)"
+    return f"{message} ({flag})"
 
 
 def joined_negative_values(argv: list[str]) -> list[str]:

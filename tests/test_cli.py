@@ -350,7 +350,7 @@ def test_config_errors_name_the_flag_and_where_the_value_came_from(tmp_path, cap
     base = ["train", "--preset", "quick", "--data", "synthetic", "--runs-dir", str(tmp_path)]
     assert main([*base, "--num-envs", "3"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "evorl train: error: --minibatch-size (minibatch_size): 1024 must divide num_envs x num_steps = 384 "
-        "[this value comes from the quick preset; set --minibatch-size to change it]")
+        "evorl train: error: minibatch_size: 1024 must divide num_envs x num_steps = 384 "
+        "(the quick preset's value; set --minibatch-size to change it)")
     assert main([*base, "--test-days", "1"]) == 2
-    assert capsys.readouterr().err.strip() == "evorl train: error: --test-days (test_days): must be at least 2 (got 1)"
+    assert capsys.readouterr().err.strip() == "evorl train: error: test_days: must be at least 2 (got 1) (--test-days)"
