@@ -9,6 +9,7 @@ the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import re
@@ -260,8 +261,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_model(name: str, models_dir: str | Path):
+    """`load_bundle`, and for a name that is no model the models that exist (and the closest one)."""
+    try:
+        return load_bundle(name, models_dir=models_dir)
+    except DeployError as exc:
+        if "no model bundle" not in str(exc):
+            raise
+        names = [m["name"] for m in list_models(models_dir)]
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = f" (models in {models_dir}: {', '.join(names)})" if names else f" ({models_dir} holds no models)"
+        raise DeployError(f"{exc}{hint}{listing}") from None
+
+
 def cmd_signal(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_model(args.model, args.models_dir)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
     stale = stale_warnings(frames)
     for w in info.get("warnings", []) + stale:
@@ -283,7 +298,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_model(args.model, args.models_dir)
     frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
     result = record_paper(bundle, frames, info)
     for w in info.get("warnings", []) + result.warnings:

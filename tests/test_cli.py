@@ -354,3 +354,10 @@ def test_config_errors_name_the_flag_and_where_the_value_came_from(tmp_path, cap
         "(the quick preset's value; set --minibatch-size to change it)")
     assert main([*base, "--test-days", "1"]) == 2
     assert capsys.readouterr().err.strip() == "evorl train: error: test_days: must be at least 2 (got 1) (--test-days)"
+
+
+def test_an_unknown_model_lists_what_exists(trained_run, capsys):
+    root, _ = trained_run
+    assert main(["signal", "--model", "m", "--models-dir", str(root / "models")]) == 2
+    err = capsys.readouterr().err
+    assert "no model bundle" in err and "did you mean 'm1'?" in err and f"(models in {root / 'models'}: " in err
