@@ -588,3 +588,13 @@ def test_train_and_data_pages_start_from_one_default_data_source(dirs):
         at = open_page(page)
         assert not at.exception
         assert at.selectbox(key=f"{page}_source").value == DEFAULT_DATA, page
+
+
+def test_train_can_write_tensorboard_events(dirs, fake_train):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()
+    at.checkbox(key="train_tensorboard").check().run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+    assert fake_train[0]["tensorboard"] is True
