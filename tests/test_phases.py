@@ -87,3 +87,9 @@ def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(compile_cache.ENV_CACHE, str(tmp_path / "elsewhere"))
     assert compile_cache.enable(tmp_path / "runs") == tmp_path / "elsewhere" / f"jax-{jax.__version__}-cpu"
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "elsewhere" / f"jax-{jax.__version__}-cpu")
+
+
+def test_no_cache_below_jax_0_5(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "jax_version", lambda: (0, 4))
+    assert compile_cache.enable(tmp_path / "runs") is None
+    assert not (tmp_path / compile_cache.CACHE_DIR_NAME).exists()

@@ -6,7 +6,8 @@ or `enable(..., enabled=False)` turn it off; `EVORL_COMPILE_CACHE=/some/dir` put
 Entries live in a subfolder per JAX version and backend (`compile_cache/jax-0.10.2-cpu/`), so one
 folder is safe to share across upgrades and machines; JAX's own cache key covers the program, the
 compile options and the devices. Not used with jax-metal, whose plugin does not serialise
-executables. A cache folder that cannot be created is reported once and training goes on
+executables, nor below JAX 0.5 (the [metal] extra's pinned stack, where CPU caching is not one we
+test). A cache folder that cannot be created is reported once and training goes on
 without it. One folder per process: JAX reads the setting when it first compiles.
 """
 
@@ -24,6 +25,7 @@ from evorl_core.system import backends
 ENV_CACHE = "EVORL_COMPILE_CACHE"
 CACHE_DIR_NAME = "compile_cache"
 OFF_WORDS = ("0", "off", "false", "no", "none")
+MIN_JAX = (0, 5)
 # Programs that compile faster than this are not worth a disk round trip.
 MIN_COMPILE_SECONDS = 0.2
 
@@ -56,7 +58,7 @@ def enable(runs_dir: str | os.PathLike, enabled: bool | None = None) -> Path | N
     if enabled is None:
         enabled = enabled_by_default()
     backend = backends.EVORL_NAME.get(jax.default_backend(), jax.default_backend())
-    if not enabled or backend == "metal":
+    if not enabled or backend == "metal" or jax_version() < MIN_JAX:
         if _active is not None:
             disable()
         return None
@@ -79,6 +81,10 @@ def enable(runs_dir: str | os.PathLike, enabled: bool | None = None) -> Path | N
     _reset()
     _active = path
     return path
+
+
+def jax_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in jax.__version__.split(".")[:2] if part.isdigit())
 
 
 def disable() -> None:
