@@ -9,8 +9,10 @@ the run `interrupted` (exit 130/143). No traceback (docs/reliability.md).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -19,36 +21,35 @@ from typing import Any
 
 import jax
 
-from evorl_core import __version__, bench
-from evorl_core.config import (
-    COST_MODELS,
-    DEFAULT_SYMBOLS,
-    EXECUTION_MODES,
-    INIT_SCHEMES,
-    PRESETS,
-    PRICE_ADJUSTMENTS,
-    SEARCH_SPACE,
-    ConfigError,
-    TrainConfig,
-    make_config,
-    parse_floats,
-    parse_ints,
+from evorl_core import bench
+from evorl_core.arguments import build_parser
+from evorl_core.config import ConfigError, TrainConfig, make_config, parse_floats, parse_ints
+from evorl_core.console import (
+    ProgressBar,
+    cost_line,
+    format_metrics_table,
+    format_models_table,
+    format_portfolio_table,
+    format_runs_table,
+    indented,
 )
-from evorl_core.console import ProgressBar, cost_line, format_metrics_table, format_portfolio_table, indented
-from evorl_core.costs import cost_model
 from evorl_core.data import DataError, DataFallbackWarning
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
+from evorl_core.deploy.ledger import LedgerError, read_ledger
 from evorl_core.deploy.ledger import record as record_paper
-from evorl_core.deploy.portfolio import load_portfolio_frames, order_list, portfolio_signal, read_holdings
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
+from evorl_core.portfolio_cli import cmd_orders, cmd_portfolio_signal
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
 from evorl_core.store.catalogue import list_runs
-from evorl_core.store.rundir import DAMAGED, RunDir, new_run_id
+from evorl_core.store.rundir import RUN_ID_RE, RunDir, new_run_id
+from evorl_core.store.tensorboard import export_run
 from evorl_core.system import backends, distributed, provenance
 from evorl_core.system.backends import BackendError
+from evorl_core.timefmt import format_phases
 from evorl_core.training import pipeline
 from evorl_core.training.loop import TrainingDiverged
+from evorl_core.training.phases import PhaseClock
 from evorl_core.training.walkforward import WALKFORWARD_DIR, run_walkforward
 
 
@@ -60,178 +61,11 @@ class RunFailed(Exception):
     """A run that started and then failed (exit code 1); the message is one line."""
 
 
-def add_train_flags(t: argparse.ArgumentParser) -> None:
-    """Every training setting as a flag (train and walkforward share them)."""
-    t.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="symbols (default: %(default)s)")
-    t.add_argument("--timesteps", type=int, help="total env steps (default from the preset)")
-    pf = t.add_argument_group("portfolio mode (docs/portfolio.md)")
-    pf.add_argument("--portfolio", action="store_true",
-                    help="one agent allocates one account over all the symbols plus cash")
-    pf.add_argument("--universe-size", type=int,
-                    help="--symbols all --data synthetic: names in the synthetic universe (default 50)")
-    pf.add_argument("--rebalance-band", type=float,
-                    help="trades of at most this fraction of the account are not made (default 0.002)")
-    t.add_argument("--test-days", type=int, default=60, help="held-out last N trading days per symbol")
-    t.add_argument("--val-days", type=int,
-                   help="validation days before the test days, for any selection (default 60; 0 = none)")
-    t.add_argument("--embargo-days", type=int,
-                   help="unused days before validation and before test (default: the feature window)")
-    t.add_argument("--seeds", type=int,
-                   help="train N independent agents (seeds seed..seed+N-1) as one vmapped program")
-    pbt = t.add_argument_group("population-based training (docs/evolution.md)")
-    pbt.add_argument("--population", type=int, help="train N agents as one vmapped program and evolve them")
-    pbt.add_argument("--pbt-interval", type=int, help="updates between exploit/explore rounds (default 10)")
-    pbt.add_argument("--pbt-fraction", type=float, help="bottom fraction replaced each round (default 0.25)")
-    pbt.add_argument("--pbt-resample", type=float, help="chance explore resamples instead of perturbing (0.25)")
-    pbt.add_argument("--evolve", help=f"hyperparameters to evolve, from {','.join(SEARCH_SPACE)} "
-                                      "(default lr,ent_coef,clip_eps)")
-    pbt.add_argument("--search-space", help="ranges, e.g. lr=1e-5:1e-2,ent_coef=0.0001:0.05 (defaults: "
-                     + ", ".join(f"{k}={r.low:g}:{r.high:g}" for k, r in SEARCH_SPACE.items()) + ")")
-    pbt.add_argument("--init-space", help="ranges the first generation is drawn from (default: the search space)")
-    t.add_argument("--data", default="auto", help="auto | synthetic | yahoo | csv:DIR (default: auto)")
-    t.add_argument("--preset", default="production", choices=sorted(PRESETS))
-    t.add_argument("--num-envs", type=int)
-    t.add_argument("--num-steps", type=int)
-    t.add_argument("--minibatch-size", type=int)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--hidden", help="hidden layer sizes, e.g. 1024,512,256")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--ent-coef", type=float)
-    t.add_argument("--clip-eps", type=float)
-    t.add_argument("--gamma", type=float)
-    t.add_argument("--gae-lambda", type=float)
-    t.add_argument("--vf-coef", type=float)
-    t.add_argument("--max-grad-norm", type=float)
-    t.add_argument("--anneal-lr", action="store_true", default=None, help="decay the learning rate linearly to 0")
-    t.add_argument("--activation", choices=["tanh", "relu"])
-    t.add_argument("--init-scheme", "--init", choices=list(INIT_SCHEMES), help="weight initialiser")
-    t.add_argument("--init-std", type=float, help="std of the normal initialiser")
-    t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
-    t.add_argument("--episode-len", type=int)
-    t.add_argument("--cost-model", choices=list(COST_MODELS),
-                   help="nse-delivery (default: NSE statutory charges per side) or flat (--fee-bps each side)")
-    t.add_argument("--fee-bps", type=float, help="flat cost model: fee per side in bps (default 5)")
-    t.add_argument("--slippage-bps", type=float, help="slippage per side in bps, both models (default 5)")
-    t.add_argument("--brokerage-bps", type=float, help="nse-delivery: brokerage per side in bps (default 0)")
-    t.add_argument("--dp-charge", type=float,
-                   help="nse-delivery: depository charge in rupees per sell day, before GST (default 13.5)")
-    t.add_argument("--price-adjustment", choices=list(PRICE_ADJUSTMENTS),
-                   help="none (traded close, default) or dividends (total-return prices from Adj Close)")
-    t.add_argument("--positions", help="target exposures, e.g. 0,0.5,1 or -1,0,1")
-    t.add_argument("--execution", choices=list(EXECUTION_MODES))
-    t.add_argument("--initial-capital", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--backend", choices=list(backends.BACKENDS))
-    t.add_argument("--updates-per-chunk", type=int, help="updates per compiled chunk (0 = automatic)")
-    t.add_argument("--member-group", type=int,
-                   help="seeds/population members computed side by side, the groups one after another "
-                        "(0 = automatic: 4 on CPU, all on an accelerator)")
-    t.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
-    t.add_argument("--run-id")
-    t.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    t.add_argument("--deploy", action="store_true", help="deploy the trained model to models/<name>/")
-    t.add_argument("--model-name")
-    t.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    dist = t.add_argument_group(
-        "several processes or hosts (docs/scaling.md); default: the EVORL_* variables, else JAX's "
-        "cluster detection (SLURM, MPI, Kubernetes), else one process")
-    dist.add_argument("--coordinator-address", metavar="HOST:PORT",
-                      help=f"process 0's address, the same for every process (or {distributed.ENV_ADDRESS})")
-    dist.add_argument("--num-processes", type=int, metavar="N",
-                      help=f"processes in the run; 1 turns cluster detection off (or {distributed.ENV_COUNT})")
-    dist.add_argument("--process-id", type=int, metavar="I",
-                      help=f"this process, 0..N-1; process 0 writes the run (or {distributed.ENV_ID})")
-    dist.add_argument("--peer-timeout", type=float, metavar="SECONDS",
-                      help="end the run when a process is silent this long (default 60, or "
-                           f"{distributed.ENV_PEER_TIMEOUT})")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evorl", description="JAX reinforcement-learning trading workbench.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a PPO agent, backtest it on held-out days, optionally deploy")
-    add_train_flags(t)
-
-    w = sub.add_parser("walkforward", help="K rolling-origin folds, each trained and tested on its own block")
-    add_train_flags(w)
-    w.add_argument("--folds", type=int, default=3, help="number of folds (test blocks of --test-days)")
-    w.add_argument("--id", help="walk-forward id (default: wf-<time>); folds are runs <id>-fold<k>")
-
-    b = sub.add_parser("backtest", help="re-run the backtest of a trained run on a data source")
-    b.add_argument("--run", required=True, metavar="RUN_DIR")
-    b.add_argument("--data", help="data source (default: the run's own)")
-    b.add_argument("--test-days", type=int,
-                   help="test on the last N days (refused if they overlap the run's training/validation days)")
-    b.add_argument("--out", metavar="DIR",
-                   help="a new output folder (default: RUN_DIR/rebacktests/<timestamp>-<source>/; "
-                        "never RUN_DIR/backtest)")
-    b.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-
-    d = sub.add_parser("deploy", help="deploy a finished run as a model bundle")
-    d.add_argument("--run", required=True, metavar="RUN_DIR")
-    d.add_argument("--model-name")
-    d.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    d.add_argument("--ensemble", type=int, default=1, metavar="K",
-                   help="deploy the top K members by validation score; signals average their action "
-                        "probabilities (default 1: the chosen member)")
-
-    s = sub.add_parser("signal", help="target position for the next session from the latest bar")
-    s.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    s.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
-                                   "falls back to synthetic prices here")
-    s.add_argument("--symbols", nargs="+", help="default: the model's symbols")
-    s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-
-    o = sub.add_parser("orders", help="portfolio model: whole-share orders from holdings to the next session's "
-                                      "target weights, as CSV")
-    o.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    o.add_argument("--capital", required=True, type=float, metavar="RUPEES",
-                   help="cash in the account (rupees); with --holdings the account is this cash plus the holdings")
-    o.add_argument("--holdings", metavar="FILE", help="CSV with columns symbol,shares of what the account holds")
-    o.add_argument("--data", help="data source (default: the one the model was trained on)")
-    o.add_argument("--out", metavar="FILE", help="write the order list here (default: print it)")
-    o.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    o.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-
-    pp = sub.add_parser("paper", help="append today's bar to a model's forward (paper) ledger; once per day")
-    pp.add_argument("--model", required=True, metavar="NAME_OR_DIR")
-    pp.add_argument("--data", help="data source (default: the one the model was trained on); 'auto' never "
-                                    "falls back to synthetic prices here")
-    pp.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-    pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
-    pp.add_argument("--json", action="store_true", help="machine-readable output")
-
-    r = sub.add_parser("runs", help="list runs with state and headline metrics")
-    r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
-    r.add_argument("--json", action="store_true")
-
-    m = sub.add_parser("models", help="list deployed model bundles")
-    m.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
-
-    be = sub.add_parser("bench", help="benchmark suite (env, training, FLOP utilisation, peers)")
-    be.add_argument("--quick", action="store_true", help="a few-minute version of the suite")
-    be.add_argument("--out", default="bench-results/bench.json", help="JSON output path")
-    be.add_argument("--only", nargs="+", help="run only these sections")
-    be.add_argument("--repeats", type=int)
-    be.add_argument("--backend", choices=list(backends.BACKENDS), default="auto")
-    return p
-
-
-def _version() -> str:
-    return f"evorl {__version__}"
-
-
 # ---------------------------------------------------------------------------------------------
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset, then every training flag that was given."""
     overrides = dict(
-        symbols=tuple(args.symbols), data=args.data, test_days=args.test_days, val_days=args.val_days,
+        symbols=tuple(s for token in args.symbols for s in token.split(",") if s), data=args.data, test_days=args.test_days, val_days=args.val_days,
         embargo_days=args.embargo_days, seeds=args.seeds, population=args.population,
         pbt_interval=args.pbt_interval, pbt_fraction=args.pbt_fraction, pbt_resample=args.pbt_resample,
         evolve=tuple(x for x in args.evolve.replace(" ", "").split(",") if x) if args.evolve is not None else None,
@@ -295,6 +129,7 @@ def train_run(args: argparse.Namespace) -> int:
         print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
               "process 0 writes the run", file=sys.stderr)
     bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
+    phases = PhaseClock(None if args.quiet or not distributed.is_writer() else print_phase)
     stop = pipeline.StopSignal()
     received: list[int] = []
 
@@ -312,7 +147,8 @@ def train_run(args: argparse.Namespace) -> int:
     try:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
                            stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, phases=phases, tensorboard=args.tensorboard,
+                           use_compile_cache=args.compile_cache)
     except (StorageError, TrainingDiverged) as exc:
         raise RunFailed(f"{exc} (run {run_path}: failed)") from None
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
@@ -334,6 +170,10 @@ def train_run(args: argparse.Namespace) -> int:
     print(f"state: {status.get('state')}  env steps: {status.get('env_steps', 0):,}  "
           f"compile: {status.get('compile_seconds', 0):.1f} s  "
           f"throughput: {status.get('steps_per_sec', 0):,.0f} env steps/s")
+    if status.get("phases"):
+        print(f"phases: {format_phases(status['phases'])}")
+    if args.tensorboard:
+        print(f"tensorboard: tensorboard --logdir {run.path / 'tensorboard'}")
     metrics = run.read_backtest_metrics()
     if metrics:
         cfg = run.read_config() or {}
@@ -351,11 +191,22 @@ def train_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_phase(name: str, phases: list[dict[str, Any]]) -> None:
+    """`evorl: compiling (features took 0.3 s)`: a line as each phase of a run starts."""
+    done = phases[-2] if len(phases) > 1 else None
+    took = f" ({done['name']} took {done['seconds']:.1f} s)" if done and done.get("seconds") is not None else ""
+    print(f"evorl: {name}{took}", file=sys.stderr, flush=True)
+
+
 def cmd_walkforward(args: argparse.Namespace) -> int:
     backends.select(args.backend)
-    if args.resume or args.deploy:
-        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
+    if args.resume or args.deploy or args.tensorboard:
+        raise UserError("walkforward: --resume, --deploy and --tensorboard apply to `evorl train`; each fold is "
+                        "its own run (`evorl export tensorboard <fold run>` writes a fold's events)")
     config = config_from_args(args)
+    if config.mode == "portfolio":
+        raise UserError("walkforward: --portfolio is not supported yet (walk-forward folds are single-asset); "
+                        "train a portfolio with `evorl train --portfolio`")
     print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
           f"{config.test_days} test days", file=sys.stderr)
     bar = None if args.quiet else ProgressBar()
@@ -370,16 +221,32 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
         print(format_metrics_table(fold["metrics"]))
     print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
-    print(format_metrics_table(summary["pooled"]))
+    print(format_metrics_table(summary["pooled"], pooled=True))
     print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
     return 0
 
 
+def resolve_run(value: str, runs_dir: str | Path, flag: str = "--run", trained: bool = True) -> RunDir:
+    """A run given as a directory or as a run id in `runs_dir`; refuses one that does not exist or
+    failed (`trained`: one that has no checkpoint yet), naming the case."""
+    path = Path(value)
+    if not path.is_dir():
+        path = Path(runs_dir) / value
+        if not RUN_ID_RE.match(value) or not path.is_dir():
+            where = f"no run {value!r} in {runs_dir}" if Path(runs_dir).is_dir() else f"{runs_dir} does not exist"
+            raise UserError(f"{flag} {value}: no such run ({where}; `evorl runs --runs-dir {runs_dir}` lists the runs)")
+    run = RunDir(path)
+    status = run.read_status() or {}
+    if trained and status.get("state") == "failed":
+        raise UserError(f"{flag} {value}: this run failed: {status.get('error') or 'no error message recorded'}")
+    if trained and not run.has_checkpoint():  # a damaged config.json is the loaders' to name
+        raise UserError(f"{flag} {value}: run {run.path} is {status.get('state', 'unknown')} and has no checkpoint "
+                        "yet: not a trained run")
+    return run
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
-    run_path = Path(args.run)
-    if not run_path.is_dir():
-        raise UserError(f"--run {run_path}: not a run directory")
-    run = RunDir(run_path)
+    run = resolve_run(args.run, args.runs_dir)
     stored = run.load_config()
     out = Path(args.out) if args.out else rebacktest_dir(run, args.data or str(stored.get("data", "data")))
     metrics = run_backtest(run, data=args.data, test_days=args.test_days, out_dir=out, cache_dir=args.cache_dir)
@@ -387,6 +254,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for warning in (record.get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"costs {cost_line(stored)}")
+    selection = run.read_selection() or {}
+    if (selection.get("members") or 1) > 1:
+        print(f"subject: the chosen member alone (member {selection.get('chosen_member')} of {selection['members']}): "
+              "its figures and its verdict")
     print(format_metrics_table(metrics))
     print(f"\nwritten to: {out} (the run's own backtest/ is unchanged)")
     return 0
@@ -395,62 +266,27 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     if args.ensemble < 1:
         raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    path = deploy_run(resolve_run(args.run, args.runs_dir).path, name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
     print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
 
-def _portfolio_signal(args: argparse.Namespace, bundle: Any, symbols: list[str] | None = None) -> dict[str, Any]:
-    frames, info = load_portfolio_frames(bundle, args.data, symbols, cache_dir=args.cache_dir)
-    stale = stale_warnings(frames)
-    shown = stale if len(stale) <= 3 else [f"stale data for {len(stale)} of {len(frames)} symbols, e.g. {stale[0]}"]
-    for w in info.get("warnings", []) + shown:
-        print(f"warning: {w}", file=sys.stderr)
-    result = portfolio_signal(bundle, frames)
-    result.update(data_source=info.get("source"), synthetic=bool(info.get("synthetic")), stale=stale)
-    return result
-
-
-def cmd_portfolio_signal(args: argparse.Namespace, bundle: Any) -> int:
-    result = _portfolio_signal(args, bundle, args.symbols)
-    if args.json:
-        print(dumps(result))
-        return 0
-    print(f"model {bundle.name}  portfolio of {len(result['weights'])}  data: {result['data_source']}"
-          + ("  [SYNTHETIC DATA]" if result["synthetic"] else "") + ("  [STALE DATA]" if result["stale"] else ""))
-    print(f"{'symbol':<12} {'last bar':<11} {'close':>12} {'held':>8} {'target':>8}")
-    for w in sorted(result["weights"], key=lambda w: -w["target"]):
-        note = "" if w["tradable"] else "  (not tradable: no full window or no bar on the last day)"
-        print(f"{w['symbol']:<12} {w['last_bar']:<11} {w['close']:>12.2f} {w['held']:>8.2%} {w['target']:>8.2%}{note}")
-    print(f"{'CASH':<12} {'':<11} {'':>12} {result['cash_held']:>8.2%} {result['cash_target']:>8.2%}")
-    print(f"\ntargets are weights of the account for the next session ({result['execution']} execution), "
-          f"held weights from replaying the model over the last {result['replayed_days']} days from cash; "
-          "`evorl orders` turns them into shares")
-    return 0
-
-
-def cmd_orders(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
-    if bundle.config.mode != "portfolio":
-        raise UserError(f"--model {args.model}: a single-asset model; `evorl orders` needs a portfolio model "
-                        "(train with --portfolio); use `evorl signal` for its target exposures")
-    holdings = read_holdings(args.holdings) if args.holdings else None
-    result = _portfolio_signal(args, bundle)
-    orders, summary = order_list(result, args.capital, holdings, cost_model(bundle.config))
-    text = orders.round({"price": 2, "value": 2, "estimated_cost": 2, "target_weight": 6}).to_csv(index=False)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {len(orders)} orders to {args.out}", file=sys.stderr)
-    else:
-        print(text, end="")
-    print(f"account {summary['account_rupees']:,.2f} rupees, estimated costs {summary['estimated_costs']:,.2f}, "
-          f"cash left {summary['cash_left']:,.2f} (target cash weight {summary['cash_target_weight']:.2%}); "
-          f"{summary['note']}", file=sys.stderr)
-    return 0
+def load_model(name: str, models_dir: str | Path):
+    """`load_bundle`, and for a name that is no model the models that exist (and the closest one)."""
+    try:
+        return load_bundle(name, models_dir=models_dir)
+    except DeployError as exc:
+        if "no model bundle" not in str(exc):
+            raise
+        names = [m["name"] for m in list_models(models_dir)]
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = f" (models in {models_dir}: {', '.join(names)})" if names else f" ({models_dir} holds no models)"
+        raise DeployError(f"{exc}{hint}{listing}") from None
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_model(args.model, args.models_dir)
     if bundle.config.mode == "portfolio":
         return cmd_portfolio_signal(args, bundle)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
@@ -474,7 +310,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_model(args.model, args.models_dir)
     frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
     result = record_paper(bundle, frames, info)
     for w in info.get("warnings", []) + result.warnings:
@@ -504,29 +340,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(runs))
         return 0
-    if not runs:
-        print(f"no runs in {args.runs_dir}")
-        return 0
-    print(f"{'run id':<34} {'state':<12} {'steps':>12}  {'symbols':<28} mean test return (B&H)")
-    for r in runs:
-        bt = r.get("backtest") or {}
-        rets = [m.get("total_return") for m in bt.values() if isinstance(m.get("total_return"), (int, float))]
-        bh = [m.get("bh_total_return") for m in bt.values() if isinstance(m.get("bh_total_return"), (int, float))]
-        headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
-        print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
-              f"{','.join(r.get('symbols') or []):<28} {headline}")
-        if r.get("error"):
-            print(f"    {'damaged' if r['state'] == DAMAGED else 'error'}: {r['error']}")
+    print(format_runs_table(runs, args.runs_dir))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    models = list_models(args.models_dir)
-    if not models:
-        print(f"no models in {args.models_dir}")
-    for m in models:
-        print(f"{m['name']:<30} symbols={','.join(m['symbols'])}  from run {m['source_run']}"
-              + ("  [synthetic]" if m["synthetic"] else ""))
+    models = [dict(m, ledger=ledger_state(m["path"])) for m in list_models(args.models_dir)]
+    if args.json:
+        print(dumps(models))
+        return 0
+    print(format_models_table(models, args.models_dir))
+    return 0
+
+
+def ledger_state(model_dir: str | Path) -> dict[str, Any]:
+    """A model's paper ledger in brief: entries, the last date recorded, or why it cannot be read."""
+    try:
+        rows = read_ledger(model_dir)
+    except LedgerError as exc:
+        return {"entries": None, "last_date": None, "error": str(exc)}
+    dates = [str(r["date"]) for r in rows if r.get("date")]
+    return {"entries": len(rows), "last_date": max(dates) if dates else None, "error": None}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run = resolve_run(args.run, args.runs_dir, flag="RUN", trained=False)
+    path = export_run(run)
+    print(f"wrote TensorBoard events of {run.run_id} to {path}\nview them with: tensorboard --logdir {path}")
     return 0
 
 
@@ -539,13 +379,44 @@ USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, Back
                ValueError)
 
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
-            "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs, "models": cmd_models,
+            "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs,
+            "models": cmd_models, "export": cmd_export,
             "bench": cmd_bench}
+
+
+NEGATIVE_VALUE = re.compile(r"^-[0-9.]")
+FIELD_FLAGS = {"total_timesteps": "timesteps", "init_scheme": "init_scheme"}  # config field -> argparse dest
+
+
+def flag_message(message: str, args: argparse.Namespace) -> str:
+    """A config error as the user typed it: 'minibatch_size: 1024 must divide ...' ->
+    'minibatch_size: 1024 must divide ... (--minibatch-size)', saying when the value came from the
+    preset rather than a flag."""
+    field, sep, rest = message.partition(": ")
+    dest = FIELD_FLAGS.get(field, field)
+    if not sep or not re.fullmatch(r"[a-z_]+", field) or not hasattr(args, dest):
+        return message
+    flag = "--" + dest.replace("_", "-")
+    if getattr(args, dest) is None and getattr(args, "preset", None) and not getattr(args, "resume", None):
+        return f"{message} (the {args.preset} preset's value; set {flag} to change it)"
+    return f"{message} ({flag})"
+
+
+def joined_negative_values(argv: list[str]) -> list[str]:
+    """`--positions -1,0,1` as `--positions=-1,0,1`: argparse reads a value that starts with '-' as
+    a flag unless it is one plain negative number; the form the help shows must work."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_VALUE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(joined_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help()
         return 0
@@ -557,11 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `evorl runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (RunFailed, StorageError, TrainingDiverged) as exc:
         print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 1
     except USER_ERRORS as exc:
-        print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
+        message = flag_message(str(exc), args) if isinstance(exc, ConfigError) else str(exc)
+        print(f"evorl {args.command}: error: {indented(message)}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an --out that is a file: one line naming it
         where = f"{exc.filename}: " if exc.filename else ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_SYMBOLS = ("BPCL", "HDFCLIFE", "TATASTEEL")
+DEFAULT_DATA = "auto"  # the data source when none is given: CLI, Train and Data pages alike
 EXECUTION_MODES = ("next_open", "close")
 # Cost models (evorl_core/costs.py builds them; docs/accounting.md states the formulas).
 COST_MODELS = ("nse-delivery", "flat")
@@ -100,7 +101,7 @@ class TrainConfig:
     # portfolio mode: a trade smaller than this fraction of equity is not made (the weight drifts),
     # so a policy is not charged a flat per-scrip fee for dust; 0 = trade every difference
     rebalance_band: float = 0.002
-    data: str = "auto"  # auto | synthetic | yahoo | csv:DIR
+    data: str = DEFAULT_DATA  # auto | synthetic | yahoo | csv:DIR
     price_adjustment: str = "none"  # none (traded close) | dividends (total-return prices from Adj Close)
     test_days: int = 60
     val_days: int = 60  # validation days before the test days: what any selection may look at

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
-from evorl_core.metrics import MISSING, format_value
+from evorl_core.metrics import AVERAGE, CHOSEN, MISSING, POOLED, format_value, subject_of
 from evorl_core.timefmt import format_duration
 
 
@@ -51,11 +52,37 @@ def _sharpe_with_interval(m: dict[str, Any]) -> str:
     return f"{format_value('sharpe', m.get('sharpe'))} [{low:.2f}, {high:.2f}]"
 
 
-def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+VERDICT_NOTE = "verdicts: the excess and timing tests and their words are explained in docs/evaluation.md"
+
+
+def members_of(metrics: dict[str, dict[str, Any]]) -> int:
+    """Members behind a metrics table (1 for one agent)."""
+    counts = [m.get("members") for m in metrics.values() if isinstance(m, dict)]
+    return max([int(c) for c in counts if isinstance(c, (int, float))] or [1])
+
+
+def subject_line(metrics: dict[str, dict[str, Any]], pooled: bool = False) -> str:
+    """Whose figures a table shows, when that is not simply the agent ('' for one agent)."""
+    if pooled:
+        return f"subject: {POOLED} (each fold's test days chained in time order, every day out of sample)"
+    members = members_of(metrics)
+    if members <= 1:
+        return ""
+    chosen = next((m.get("chosen_member") for m in metrics.values() if isinstance(m, dict)), None)
+    which = f"member {chosen} of {members}" if isinstance(chosen, int) else f"one of {members} members"
+    return (f"subject: figures of the {CHOSEN} ({which}, picked on validation days); the verdict is of the "
+            f"{AVERAGE} (all {members}, their returns pooled day by day)")
+
+
+def format_metrics_table(metrics: dict[str, dict[str, Any]], pooled: bool = False) -> str:
     """Per-symbol test metrics of the agent against buy & hold, as an aligned text table, with the
-    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md)."""
+    Sharpe ratio's interval and the verdict of the excess and timing tests (docs/evaluation.md).
+    With several members (or `pooled` folds) a first line and the verdict's header say whose
+    figures they are (`metrics.subject_of`)."""
+    verdict_subject = subject_of("verdict", members_of(metrics), pooled)
     header = ["symbol", "total ret", "B&H ret", "CAGR", "B&H CAGR", "Sharpe [95% CI]", "B&H Sharpe", "max DD",
-              "B&H max DD", "trades", "win rate", "exposure", "verdict"]
+              "B&H max DD", "position changes", "win rate", "exposure",
+              "verdict" if verdict_subject == "agent" else f"verdict ({verdict_subject})"]
     rows = [header]
     for symbol, m in metrics.items():
         rows.append([
@@ -72,6 +99,10 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
              for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     table = "\n".join(lines)
+    if subject := subject_line(metrics, pooled):
+        table = f"{subject}\n{table}"
+    if any(isinstance(m, dict) and m.get("verdict") for m in metrics.values()):
+        table += f"\n{VERDICT_NOTE}"
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table
 
@@ -150,9 +181,76 @@ def cost_line(config: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+def aligned(header: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
+    """A text table: columns padded to their widest cell (those in `right` right-aligned), a rule
+    under the header, trailing spaces trimmed."""
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             .rstrip() for r in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
 
 
-def indented(exc: BaseException) -> str:
+def _mean_return(per_symbol: dict[str, Any], key: str) -> float | None:
+    values = [m.get(key) for m in per_symbol.values() if isinstance(m, dict)]
+    values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(values) / len(values) if values else None
+
+
+def headline_return(per_symbol: dict[str, Any] | None) -> str:
+    """'+1.23% (B&H -0.50%)': the mean test return over the symbols and buy & hold's ('' without)."""
+    agent, bh = _mean_return(per_symbol or {}, "total_return"), _mean_return(per_symbol or {}, "bh_total_return")
+    if agent is None:
+        return ""
+    return format_value("total_return", agent) + (f" (B&H {format_value('bh_total_return', bh)})" if bh is not None else "")
+
+
+def format_runs_table(runs: list[dict[str, Any]], runs_dir: Any) -> str:
+    """`evorl runs`: one row per run (id, state, env steps, symbols, mean test return), an error
+    line under a failed or damaged one; says when the folder is missing or empty."""
+    if not runs:
+        return f"no runs: {runs_dir} does not exist" if not Path(runs_dir).exists() else f"no runs in {runs_dir}"
+    header = ["run id", "state", "env steps", "symbols", "mean test return"]
+    rows = [[r["run_id"], str(r["state"]), f"{r.get('env_steps') or 0:,}", ",".join(r.get("symbols") or []),
+             headline_return(r.get("backtest"))] for r in runs]
+    table = aligned(header, rows, right=(2,)).split("\n")
+    lines = table[:2]
+    for r, line in zip(runs, table[2:], strict=True):
+        lines.append(line)
+        if r.get("error"):
+            lines.append(f"    {'damaged' if r['state'] == 'damaged' else 'error'}: {r['error']}")
+    return "\n".join(lines)
+
+
+def format_models_table(models: list[dict[str, Any]], models_dir: Any) -> str:
+    """`evorl models`, in the style of `evorl runs`: name, deploy date, symbols, source run, mean
+    test return, paper ledger (entries and last date)."""
+    if not models:
+        return (f"no models: {models_dir} does not exist" if not Path(models_dir).exists()
+                else f"no models in {models_dir}")
+    header = ["model", "deployed", "symbols", "from run", "mean test return", "paper ledger"]
+    rows = []
+    for m in models:
+        ledger = m.get("ledger") or {}
+        if ledger.get("error"):
+            paper = "damaged (see evorl paper)"
+        elif ledger.get("entries"):
+            paper = f"{ledger['entries']} entries, last {ledger.get('last_date')}"
+        else:
+            paper = "empty"
+        created = m.get("created_at")
+        rows.append([m["name"] + (" [synthetic]" if m.get("synthetic") else ""),
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else MISSING,
+                     ",".join(m.get("symbols") or []), str(m.get("source_run") or MISSING),
+                     headline_return(m.get("test_metrics")), paper])
+    return aligned(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def indented(exc: BaseException | str) -> str:
     """The message, its further lines indented under the `error:` line (a DataError lists one
     problem a line)."""
     return "\n  ".join(str(exc).splitlines())

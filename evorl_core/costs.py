@@ -85,12 +85,20 @@ class CostModel:
         return rows
 
     def describe(self) -> str:
-        """One line: the model, its per-side rates and the flat charge."""
+        """One line: the model, its per-side rates (and their parts: a flat model's fee and slippage,
+        the slippage within the statutory rates) and the flat charge."""
         text = f"{self.name}: buy {self.c_buy * 1e4:.2f} bps, sell {self.c_sell * 1e4:.2f} bps"
+        slippage = next((i for i in self.items if i.name == "slippage"), None)
+        if slippage is not None and self.name == "flat":
+            fee = next((i for i in self.items if i.name == "fee"), None)
+            text += (f" (fee {fee.buy * 1e4 if fee else 0.0:.2f} + slippage {slippage.buy * 1e4:.2f} bps per side)")
         if self.sell_day_charge_rupees:
             text += f" + Rs {self.sell_day_charge_rupees:.2f} per sell day"
-        if self.rates_as_of:
-            text += f" (statutory rates as of {self.rates_as_of})"
+        notes = [f"statutory rates as of {self.rates_as_of}"] if self.rates_as_of else []
+        if slippage is not None and self.name != "flat":
+            notes.append(f"slippage {slippage.buy * 1e4:.2f} bps per side included")
+        if notes:
+            text += f" ({'; '.join(notes)})"
         return text
 
 

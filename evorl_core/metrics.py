@@ -58,7 +58,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("trades", "position changes", "count",
            "number of position changes in the filled sequence 0, p_0, ..., p_{N-2}", 0),
     Metric("win_rate", "win rate (per round trip)", "percent",
-           f"winning round trips / round trips, {_ROUND_TRIP}; NaN without trades", 1),
+           f"winning round trips / round trips, {_ROUND_TRIP}; NaN without trades, and for buy & hold, which "
+           "holds one position throughout and never completes a round trip", 1),
     Metric("exposure", "exposure", "percent", "mean |held position| over the n daily periods", 1),
     Metric("turnover", "turnover (× equity / year)", "times_per_year",
            "sum |change of position| over the filled sequence * A / n (exposure traded per year)", 1),
@@ -118,6 +119,45 @@ METRIC_DEFINITIONS: dict[str, str] = {
                                                 "cost_sensitivity")}
 BH_PREFIX = "bh_"  # buy & hold's figures in metrics.json
 SPREAD_SUFFIXES = ("_mean", "_sd", "_min", "_max")  # the members' spread of a figure
+
+
+# Whose figure a metrics.json key is. With several members (seeds, a population) the headline
+# figures are the chosen member's, the excess and timing tests and their verdict are of the members'
+# average (their returns pooled day by day), the deflated Sharpe ratio is of the best member, the
+# `_mean/_sd/_min/_max` keys are the members' spread; a walk-forward's pooled table is of the pooled
+# folds. One agent: every figure is the agent's.
+AGENT, CHOSEN, AVERAGE, BEST, SPREAD, POOLED = (
+    "agent", "chosen member", "members' average", "best member", "members' spread", "pooled folds")
+_OF_THE_AVERAGE = ("excess_", "timing_")
+_OF_THE_RUN = ("members", "chosen_member", "days", "episodes")
+
+
+def subject_of(key: str, members: int = 1, pooled: bool = False) -> str:
+    """The subject of an agent figure (`verdict` included): one of AGENT, CHOSEN, AVERAGE, BEST,
+    SPREAD, POOLED, or 'run' for counts that describe the run (members, chosen member, days)."""
+    name = key[len(BH_PREFIX):] if key.startswith(BH_PREFIX) else key
+    if name in _OF_THE_RUN:
+        return "run"
+    if pooled:
+        return POOLED
+    if members <= 1:
+        return AGENT
+    if name == "verdict" or name.startswith(_OF_THE_AVERAGE):
+        return AVERAGE
+    if name.startswith(("deflated_sharpe", "best_member")):
+        return BEST
+    if any(name.endswith(s) and name[: -len(s)] in METRICS for s in SPREAD_SUFFIXES):
+        return SPREAD
+    return CHOSEN
+
+
+def verdict_with_subject(verdict: str, members: int = 1, pooled: bool = False) -> str:
+    """The verdict sentence led by its subject when that is not simply the agent:
+    "members' average of 4: not distinguishable from buy & hold (p = 0.94)..."."""
+    subject = subject_of("verdict", members, pooled)
+    if subject == AVERAGE:
+        return f"{subject} of {members}: {verdict}"
+    return verdict if subject == AGENT else f"{subject}: {verdict}"
 
 
 def metric_of(key: str) -> Metric | None:
@@ -273,6 +313,15 @@ def compute_metrics(equity, positions, annualization: float = 252, rf: float = 0
         return metrics_one(equity, positions, annualization, rf)
     rows = [metrics_one(e, p, annualization, rf) for e, p in zip(equity, positions, strict=True)]
     return {name: np.array([row[name] for row in rows]) for name in METRIC_NAMES}
+
+
+def buy_and_hold_metrics(equity, annualization: float = 252, rf: float = 0.0) -> dict[str, float]:
+    """`compute_metrics` of a buy & hold curve ([N], a position of 1 throughout). Its win rate is
+    undefined (NaN, written '—'): one position held from the first day to the last is no round trip."""
+    equity = np.asarray(equity, dtype=np.float64)
+    out = metrics_one(equity, np.ones_like(equity), annualization, rf)
+    out["win_rate"] = float("nan")
+    return out
 
 
 def metrics_by_symbol(symbols, equity, positions, annualization: float = 252, rf: float = 0.0) -> dict[str, dict[str, float]]:

@@ -1,8 +1,12 @@
-"""Durations as people read them; the one formatter the CLI and the dashboard share."""
+"""Durations as people read them (and the phases of a run); the one formatter the CLI and the
+dashboard share."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def format_duration(seconds: float | None, clock: bool = False) -> str:
@@ -22,3 +26,21 @@ def format_duration(seconds: float | None, clock: bool = False) -> str:
     if m:
         return f"{m}m {s:02d}s"
     return f"{s}s"
+
+
+def format_phases(phases: Sequence[Mapping[str, Any]] | None, now: float | None = None) -> str:
+    """'loading data 1.2 s · features 0.3 s · compiling 11.0 s · training 3.4 s so far': one line
+    for the CLI and the Live page ('' without phases)."""
+    if not phases:
+        return ""
+    now = time.time() if now is None else now
+    parts = []
+    for p in phases:
+        seconds = p.get("seconds")
+        if seconds is None:
+            started = p.get("started_at")
+            elapsed = f"{max(0.0, now - started):.1f} s so far" if isinstance(started, (int, float)) else "under way"
+            parts.append(f"{p.get('name')} {elapsed}")
+        else:
+            parts.append(f"{p.get('name')} {float(seconds):.1f} s")
+    return " · ".join(parts)

@@ -19,6 +19,7 @@ from typing import Any
 
 from evorl_core.config import (
     COST_MODELS,
+    DEFAULT_DATA,
     EXECUTION_MODES,
     PRESETS,
     PRICE_ADJUSTMENTS,
@@ -97,9 +98,8 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     if preset not in PRESETS:
         return None, [f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"]
     values: dict[str, Any] = dict(PRESETS[preset])
-    values["preset"] = preset
-    values["symbols"] = parse_symbols(str(form.get("symbols", "")))
-    values["data"] = form.get("data", "auto")
+    values.update(preset=preset, symbols=parse_symbols(str(form.get("symbols", ""))))
+    values["data"] = form.get("data", DEFAULT_DATA)
     agents = form.get("agents") or "seeds"
     if agents not in AGENT_MODES:
         errors.append(f"agents: {agents!r} must be one of {', '.join(AGENT_MODES)}")
@@ -299,7 +299,7 @@ def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> T
         return None
     try:
         val_days = form.get("val_days")
-        config = TrainConfig(symbols=symbols, data=str(form.get("data", "auto")),
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", DEFAULT_DATA)),
                              test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
                              val_days=TrainConfig().val_days if val_days is None else int(val_days),
                              window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))
@@ -351,10 +351,8 @@ def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, A
 def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend: str) -> dict[str, Any]:
     """Estimated training time of ``config`` here: from the median throughput of earlier runs on
     this backend with the same sizes, else from the FLOP rate those earlier runs achieved
-    (ppo.update_flops per second), else from the loop's assumed rate for the backend.
-
-    Returns seconds (training), compile_seconds (median of earlier runs, or None), basis (the
-    sentence that says which), updates.
+    (ppo.update_flops per second), else from the loop's assumed rate for the backend. Returns seconds
+    (training), compile_seconds (median of earlier runs, or None), basis (the sentence that says which), updates.
     """
     flops = update_flops(config)
     sizes = {"num_envs": config.num_envs, "num_steps": config.num_steps, "minibatch_size": config.minibatch_size,
@@ -393,8 +391,10 @@ def runtime_estimate(config: TrainConfig, runs: list[Mapping[str, Any]], backend
 
 
 def runtime_text(estimate: Mapping[str, Any]) -> str:
-    """'Estimated time on this machine: ≈ 12m 30s of training (+ ≈ 15 s compile) for 4 updates; from …'."""
-    text = f"Estimated time on this machine: ≈ {format_duration(estimate['seconds'])} of training"
-    if estimate.get("compile_seconds"):
-        text += f" (+ ≈ {format_duration(estimate['compile_seconds'])} compile)"
-    return text + f" for {estimate['updates']:,} update(s); from {estimate['basis']}."
+    """'Estimated time on this machine: ≈ 12m 45s in all (≈ 15s compiling, median of earlier runs, + ≈ 12m 30s
+    of training) for 4 update(s); from …'; without an earlier run's compile time it says it is left out."""
+    train, compile_s = estimate["seconds"], estimate.get("compile_seconds")
+    head = (f"≈ {format_duration(train + compile_s)} in all (≈ {format_duration(compile_s)} compiling, median of "
+            f"earlier runs, + ≈ {format_duration(train)} of training)" if compile_s else
+            f"≈ {format_duration(train)} of training, plus compiling first (not estimated: no earlier run here)")
+    return f"Estimated time on this machine: {head} for {estimate['updates']:,} update(s); from {estimate['basis']}."

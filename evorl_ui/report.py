@@ -122,12 +122,13 @@ def symbol_trades(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
     return sheet.trades[sheet.trades["symbol"] == symbol]
 
 
-def symbol_summary(sheet: Tearsheet, symbol: str) -> pd.DataFrame:
-    """The symbol's metrics table with its round trips (the win rate's trades) beside them."""
+def symbol_summary(sheet: Tearsheet, symbol: str, part: str = "all") -> pd.DataFrame:
+    """The symbol's metrics table with its round trips (the win rate's trades) beside them; ``part``
+    as in ``symbol_metrics_table`` (curated, rest, all)."""
     stats = ts.trade_summary(symbol_trades(sheet, symbol))
     metrics = {**(sheet.metrics.get(symbol) or {}), "round_trips": stats["round_trips"],
                "mean_holding_days": stats["mean_holding_days"]}
-    return symbol_metrics_table(metrics)
+    return symbol_metrics_table(metrics, part=part)
 
 
 def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
@@ -198,6 +199,9 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
 
     def fig_html(fig: go.Figure) -> str:
         nonlocal first
+        # tick labels ('1.05M', dates) get the room they need: the report is read outside the dashboard
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
         out = fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
         first = False
         return out

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from evorl_core import data
+from evorl_core.config import DEFAULT_DATA
 from evorl_core.data import DataError, parse_symbol_csv
 from evorl_core.store.atomic import StorageError, atomic_write_bytes, atomic_write_json, read_json
 from evorl_core.store.rundir import ACTIVE_STATES
@@ -44,7 +45,7 @@ class SourceChoice:
     uploads: dict[str, Any] = field(default_factory=dict)  # symbol -> UploadedFile | None
 
 
-def source_picker(prefix: str, symbols: Sequence[str], *, default: str = "auto",
+def source_picker(prefix: str, symbols: Sequence[str], *, default: str = DEFAULT_DATA,
                   column: Any = None, form: str | None = None) -> SourceChoice:
     """The data-source selectbox (in ``column`` when given) and, below it, what the chosen kind
     needs: a folder field, one uploader per symbol, or a note. Widget keys start with ``prefix``;

@@ -109,8 +109,12 @@ with shell.user_errors("Could not read this run: "):
             with c1:
                 if notes := notes_text(metrics[sym]):
                     st.caption(notes)
-                table = report.symbol_summary(sheet, sym)
+                table = report.symbol_summary(sheet, sym, "curated")
                 st.dataframe(table, key=f"bt_tbl_{sym}", height=35 * (len(table) + 1) + 3)
+                rest = report.symbol_summary(sheet, sym, "rest")
+                if len(rest):
+                    with st.expander(f"Every other figure ({len(rest)})"):
+                        st.dataframe(rest, key=f"bt_tbl_rest_{sym}")
         if f"symbol:{sym}" in figures:
             with c2:
                 widgets.chart(figures[f"symbol:{sym}"], key=f"bt_sym_{sym}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evorl_core.config import DEFAULT_SYMBOLS
+from evorl_core.config import DEFAULT_DATA, DEFAULT_SYMBOLS
 from evorl_ui import forms, shell, widgets
 from evorl_ui.charts.base import candlestick_figure
 from evorl_ui.presenters.data import candles_title, frames_summary
@@ -19,13 +19,13 @@ st.caption("Validated daily OHLCV: sorted unique dates, positive prices, high â‰
 # source, so checking the data a run will use takes one click.
 train = widgets.saved_draft("train")
 widgets.restore_draft("data", {"data_symbols": train.get("train_symbols") or ",".join(DEFAULT_SYMBOLS),
-                               "data_source": train.get("train_source") or "synthetic",
+                               "data_source": train.get("train_source") or DEFAULT_DATA,
                                "data_csv_dir": train.get("train_csv_dir") or ""})
 
 c1, c2 = st.columns([3, 2])
 symbols = forms.parse_symbols(c1.text_input("Symbols", **widgets.keep("data", "data_symbols")))
 with c2:
-    choice = widgets.source_picker("data", symbols, default="synthetic", form="data")
+    choice = widgets.source_picker("data", symbols, form="data")
 
 if st.button("Load", type="primary", key="data_load"):
     st.session_state.pop("data_result", None)

@@ -27,6 +27,7 @@ from evorl_ui.presenters.live import (
     member_throughput_text,
     memory_kpi,
     no_metrics_text,
+    phases_caption,
     progress,
     status_alert,
     status_line,
@@ -133,6 +134,8 @@ def _panel() -> None:
 
     prog = progress(status, rows)
     st.progress(prog["fraction"], text=status_line(status, prog, run_dir.stop_requested()))
+    if caption := phases_caption(status):
+        st.caption(caption)
     if alert := status_alert(status, still_live):
         kind, message = alert
         (st.error if kind == "error" else st.warning)(message_markdown(message))

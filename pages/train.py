@@ -11,6 +11,7 @@ import streamlit as st
 
 from evorl_core.config import (
     COST_MODELS,
+    DEFAULT_DATA,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     PRESETS,
@@ -30,7 +31,7 @@ FIELD_KEYS = {name: f"train_{name}" for name in forms.FORM_FIELDS}
 # The population's non-config fields: agents mode, what evolves, each hyperparameter's ranges.
 SPACE_KEYS = {name: f"train_{name}" for name in ("agents", *forms.space_form_values())}
 EXTRA_KEYS = ("train_symbols", "train_source", "train_csv_dir", "train_preset", "train_deploy", "train_model_name",
-              "train_run_name", "train_tags", "train_note", *SPACE_KEYS.values())
+              "train_tensorboard", "train_run_name", "train_tags", "train_note", *SPACE_KEYS.values())
 DRAFT_KEYS = (*FIELD_KEYS.values(), *EXTRA_KEYS)
 # Fields with an error slot under their widget; other fields' errors show under the button.
 SLOTS = ("symbols", "source", "total_timesteps", "test_days", "val_days", "num_envs", "num_steps", "minibatch_size",
@@ -42,8 +43,8 @@ ERRORS = "train_errors"  # {"values": form values when checked, "errors": {field
 
 def _defaults(preset: str = "quick") -> dict:
     values = {FIELD_KEYS[name]: v for name, v in forms.preset_form_values(preset).items()}
-    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source="auto", train_csv_dir="", train_preset=preset,
-                  train_deploy=False, train_model_name="", train_run_name="", train_tags="", train_note="",
+    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source=DEFAULT_DATA, train_csv_dir="", train_preset=preset,
+                  train_deploy=False, train_model_name="", train_tensorboard=False, train_run_name="", train_tags="", train_note="",
                   train_agents="seeds")
     values.update({SPACE_KEYS[k]: v for k, v in forms.space_form_values().items()})
     return values
@@ -86,14 +87,14 @@ symbols_text = c1.text_input("Symbols (comma-separated)", **widgets.keep("train"
 widgets.field_errors(errors_for("symbols"), c1)
 symbols = forms.parse_symbols(symbols_text)
 with c2:
-    choice = widgets.source_picker("train", symbols, default="auto", form="train")
+    choice = widgets.source_picker("train", symbols, form="train")
     widgets.field_errors(errors_for("source"))
 
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_fill_from_preset,
              help="quick: small network, learns within minutes on a CPU (4 seeds by default); production: the "
                   "original system's sizes (1024-512-256, 256 envs x 512 steps).")
-c2.number_input("Timesteps (per agent)", step=10_000, **widgets.keep("train", "train_total_timesteps"),
+c2.number_input("Timesteps per agent (env steps)", step=10_000, **widgets.keep("train", "train_total_timesteps"),
                 help="Environment steps each agent trains for (rounded up to whole PPO updates); several seeds or "
                      "a population multiply the work.")
 widgets.field_errors(errors_for("total_timesteps"), c2)
@@ -192,10 +193,13 @@ with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIEL
     d3.number_input("Seed", step=1, **widgets.keep("train", "train_seed"))
     widgets.field_errors(errors_for("seed"), d3)
     d4.selectbox("Backend", list(BACKENDS), **widgets.keep("train", "train_backend"))
-    e1, e2 = st.columns(2)
+    e1, e2, e3 = st.columns(3)
     deploy = e1.checkbox("Deploy after training", **widgets.keep("train", "train_deploy"))
     model_name = e2.text_input("Model name (optional)", **widgets.keep("train", "train_model_name"),
                                disabled=not deploy)
+    tensorboard = e3.checkbox("TensorBoard event files", **widgets.keep("train", "train_tensorboard"),
+                              help="Also write the metrics as TensorBoard events to the run's tensorboard/ folder "
+                                   "(per member); `tensorboard --logdir <runs directory>` shows them.")
 
 with st.expander("Name, tags and note", expanded=bool(st.session_state.get("train_run_name")
                                                       or errors_for("name") or errors_for("tags"))):
@@ -237,7 +241,7 @@ widgets.field_errors(errors_for(forms.GENERAL))
 def check_and_start() -> None:
     run_id = new_run_id()
     spec, source_errors = widgets.source_spec(choice)
-    form["data"] = spec or "auto"  # uploads: replaced below once they are saved
+    form["data"] = spec or DEFAULT_DATA  # uploads: replaced below once they are saved
     config, config_errors = forms.config_from_form(form)
     if config is not None:
         config_errors += forms.memory_errors(config)
@@ -283,7 +287,7 @@ def check_and_start() -> None:
         started = settings.registry().start(
             config, settings.runs_dir(), run_id, deploy=bool(deploy),
             model_name=(model_name or None) if deploy else None,
-            models_dir=settings.models_dir(), cache_dir=settings.data_cache(),
+            models_dir=settings.models_dir(), cache_dir=settings.data_cache(), tensorboard=bool(tensorboard),
         )
         if name.strip() or tags.strip() or note.strip():
             try:

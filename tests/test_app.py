@@ -559,3 +559,42 @@ def test_models_auto_refuses_synthetic_fallback(with_run, dirs, monkeypatch):
     at.button(key="models_signal").click().run()
     assert not at.exception
     assert any("no real data" in e and "does not fall back" in e for e in errors(at)), errors(at)
+
+
+def test_live_shows_the_phases_of_a_run_and_their_durations(dirs):
+    rd = RunDir.create(dirs["runs"], "warming-up")
+    rd.write_config(make_config("quick", data="synthetic").to_dict())
+    owner = RunLock.acquire(rd)  # stands for the process compiling the run
+    started = time.time() - 4.0
+    rd.write_status("compiling", env_steps=0, total_steps=1024, phase="compiling", phases=[
+        {"name": "loading data", "started_at": started - 1.5, "seconds": 1.2},
+        {"name": "features", "started_at": started - 0.3, "seconds": 0.3},
+        {"name": "compiling", "started_at": started, "seconds": None}])
+    at = open_page("live")
+    assert not at.exception
+    captions = [c.value for c in at.caption if c.value.startswith("Phases: ")]
+    assert len(captions) == 1
+    assert re.fullmatch(r"Phases: loading data 1\.2 s · features 0\.3 s · compiling [0-9.]+ s so far", captions[0])
+    owner.release()
+
+
+def test_train_and_data_pages_start_from_one_default_data_source(dirs):
+    from evorl_core.arguments import build_parser
+    from evorl_core.config import DEFAULT_DATA, TrainConfig
+
+    assert TrainConfig().data == DEFAULT_DATA
+    assert build_parser().parse_args(["train"]).data == DEFAULT_DATA
+    for page in ("train", "data"):
+        at = open_page(page)
+        assert not at.exception
+        assert at.selectbox(key=f"{page}_source").value == DEFAULT_DATA, page
+
+
+def test_train_can_write_tensorboard_events(dirs, fake_train):
+    at = open_page("train")
+    at.selectbox(key="train_source").set_value("synthetic").run()
+    at.checkbox(key="train_tensorboard").check().run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+    assert fake_train[0]["tensorboard"] is True

@@ -262,3 +262,19 @@ def test_home_quick_start_trains_several_seeds(dirs, fake_train):  # noqa: F811
     assert not at.exception
     assert fake_train[0]["config"].seeds == 4 and fake_train[0]["config"].preset == "quick"
     jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+
+
+@pytest.mark.parametrize("run_id, members", [(PBT_RUN, 4), (f"{WALKFORWARD}-fold2", 2)])
+def test_backtest_rows_and_verdicts_name_their_subject(pop_runs, run_id, members):
+    at = open_page("backtest", selected_run=run_id)
+    assert_clean(at, "backtest")
+    tables = [df.value for df in at.dataframe]
+    symbol_tables = [t for t in tables if "subject" in t.columns and "Agent" in t.columns]
+    assert symbol_tables, "no per-symbol table with a subject column"
+    subjects = dict(zip(symbol_tables[0].index, symbol_tables[0]["subject"], strict=True))
+    assert subjects["total return"] == "chosen member" and subjects["excess p-value"] == "members' average"
+    overview = next(t for t in tables if "verdict (members' average)" in t.columns)
+    assert list(overview.index) == ["AAA", "BBB"]
+    assert f"Verdict of the members' average of {members}: " in captions(at)
+    html = report.report_html(RunDir(pop_runs / run_id))
+    assert "members&#x27; average" in html or "members' average" in html

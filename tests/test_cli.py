@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from market_csv import write_csv_dir
 
+from evorl_core.arguments import build_parser
 from evorl_core.cli import main
 from evorl_core.console import format_metrics_table
 from evorl_core.data import synthetic_ohlcv
@@ -34,10 +38,13 @@ def csv_market(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(csv_market):
     root, _ = csv_market
-    code = main(["train", "--symbols", *SYMBOLS, "--data", f"csv:{root / 'csv'}", *TINY_ARGS,
-                 "--runs-dir", str(root / "runs"), "--run-id", "cli-run", "--deploy", "--model-name", "m1",
-                 "--models-dir", str(root / "models")])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", "--symbols", *SYMBOLS, "--data", f"csv:{root / 'csv'}", *TINY_ARGS,
+                     "--runs-dir", str(root / "runs"), "--run-id", "cli-run", "--deploy", "--model-name", "m1",
+                     "--models-dir", str(root / "models")])
     assert code == 0
+    (root / "train-stdout.txt").write_text(out.getvalue())
     return root, root / "runs" / "cli-run"
 
 
@@ -228,7 +235,129 @@ def test_metrics_table_shows_sharpe_interval_and_verdict():
     text = format_metrics_table({"AAA": {"total_return": 0.1, "sharpe": 0.85, "sharpe_ci_low": -1.2,
                                          "sharpe_ci_high": 2.9, "trades": 4, "verdict": verdict},
                                  "BBB": {"sharpe": None}})
-    header, rule, aaa, bbb = text.splitlines()
+    header, rule, aaa, bbb, note = text.splitlines()
+    assert note.endswith("docs/evaluation.md")
     assert "Sharpe [95% CI]" in header and header.split()[-1] == "verdict"
     assert "0.850 [-1.20, 2.90]" in aaa and aaa.endswith(verdict)
     assert bbb.endswith("—") and set(rule) == {"-"}
+
+
+def test_train_records_and_prints_its_phases(trained_run):
+    root, run = trained_run
+    phases = json.loads((run / "status.json").read_text())["phases"]
+    assert [p["name"] for p in phases] == ["loading data", "features", "compiling", "training", "backtest", "deploy"]
+    out = (root / "train-stdout.txt").read_text()
+    line = next(line for line in out.splitlines() if line.startswith("phases: "))
+    assert re.fullmatch(r"phases: loading data [0-9.]+ s · features [0-9.]+ s · compiling [0-9.]+ s · "
+                        r"training [0-9.]+ s · backtest [0-9.]+ s · deploy [0-9.]+ s", line), line
+
+
+def test_each_phase_is_announced_with_the_time_the_last_one_took(capsys):
+    from evorl_core.cli import print_phase
+
+    print_phase("loading data", [{"name": "loading data", "started_at": 0.0, "seconds": None}])
+    print_phase("features", [{"name": "loading data", "started_at": 0.0, "seconds": 1.25},
+                             {"name": "features", "started_at": 1.25, "seconds": None}])
+    assert capsys.readouterr().err.splitlines() == ["evorl: loading data", "evorl: features (loading data took 1.2 s)"]
+
+
+def test_run_ids_resolve_against_the_runs_folder(trained_run, tmp_path, capsys):
+    root, _ = trained_run
+    runs = str(root / "runs")
+    assert main(["backtest", "--run", "cli-run", "--runs-dir", runs, "--out", str(tmp_path / "bt")]) == 0
+    assert (tmp_path / "bt" / "metrics.json").exists()
+    assert main(["deploy", "--run", "cli-run", "--runs-dir", runs, "--model-name", "by-id",
+                 "--models-dir", str(tmp_path / "models")]) == 0
+    assert (tmp_path / "models" / "by-id" / "bundle.json").exists()
+    capsys.readouterr()
+    assert main(["backtest", "--run", "run-20261203-000000-abcd", "--runs-dir", runs]) == 2
+    err = capsys.readouterr().err
+    assert "no such run" in err and "evorl runs" in err
+    failed = tmp_path / "runs" / "broken"
+    failed.mkdir(parents=True)
+    (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "diverged at update 3"}))
+    assert main(["deploy", "--run", "broken", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "--run broken: this run failed: diverged at update 3" in capsys.readouterr().err
+    young = tmp_path / "runs" / "young"
+    young.mkdir()
+    (young / "status.json").write_text(json.dumps({"state": "stopped"}))
+    assert main(["backtest", "--run", "young", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert f"run {young} is stopped and has no checkpoint yet: not a trained run" in capsys.readouterr().err
+
+
+def test_models_is_a_table_like_runs(trained_run, capsys):
+    root, _ = trained_run
+    assert main(["models", "--models-dir", str(root / "models")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "deployed", "symbols", "from", "run", "mean", "test", "return", "paper",
+                                "ledger"]
+    assert set(lines[1]) == {"-"}
+    row = next(line for line in lines if line.startswith("m1"))
+    assert "cli-run" in row and "BPCL,TATASTEEL" in row and "(B&H " in row and row.endswith("empty")
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", row)  # deploy date
+    assert main(["models", "--models-dir", str(root / "models"), "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    m1 = next(m for m in models if m["name"] == "m1")
+    assert m1["ledger"] == {"entries": 0, "last_date": None, "error": None} and m1["source_run"] == "cli-run"
+
+
+def test_listing_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    assert main(["runs", "--runs-dir", str(tmp_path / "nope")]) == 0
+    assert main(["models", "--models-dir", str(tmp_path / "nope")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"no runs: {tmp_path / 'nope'} does not exist", f"no models: {tmp_path / 'nope'} does not exist"]
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == f"no runs in {tmp_path}"
+
+
+def test_bench_help_lists_its_sections(capsys):
+    from evorl_core.bench.plan import SECTION_HELP, SECTIONS
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert set(SECTION_HELP) == set(SECTIONS)
+    for name in SECTIONS:
+        assert re.search(rf"^  {name} +{re.escape(SECTION_HELP[name])}$", out, re.M), name
+
+
+def test_negative_positions_as_the_help_shows_them():
+    from evorl_core.cli import config_from_args, joined_negative_values
+
+    argv = ["train", "--positions", "-1,0,1", "--symbols", "BPCL,HDFCLIFE", "TATASTEEL", "--data", "synthetic"]
+    assert joined_negative_values(argv)[:2] == ["train", "--positions=-1,0,1"]
+    args = build_parser().parse_args(joined_negative_values(argv))
+    config = config_from_args(args)
+    assert config.positions == (-1.0, 0.0, 1.0)
+    assert config.symbols == ("BPCL", "HDFCLIFE", "TATASTEEL")  # commas separate symbols too
+
+
+def test_a_pipe_closed_early_is_no_error(trained_run):
+    root, _ = trained_run
+    for i in range(30):  # enough runs that the listing outgrows the pipe buffer once `head` is gone
+        (root / "many" / f"run-{i:03d}").mkdir(parents=True, exist_ok=True)
+        (root / "many" / f"run-{i:03d}" / "status.json").write_text(json.dumps({"state": "done", "error": "x" * 4000}))
+    proc = subprocess.run(f"{sys.executable} -m evorl_core.cli runs --runs-dir {root / 'many'} | head -1; "
+                          "exit ${PIPESTATUS[0]}",
+                          shell=True, capture_output=True, text=True, executable="/bin/bash",
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.startswith("run id") and proc.returncode == 0
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_config_errors_name_the_flag_and_where_the_value_came_from(tmp_path, capsys):
+    base = ["train", "--preset", "quick", "--data", "synthetic", "--runs-dir", str(tmp_path)]
+    assert main([*base, "--num-envs", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "evorl train: error: minibatch_size: 1024 must divide num_envs x num_steps = 384 "
+        "(the quick preset's value; set --minibatch-size to change it)")
+    assert main([*base, "--test-days", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "evorl train: error: test_days: must be at least 2 (got 1) (--test-days)"
+
+
+def test_an_unknown_model_lists_what_exists(trained_run, capsys):
+    root, _ = trained_run
+    assert main(["signal", "--model", "m", "--models-dir", str(root / "models")]) == 2
+    err = capsys.readouterr().err
+    assert "no model bundle" in err and "did you mean 'm1'?" in err and f"(models in {root / 'models'}: " in err

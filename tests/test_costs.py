@@ -116,3 +116,12 @@ def test_old_run_configs_keep_their_flat_costs():
     assert TrainConfig.from_dict(make_config("quick").to_dict()).cost_model == "nse-delivery"
     assert {f.name for f in dataclasses.fields(TrainConfig)} >= {"cost_model", "brokerage_bps", "dp_charge",
                                                                  "price_adjustment", "fee_bps", "slippage_bps"}
+
+
+def test_the_cost_line_shows_the_parts_of_each_rate():
+    from evorl_core.costs import flat, nse_delivery
+
+    assert flat(10.0, 5.0).describe() == "flat: buy 15.00 bps, sell 15.00 bps (fee 10.00 + slippage 5.00 bps per side)"
+    assert flat(10.0, 0.0).describe() == "flat: buy 10.00 bps, sell 10.00 bps"
+    assert nse_delivery(slippage_bps=5.0).describe().endswith(
+        "(statutory rates as of 2024-10-01; slippage 5.00 bps per side included)")

@@ -181,3 +181,26 @@ def test_runtime_estimate_prefers_measured_throughput():
     assert measured["seconds"] == pytest.approx(flops * config.num_updates / rate)
     assert "FLOP rate measured by 1 earlier run(s)" in measured["basis"]
     assert forms.runtime_text(est).startswith("Estimated time on this machine: ≈ ")
+
+
+def test_the_estimate_says_what_it_includes():
+    with_compile = {"seconds": 37.0, "compile_seconds": 40.0, "updates": 24, "basis": "median throughput of 2 runs"}
+    text = forms.runtime_text(with_compile)
+    assert text.startswith("Estimated time on this machine: ≈ 1m 17s in all (≈ 40s compiling, median of earlier runs, "
+                           "+ ≈ 37s of training) for 24 update(s)")
+    alone = forms.runtime_text({"seconds": 7.0, "compile_seconds": None, "updates": 3, "basis": "an assumed rate"})
+    assert "≈ 7s of training, plus compiling first (not estimated: no earlier run here)" in alone
+
+
+def test_the_estimate_uses_each_runs_median_throughput_not_its_last_chunk(tmp_path):
+    from evorl_core.store.catalogue import list_runs_annotated
+    from evorl_core.store.rundir import RunDir
+
+    config = TrainConfig(**{**PRESETS["quick"], "preset": "quick"})
+    run = RunDir.create(tmp_path, "r1")
+    run.write_config(config.to_dict())
+    run.write_status("done", backend="cpu", steps_per_sec=75_229.0, median_steps_per_sec=50_994.0, compile_seconds=9.0)
+    runs = list_runs_annotated(tmp_path)
+    assert runs[0]["steps_per_sec"] == 50_994.0
+    est = forms.runtime_estimate(config, runs, "cpu")
+    assert "(50,994 env steps/s)" in est["basis"]

@@ -557,3 +557,38 @@ def test_memory_chart_draws_the_device_peak_beside_the_memory_between_chunks():
     cpu = metric_arrays([{k: v for k, v in r.items() if "device" not in k} for r in rows],
                         LIVE_METRIC_KEYS)
     assert [t.name for t in dict(live_figures(cpu))["live_mem"].data] == ["process RSS (whole process)"]
+
+
+def test_the_phases_caption_reads_the_status_phases():
+    from evorl_ui.presenters.live import phases_caption
+
+    assert phases_caption({"state": "running"}) == ""
+    status = {"phases": [{"name": "loading data", "started_at": 0.0, "seconds": 2.0},
+                         {"name": "compiling", "started_at": 2.0, "seconds": 11.04},
+                         {"name": "training", "started_at": 13.0, "seconds": None}]}
+    assert phases_caption(status, now=20.0) == "Phases: loading data 2.0 s · compiling 11.0 s · training 7.0 s so far"
+
+
+def test_the_explained_variance_panel_shows_values_far_below_its_usual_range():
+    from evorl_ui.charts.live import live_figures
+
+    n = 20
+    steps = np.arange(1, n + 1) * 1000.0
+    ev = np.linspace(-32.0, -0.1, n)  # a value function much worse than a constant, then recovering
+    m = {k: np.full(n, np.nan) for k in ("reward_mean", "reward_std", "episode_return_mean", "steps_per_sec",
+                                         "host_rss_mb", "device_mem_mb", "device_peak_mb", "policy_loss",
+                                         "value_loss", "approx_kl", "clip_fraction", "mean_abs_position",
+                                         "turnover", "train_seconds")}
+    m.update(env_steps=steps, entropy=np.linspace(1.0, 0.5, n), explained_variance=ev)
+    fig = dict(live_figures(m, "env_steps"))["live_ent"]
+    panel = next(t for t in fig.data if t.name == "explained variance")
+    axis = fig.layout[f"yaxis{panel.yaxis[1:]}"] if panel.yaxis != "y" else fig.layout.yaxis
+    low, high = axis.range
+    assert low <= -32.0 and high >= 1.0  # every value on the chart, and the usual range's top
+    assert [s.y0 for s in fig.layout.shapes] == [-1.0]  # the crossed bound is marked
+    # inside the usual range the axis stays tight on [-1, 1]
+    m["explained_variance"] = np.linspace(0.2, 0.9, n)
+    fig = dict(live_figures(m, "env_steps"))["live_ent"]
+    panel = next(t for t in fig.data if t.name == "explained variance")
+    axis = fig.layout[f"yaxis{panel.yaxis[1:]}"]
+    assert -0.1 < axis.range[0] < 0.2 and 1.0 <= axis.range[1] < 1.1 and not fig.layout.shapes

@@ -1,5 +1,6 @@
 """The tearsheet (evorl_ui.report) and its figures: a self-contained HTML report with every chart,
-linked axes, clipped explained variance, overlays with smoothing."""
+linked axes, explained variance never cut off, overlays with smoothing, tick labels inside their
+charts in Chromium."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_linked_axes_and_units(run_dir):
     assert pf["yaxis3"]["title"]["text"] == "exposure" and pf["yaxis3"]["tickformat"] == ".0%"
 
 
-def test_live_figures_clip_explained_variance_and_draw_throughput_once():
+def test_live_figures_show_all_of_explained_variance_and_draw_throughput_once():
     n = 50
     rows = [{"env_steps": (i + 1) * 100, "update": i + 1, "steps_per_sec": 1000.0 + i, "updates_per_sec": 0.1,
              "explained_variance": -25.0 if i < 5 else 0.5, "entropy": 1.0, "policy_loss": -0.005,
@@ -76,7 +77,8 @@ def test_live_figures_clip_explained_variance_and_draw_throughput_once():
     assert tput["layout"]["yaxis"]["tickformat"] == ".3~s"
     ent = figs["live_ent"].to_dict()["layout"]
     low, high = ent["yaxis2"]["range"]
-    assert -1.2 < low < 0 and 1.0 < high < 1.2  # early -25 does not flatten the 0..1 range
+    assert low < -25.0 and 1.0 < high < 3.0  # the early -25 is on the chart, not cut off
+    assert [s["y0"] for s in ent["shapes"]] == [-1.0]  # the usual range's crossed bound is marked
     assert "yaxis2" in figs["live_loss"].to_dict()["layout"]  # value loss on its own panel, not a right axis
     assert all(t.get("yaxis") != "y2" or "overlaying" not in figs["live_loss"].to_dict()["layout"].get("yaxis2", {})
                for t in figs["live_loss"].to_dict()["data"])
@@ -89,3 +91,38 @@ def test_overlay_draws_raw_and_smoothed_per_run():
     assert names == ["a (raw)", "a", "b (raw)", "b"]
     assert np.allclose(fig.data[1].y, ema(x, 0.5))
     assert [t.name for t in overlay_figure({"a": (x, x)}, "t", "y").data] == ["a"]
+
+
+CLIPPED_TICKS_JS = """() => {
+  const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const box = plot.getBoundingClientRect();
+    const title = (plot.querySelector('.gtitle') || {}).textContent || '?';
+    for (const t of plot.querySelectorAll('.xaxislayer-above text, .yaxislayer-above text')) {
+      const r = t.getBoundingClientRect();
+      if (!t.textContent || r.width === 0) continue;
+      if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)
+        out.push(`${title}: '${t.textContent}' at [${r.left.toFixed(0)}, ${r.top.toFixed(0)}] outside the chart`);
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.browser
+def test_the_html_report_renders_every_tick_label_inside_its_chart_in_chromium(run_dir, tmp_path):
+    """What a user sends to someone else: no y tick label cut at the left ('M' for '1.05M'), no
+    date tick cut at the bottom, at the 1,400 px of the dashboard's browser tests and on a narrow window."""
+    from test_browser import ARTIFACTS, chromium_page
+
+    path = tmp_path / "report.html"
+    path.write_text(report.report_html(run_dir), encoding="utf-8")
+    with chromium_page() as pg:
+        for width in (1400, 800):
+            pg.set_viewport_size({"width": width, "height": 1100})
+            pg.goto(path.as_uri())
+            pg.wait_for_selector(".js-plotly-plot .main-svg")
+            pg.wait_for_function("document.querySelectorAll('.js-plotly-plot .xaxislayer-above text').length > 0")
+            pg.screenshot(path=str(ARTIFACTS / f"report-{width}.png"), full_page=True)
+            assert pg.evaluate("document.querySelectorAll('.js-plotly-plot').length") >= 5
+            assert pg.evaluate(CLIPPED_TICKS_JS) == [], width

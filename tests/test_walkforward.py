@@ -4,6 +4,7 @@ of the history, pooled figures chain the folds' test days."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -75,3 +76,20 @@ def test_too_short_for_the_folds_and_cli_errors(tmp_path, capsys):
     assert main(["walkforward", "--folds", "1", "--preset", "quick", "--data", "synthetic",
                  "--runs-dir", str(tmp_path)]) == 2
     assert "folds: give at least 2" in capsys.readouterr().err
+
+
+def test_the_pooled_folds_carry_a_sharpe_interval_an_excess_test_and_a_verdict(done):
+    _, _, _, summary = done
+    from evorl_core.console import format_metrics_table
+
+    for symbol in ("AAA", "BBB"):
+        pooled = summary["pooled"][symbol]
+        assert pooled["sharpe_ci_low"] <= pooled["sharpe"] <= pooled["sharpe_ci_high"]
+        assert 0 < pooled["excess_p_value"] <= 1 and pooled["excess_ci_low"] <= pooled["excess_mean_annual"]
+        words = ("beats buy & hold", "worse than buy & hold", "not distinguishable from buy & hold")
+        assert pooled["verdict"].startswith(words) and pooled["verdict"].endswith(
+            "timing: see each fold (pooled folds are no one continuous run)")
+    table = format_metrics_table(summary["pooled"], pooled=True)
+    row = next(line for line in table.splitlines() if line.startswith("AAA"))
+    assert re.search(r"\[-?\d+\.\d\d, -?\d+\.\d\d\]", row)  # the interval under 'Sharpe [95% CI]'
+    assert "n/a" not in row

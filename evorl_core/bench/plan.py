@@ -11,6 +11,16 @@ from evorl_core.config import TrainConfig, make_config
 from evorl_core.data import Market, build_market, synthetic_ohlcv
 
 SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio")
+# one line per section for `evorl bench --help`
+SECTION_HELP = {
+    "env": "env steps/s with random actions: the JAX env (256 and 4096 envs) and the NumPy reference env",
+    "train": "end-to-end training of the quick and production presets: steps/s, compile time, memory",
+    "flops": "model FLOP utilisation: analytic FLOPs of one update over the measured matmul peak",
+    "peer": "Stable-Baselines3 PPO on the same env and sizes, ratio evorl/SB3 (needs the [bench] extra)",
+    "scaling": "steps/s of the quick preset over num_envs 64 ... 4096",
+    "population": "aggregate steps/s of a vmapped population against one agent",
+    "portfolio": "portfolio env asset-steps/s at N = 3, 50, 500 beside the single-asset env; training at N = 50, 500",
+}
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,10 +179,14 @@ def build_market(
     )
 
 
-def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
+def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None,
+                on_features: Callable[[], Any] | None = None) -> Market:
     """`load_frames` + `build_market` for a single-asset TrainConfig (data, symbols, window,
-    splits, seed, price_adjustment); `panel.load_market` is the entry point of every mode."""
+    splits, seed, price_adjustment); `panel.load_market` is the entry point of every mode.
+    `on_features` is called between the two (the run's phases: loading data, then features)."""
     frames, info = load_frames(config.data, config.symbols, cache_dir=cache_dir, seed=config.seed,
                                price_adjustment=getattr(config, "price_adjustment", "none"))
+    if on_features is not None:
+        on_features()
     return build_market(frames, config.window, config.test_days, norm=norm, info=info,
                         val_days=config.val_days, embargo_days=config.embargo)

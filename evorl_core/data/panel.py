@@ -15,6 +15,7 @@ an error.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,9 +243,12 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
     )
 
 
-def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> PanelMarket:
-    """`load_universe` + `build_panel` for a portfolio TrainConfig."""
+def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None,
+               on_features: Callable[[], Any] | None = None) -> PanelMarket:
+    """`load_universe` + `build_panel` for a portfolio TrainConfig (`on_features` between the two)."""
     frames, info, skipped = load_universe(config, cache_dir)
+    if on_features is not None:
+        on_features()
     market = build_panel(frames, config.window, config.test_days, val_days=config.val_days,
                          embargo_days=config.embargo, execution=config.execution, norm=norm, info=info,
                          skipped=skipped)
@@ -252,9 +256,10 @@ def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=No
     return market
 
 
-def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None) -> Market:
+def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None,
+                on_features: Callable[[], Any] | None = None) -> Market:
     """The market of a run in its mode: a portfolio run's universe on one calendar
     (`load_panel`), else one padded market of independent symbols (`market.load_market`)."""
     if getattr(config, "mode", "single") == "portfolio":
-        return load_panel(config, cache_dir, norm=norm)
-    return single_market.load_market(config, cache_dir, norm=norm)
+        return load_panel(config, cache_dir, norm=norm, on_features=on_features)
+    return single_market.load_market(config, cache_dir, norm=norm, on_features=on_features)

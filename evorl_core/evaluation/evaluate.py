@@ -37,7 +37,7 @@ from evorl_core.data import Market, load_market
 from evorl_core.evaluation import portfolio
 from evorl_core.evaluation.significance import count_trials, symbol_report
 from evorl_core.evaluation.stats import sharpe_confidence_interval
-from evorl_core.metrics import compute_metrics
+from evorl_core.metrics import buy_and_hold_metrics, compute_metrics
 from evorl_core.store.atomic import RunDirError, atomic_write_json, atomic_write_text, read_json
 from evorl_core.store.rundir import RunDir
 
@@ -98,7 +98,7 @@ def _test_results(config: TrainConfig, market: Market, paths: np.ndarray):
             row = {**compute_metrics(equity, positions),
                    **accounting.cost_metrics(open_, close, positions, costs, config.execution, config.initial_capital),
                    **sharpe_confidence_interval(equity[1:] / equity[:-1] - 1.0, seed=config.seed)}
-            bh = compute_metrics(bench, np.ones(n))
+            bh = buy_and_hold_metrics(bench)
             per_symbol[symbol] = {**row, **{f"bh_{k}": v for k, v in bh.items()},
                                   "test_start": str(dates[0]), "test_end": str(dates[-1]), "days": n}
             rows.append(accounting.backtest_rows(dates, symbol, open_, close, positions, equity, bench))

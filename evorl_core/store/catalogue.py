@@ -190,7 +190,8 @@ def run_overview(run: dict[str, Any]) -> dict[str, Any]:
         "hidden": config.get("hidden"),
         "test_days": config.get("test_days"),
         "backend": status.get("backend"),
-        "steps_per_sec": status.get("steps_per_sec"),
+        # the median over updates (what the Live page shows), not the last chunk's rate
+        "steps_per_sec": status.get("median_steps_per_sec") or status.get("steps_per_sec"),
         "compile_seconds": status.get("compile_seconds"),
         "sizes": {k: config.get(k) for k in RUN_SIZE_KEYS if k in config},
     }

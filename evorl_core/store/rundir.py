@@ -56,6 +56,7 @@ LAYOUT: dict[str, str] = {
     "population/hyperparams.jsonl": "PBT: hyperparameters and fitness of every member per round",
     "population/lineage.jsonl": "PBT: exploit events (member, donor, old and new hyperparameters)",
     "rebacktests/": "one folder per `evorl backtest` (equity.csv, metrics.json, rebacktest.json)",
+    "tensorboard/": "TensorBoard events (`--tensorboard`, `evorl export tensorboard`; member-<k>/ per member)",
 }
 
 

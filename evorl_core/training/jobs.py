@@ -90,8 +90,10 @@ class JobRegistry:
         models_dir: Path | str = "models",
         cache_dir: Path | str | None = None,
         market: Any = None,
+        tensorboard: bool = False,
     ) -> str:
-        """Create the run directory with status ``queued`` and start training in a daemon thread.
+        """Create the run directory with status ``queued`` and start training in a daemon thread
+        (`tensorboard`: also write TensorBoard event files, as `evorl train --tensorboard`).
 
         Returns once the run is visible to readers; raises ConfigError for an invalid config and
         JobError when the run id is taken.
@@ -119,6 +121,8 @@ class JobRegistry:
             kwargs["cache_dir"] = str(cache_dir)
         if market is not None:
             kwargs["market"] = market
+        if tensorboard:
+            kwargs["tensorboard"] = True
         self._launch(job, kwargs)
         return run_dir.run_id
 

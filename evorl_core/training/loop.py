@@ -30,8 +30,10 @@ from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.data import Market
 from evorl_core.data.arrays import MarketData
 from evorl_core.store.rundir import RunDir
+from evorl_core.store.tensorboard import EventWriter, training_started_at
 from evorl_core.system import distributed
 from evorl_core.system.provenance import device_memory_mb, host_rss_mb
+from evorl_core.training.phases import COMPILING, TRAINING, PhaseClock
 from evorl_core.training.sizing import check_fits, choose_updates_per_chunk, mesh_shards, pbt_chunk_size
 
 CHECKPOINT_EVERY_S = 60.0
@@ -117,12 +119,15 @@ def fitness_program(ppo: PPO, config: TrainConfig) -> pbt.Fitness:
 
 
 def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threading.Event | None = None,
-          resume: bool = False, progress: Callable[[dict[str, Any]], None] | None = None) -> bool:
+          resume: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+          phases: PhaseClock | None = None, events: EventWriter | None = None) -> bool:
     """Train (or resume from the checkpoint) until the configured number of updates or a stop request.
 
-    Writes status (compiling -> running -> stopping -> stopped), metrics.jsonl and the checkpoint.
+    Writes status (compiling -> running -> stopping -> stopped, with the `phases` compiling and
+    training timed), metrics.jsonl (and the same rows as TensorBoard `events`) and the checkpoint.
     Returns True when every update is done (the final checkpoint is saved), False when stopped.
     """
+    phases = phases if phases is not None else PhaseClock()
     data = market.data
     members = config.members
     if config.evolving and market.val_days != config.val_days:
@@ -136,7 +141,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     total_steps = config.total_env_steps
     steps_per_update = config.batch_size * members  # env steps of one update of every member
 
-    run.write_status("compiling", started_at=time.time())
+    run.write_status("compiling", started_at=time.time(), **phases.start(COMPILING))
     state = init_state(ppo, config, data)
     updates_done = 0
     if resume:
@@ -144,6 +149,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         updates_done = int(meta["updates_done"])
         run.truncate_metrics(updates_done * config.batch_size)
         run.truncate_population(updates_done)
+        if events is not None:
+            events.rewrite(run.read_metrics(), training_started_at(run.read_status() or {}))
     elif config.evolving:
         run.append_population("hyperparams", hyperparam_rows(state.runner.hyper, 0, 0))
 
@@ -192,15 +199,16 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         tail = (total_updates - updates_done) % k
         if tail:  # the tail chunk too, so compile time is all up front and 100% never stalls
             compiled(tail, config.evolving and total_updates % config.pbt_interval == 0)
+    wall_start = time.time()
     run.write_status("running", compile_seconds=compile_seconds, env_steps=updates_done * steps_per_update,
                      total_steps=total_steps, backend=jax.default_backend(), mesh=mesh_shape, members=members,
-                     processes=jax.process_count())
+                     processes=jax.process_count(), training_started_at=wall_start, **phases.start(TRAINING))
 
     train_seconds = 0.0
     session_updates = 0
     last_checkpoint = time.monotonic()
-    wall_start = time.time()
     peak_rss = host_rss_mb()
+    update_rates: list[float] = []  # env steps/s of each update of this session (its chunk's rate)
     while updates_done < total_updates:
         if distributed.agreed(should_stop()):
             break
@@ -219,6 +227,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         peak_rss = max(peak_rss, rss)
         dev_mem, dev_peak = device_memory_mb(), device_memory_mb("peak_mb")
         steps_per_sec = k_now * steps_per_update / dt
+        update_rates += [steps_per_sec] * k_now
         rows = []
         for i in range(k_now):
             u = updates_done + i + 1
@@ -233,6 +242,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
                 row.update({name: float(metrics[name][m, i]) for name in METRIC_NAMES})
                 rows.append(row)
         run.append_metrics(rows)
+        if events is not None:
+            events.write_rows(rows)
         if report is not None:
             write_round(run, jax.device_get(report), updates_done + k_now, int(state.round))
         updates_done += k_now
@@ -241,7 +252,8 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
         eta = (total_updates - updates_done) * train_seconds / session_updates
         status = run.write_status(
             "running", env_steps=env_steps, total_steps=total_steps, updates_done=updates_done,
-            steps_per_sec=steps_per_sec, train_seconds=train_seconds, eta_seconds=eta,
+            steps_per_sec=steps_per_sec, median_steps_per_sec=float(np.median(update_rates)),
+            train_seconds=train_seconds, eta_seconds=eta,
             peak_host_rss_mb=peak_rss, compile_seconds=compile_seconds,
         )
         if progress is not None:
@@ -254,7 +266,7 @@ def train(config: TrainConfig, run: RunDir, market: Market, *, stop_event: threa
     if updates_done < total_updates:  # stop requested
         run.write_status("stopping", env_steps=env_steps)
         save_checkpoint(run, state, env_steps, updates_done)
-        run.write_status("stopped", env_steps=env_steps, finished_at=time.time())
+        run.write_status("stopped", env_steps=env_steps, finished_at=time.time(), **phases.finish())
         run.clear_stop()
         return False
     save_checkpoint(run, state, env_steps, updates_done)

@@ -42,9 +42,11 @@ from evorl_core.store.rundir import (
     new_run_id,
     owner_text,
 )
-from evorl_core.system import distributed
+from evorl_core.store.tensorboard import EventWriter, write_final
+from evorl_core.system import compile_cache, distributed
 from evorl_core.system.provenance import backend_record, describe, library_versions
 from evorl_core.training import loop, sizing
+from evorl_core.training.phases import BACKTEST, DEPLOY, FEATURES, LOADING, PhaseClock
 
 
 class StopSignal(threading.Event):
@@ -187,6 +189,9 @@ def run(
     models_dir: str | Path = "models",
     cache_dir: str | Path = "data_cache",
     lock: RunLock | None = None,
+    phases: PhaseClock | None = None,
+    tensorboard: bool = False,
+    use_compile_cache: bool | None = None,
 ) -> RunDir:
     """Train (or resume) a run, backtest it on held-out days, optionally deploy it; blocking.
 
@@ -194,6 +199,10 @@ def run(
     (its LOCK) until it returns. `lock`: the caller already holds the run's lock and created its
     directory (the job registry); it is not released here. Returns the RunDir. Every outcome after
     the checks ends in a final state in status.json (unless the disk cannot take even that).
+    `phases` times the run's phases into status.json (pass one with a listener to follow them);
+    `tensorboard` also writes the metrics as TensorBoard events (store.tensorboard);
+    `use_compile_cache` (None: on unless EVORL_COMPILE_CACHE turns it off) uses JAX's persistent
+    compilation cache beside the runs folder (system.compile_cache).
     """
     own_lock = None
     if lock is None:
@@ -213,14 +222,17 @@ def run(
         config = config.validated()
     try:
         return _run_owned(config, run_dir, stop_event=stop_event, resume=resume, progress=progress, market=market,
-                          deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir)
+                          deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir,
+                          phases=phases if phases is not None else PhaseClock(), tensorboard=tensorboard,
+                          use_compile_cache=use_compile_cache)
     finally:
         if own_lock is not None:
             own_lock.release()
 
 
 def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
-               models_dir, cache_dir) -> RunDir:
+               models_dir, cache_dir, phases: PhaseClock, tensorboard: bool, use_compile_cache: bool | None) -> RunDir:
+    events = EventWriter(run_dir, config.members) if tensorboard and distributed.is_writer() else None
     try:
         run_dir.clear_stop()
         prior = (run_dir.read_status() or {}) if resume else {}
@@ -229,15 +241,20 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
         if not resume:  # provisional: readers see symbols and preset while the data loads
             run_dir.write_config({**config.to_dict(), "data_info": None})
         if market is None:
+            run_dir.write_status("queued", **phases.start(LOADING))
             stored = distributed.from_writer(run_dir.load_config() if distributed.is_writer() else None) if resume else None
             norm = stored_normalisation(stored, config.symbols) if resume else None
-            market = load_market(config, cache_dir=str(cache_dir), norm=norm)
+            market = load_market(config, cache_dir=str(cache_dir), norm=norm,
+                                 on_features=lambda: run_dir.write_status("queued", **phases.start(FEATURES)))
         config = resolved_universe(config, market)
         distributed.check_same({"configuration": json.dumps(config.to_dict(), sort_keys=True, default=str),
                                 "market data": market.data_hash})
         if not resume:
             run_dir.write_config(run_record(config, market))
-        finished = loop.train(config, run_dir, market, stop_event=stop_event, resume=resume, progress=progress)
+        cache = compile_cache.enable(run_dir.path.parent, use_compile_cache)
+        run_dir.write_status("queued", compile_cache=None if cache is None else str(cache))
+        finished = loop.train(config, run_dir, market, stop_event=stop_event, resume=resume, progress=progress,
+                              phases=phases, events=events)
         if not finished:
             reason = getattr(stop_event, "reason", None)
             if reason:  # a signal or a server shutdown, not a user's Stop: the run was interrupted
@@ -246,12 +263,15 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
             return run_dir
         if not distributed.is_writer():
             return run_dir
-        run_dir.write_status("running", phase="backtest")
+        run_dir.write_status("running", **phases.start(BACKTEST))
         evaluate_run(run_dir, market)
+        if events is not None:
+            write_final(events, run_dir)
         if deploy:
+            run_dir.write_status("running", **phases.start(DEPLOY))
             path = deploy_run(run_dir, name=model_name, models_dir=models_dir)
             run_dir.write_status("running", deployed_to=str(path))
-        run_dir.write_status("done", finished_at=time.time(), phase="done")
+        run_dir.write_status("done", finished_at=time.time(), **{**phases.finish(), "phase": "done"})
         return run_dir
     except KeyboardInterrupt:
         _record_end(run_dir, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint")
@@ -265,6 +285,9 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
         message = distributed.failure_message(exc) if distributed.process_count() > 1 else describe_error(exc)
         _record_end(run_dir, "failed", message)
         raise
+    finally:
+        if events is not None:
+            events.close()
 
 
 def _record_end(run_dir: RunDir, state: str, message: str) -> None:

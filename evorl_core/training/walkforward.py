@@ -22,7 +22,9 @@ import pandas as pd
 
 from evorl_core.config import TrainConfig
 from evorl_core.data import DataError, build_market, load_frames, rows_needed
-from evorl_core.metrics import compute_metrics
+from evorl_core.evaluation.significance import EXCESS_LEVEL, verdict
+from evorl_core.evaluation.stats import mean_test, sharpe_confidence_interval
+from evorl_core.metrics import buy_and_hold_metrics, compute_metrics
 from evorl_core.store.atomic import RunDirError, atomic_write_json, read_json
 from evorl_core.store.rundir import new_run_id, validate_run_id
 from evorl_core.training import pipeline
@@ -49,7 +51,10 @@ def check_folds(frames: dict[str, pd.DataFrame], config: TrainConfig, folds: int
 
 def pooled_metrics(fold_equity: list[pd.DataFrame], config: TrainConfig) -> dict[str, dict[str, Any]]:
     """Per symbol: metrics of the folds' test days chained in time order (each fold's daily returns
-    in turn, starting from the initial capital), for the agent and for buy & hold."""
+    in turn, starting from the initial capital), for the agent and for buy & hold; the Sharpe ratio's
+    bootstrap interval and the excess test over buy & hold on the pooled daily returns, and a verdict
+    (the timing test needs one continuous run of positions, which folds are not: each fold's own
+    verdict has it)."""
     out: dict[str, dict[str, Any]] = {}
     symbols = fold_equity[0]["symbol"].unique()
     for symbol in symbols:
@@ -67,9 +72,24 @@ def pooled_metrics(fold_equity: list[pd.DataFrame], config: TrainConfig) -> dict
         bh_equity = config.initial_capital * np.concatenate([[1.0], np.cumprod(np.concatenate(bench))])
         held = np.concatenate([*positions, [0.0]])  # the last decision is a signal, not held
         agent = compute_metrics(equity, held)
-        bh = compute_metrics(bh_equity, np.ones_like(held))
+        bh = buy_and_hold_metrics(bh_equity)
         out[str(symbol)] = {**agent, **{f"bh_{k}": v for k, v in bh.items()}, "days": int(len(growth)),
-                            "first_test_day": str(dates[0][0]), "last_test_day": str(dates[-1][-1])}
+                            "first_test_day": str(dates[0][0]), "last_test_day": str(dates[-1][-1]),
+                            **pooled_significance(growth - 1.0, np.concatenate(bench) - 1.0, config.seed)}
+    return out
+
+
+def pooled_significance(returns: np.ndarray, bench_returns: np.ndarray, seed: int) -> dict[str, Any]:
+    """The pooled folds' Sharpe interval, excess over buy & hold (mean daily difference, annualised,
+    with its interval and two-sided p-value, as `significance.excess_test`) and the verdict's words."""
+    out: dict[str, Any] = dict(sharpe_confidence_interval(returns, seed=seed))
+    if len(returns) < 3:
+        return {**out, "verdict": "too few pooled days to compare with buy & hold"}
+    res = mean_test(returns - bench_returns, seed=seed)
+    out.update(excess_mean_annual=res["mean"], excess_ci_low=res["ci_low"], excess_ci_high=res["ci_high"],
+               excess_p_value=res["p_value"])
+    words = verdict(out, {}, EXCESS_LEVEL)[0].split("; ")[0]  # the excess half: the same words as a run's
+    out["verdict"] = f"{words}; timing: see each fold (pooled folds are no one continuous run)"
     return out
 
 

@@ -144,11 +144,13 @@ def candlestick_figure(df: pd.DataFrame, title: str) -> go.Figure:
 
 
 def stacked_figure(x: np.ndarray, panels: Sequence[tuple[str, np.ndarray, str]], title: str,
-                   xtitle: str = "env steps", clip: Mapping[str, tuple[float, float]] | None = None,
+                   xtitle: str = "env steps", nominal: Mapping[str, tuple[float, float]] | None = None,
                    height: int = 300) -> go.Figure:
     """One panel per (name, values, y-axis title), stacked with a shared x axis (zooming one zooms
-    all): each quantity on its own readable axis instead of a second axis on the right. ``clip``
-    limits a panel's y range (name -> (low, high)) around the values that fall inside it."""
+    all): each quantity on its own readable axis instead of a second axis on the right.
+    ``nominal`` gives a panel its usual range (name -> (low, high)): the axis spans it (or less,
+    around the values) and always every value; a bound that values cross is drawn as a dotted
+    line, so a value off the usual range is shown, never cut off."""
     panels = [p for p in panels if has_values(p[1])]
     if not panels:
         return layout(empty(go.Figure()), title, xaxis_title=xtitle)
@@ -158,12 +160,16 @@ def stacked_figure(x: np.ndarray, panels: Sequence[tuple[str, np.ndarray, str]],
         fig.add_trace(go.Scatter(x=thinned[0], y=y, name=name, mode="lines", showlegend=False,
                                  line=dict(color=RUN_COLORS[(i - 1) % len(RUN_COLORS)])), row=i, col=1)
         fig.update_yaxes(title_text=ytitle, tickformat=SMALL_TICKS, row=i, col=1)
-        if clip and name in clip:
-            low, high = clip[name]
+        if nominal and name in nominal:
+            low, high = nominal[name]
             finite = y[np.isfinite(y)]
-            inside = finite[(finite >= low) & (finite <= high)]
-            lo = low if (finite < low).any() or not inside.size else max(low, float(inside.min()))
-            pad = 0.05 * (high - lo or 1.0)
-            fig.update_yaxes(range=[lo - pad, high + pad], row=i, col=1)
+            lo = min(float(finite.min()), low) if (finite < low).any() else max(low, float(finite.min()))
+            hi = max(float(finite.max()), high) if (finite > high).any() else high
+            pad = 0.05 * (hi - lo or 1.0)
+            fig.update_yaxes(range=[lo - pad, hi + pad], row=i, col=1)
+            for bound, crossed in ((low, (finite < low).any()), (high, (finite > high).any())):
+                if crossed:
+                    fig.add_hline(y=bound, line=dict(dash="dot", width=1, color="#888"), row=i, col=1,
+                                  annotation_text=f"usual range ends at {bound:g}", annotation_position="top left")
     fig.update_xaxes(title_text=xtitle, tickformat=NUMBER_TICKS, row=len(panels), col=1)
     return layout(fig, title, height=height + 60 * (len(panels) - 1))

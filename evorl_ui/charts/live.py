@@ -74,7 +74,7 @@ def live_figures(m: Mapping[str, np.ndarray], x_key: str = "env_steps") -> list[
         ("live_ent", stacked_figure(x, [("entropy", m["entropy"], "entropy (nats)"),
                                         ("explained variance", m["explained_variance"], "explained var.")],
                                     "Entropy and explained variance", xtitle,
-                                    clip={"explained variance": (-1.0, 1.0)})),
+                                    nominal={"explained variance": (-1.0, 1.0)})),
         ("live_kl", stacked_figure(x, [("approx KL", m["approx_kl"], "approx KL"),
                                        ("clip fraction", m["clip_fraction"], "clip fraction")],
                                    "Approx KL and clip fraction", xtitle)),

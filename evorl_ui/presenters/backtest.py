@@ -18,7 +18,7 @@ import pandas as pd
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.evaluation.tearsheet import cagr_is_short
-from evorl_core.metrics import BH_PREFIX, METRIC_DEFINITIONS
+from evorl_core.metrics import AGENT, BH_PREFIX, METRIC_DEFINITIONS, subject_of, verdict_with_subject
 from evorl_ui.presenters.format import format_metric, number_text, pretty
 
 
@@ -43,16 +43,40 @@ def is_scalar_metric(value: Any) -> bool:
                              and not isinstance(value, bool))
 
 
-def symbol_metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """One symbol: rows = metric, columns = Agent (and Buy & hold where present), as display text.
+def members_in(metrics: Mapping[str, Any]) -> int:
+    """Members behind one symbol's metrics (1 for one agent)."""
+    members = (metrics or {}).get("members")
+    return int(members) if isinstance(members, (int, float)) and not isinstance(members, bool) else 1
 
+
+# The figures a symbol's table shows first, in this order; the rest sit behind an expander.
+CURATED_KEYS = ("total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
+                "trades", "round_trips", "win_rate", "mean_holding_days", "exposure", "turnover", "gross_return",
+                "cost_drag", "excess_mean_annual", "excess_p_value", "timing_p_value", "deflated_sharpe",
+                "members", "chosen_member")
+
+
+def symbol_metrics_table(metrics: Mapping[str, Any], pooled: bool = False, part: str = "all") -> pd.DataFrame:
+    """One symbol: rows = metric, columns = Agent (and Buy & hold where present), as display text.
+    With several members (or pooled folds) a first column, ``subject``, says whose figure each row
+    is: the chosen member's, the members' average, the best member's, the members' spread
+    (`metrics.subject_of`).
+
+    ``part``: "curated" (the CURATED_KEYS present, in their order), "rest" (every other figure) or "all".
     Non-numeric entries (e.g. test_start / test_end dates) are left out; see ``metric_notes``.
     """
     agent, bh = split_metrics(metrics)
     agent = {k: v for k, v in agent.items() if is_scalar_metric(v) and k not in SIGNIFICANCE_KEYS}
     bh = {k: v for k, v in bh.items() if is_scalar_metric(v)}
     names = list(agent) + [k for k in bh if k not in agent]
-    data = {"Agent": [format_metric(k, agent.get(k)) for k in names]}
+    if part == "curated":
+        names = [k for k in CURATED_KEYS if k in names]
+    elif part == "rest":
+        names = [k for k in names if k not in CURATED_KEYS]
+    members = members_in(metrics)
+    subjects = [subject_of(k, members, pooled) for k in names]
+    data = {"subject": subjects} if any(s not in (AGENT, "run") for s in subjects) else {}
+    data["Agent"] = [format_metric(k, agent.get(k)) for k in names]
     if bh:
         data["Buy & hold"] = [format_metric(k, bh.get(k)) for k in names]
     labels = [pretty(k) for k in names]
@@ -121,7 +145,8 @@ def overview_table(all_metrics: Mapping[str, Mapping[str, Any]],
         if "significant" in agent or "verdict" in agent:
             rec["Sharpe 95% CI"] = sharpe_interval_text(agent)
         if "verdict" in agent:
-            rec["verdict"] = verdict_text(agent)
+            subject = subject_of("verdict", members_in(agent))
+            rec["verdict" if subject == AGENT else f"verdict ({subject})"] = verdict_text(agent)
         elif "significant" in agent:  # runs evaluated before the verdict existed
             rec["vs flat (95%)"] = significance_text(agent)
         records.append(rec)
@@ -233,7 +258,9 @@ def notes_text(metrics: Mapping[str, Any]) -> str:
     verdict = notes.pop("verdict", None)
     if verdict:
         notes.pop("significant", None)
-    parts = ([f"Verdict: {verdict}"] if verdict else []) + [f"{k}: {v}" for k, v in notes.items()]
+    parts = ([f"Verdict of the {verdict_with_subject(verdict, members_in(metrics))}"
+               if members_in(metrics) > 1 else f"Verdict: {verdict}"] if verdict else []) \
+        + [f"{k}: {v}" for k, v in notes.items()]
     return " · ".join(parts)
 
 

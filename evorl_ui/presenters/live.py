@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from evorl_core.store.rundir import ACTIVE_STATES
-from evorl_core.timefmt import format_duration
+from evorl_core.timefmt import format_duration, format_phases
 from evorl_ui.presenters.format import last_finite
 
 
@@ -89,6 +89,13 @@ def status_line(status: Mapping[str, Any], prog: Mapping[str, Any], stop_request
     if stop_requested and state in STOPPABLE_STATES:
         line += " · stop requested"
     return line
+
+
+def phases_caption(status: Mapping[str, Any], now: float | None = None) -> str:
+    """'Phases: loading data 1.2 s · features 0.3 s · compiling 4.0 s so far': where the time before
+    (and after) training went, from status.json ('' for a run that recorded none)."""
+    text = format_phases(status.get("phases"), now)
+    return f"Phases: {text}" if text else ""
 
 
 def status_alert(status: Mapping[str, Any], still_live: bool,

@@ -142,8 +142,10 @@ def selection_text(selection: Mapping[str, Any], population: bool = False) -> st
     seed = f" (seed {seeds[chosen]})" if isinstance(chosen, int) and 0 <= chosen < len(seeds) else ""
     kind = "population members" if population else "independently seeded agents"
     return (f"Member {chosen}{seed} of {selection.get('members')} {kind} is the run's headline: it was picked on the "
-            f"validation days ({selection.get('criterion') or 'validation score'}), never on the test days. Its "
-            "test figures above are one draw from the spread of all members below, not the expected result.")
+            f"validation days ({selection.get('criterion') or 'validation score'}), never on the test days. The "
+            "per-symbol tables below show its figures (rows marked 'chosen member'); the tests of skill and their "
+            "verdict are of the members' average; its figures are one draw from the spread of all members (the "
+            "'All members' section), not the expected result.")
 
 
 MEMBER_COLUMNS = ("total_return", "sharpe", "max_drawdown")
