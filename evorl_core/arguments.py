@@ -32,8 +32,8 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
                    help="timesteps per agent (env steps; default from the preset); --seeds/--population N train "
                         "N agents, N times the env steps in all")
     pf = t.add_argument_group("portfolio mode (docs/portfolio.md)")
-    pf.add_argument("--portfolio", action="store_true",
-                    help="one agent allocates one account over all the symbols plus cash")
+    pf.add_argument("--portfolio", dest="mode", action="store_const", const="portfolio",
+                    help="one agent allocates one account over all the symbols plus cash (mode portfolio)")
     pf.add_argument("--universe-size", type=int,
                     help="--symbols all --data synthetic: names in the synthetic universe (default 50)")
     pf.add_argument("--rebalance-band", type=float,

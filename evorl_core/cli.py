@@ -84,8 +84,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
         member_group=args.member_group, universe_size=args.universe_size, rebalance_band=args.rebalance_band,
     )
-    if args.portfolio:
-        overrides["mode"] = "portfolio"
+    overrides["mode"] = args.mode
     return make_config(args.preset, **overrides)
 
 
