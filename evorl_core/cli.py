@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 
-from evorl_core import __version__, bench
+from evorl_core import __version__, bench, guards
 from evorl_core.config import (
     COST_MODELS,
     DEFAULT_SYMBOLS,
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--only", nargs="+", help="run only these sections")
     be.add_argument("--repeats", type=int)
     be.add_argument("--backend", choices=list(backends.BACKENDS), default="auto")
+    guards.add_flags(sub.choices)
     return p
 
 
@@ -230,7 +231,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         backend=args.backend, updates_per_chunk=args.updates_per_chunk,
         member_group=args.member_group,
     )
-    return make_config(args.preset, **overrides)
+    return guards.check_command(args, make_config(args.preset, **overrides))  # no flag that would do nothing
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -256,10 +257,12 @@ def train_run(args: argparse.Namespace) -> int:
         if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
             raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
-        config = make_config("production")  # replaced by the stored config inside pipeline.run
+        config, market = guards.check_command(args), None  # the stored config is used inside pipeline.run
     else:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
+        market = pipeline.checked_market(config, runs_dir, run_id, cache_dir=args.cache_dir, deploy=args.deploy,
+                                         model_name=args.model_name, models_dir=args.models_dir, replace=args.replace)
         if distributed.is_writer():
             print(f"evorl: training {config.preset} preset on {', '.join(config.symbols)} "
                   f"({config.total_timesteps:,} steps, {config.num_updates} updates of {config.batch_size:,})",
@@ -287,7 +290,7 @@ def train_run(args: argparse.Namespace) -> int:
     try:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
                            stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, market=market, replace=args.replace)
     except (StorageError, TrainingDiverged) as exc:
         raise RunFailed(f"{exc} (run {run_path}: failed)") from None
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
@@ -328,8 +331,6 @@ def train_run(args: argparse.Namespace) -> int:
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
     backends.select(args.backend)
-    if args.resume or args.deploy:
-        raise UserError("walkforward: --resume and --deploy apply to `evorl train`; each fold is its own run")
     config = config_from_args(args)
     print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
           f"{config.test_days} test days", file=sys.stderr)
@@ -370,16 +371,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     if args.ensemble < 1:
         raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
-    path = deploy_run(Path(args.run), name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
+    path = deploy_run(Path(args.run), args.model_name, args.models_dir, args.ensemble, args.replace)
     print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
     return 0
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_bundle(args.model, models_dir=args.models_dir, force=args.force)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
     stale = stale_warnings(frames)
-    for w in info.get("warnings", []) + stale:
+    for w in bundle.meta["load_warnings"] + info.get("warnings", []) + stale:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
@@ -398,10 +399,10 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_bundle(args.model, models_dir=args.models_dir, force=args.force)
     frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
     result = record_paper(bundle, frames, info)
-    for w in info.get("warnings", []) + result.warnings:
+    for w in bundle.meta["load_warnings"] + info.get("warnings", []) + result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(dumps({"model": bundle.name, "data_source": info.get("source"),
@@ -450,7 +451,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"no models in {args.models_dir}")
     for m in models:
         print(f"{m['name']:<30} symbols={','.join(m['symbols'])}  from run {m['source_run']}"
-              + ("  [synthetic]" if m["synthetic"] else ""))
+              + ("  [synthetic]" if m["synthetic"] else "") + "".join(f"  {note}" for note in m["notes"]))
     return 0
 
 

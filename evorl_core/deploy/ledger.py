@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +34,10 @@ from evorl_core import modes
 from evorl_core.agents.build import make_ppo
 from evorl_core.costs import cost_model
 from evorl_core.data.arrays import MarketData
-from evorl_core.deploy.bundle import Bundle, DeployError
+from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError, ModelLock
 from evorl_core.deploy.signal import stale_warnings, symbol_data
 from evorl_core.evaluation.tearsheet import ANNUALIZATION, portfolio
-from evorl_core.store.atomic import atomic_write_text, clean_json
-
-LEDGER_FILE = "ledger.jsonl"
-LOCK_FILE = ".ledger.lock"
-LOCK_TIMEOUT_S = 10.0
-STALE_LOCK_S = 120.0
+from evorl_core.store.atomic import atomic_write_text, clean_json, read_json
 
 
 class LedgerError(DeployError):
@@ -172,42 +166,19 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
     return result
 
 
-class _Lock:
-    """An exclusive lock file beside the ledger (one writer at a time; a stale lock is broken)."""
+class _Lock(ModelLock):
+    """The model folder's lock (shared with a redeploy); a busy ledger is a LedgerError."""
 
-    def __init__(self, model_dir: Path):
-        self.path = Path(model_dir) / LOCK_FILE
-
-    def __enter__(self) -> _Lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-                return self
-            except FileExistsError:
-                try:
-                    if time.time() - self.path.stat().st_mtime > STALE_LOCK_S:
-                        self.path.unlink()
-                        continue
-                except FileNotFoundError:
-                    continue
-                if time.monotonic() > deadline:
-                    raise LedgerError(f"{self.path}: another paper update is running; try again") from None
-                time.sleep(0.1)
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+    error = LedgerError
 
 
 def record(bundle: Bundle, frames: dict[str, pd.DataFrame], info: dict[str, Any] | None = None,
            today: Any = None) -> PaperResult:
     """Append the new bars' entries to the bundle's ledger (see the module docstring); idempotent."""
     with _Lock(bundle.path):
+        now = (read_json(Path(bundle.path) / "bundle.json", {}, kind=dict) or {}).get("version")
+        if now != bundle.meta.get("version"):
+            raise LedgerError(f"{bundle.path}: the model was redeployed while this update waited; run it again")
         path = ledger_path(bundle.path)
         old = path.read_bytes() if path.exists() else b""
         result = plan(bundle, frames, read_ledger(bundle.path), info, today)

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evorl_core import guards
 from evorl_core.agents.checkpoints import check_checkpoint
 from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.data import FEATURE_NAMES, Market, load_market
-from evorl_core.deploy.bundle import deploy_run, validate_model_name
+from evorl_core.deploy.bundle import check_replace, deploy_run, validate_model_name
 from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
 from evorl_core.store.atomic import RunDirError, storage_error
 from evorl_core.store.catalogue import check_runs_dir
@@ -81,13 +82,14 @@ def _check_free(run_dir: RunDir) -> None:
 
 def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, resume: bool = False,
               deploy: bool = False, model_name: str | None = None,
-              models_dir: str | Path = "models") -> tuple[TrainConfig, RunDir]:
+              models_dir: str | Path = "models", replace: bool = False) -> tuple[TrainConfig, RunDir]:
     """Every check that can fail before a run starts; changes nothing on disk but the runs directory.
 
     Returns the config to train (a resumed run's stored one) and the RunDir (not created yet for a
     new run). Raises ConfigError, RunDirError (RunInUse) or DeployError with a one-line message.
     """
     check_runs_dir(runs_dir)
+    guards.check_symbols(config.symbols, config.data)  # before any run directory exists
     if resume:
         if not run_id:
             raise RunDirError("resume: give the run to resume")
@@ -115,10 +117,22 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
         models = Path(models_dir)
         if models.exists() and not models.is_dir():
             raise RunDirError(f"models directory {models}: exists and is not a directory")
+        check_replace(models, model_name or run_dir.run_id, replace)  # a forward ledger is never lost
     # The loop checks this again before it compiles; here a run too big for the device is refused
     # before anything is created.
     sizing.check_fits(config)
     return config, run_dir
+
+
+def checked_market(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, cache_dir: str | Path,
+                   **checks: Any) -> Market | None:
+    """Every check of a new run (`preflight`) and its data, loaded and validated, before anything is
+    created or announced: a refused start leaves no run directory. Pass the market to `run`. On
+    process 0 only (None on the others, which load their data inside `run`)."""
+    if not distributed.is_writer():
+        return None
+    config, _ = preflight(config, runs_dir, run_id, **checks)
+    return load_market(config, cache_dir=str(cache_dir))
 
 
 def acquire(run_dir: RunDir, *, resume: bool) -> RunLock:
@@ -169,6 +183,7 @@ def run(
     models_dir: str | Path = "models",
     cache_dir: str | Path = "data_cache",
     lock: RunLock | None = None,
+    replace: bool = False,
 ) -> RunDir:
     """Train (or resume) a run, backtest it on held-out days, optionally deploy it; blocking.
 
@@ -176,13 +191,16 @@ def run(
     (its LOCK) until it returns. `lock`: the caller already holds the run's lock and created its
     directory (the job registry); it is not released here. Returns the RunDir. Every outcome after
     the checks ends in a final state in status.json (unless the disk cannot take even that).
+    `replace`: deploy over a model that has a forward ledger (archived, never deleted).
     """
     own_lock = None
     if lock is None:
         run_dir = None
         if distributed.is_writer():  # process 0 checks and owns the run; the others follow its answer
             config, run_dir = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
-                                   model_name=model_name, models_dir=models_dir)
+                                   model_name=model_name, models_dir=models_dir, replace=replace)
+            if market is None and not resume:  # a data error is refused before the run directory exists
+                market = load_market(config, cache_dir=str(cache_dir))
             own_lock = acquire(run_dir, resume=resume)
         run_id = distributed.from_writer(run_dir.run_id if run_dir is not None else None)
         if resume:
@@ -195,14 +213,15 @@ def run(
         config = config.validated()
     try:
         return _run_owned(config, run_dir, stop_event=stop_event, resume=resume, progress=progress, market=market,
-                          deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir)
+                          deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir,
+                          replace=replace)
     finally:
         if own_lock is not None:
             own_lock.release()
 
 
 def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
-               models_dir, cache_dir) -> RunDir:
+               models_dir, cache_dir, replace=False) -> RunDir:
     try:
         run_dir.clear_stop()
         prior = (run_dir.read_status() or {}) if resume else {}
@@ -230,7 +249,7 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
         run_dir.write_status("running", phase="backtest")
         evaluate_run(run_dir, market)
         if deploy:
-            path = deploy_run(run_dir, name=model_name, models_dir=models_dir)
+            path = deploy_run(run_dir, name=model_name, models_dir=models_dir, replace=replace)
             run_dir.write_status("running", deployed_to=str(path))
         run_dir.write_status("done", finished_at=time.time(), phase="done")
         return run_dir

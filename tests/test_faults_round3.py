@@ -1,0 +1,132 @@
+"""Round 3 of the fault matrix (docs/reliability.md): a ledger that is lost, data that is wrong in
+quiet ways, flags that do nothing. Test names start with the case number of the round-3 issue
+(r3_<n>); each reproduces the old behaviour's trigger and asserts what a user now sees."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_faults import base, cli, copy_run, done_run, error_line, strict_json  # noqa: F401 - fixtures
+
+from evorl_core.deploy.bundle import DeployError, load_bundle
+
+LEDGER_LINES = 200
+
+
+def _ledger(model_dir: Path) -> bytes:
+    text = "".join(json.dumps({"date": f"2025-01-{1 + i % 28:02d}", "symbol": "BPCL", "n": i}) + "\n"
+                   for i in range(LEDGER_LINES))
+    (model_dir / "ledger.jsonl").write_text(text)
+    return text.encode()
+
+
+@pytest.fixture
+def deployed(done_run, tmp_path, capsys):  # noqa: F811 - the fixture from test_faults
+    models = tmp_path / "models"
+    run = copy_run(done_run, tmp_path / "runs", "r1")
+    code, _, err = cli(capsys, "deploy", "--run", run.path, "--model-name", "m1", "--models-dir", models)
+    assert code == 0, err
+    return run, models
+
+
+# 1. a forward ledger is never deleted ---------------------------------------------------------
+def test_r3_1_redeploy_over_a_ledger_is_refused_and_the_ledger_kept(deployed, capsys):
+    run, models = deployed
+    old = _ledger(models / "m1")
+    code, _, err = cli(capsys, "deploy", "--run", run.path, "--model-name", "m1", "--models-dir", models)
+    line = error_line(err, "deploy")
+    assert code == 2 and "forward ledger (200 entries" in line and "--replace" in line
+    assert (models / "m1" / "ledger.jsonl").read_bytes() == old
+
+
+def test_r3_1_replace_archives_the_ledger_beside_the_bundle_version_it_came_from(deployed, capsys):
+    run, models = deployed
+    old = _ledger(models / "m1")
+    old_version = json.loads((models / "m1" / "bundle.json").read_text())["version"]
+    code, _, err = cli(capsys, "deploy", "--run", run.path, "--model-name", "m1", "--models-dir", models,
+                       "--replace")
+    assert code == 0, err
+    slot = models / "m1" / "archive" / old_version
+    assert (slot / "ledger.jsonl").read_bytes() == old
+    assert json.loads((slot / "bundle.json").read_text())["version"] == old_version
+    assert not (models / "m1" / "ledger.jsonl").exists()  # the new bundle starts its own ledger
+    load_bundle("m1", models)  # the new bundle loads
+    # a second replace keeps the first archive too
+    (models / "m1" / "ledger.jsonl").write_text('{"date": "2025-02-01", "symbol": "BPCL"}\n')
+    assert cli(capsys, "deploy", "--run", run.path, "--model-name", "m1", "--models-dir", models, "--replace")[0] == 0
+    archived = sorted(p.parent.name for p in (models / "m1" / "archive").glob("*/ledger.jsonl"))
+    assert len(archived) == 2 and old_version in archived
+    code, out, _ = cli(capsys, "models", "--models-dir", models)
+    assert f"ledger: {LEDGER_LINES + 1} entries" in out
+    assert not [p for p in models.iterdir() if p.name.startswith(".")]  # no debris
+
+
+def test_r3_1_train_deploy_over_a_ledger_is_refused_before_training(deployed, tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    _, models = deployed
+    old = _ledger(models / "m1")
+    runs = tmp_path / "new-runs"
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--runs-dir", runs, "--deploy", "--model-name", "m1",
+                       "--models-dir", models)
+    assert code == 2 and "forward ledger" in error_line(err)
+    assert "training" not in err  # no banner
+    assert not runs.exists() or not list(runs.iterdir())
+    assert (models / "m1" / "ledger.jsonl").read_bytes() == old
+
+
+# 8. tampered or mismatched bundles: one line naming the file ----------------------------------
+@pytest.mark.parametrize("field, value", [("window", 9), ("positions", [0, 1]), ("hidden", [32])])
+def test_r3_8_edited_bundle_is_refused_by_its_checksum(deployed, tmp_path, capsys, field, value):
+    _, models = deployed
+    path = models / "m1" / "bundle.json"
+    meta = json.loads(path.read_text())
+    if field in meta:
+        meta[field] = value
+    meta["config"][field] = value
+    path.write_text(json.dumps(meta))
+    for command in ("signal", "paper"):
+        code, out, err = cli(capsys, command, "--model", "m1", "--models-dir", models, "--data", "synthetic",
+                             "--cache-dir", tmp_path / "cache")
+        line = error_line(err, command)
+        assert code == 2 and str(path) in line and "checksum" in line and "--force" in line
+    # forced: the shapes are still checked against the recorded configuration, in one line
+    code, out, err = cli(capsys, "signal", "--model", "m1", "--models-dir", models, "--data", "synthetic",
+                         "--cache-dir", tmp_path / "cache", "--force")
+    line = error_line(err, "signal")
+    assert code == 2 and "params.msgpack" in line and "do not fit the configuration" in line and "shape" in line
+
+
+def test_r3_8_edited_params_are_refused_and_features_checked(deployed, capsys):
+    _, models = deployed
+    params = models / "m1" / "params.msgpack"
+    raw = bytearray(params.read_bytes())
+    raw[-1] ^= 0x01
+    params.write_bytes(bytes(raw))
+    with pytest.raises(DeployError, match="params.msgpack does not match the checksum"):
+        load_bundle("m1", models)
+    bundle = load_bundle("m1", models, force=True)  # a flipped low bit still fits the shapes
+    assert any("--force" in w for w in bundle.meta["load_warnings"])
+
+    path = models / "m1" / "bundle.json"
+    meta = json.loads(path.read_text())
+    meta["feature_names"] = ["log_return", "mystery"]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DeployError, match="not the ones inference builds.*unknown: mystery"):
+        load_bundle("m1", models, force=True)
+
+
+# 9. a renamed model folder: one name, the folder's --------------------------------------------
+def test_r3_9_renamed_model_folder_is_listed_and_loaded_by_its_folder_name(deployed, tmp_path, capsys):
+    _, models = deployed
+    shutil.move(models / "m1", models / "renamed")
+    code, out, _ = cli(capsys, "models", "--models-dir", models)
+    assert code == 0 and out.startswith("renamed ") and "bundle.json names it 'm1'" in out
+    bundle = load_bundle("renamed", models)
+    assert bundle.name == "renamed" and any("folder" in w for w in bundle.meta["load_warnings"])
+    code, out, err = cli(capsys, "signal", "--model", "renamed", "--models-dir", models, "--data", "synthetic",
+                         "--json", "--cache-dir", tmp_path / "cache")
+    assert code == 0 and strict_json(out)["model"] == "renamed", err
