@@ -9,7 +9,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_faults import base, cli, copy_run, done_run, error_line, strict_json  # noqa: F401 - fixtures
+from test_faults import (  # noqa: F401 - fixtures
+    alerts,
+    base,
+    cli,
+    copy_run,
+    dash,
+    done_run,
+    error_line,
+    open_page,
+    runs_by_id,
+    strict_json,
+)
 
 from evorl_core.deploy.bundle import DeployError, load_bundle
 
@@ -130,3 +141,34 @@ def test_r3_9_renamed_model_folder_is_listed_and_loaded_by_its_folder_name(deplo
     code, out, err = cli(capsys, "signal", "--model", "renamed", "--models-dir", models, "--data", "synthetic",
                          "--json", "--cache-dir", tmp_path / "cache")
     assert code == 0 and strict_json(out)["model"] == "renamed", err
+
+
+# 2. one deeply nested JSON file is one damaged row -------------------------------------------
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+def test_r3_2_deeply_nested_json_is_one_damaged_row(done_run, dash, capsys):  # noqa: F811
+    runs = dash["runs"]
+    copy_run(done_run, runs, "good")
+    copy_run(done_run, runs, "deep-status").status_path.write_bytes(b'{"state": ' + DEEP + b"}")
+    copy_run(done_run, runs, "deep-config").config_path.write_bytes(DEEP)
+    huge = copy_run(done_run, runs, "huge-number")
+    huge.status_path.write_bytes(b'{"state": "done", "env_steps": ' + b"9" * 5000 + b"}")
+    metrics = copy_run(done_run, runs, "deep-metrics")
+    with metrics.metrics_path.open("ab") as f:
+        f.write(DEEP + b"\n")
+    rows = runs_by_id(capsys, runs)
+    assert set(rows) == {"good", "deep-status", "deep-config", "huge-number", "deep-metrics"}
+    assert rows["good"]["state"] == rows["deep-metrics"]["state"] == "done"
+    for run_id, file in (("deep-status", "status.json"), ("deep-config", "config.json"),
+                         ("huge-number", "status.json")):
+        assert rows[run_id]["state"] == "damaged", rows[run_id]
+        assert str(runs / run_id / file) in rows[run_id]["error"]
+    assert "nested too deeply" in rows["deep-status"]["error"]
+    assert rows["deep-config"]["recorded_state"] == "done"
+    code, out, err = cli(capsys, "runs", "--runs-dir", runs)
+    assert code == 0 and "Traceback" not in err and "RecursionError" not in out + err
+    at = open_page("home")
+    assert "Could not read runs" not in alerts(at)
+    table = at.dataframe[0].value
+    assert dict(zip(table["run"], table["state"], strict=True))["deep-config"] == "damaged"

@@ -70,6 +70,9 @@ def read_ledger(model_dir: str | Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise LedgerError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix or move the file") from None
+        except (RecursionError, ValueError):
+            raise LedgerError(f"{path}: line {number} cannot be decoded (nested too deeply or a number too "
+                              "long); fix or move the file") from None
     return rows
 
 

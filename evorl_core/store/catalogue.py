@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evorl_core.store.atomic import RunDirError, atomic_write_json, read_json, storage_error
+from evorl_core.store.atomic import RunDirError, atomic_write_json, load_json, read_json, storage_error
 from evorl_core.store.rundir import ACTIVE_STATES, RUN_ID_RE, RunDir, as_number
 
 
@@ -50,9 +50,21 @@ def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
             out.append(run_summary(RunDir(p)))
         except OSError:
             continue
+        except Exception as exc:  # noqa: BLE001 - whatever one run's files hold, it is one row
+            out.append(_damaged_row(RunDir(p), f"{p}: cannot be read ({type(exc).__name__}: "
+                                               f"{' '.join(str(exc).split())[:200]})"))
     out = [r for r in out if r is not None]
     out.sort(key=lambda r: as_number(r["created_at"], 0.0), reverse=True)
     return out
+
+
+def _damaged_row(run_dir: RunDir, error: str, recorded_state: str | None = None) -> dict[str, Any]:
+    status = run_dir.damaged_status(error)
+    return {"run_id": run_dir.run_id, "path": str(run_dir.path), "state": status["state"],
+            "recorded_state": recorded_state, "env_steps": 0, "total_steps": None,
+            "created_at": as_number(status.get("created_at"), 0.0), "updated_at": as_number(status.get("updated_at"), 0.0),
+            "error": error, "symbols": [], "preset": None, "data_source": None, "backtest": None,
+            "has_checkpoint": False}
 
 
 def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
@@ -60,7 +72,10 @@ def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
     status = run_dir.read_status()
     if status is None:
         return None
-    config = run_dir.read_config() or {}
+    try:
+        config = load_json(run_dir.config_path) or {}
+    except RunDirError as exc:  # one damaged row naming the file; the other runs are listed
+        return _damaged_row(run_dir, str(exc), recorded_state=status.get("state"))
     data_info = config.get("data_info") if isinstance(config.get("data_info"), dict) else {}
     symbols = config.get("symbols")
     return {

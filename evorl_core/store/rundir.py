@@ -276,6 +276,10 @@ class RunDir:
             return self._damaged(f"{self.status_path}: missing (the run never recorded a state)")
         return effective_status(self, status)
 
+    def damaged_status(self, error: str) -> dict[str, Any]:
+        """The status a reader shows for a run one of whose files cannot be read (`error` names it)."""
+        return self._damaged(error)
+
     def _damaged(self, error: str) -> dict[str, Any]:
         return {"state": DAMAGED, "run_id": self.run_id, "error": error,
                 "created_at": _mtime(self.path), "updated_at": _mtime(self.status_path) or _mtime(self.path)}
