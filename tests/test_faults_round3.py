@@ -5,8 +5,11 @@ quiet ways, flags that do nothing. Test names start with the case number of the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from test_faults import (  # noqa: F401 - fixtures
@@ -172,3 +175,64 @@ def test_r3_2_deeply_nested_json_is_one_damaged_row(done_run, dash, capsys):  # 
     assert "Could not read runs" not in alerts(at)
     table = at.dataframe[0].value
     assert dict(zip(table["run"], table["state"], strict=True))["deep-config"] == "damaged"
+
+
+# 3. text that did not come from our code is plain text on every page ----------------------------
+BEACON = "![b](http://beacon.invalid/b.png)"
+
+
+def test_r3_3_plain_text_escapes_every_markdown_construct():
+    from evorl_ui.presenters.format import message_markdown, plain
+
+    hostile = f"BPCL.csv row 3: {BEACON} [l](http://x.invalid) <img src=x> $x^2$ :red[r] **b** `c`"
+    escaped = plain(hostile)
+    # every character Markdown or Streamlit could act on is backslash-escaped
+    assert re.search(r"(?<!\\)[!\[\]()<>$*`:^_]", escaped) is None, escaped
+    # what Markdown shows after unescaping is the original text, character for character
+    assert re.sub(r"\\(.)", r"\1", escaped) == hostile
+    assert message_markdown("a_1\nb*2") == "a\\_1  \nb\\*2"
+
+
+def test_r3_3_browser_no_request_leaves_localhost_on_any_page(done_run, tmp_path):  # noqa: F811
+    from test_browser import chromium_page
+    from test_faults import Server, wait_idle
+
+    from evorl_core.store.catalogue import write_annotations
+
+    app = tmp_path / "app"
+    runs, models = app / "runs", app / "models"
+    runs.mkdir(parents=True)
+    failed = copy_run(done_run, runs, "poisoned")
+    status = json.loads(failed.status_path.read_text())
+    failed.status_path.write_text(json.dumps({**status, "state": "failed",
+                                              "error": f"BPCL.csv: row 7 holds '{BEACON}', not a number"}))
+    shown = copy_run(done_run, runs, "shown")
+    write_annotations(shown, name=f"n {BEACON}", tags=[], note=f"note {BEACON}")
+    config = json.loads(shown.config_path.read_text())
+    config["data_info"]["warnings"] = [f"BPCL: {BEACON} looks like a split"]
+    shown.config_path.write_text(json.dumps(config))
+    assert main_deploy(shown.path, models) == 0
+
+    server = Server(app).start()
+    requests: list[str] = []
+    try:
+        with chromium_page() as pg:
+            pg.on("request", lambda r: requests.append(r.url))
+            for path in ("", "live?run=poisoned", "backtest?run=shown", "models", "walkforward", "data", "train"):
+                pg.goto(f"{server.url}/{path}")
+                wait_idle(pg)
+                pg.locator('[data-testid="stApp"]').wait_for()
+                time.sleep(1.0)
+                if path.startswith("live"):
+                    pg.get_by_text("beacon.invalid/b.png", exact=False).first.wait_for()
+                    assert pg.locator('img[src*="beacon"]').count() == 0
+    finally:
+        server.close()
+    hosts = {urlparse(u).hostname for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")}
+    assert hosts == {"127.0.0.1"}, sorted(u for u in requests if "127.0.0.1" not in u)
+
+
+def main_deploy(run_path: Path, models: Path) -> int:
+    from evorl_core.cli import main
+
+    return main(["deploy", "--run", str(run_path), "--models-dir", str(models)])

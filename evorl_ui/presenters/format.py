@@ -7,6 +7,7 @@ Every other presenters module imports from here; this module imports no other on
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -190,7 +191,20 @@ def headline(backtest: Mapping[str, Mapping[str, Any]] | None) -> dict[str, floa
     return out
 
 
-def message_markdown(text: str) -> str:
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:^=&\"'@/])")
+
+
+def plain(text: Any) -> str:
+    """Text that did not come from our code (error texts quoting input, symbols, file and run names,
+    notes, ledger fields) made safe to pass to any Markdown-rendering element (st.error, st.caption,
+    st.subheader, an expander's label): every ASCII punctuation character that Markdown or
+    Streamlit's extensions (images, links, autolinks, HTML, LaTeX `$`, `:color[...]` directives,
+    `:emoji:` codes) could act on is backslash-escaped, so it shows literally and nothing in it can
+    make the browser fetch a URL. Line breaks become spaces (one paragraph)."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def message_markdown(text: Any) -> str:
     """A message of several lines (a DataError lists one problem a line) as Markdown that shows each
-    line on its own line: Markdown, so st.error, joins plain line breaks into one paragraph."""
-    return "  \n".join(text.splitlines())
+    line literally (`plain`) on its own line (Markdown joins plain line breaks into one paragraph)."""
+    return "  \n".join(plain(line) for line in str(text).splitlines())
