@@ -51,7 +51,7 @@ with shell.user_errors("Could not read this run: "):
                        help="One self-contained file (charts included) that opens offline in any browser.")
     for caveat in tearsheet_caveats(sheet.days, sheet.synthetic):
         st.warning(message_markdown(caveat), icon=":material/warning:")
-    st.caption(plain(conventions_text(config)))
+    st.caption(conventions_text(config))
     with st.expander("Metric definitions"):
         st.table(metric_definitions_table())
         st.caption(TRADE_DEFINITION)

@@ -187,10 +187,12 @@ def test_r3_3_plain_text_escapes_every_markdown_construct():
     hostile = f"BPCL.csv row 3: {BEACON} [l](http://x.invalid) <img src=x> $x^2$ :red[r] **b** `c`"
     escaped = plain(hostile)
     # every character Markdown or Streamlit could act on is backslash-escaped
-    assert re.search(r"(?<!\\)[!\[\]()<>$*`:^_]", escaped) is None, escaped
+    assert re.search(r"(?<!\\)([\[\]<$*`]|://)", escaped) is None, escaped
+    assert plain(":smile: csv:/tmp/x") == "\\:smile: csv:/tmp/x"
+    assert plain("# 1. - x") == "\\# 1. - x" and plain("1. x") == "1\\. x" and plain("dp_charge: 0") == "dp_charge: 0"
     # what Markdown shows after unescaping is the original text, character for character
     assert re.sub(r"\\(.)", r"\1", escaped) == hostile
-    assert message_markdown("a_1\nb*2") == "a\\_1  \nb\\*2"
+    assert message_markdown("a_1\nb*2") == "a_1  \nb\\*2"
 
 
 def test_r3_3_browser_no_request_leaves_localhost_on_any_page(done_run, tmp_path):  # noqa: F811
