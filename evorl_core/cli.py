@@ -257,7 +257,7 @@ def train_run(args: argparse.Namespace) -> int:
         if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
             raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
-        config, market = guards.check_command(args), None  # the stored config is used inside pipeline.run
+        config, market = guards.check_command(args, make_config("production")), None  # replaced by the stored one
     else:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()

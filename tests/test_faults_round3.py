@@ -238,3 +238,132 @@ def main_deploy(run_path: Path, models: Path) -> int:
     from evorl_core.cli import main
 
     return main(["deploy", "--run", str(run_path), "--models-dir", str(models)])
+
+
+# 4. a header that repeats column names; a yfinance Ticker row that names another stock -----------
+def _multi_ticker(path: Path, tickers: tuple[str, ...], yfinance: bool = True) -> Path:
+    from evorl_core.data import synthetic_ohlcv
+
+    frames = {t: synthetic_ohlcv(t.split(".")[0], n_days=150, seed=i + 1) for i, t in enumerate(tickers)}
+    names = ["Adj Close", "Close", "High", "Low", "Open", "Volume"]
+    columns = {"Adj Close": "close", "Close": "close", "High": "high", "Low": "low", "Open": "open", "Volume": "volume"}
+    header = [n for n in names for _ in tickers]
+    lines = [",".join(["Price" if yfinance else "Date", *header])]
+    if yfinance:
+        lines += [",".join(["Ticker", *[t for _ in names for t in tickers]]), "Date" + "," * len(header)]
+    first = next(iter(frames.values()))
+    for i, day in enumerate(first.index):
+        cells = [f"{frames[t][columns[n]].iloc[i]:.4f}" for n in names for t in tickers]
+        lines.append(",".join([str(day.date()), *cells]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_r3_4_repeated_column_names_are_refused_naming_them(tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    _multi_ticker(tmp_path / "csv" / "BPCL.csv", ("BPCL.NS", "TATASTEEL.NS"), yfinance=False)
+    runs = tmp_path / "runs"
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", f"csv:{tmp_path / 'csv'}", "--symbols", "BPCL",
+                       "--runs-dir", runs)
+    line = error_line(err)
+    assert code == 2 and "BPCL.csv" in line and "repeats 'Adj Close' (2x)" in line and "'Close' (2x)" in line
+    assert "multi-ticker" in line and "evorl: training" not in err
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_r3_4_yfinance_ticker_row_picks_the_symbol_or_is_refused(tmp_path, capsys):
+    from evorl_core.data import DataError, read_symbol_csv, synthetic_ohlcv
+
+    path = _multi_ticker(tmp_path / "csv" / "TATASTEEL.csv", ("BPCL.NS", "TATASTEEL.NS"))
+    frame = read_symbol_csv(path)
+    expected = synthetic_ohlcv("TATASTEEL", n_days=150, seed=2)
+    assert list(frame["close"].round(4)) == list(expected["close"].round(4))  # TATASTEEL's, not BPCL's
+    assert list(frame["close"].round(4)) != list(synthetic_ohlcv("BPCL", n_days=150, seed=1)["close"].round(4))
+
+    other = _multi_ticker(tmp_path / "csv2" / "TATASTEEL.csv", ("BPCL.NS",))  # one ticker, another stock
+    with pytest.raises(DataError, match=r"TATASTEEL\.csv: the Ticker row \(row 2\) holds BPCL\.NS, not TATASTEEL"):
+        read_symbol_csv(other)
+    shutil.copy(path, tmp_path / "csv2" / "INFY.csv")
+    code, _, err = cli(capsys, "signal", "--model", "none", "--models-dir", tmp_path)  # control: not a data path
+    assert code == 2
+    with pytest.raises(DataError, match="holds BPCL.NS, TATASTEEL.NS, not INFY"):
+        read_symbol_csv(tmp_path / "csv2" / "INFY.csv")
+
+
+# 6. two symbols that resolve to one file --------------------------------------------------------
+def test_r3_6_the_same_file_twice_is_refused(tmp_path, capsys):
+    from market_csv import write_csv
+    from test_faults import TINY_ARGS
+
+    from evorl_core.data import synthetic_ohlcv
+
+    write_csv(tmp_path / "csv" / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=300, seed=1))
+    runs = tmp_path / "runs"
+    for symbols in (("BPCL", "bpcl"), ("BPCL", "BPCL.NS")):
+        code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", f"csv:{tmp_path / 'csv'}", "--symbols", *symbols,
+                           "--runs-dir", runs)
+        line = error_line(err)
+        assert code == 2 and f"{symbols[0]!r} and {symbols[1]!r} name the same data" in line
+        assert "BPCL.csv" in line
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+# 7. a flag that does nothing is refused, naming the option that would make it apply -------------
+@pytest.mark.parametrize("argv, expected", [
+    (["--fee-bps", "10"], "--fee-bps: applies to the flat cost model only"),
+    (["--cost-model", "flat", "--dp-charge", "5"], "--dp-charge: applies to the nse-delivery cost model only"),
+    (["--pbt-interval", "5"], "--pbt-interval: applies to population-based training only; add --population"),
+    (["--init-scheme", "orthogonal", "--init-std", "0.1"], "--init-std: applies to the normal initialiser only"),
+    (["--model-name", "m1"], "--model-name: applies with --deploy only"),
+    (["--member-group", "2"], "--member-group: applies with several members only"),
+])
+def test_r3_7_train_flags_that_do_nothing_are_refused(argv, expected, tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    runs = tmp_path / "runs"
+    code, _, err = cli(capsys, "train", *TINY_ARGS, *argv, "--runs-dir", runs)
+    assert code == 2 and expected in error_line(err) and "evorl: training" not in err
+    assert not runs.exists()
+
+
+def test_r3_7_walkforward_run_id_and_resume_flags_are_refused(tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    code, _, err = cli(capsys, "walkforward", *TINY_ARGS, "--run-id", "myrun", "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "--run-id: walk-forward folds are runs <id>-fold<k>; name them with --id" in error_line(
+        err, "walkforward")
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    code, _, err = cli(capsys, "train", "--resume", tmp_path / "runs" / "x", "--lr", "0.1")
+    assert code == 2 and "--lr would be ignored" in error_line(err)
+    # the control: the same flag where it applies is accepted by the check
+    from evorl_core import guards
+    from evorl_core.cli import build_parser
+    from evorl_core.config import make_config
+
+    args = build_parser().parse_args(["train", "--cost-model", "flat", "--fee-bps", "10"])
+    assert guards.check_command(args, make_config("quick", cost_model="flat", fee_bps=10.0)) is not None
+
+
+# 10. a refused start creates nothing and prints no banner ----------------------------------------
+@pytest.mark.parametrize("symbols, data, expected", [
+    (["X" * 300], "auto", "is 300 characters"),
+    (["BP/CL"], "synthetic", "is not a valid ticker"),
+    (["ZZZ"], "csv", "no file for ZZZ"),
+    (["BPCL"], "csv-missing", "directory not found"),
+])
+def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected, tmp_path, capsys):
+    from market_csv import write_csv
+    from test_faults import TINY_ARGS
+
+    from evorl_core.data import synthetic_ohlcv
+
+    write_csv(tmp_path / "csv" / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=300, seed=1))
+    spec = {"csv": f"csv:{tmp_path / 'csv'}", "csv-missing": f"csv:{tmp_path / 'nope'}"}.get(data, data)
+    runs = tmp_path / "runs"
+    code, out, err = cli(capsys, "train", *TINY_ARGS, "--data", spec, "--symbols", *symbols, "--runs-dir", runs)
+    assert code == 2 and expected in error_line(err)
+    assert "evorl: training" not in err and "backend" not in err
+    assert not runs.exists() or not list(runs.iterdir())

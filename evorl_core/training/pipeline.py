@@ -89,7 +89,6 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
     new run). Raises ConfigError, RunDirError (RunInUse) or DeployError with a one-line message.
     """
     check_runs_dir(runs_dir)
-    guards.check_symbols(config.symbols, config.data)  # before any run directory exists
     if resume:
         if not run_id:
             raise RunDirError("resume: give the run to resume")
@@ -110,6 +109,7 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
         check_checkpoint(run_dir)
     else:
         config = config.validated()
+        guards.check_symbols(config.symbols, config.data)  # one file or cache entry per symbol
         run_dir = RunDir.open(runs_dir, run_id or new_run_id())
         _check_free(run_dir)
     if deploy:
