@@ -147,8 +147,9 @@ def check_symbols(symbols: Iterable[str], data: str | None = None) -> tuple[str,
     return symbols
 
 
-def form_inapplicable(config: TrainConfig, form: Mapping[str, Any], defaults: Mapping[str, Any],
-                      labels: Mapping[str, str]) -> list[str]:
-    """`inapplicable` for the Train form: a field counts as given when it differs from its preset value."""
-    given = {k for k, v in form.items() if k in defaults and v != defaults[k]}
-    return inapplicable(config, given, name=lambda f: labels.get(f, f))
+def form_inapplicable(config: TrainConfig, values: Mapping[str, Any], preset: Mapping[str, Any]) -> list[str]:
+    """`inapplicable` for the Train form, messages starting with the field's name (the form shows
+    each under its field): a field counts as given when its value differs from the preset's."""
+    base = TrainConfig()
+    given = {k for k, v in values.items() if hasattr(base, k) and v != preset.get(k, getattr(base, k))}
+    return inapplicable(config, given, name=lambda f: f)

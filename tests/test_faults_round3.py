@@ -367,3 +367,16 @@ def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected
     assert code == 2 and expected in error_line(err)
     assert "evorl: training" not in err and "backend" not in err
     assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_r3_7_train_form_field_that_does_nothing_is_an_error_under_it():
+    from evorl_ui import forms
+
+    form = {**forms.preset_form_values("quick"), "symbols": "BPCL", "data": "synthetic"}
+    config, errors = forms.config_from_form(form)
+    assert config is not None, errors  # the preset as shown is accepted
+    config, errors = forms.config_from_form({**form, "fee_bps": 12.0})  # nse-delivery is the default
+    assert config is None and forms.field_errors(errors)["fee_bps"][0].startswith(
+        "fee_bps: applies to the flat cost model only")
+    config, errors = forms.config_from_form({**form, "fee_bps": 12.0, "cost_model": "flat"})
+    assert config is not None and config.fee_bps == 12.0, errors
