@@ -320,7 +320,7 @@ def train_run(args: argparse.Namespace) -> int:
               f"costs {cost_line(cfg)})" + ("  [SYNTHETIC DATA]" if synthetic else ""))
         print(format_metrics_table(metrics))
     if status.get("deployed_to"):
-        print(f"\ndeployed model: {status['deployed_to']}")
+        print(f"\ndeployed model: {status['deployed_to']}\nevidence: {status.get('deploy_evidence') or '?'}")
     print(f"\nrun directory: {run.path}")
     if status.get("state") in ("interrupted", "stopped"):
         print(f"resume with: evorl train --resume {run.path}", file=sys.stderr)
@@ -369,10 +369,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.ensemble < 1:
-        raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
     path = deploy_run(Path(args.run), args.model_name, args.models_dir, args.ensemble, args.replace)
-    print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
+    meta = load_bundle(path).meta
+    print(f"deployed model: {path} ({meta['policy']})\nevidence: {meta['evidence']}")
     return 0
 
 
@@ -439,7 +438,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         bh = [m.get("bh_total_return") for m in bt.values() if isinstance(m.get("bh_total_return"), (int, float))]
         headline = (f"{sum(rets) / len(rets) * 100:+.2f}% ({sum(bh) / len(bh) * 100:+.2f}%)" if rets and bh else "")
         print(f"{r['run_id']:<34} {str(r['state']):<12} {r.get('env_steps') or 0:>12,}  "
-              f"{','.join(r.get('symbols') or []):<28} {headline}")
+              f"{','.join(r.get('symbols') or []) + (' [synthetic]' if r.get('synthetic') else ''):<28} {headline}")
         if r.get("error"):
             print(f"    {'damaged' if r['state'] == DAMAGED else 'error'}: {r['error']}")
     return 0
@@ -480,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", DataFallbackWarning)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command](guards.checked(args))  # a flag that would do nothing is refused first
     except (RunFailed, StorageError, TrainingDiverged) as exc:
         print(f"evorl {args.command}: error: {indented(exc)}", file=sys.stderr)
         return 1

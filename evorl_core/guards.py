@@ -118,9 +118,17 @@ def check_command(args: argparse.Namespace, config: TrainConfig | None = None) -
     if config is not None and not (command == "train" and getattr(args, "resume", None)):
         fields = {_FIELD_OF_DEST.get(d, d) for d in given}
         problems += inapplicable(config, fields)
+    if command == "deploy" and args.ensemble < 1:
+        problems.append(f"--ensemble: must be at least 1 (got {args.ensemble})")
     if problems:
         raise FlagError("\n".join(problems))
     return config
+
+
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` once `check_command` (without a training config) has passed."""
+    check_command(args)
+    return args
 
 
 def check_symbols(symbols: Iterable[str], data: str | None = None) -> tuple[str, ...]:

@@ -380,3 +380,53 @@ def test_r3_7_train_form_field_that_does_nothing_is_an_error_under_it():
         "fee_bps: applies to the flat cost model only")
     config, errors = forms.config_from_form({**form, "fee_bps": 12.0, "cost_model": "flat"})
     assert config is not None and config.fee_bps == 12.0, errors
+
+
+# 12. one ledger, one data source ----------------------------------------------------------------
+def test_r3_12_a_ledger_refuses_another_data_source(deployed, tmp_path, capsys):
+    from market_csv import write_csv
+
+    from evorl_core.data import synthetic_ohlcv
+
+    _, models = deployed
+    meta = json.loads((models / "m1" / "bundle.json").read_text())
+    paper = ["paper", "--model", "m1", "--models-dir", models, "--cache-dir", tmp_path / "cache"]
+    code, _, err = cli(capsys, *paper, "--data", "synthetic")
+    assert code == 0, err
+    ledger = (models / "m1" / "ledger.jsonl").read_bytes()
+    for s in meta["symbols"]:
+        write_csv(tmp_path / "csv" / f"{s}.csv", synthetic_ohlcv(s, n_days=300, seed=9))
+    code, _, err = cli(capsys, *paper, "--data", f"csv:{tmp_path / 'csv'}")
+    line = error_line(err, "paper")
+    assert code == 2 and "recorded on 'synthetic'" in line and "csv" in line.split("this data is")[1]
+    assert (models / "m1" / "ledger.jsonl").read_bytes() == ledger
+
+
+# 13. deploy states the evidence ----------------------------------------------------------------
+def test_r3_13_deploy_states_the_evidence_and_the_bundle_records_it(done_run, tmp_path, capsys):  # noqa: F811
+    models = tmp_path / "models"
+    run = copy_run(done_run, tmp_path / "runs", "r1")
+    code, out, err = cli(capsys, "deploy", "--run", run.path, "--model-name", "m1", "--models-dir", models)
+    assert code == 0, err
+    evidence = next(line for line in out.splitlines() if line.startswith("evidence: "))
+    symbols = list(run.read_backtest_metrics())
+    assert "SYNTHETIC prices" in evidence and f"of {len(symbols)} symbol(s)" in evidence
+    assert all(f"{s}: " in evidence for s in symbols)
+    meta = json.loads((models / "m1" / "bundle.json").read_text())
+    assert meta["evidence"] == evidence.removeprefix("evidence: ")
+    code, out, _ = cli(capsys, "models", "--models-dir", models)
+    assert "evidence: " in out and "SYNTHETIC" in out
+    code, _, err = cli(capsys, "deploy", "--run", run.path, "--models-dir", models, "--ensemble", "0")
+    assert code == 2 and "--ensemble: must be at least 1" in error_line(err, "deploy")
+
+
+def test_r3_13_runs_marks_a_run_trained_on_synthetic_prices(done_run, tmp_path, capsys):  # noqa: F811
+    runs = tmp_path / "runs"
+    copy_run(done_run, runs, "synth")
+    real = copy_run(done_run, runs, "real")
+    config = json.loads(real.config_path.read_text())
+    config["data_info"] = {**config["data_info"], "synthetic": False, "source": "csv"}
+    real.config_path.write_text(json.dumps(config))
+    code, out, _ = cli(capsys, "runs", "--runs-dir", runs)
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip() and not line.startswith(" ")}
+    assert "[synthetic]" in lines["synth"] and "[synthetic]" not in lines["real"]

@@ -202,6 +202,21 @@ def ensemble_members(run: RunDir, k: int) -> list[int]:
     return sorted(mean, key=lambda m: (-mean[m], m))[:k]
 
 
+def evidence_line(test_metrics: dict[str, Any], data_info: dict[str, Any]) -> str:
+    """What the held-out test says about a model, in one line: how many symbols beat buy & hold,
+    each symbol's verdict, and whether the prices were synthetic (shown at deploy and with the model)."""
+    data = "SYNTHETIC prices" if data_info.get("synthetic") else f"real data ({data_info.get('source', '?')})"
+    per_symbol = {s: m for s, m in (test_metrics or {}).items() if isinstance(m, dict)}
+    if not per_symbol:
+        return f"no held-out test results; trained on {data}"
+    beat = sum(1 for m in per_symbol.values() if isinstance(m.get("total_return"), (int, float))
+               and isinstance(m.get("bh_total_return"), (int, float)) and m["total_return"] > m["bh_total_return"])
+    verdicts = "; ".join(f"{s}: {m.get('verdict') or 'no verdict'}" for s, m in per_symbol.items())
+    caution = "CAUTION: lost to buy & hold on every symbol; " if beat == 0 else ""
+    return (f"{caution}beat buy & hold on {beat} of {len(per_symbol)} symbol(s) in the held-out test, "
+            f"trained on {data}; {verdicts}")
+
+
 def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models",
                ensemble: int = 1, replace: bool = False) -> Path:
     """Copy a finished run's trained parameters and metadata into models/<name>/: the member chosen
@@ -259,6 +274,7 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "data_hash": stored.get("data_hash"),
             # the run's held-out results are those of its chosen member; an ensemble was not backtested
             "test_metrics": run.read_backtest_metrics() or {},
+            "evidence": evidence_line(run.read_backtest_metrics() or {}, stored.get("data_info") or {}),
             "test_metrics_of": f"member {member}",
             "versions": library_versions(),
             "version": sha256(param_bytes)[:12],
@@ -275,7 +291,7 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
 
 
 def _model_notes(path: Path, meta: dict[str, Any], recorded: Any) -> list[str]:
-    notes = []
+    notes = [f"evidence: {meta['evidence']}"] if isinstance(meta.get("evidence"), str) else []
     if entries := ledger_entries(path):
         notes.append(f"ledger: {entries} entries")
     if isinstance(recorded, str) and recorded != path.name:
@@ -297,7 +313,7 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
             "name": p.name, "path": str(p), "symbols": meta.get("symbols", []),
             "recorded_name": recorded if isinstance(recorded, str) and recorded != p.name else None,
             "version": meta.get("version"), "ledger_entries": ledger_entries(p),
-            "notes": _model_notes(p, meta, recorded),
+            "notes": _model_notes(p, meta, recorded), "evidence": meta.get("evidence"),
             "created_at": meta.get("created_at"), "source_run": meta.get("source_run"),
             "positions": meta.get("positions"), "execution": meta.get("config", {}).get("execution"),
             "date_ranges": meta.get("date_ranges", {}), "test_metrics": meta.get("test_metrics", {}),

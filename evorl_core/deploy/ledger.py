@@ -120,6 +120,7 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
     for row in existing:
         by_symbol.setdefault(row["symbol"], []).append(row)
     now = time.time()
+    recorded = next((r.get("data_source") for r in existing if r.get("data_source")), None)
     for symbol, frame in frames.items():
         if symbol not in norm:
             raise LedgerError(f"model {bundle.name!r} was not trained on {symbol}; it knows {', '.join(norm)}")
@@ -130,6 +131,10 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
         source = (per_symbol_info.get(symbol) or {}).get("source", info.get("source"))
         base = {"symbol": symbol, "data_source": source, "synthetic": source == "synthetic",
                 "stale": symbol in stale}
+        if recorded is not None and source != recorded:  # a ledger belongs to one data source
+            raise LedgerError(f"{ledger_path(bundle.path)}: the ledger was recorded on {recorded!r} (its first entry); "
+                              f"this data is {source!r}; a ledger holds one data source: use that source, or "
+                              "deploy the run again under another --model-name for this one")
         if history:
             last = history[-1]
             if last["date"] not in dates:

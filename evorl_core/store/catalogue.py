@@ -63,7 +63,7 @@ def _damaged_row(run_dir: RunDir, error: str, recorded_state: str | None = None)
     return {"run_id": run_dir.run_id, "path": str(run_dir.path), "state": status["state"],
             "recorded_state": recorded_state, "env_steps": 0, "total_steps": None,
             "created_at": as_number(status.get("created_at"), 0.0), "updated_at": as_number(status.get("updated_at"), 0.0),
-            "error": error, "symbols": [], "preset": None, "data_source": None, "backtest": None,
+            "error": error, "symbols": [], "preset": None, "data_source": None, "synthetic": False, "backtest": None,
             "has_checkpoint": False}
 
 
@@ -91,6 +91,7 @@ def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
         "symbols": [str(s) for s in symbols] if isinstance(symbols, list) else [],
         "preset": config.get("preset"),
         "data_source": data_info.get("source", config.get("data")),
+        "synthetic": bool(data_info.get("synthetic")),
         "backtest": run_dir.read_backtest_metrics(),
         "has_checkpoint": run_dir.has_checkpoint(),
     }

@@ -30,7 +30,7 @@ from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.data import FEATURE_NAMES, Market, load_market
 from evorl_core.deploy.bundle import check_replace, deploy_run, validate_model_name
 from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
-from evorl_core.store.atomic import RunDirError, storage_error
+from evorl_core.store.atomic import RunDirError, read_json, storage_error
 from evorl_core.store.catalogue import check_runs_dir
 from evorl_core.store.rundir import (
     ACTIVE_STATES,
@@ -250,7 +250,8 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
         evaluate_run(run_dir, market)
         if deploy:
             path = deploy_run(run_dir, name=model_name, models_dir=models_dir, replace=replace)
-            run_dir.write_status("running", deployed_to=str(path))
+            run_dir.write_status("running", deployed_to=str(path),
+                                 deploy_evidence=(read_json(path / "bundle.json", {}, kind=dict) or {}).get("evidence"))
         run_dir.write_status("done", finished_at=time.time(), phase="done")
         return run_dir
     except KeyboardInterrupt:
