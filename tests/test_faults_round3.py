@@ -430,3 +430,58 @@ def test_r3_13_runs_marks_a_run_trained_on_synthetic_prices(done_run, tmp_path, 
     code, out, _ = cli(capsys, "runs", "--runs-dir", runs)
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip() and not line.startswith(" ")}
     assert "[synthetic]" in lines["synth"] and "[synthetic]" not in lines["real"]
+
+
+# 14. debris of a kill -9 during a checkpoint write ----------------------------------------------
+def test_r3_14_stale_temporaries_are_removed_when_the_run_is_opened_by_its_new_owner(tmp_path):
+    from evorl_core.store.rundir import RunDir, RunLock
+
+    run = RunDir.create(tmp_path / "runs", "r")
+    (run.path / "checkpoint").mkdir()
+    state = run.path / "checkpoint" / "state.msgpack"
+    state.write_bytes(b"the good checkpoint")
+    debris = [run.path / "checkpoint" / ".state.msgpack.k2j3h4.tmp", run.path / ".status.json.abc.tmp"]
+    for d in debris:
+        d.write_bytes(b"\0" * 3_000_000)  # several MB, as a kill -9 mid-write leaves
+    keep = run.path / "notes.tmp"  # not one of ours: no leading dot
+    keep.write_text("x")
+    lock = RunLock.acquire(run)
+    try:
+        assert not any(d.exists() for d in debris)
+        assert state.read_bytes() == b"the good checkpoint" and keep.exists()
+    finally:
+        lock.release()
+
+
+# 16. input outside what the parser can hold; damaged outputs -----------------------------------
+def test_r3_16_a_year_typo_is_named_by_file_and_row(tmp_path, capsys):
+    from market_csv import write_csv
+    from test_faults import TINY_ARGS
+
+    from evorl_core.data import synthetic_ohlcv
+
+    path = write_csv(tmp_path / "csv" / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=300, seed=1))
+    lines = path.read_text().splitlines()
+    lines[10] = "2924" + lines[10][4:]  # row 11 of the file
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", f"csv:{tmp_path / 'csv'}", "--symbols", "BPCL",
+                       "--runs-dir", tmp_path / "runs")
+    line = error_line(err)
+    assert code == 2 and f"{path}: column 'Date', row 11: date '2924-" in line and "typo in the year" in line
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "not a readable results table"),
+    (b"hello,world\n1,2\n", "missing column(s) date, symbol"),
+    (b"date,symbol,open,close,position,equity,benchmark_equity\n2024-01-01,A,1,1,0,abc,1\n", "row 2, column 'equity'"),
+    (b"date,symbol,open,close,position,equity,benchmark_equity\n20x4-01-01,A,1,1,0,1,1\n", "row 2, column 'date'"),
+])
+def test_r3_16_damaged_equity_csv_is_one_line_naming_the_file(content, expected, done_run, tmp_path, capsys):  # noqa: F811
+    from evorl_core.store.atomic import RunDirError
+
+    run = copy_run(done_run, tmp_path / "runs", "r")
+    assert len(run.read_equity()) > 0  # the control: the file as written reads
+    run.equity_path.write_bytes(content)
+    with pytest.raises(RunDirError, match=re.escape(expected)) as caught:
+        run.read_equity()
+    assert str(run.equity_path) in str(caught.value)
