@@ -23,6 +23,7 @@ from test_faults import (  # noqa: F401 - fixtures
     open_page,
     runs_by_id,
     strict_json,
+    tiny_config,
 )
 
 from evorl_core.deploy.bundle import DeployError, load_bundle
@@ -485,3 +486,29 @@ def test_r3_16_damaged_equity_csv_is_one_line_naming_the_file(content, expected,
     with pytest.raises(RunDirError, match=re.escape(expected)) as caught:
         run.read_equity()
     assert str(run.equity_path) in str(caught.value)
+
+
+# 17. the field that is out of range is the one named ---------------------------------------------
+@pytest.mark.parametrize("argv, field, wrong", [
+    (["--initial-capital", "0"], "initial_capital:", "dp_charge"),
+    (["--cost-model", "flat", "--initial-capital", "0"], "initial_capital:", "dp_charge"),
+    (["--hidden", "100000000"], "hidden:", "window:"),
+])
+def test_r3_17_the_field_out_of_range_is_named(argv, field, wrong, tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    code, _, err = cli(capsys, "train", *TINY_ARGS, *argv, "--runs-dir", tmp_path / "runs")
+    line = error_line(err)
+    assert code == 2 and line.startswith(f"evorl train: error: {field}") and wrong not in line, line
+
+
+def test_r3_17_a_run_too_big_names_the_setting_that_takes_the_memory():
+    from evorl_core.config import ConfigError
+    from evorl_core.training import sizing
+
+    for changes, field in (({"window": 100_000}, "window"), ({"hidden": (200_000,)}, "hidden"),
+                           ({"num_envs": 1 << 20, "minibatch_size": 1 << 20}, "num_envs")):
+        config = tiny_config(**changes)
+        with pytest.raises(ConfigError) as caught:
+            sizing.check_fits(config, available=2**20)
+        assert str(caught.value).startswith(f"{field}: "), (changes, str(caught.value))
