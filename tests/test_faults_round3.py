@@ -512,3 +512,21 @@ def test_r3_17_a_run_too_big_names_the_setting_that_takes_the_memory():
         with pytest.raises(ConfigError) as caught:
             sizing.check_fits(config, available=2**20)
         assert str(caught.value).startswith(f"{field}: "), (changes, str(caught.value))
+
+
+# 18. delete of a symlinked run -------------------------------------------------------------------
+def test_r3_18_deleting_a_symlinked_run_removes_the_link_only(done_run, tmp_path):  # noqa: F811
+    from evorl_core.store.catalogue import delete_run, list_runs
+    from evorl_core.store.rundir import RunDir
+
+    elsewhere = copy_run(done_run, tmp_path / "elsewhere", "real")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "linked").symlink_to(elsewhere.path, target_is_directory=True)
+    assert [r["run_id"] for r in list_runs(runs)] == ["linked"]
+    message = delete_run(RunDir(runs / "linked"))
+    assert "removed the link" in message and str(elsewhere.path) in message
+    assert list(runs.iterdir()) == []  # no hidden .deleting-* left behind
+    assert elsewhere.status_path.exists()  # the target is never followed
+    plain_run = copy_run(done_run, runs, "plain")
+    assert delete_run(plain_run) == f"deleted {plain_run.path}" and list(runs.iterdir()) == []

@@ -166,18 +166,29 @@ def write_annotations(run: RunDir, **changes: Any) -> dict[str, Any]:
     return values
 
 
-def delete_run(run: RunDir) -> None:
-    """Remove a run's folder. Refused (RunDirError) while its state is active: a process may be
-    writing to it; stop it first. A folder without status.json is not a run and is left alone."""
+def delete_run(run: RunDir) -> str:
+    """Remove a run's folder; returns what was removed. Refused (RunDirError) while its state is
+    active: a process may be writing to it; stop it first. A folder without status.json is not a
+    run and is left alone. A run that is a symbolic link loses the link only: its target (which may
+    lie outside the runs folder) is never followed. Whatever cannot be removed is an error naming it."""
     status = run.read_status()
     if status is None:
         raise RunDirError(f"{run.path}: no status.json; not a run directory, nothing deleted")
     if status.get("state") in ACTIVE_STATES:
         raise RunDirError(f"run {run.run_id!r} is {status.get('state')}; stop it before deleting it")
+    if run.path.is_symlink():
+        target = os.path.realpath(run.path)
+        run.path.unlink()
+        return f"removed the link {run.path}; its target {target} was kept"
     # Rename first so that readers never list a half-deleted run, then remove.
     doomed = run.path.with_name(f".deleting-{run.run_id}-{os.urandom(3).hex()}")
     os.replace(run.path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    left: list[str] = []
+    shutil.rmtree(doomed, onerror=lambda _f, path, _e: left.append(str(path)))  # Python 3.11: no onexc
+    if left or doomed.exists():
+        raise RunDirError(f"{run.path}: could not delete {left[0] if left else doomed} ({len(left)} left); "
+                          f"what remains is in {doomed}")
+    return f"deleted {run.path}"
 
 
 # Config fields that fix the work of one update (for runtime estimates from earlier runs).
