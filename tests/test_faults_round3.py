@@ -530,3 +530,38 @@ def test_r3_18_deleting_a_symlinked_run_removes_the_link_only(done_run, tmp_path
     assert elsewhere.status_path.exists()  # the target is never followed
     plain_run = copy_run(done_run, runs, "plain")
     assert delete_run(plain_run) == f"deleted {plain_run.path}" and list(runs.iterdir()) == []
+
+
+# 19. smaller ones: a wrong separator, an undecodable byte, an empty reason -----------------------
+def test_r3_19_separator_and_undecodable_bytes_are_named(tmp_path):
+    from market_csv import write_csv
+
+    from evorl_core.data import DataError, read_symbol_csv, synthetic_ohlcv
+    from evorl_core.store.atomic import RunDirError, load_json
+
+    path = write_csv(tmp_path / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=50, seed=1))
+    text = path.read_text()
+    for sep, word in ((";", "semicolon"), ("\t", "tab")):
+        other = tmp_path / f"{word}.csv"
+        other.write_text(text.replace(",", sep))
+        with pytest.raises(DataError, match=f"looks {word}-separated"):
+            read_symbol_csv(other, symbol="BPCL")
+    raw = bytearray(path.read_bytes())
+    fifth = [i for i, b in enumerate(raw) if b == ord("\n")][3] + 2  # inside row 5
+    raw[fifth] = 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"BPCL\.csv: row 5: byte 0xff \(offset \d+\) is not UTF-8"):
+        read_symbol_csv(path)
+    js = tmp_path / "status.json"
+    js.write_bytes(b'{\n"a": 1,\n"b": "\xff"}')
+    with pytest.raises(RunDirError, match=r"not UTF-8 text \(line 3, byte"):
+        load_json(js)
+
+
+def test_r3_19_unreadable_params_always_give_a_reason(deployed):
+    _, models = deployed
+    (models / "m1" / "params.msgpack").write_bytes(b"")
+    with pytest.raises(DeployError) as caught:
+        load_bundle("m1", models, force=True)
+    reason = str(caught.value).split("params.msgpack: ", 1)[1]
+    assert reason.strip() and not reason.endswith("()"), str(caught.value)

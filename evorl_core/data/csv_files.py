@@ -35,6 +35,7 @@ _ALIASES = {
 }
 _NSE_MARKERS = ("series", "symbol", "prev close", "vwap")
 ADJ_CLOSE_ALIASES = ("adj close", "adjclose", "adjusted close")
+SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 def yahoo_ticker(symbol: str) -> str:
@@ -94,7 +95,12 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
             header = list(raw.columns)
             first_row = 4
         _refuse_repeated(name, header)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:  # named by its row (and the byte within the file)
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        row = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{name}: row {row}: byte 0x{data[e.start]:02x} (offset {e.start}) is not UTF-8 text; "
+                        "save the file as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         detail = " ".join(str(e).split())  # pandas puts line breaks in its messages
         raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {detail})") from None
     except OSError as e:
@@ -110,9 +116,12 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
         found = next((headers[a] for a in aliases if a in headers), None)
         if found is None:
             expected = NSE_LAYOUT if is_nse else YAHOO_LAYOUT
+            separator = next((label for sep, label in SEPARATORS.items()
+                              if raw.columns.size <= 2 and any(sep in str(c) for c in raw.columns)), None)
+            hint = f"; the file looks {separator}-separated: save it with commas" if separator else ""
             raise DataError(
                 f"{name}: missing column '{canon.capitalize()}' in the header (row 1); "
-                f"found: {_listing(raw.columns)}; expected {expected}"
+                f"found: {_listing(raw.columns)}; expected {expected}{hint}"
             )
         labels[canon] = found
 

@@ -404,7 +404,7 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", forc
     try:
         raw = serialization.msgpack_restore(param_bytes)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types for a bad file
-        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split())})") from None
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     mismatch = _shape_mismatch(serialization.to_state_dict(template), raw)
     if mismatch:
         raise DeployError(f"{path / 'params.msgpack'}: the parameters do not fit the configuration in "
@@ -413,7 +413,7 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", forc
     try:
         params = serialization.from_state_dict(template, raw)
     except Exception as exc:  # noqa: BLE001 - flax raises many types for a bad file
-        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split())})") from None
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if not params_finite(params):
         raise DeployError(f"{path / 'params.msgpack'}: the parameters are not finite numbers (a diverged "
                           "model); redeploy a run that trained normally")

@@ -152,8 +152,10 @@ def load_json(path: Path | str, kind: type | None = dict) -> Any:
     (with `kind`) holds another type of value.
     """
     path = Path(path)
+    data = b""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -161,7 +163,8 @@ def load_json(path: Path | str, kind: type | None = dict) -> Any:
     except PermissionError:
         raise RunDirError(f"{path}: permission denied reading it") from None
     except UnicodeDecodeError as exc:
-        raise RunDirError(f"{path}: not UTF-8 text (byte {exc.start}); the file is damaged") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RunDirError(f"{path}: not UTF-8 text (line {line}, byte {exc.start}); the file is damaged") from None
     except OSError as exc:
         raise RunDirError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
