@@ -565,3 +565,25 @@ def test_r3_19_unreadable_params_always_give_a_reason(deployed):
         load_bundle("m1", models, force=True)
     reason = str(caught.value).split("params.msgpack: ", 1)[1]
     assert reason.strip() and not reason.endswith("()"), str(caught.value)
+
+
+# 11. one held position, one computation of the probabilities ------------------------------------
+def test_r3_11_signal_and_paper_agree_on_the_held_position_and_probabilities(deployed, tmp_path, capsys):
+    _, models = deployed
+    common = ["--model", "m1", "--models-dir", models, "--data", "synthetic", "--cache-dir", tmp_path / "cache"]
+    code, out, err = cli(capsys, "signal", *common, "--json")
+    assert code == 0, err
+    before = strict_json(out)["signals"]
+    assert all("replayed from flat" in s["held_from"] for s in before)  # no ledger yet: it says why
+    code, out, err = cli(capsys, "paper", *common, "--json")
+    assert code == 0, err
+    entries = {e["symbol"]: e for e in strict_json(out)["appended"]}
+    code, out, err = cli(capsys, "signal", *common, "--json")
+    assert code == 0, err
+    for s in strict_json(out)["signals"]:
+        e = entries[s["symbol"]]
+        assert s["date"] == e["date"] and "paper ledger" in s["held_from"]
+        assert s["held_position"] == e["held"] and s["position"] == e["target"]
+        assert list(s["probabilities"].values()) == pytest.approx(list(e["probabilities"].values()), abs=1e-6)
+    code, out, _ = cli(capsys, "signal", *common)
+    assert code == 0 and "(held: the paper ledger's entry for" in out

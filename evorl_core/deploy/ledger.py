@@ -25,17 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from evorl_core import modes
-from evorl_core.agents.build import make_ppo
 from evorl_core.costs import cost_model
 from evorl_core.data.arrays import MarketData
 from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError, ModelLock
-from evorl_core.deploy.signal import stale_warnings, symbol_data
+from evorl_core.deploy.signal import decider, stale_warnings, symbol_data
 from evorl_core.evaluation.tearsheet import ANNUALIZATION, portfolio
 from evorl_core.store.atomic import atomic_write_text, clean_json, read_json
 
@@ -87,15 +85,10 @@ def ledger_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _decider(bundle: Bundle):
-    """decide(data, t, held) -> (target, probabilities): the greedy policy at the close of bar t."""
-    config = bundle.config
-    ppo = make_ppo(config)
-    mode = modes.get(config)
-    positions = np.asarray(config.positions, np.float64)
-
-    @jax.jit
-    def probabilities(params, data, t, held):
-        return mode.decision(ppo.action_probabilities, params, data, t, held, ppo.env)
+    """decide(data, t, held) -> (target, probabilities): the greedy policy at the close of bar t,
+    computed by `signal.decider` (the one computation signals use too)."""
+    positions = np.asarray(bundle.config.positions, np.float64)
+    probabilities = decider(bundle)[3]
 
     def decide(data: MarketData, t: int, held: float) -> tuple[float, dict[str, float]]:
         probs = np.asarray(probabilities(bundle.params, data, jnp.int32(t), jnp.float32(held)), np.float64)
