@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from evorl_core import __version__
+from evorl_core import __version__, guards
 from evorl_core.bench.plan import SECTION_HELP, SECTIONS
 from evorl_core.config import (
     COST_MODELS,
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--only", nargs="+", metavar="SECTION", help="run only these sections (listed below)")
     be.add_argument("--repeats", type=int)
     be.add_argument("--backend", choices=list(backends.BACKENDS), default="auto")
+    guards.add_flags(sub.choices)
     return p
 
 

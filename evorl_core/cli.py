@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-from evorl_core import bench
+from evorl_core import bench, guards
 from evorl_core.arguments import build_parser
 from evorl_core.config import ConfigError, TrainConfig, make_config, parse_floats, parse_ints
 from evorl_core.console import (
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         member_group=args.member_group, universe_size=args.universe_size, rebalance_band=args.rebalance_band,
     )
     overrides["mode"] = args.mode
-    return make_config(args.preset, **overrides)
+    return guards.check_command(args, make_config(args.preset, **overrides))  # no flag that would do nothing
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -111,10 +111,12 @@ def train_run(args: argparse.Namespace) -> int:
         if distributed.is_writer() and not run_path.is_dir():  # only process 0 reads it
             raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
-        config = make_config("production")  # replaced by the stored config inside pipeline.run
+        config, market = guards.check_command(args, make_config("production")), None  # replaced by the stored one
     else:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
+        market = pipeline.checked_market(config, runs_dir, run_id, cache_dir=args.cache_dir, deploy=args.deploy,
+                                         model_name=args.model_name, models_dir=args.models_dir, replace=args.replace)
         if distributed.is_writer():
             universe = (f"every symbol of {config.data}" if tuple(config.symbols) == ("all",)
                         else ", ".join(config.symbols))
@@ -147,7 +149,7 @@ def train_run(args: argparse.Namespace) -> int:
         run = pipeline.run(config, runs_dir, run_id, resume=resume, progress=bar, deploy=args.deploy,
                            stop_event=stop, model_name=args.model_name, models_dir=args.models_dir,
                            cache_dir=args.cache_dir, phases=phases, tensorboard=args.tensorboard,
-                           use_compile_cache=args.compile_cache)
+                           use_compile_cache=args.compile_cache, market=market, replace=args.replace)
     except (StorageError, TrainingDiverged) as exc:
         raise RunFailed(f"{exc} (run {run_path}: failed)") from None
     except (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, KeyboardInterrupt):
@@ -181,7 +183,7 @@ def train_run(args: argparse.Namespace) -> int:
               f"costs {cost_line(cfg)})" + ("  [SYNTHETIC DATA]" if synthetic else ""))
         print(format_portfolio_table(metrics) if cfg.get("mode") == "portfolio" else format_metrics_table(metrics))
     if status.get("deployed_to"):
-        print(f"\ndeployed model: {status['deployed_to']}")
+        print(f"\ndeployed model: {status['deployed_to']}\nevidence: {status.get('deploy_evidence') or '?'}")
     print(f"\nrun directory: {run.path}")
     if status.get("state") in ("interrupted", "stopped"):
         print(f"resume with: evorl train --resume {run.path}", file=sys.stderr)
@@ -263,17 +265,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.ensemble < 1:
-        raise UserError(f"--ensemble: must be at least 1 (got {args.ensemble})")
-    path = deploy_run(resolve_run(args.run, args.runs_dir).path, name=args.model_name, models_dir=args.models_dir, ensemble=args.ensemble)
-    print(f"deployed model: {path} ({load_bundle(path).meta['policy']})")
+    path = deploy_run(resolve_run(args.run, args.runs_dir).path, args.model_name, args.models_dir, args.ensemble,
+                      args.replace)
+    meta = load_bundle(path).meta
+    print(f"deployed model: {path} ({meta['policy']})\nevidence: {meta['evidence']}")
     return 0
 
 
-def load_model(name: str, models_dir: str | Path):
+def load_model(name: str, models_dir: str | Path, force: bool = False):
     """`load_bundle`, and for a name that is no model the models that exist (and the closest one)."""
     try:
-        return load_bundle(name, models_dir=models_dir)
+        return load_bundle(name, models_dir=models_dir, force=force)
     except DeployError as exc:
         if "no model bundle" not in str(exc):
             raise
@@ -285,12 +287,12 @@ def load_model(name: str, models_dir: str | Path):
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    bundle = load_model(args.model, args.models_dir)
+    bundle = load_model(args.model, args.models_dir, args.force)
     if bundle.config.mode == "portfolio":
         return cmd_portfolio_signal(args, bundle)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
     stale = stale_warnings(frames)
-    for w in info.get("warnings", []) + stale:
+    for w in bundle.meta["load_warnings"] + info.get("warnings", []) + stale:
         print(f"warning: {w}", file=sys.stderr)
     result = signals(bundle, frames)
     if args.json:
@@ -303,16 +305,16 @@ def cmd_signal(args: argparse.Namespace) -> int:
     for s in result:
         probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
         print(f"{s['symbol']:<12} {s['date']:<11} {s['close']:>12.2f} {s['held_position']:>6g} "
-              f"{s['position']:>7g}  {probs}")
+              f"{s['position']:>7g}  {probs}  (held: {s['held_from']})")
     print(f"\ntargets are exposures (fraction of equity) for the next session ({bundle.config.execution} execution)")
     return 0
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    bundle = load_model(args.model, args.models_dir)
+    bundle = load_model(args.model, args.models_dir, args.force)
     frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
     result = record_paper(bundle, frames, info)
-    for w in info.get("warnings", []) + result.warnings:
+    for w in bundle.meta["load_warnings"] + info.get("warnings", []) + result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(dumps({"model": bundle.name, "data_source": info.get("source"),
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", DataFallbackWarning)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command](guards.checked(args))  # a flag that would do nothing is refused first
     except BrokenPipeError:  # `evorl runs | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

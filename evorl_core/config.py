@@ -335,7 +335,8 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(_finite(c.brokerage_bps) and 0 <= c.brokerage_bps < MAX_BROKERAGE_BPS,
          f"brokerage_bps: must be >= 0 and below {MAX_BROKERAGE_BPS:g} (got {c.brokerage_bps})")
     need(_finite(c.dp_charge) and c.dp_charge >= 0, f"dp_charge: must be >= 0 rupees (got {c.dp_charge})")
-    need(not (_finite(c.dp_charge) and _finite(c.initial_capital)) or c.dp_charge < c.initial_capital,
+    need(c.cost_model != "nse-delivery" or not (_finite(c.dp_charge) and _finite(c.initial_capital))
+         or not 0 < c.initial_capital <= MAX_INITIAL_CAPITAL or c.dp_charge < c.initial_capital,  # blame capital first
          f"dp_charge: Rs {c.dp_charge} per sell day must be below initial_capital")
     need(c.execution in EXECUTION_MODES, f"execution: must be one of {', '.join(EXECUTION_MODES)}")
     need(c.episode_len >= 2, f"episode_len: must be at least 2 (got {c.episode_len})")

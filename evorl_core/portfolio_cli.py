@@ -45,7 +45,7 @@ def cmd_portfolio_signal(args: argparse.Namespace, bundle: Any) -> int:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, models_dir=args.models_dir)
+    bundle = load_bundle(args.model, models_dir=args.models_dir, force=args.force)
     if bundle.config.mode != "portfolio":
         raise DeployError(f"--model {args.model}: a single-asset model; `evorl orders` needs a portfolio model "
                         "(train with --portfolio); use `evorl signal` for its target exposures")

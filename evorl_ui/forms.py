@@ -33,6 +33,7 @@ from evorl_core.config import (
     validation_errors,
 )
 from evorl_core.data import MIN_TRAIN_STEPS, DataError, rows_needed
+from evorl_core.guards import form_inapplicable  # a field that would do nothing is an error under it
 from evorl_core.system.backends import BACKENDS
 from evorl_core.timefmt import format_duration
 from evorl_core.training.sizing import ASSUMED_FLOPS, check_fits, update_flops  # the loop's own sizing
@@ -51,8 +52,7 @@ FORM_FIELDS = tuple(FIELDS)
 # Fields a preset does not set: changing the preset keeps what the user chose for them.
 KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", "dp_charge", "price_adjustment",
                          "val_days", "population", "pbt_interval", "pbt_fraction", "pbt_resample")
-# What the dashboard starts a preset with beyond the engine's preset: several seeds for the quick
-# preset, so that a first run reports a spread and a choice made on validation days, not one draw.
+# Beyond the engine's preset: several quick-preset seeds, so a first run reports a spread, not one draw.
 DASHBOARD_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {"quick": {"seeds": 4}}
 # Form values where the engine's default means "off": a population the user switches to has 8 members.
 FORM_DEFAULTS: dict[str, Any] = {"population": 8}
@@ -129,8 +129,7 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
                 values[name] = fv
         else:  # a choice; validation_errors names a bad one
             values[name] = v
-    # A field that did not parse keeps its preset value so that every other field is still
-    # checked: all problems show at once, not the parse error alone.
+    # An unparsed field keeps its preset value, so every other field is checked too (all problems at once).
     unparsed = {field_of(e) for e in errors}
     base = TrainConfig()
     for name in unparsed:
@@ -149,7 +148,8 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
         config = TrainConfig(**values)
     except (TypeError, ValueError) as exc:
         return None, [*errors, str(exc)]
-    errors += [e for e in validation_errors(config) if field_of(e) not in unparsed]
+    errors += [e for e in validation_errors(config) + form_inapplicable(config, values, PRESETS[preset])
+               if field_of(e) not in unparsed]
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
     return (None, errors) if errors else (config, [])

@@ -14,7 +14,7 @@ import streamlit as st
 
 from evorl_core.store.rundir import ACTIVE_STATES
 from evorl_ui import settings
-from evorl_ui.presenters.format import message_markdown
+from evorl_ui.presenters.format import message_markdown, plain
 from evorl_ui.presenters.runs import backend_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def training_runs() -> list[str]:
 def _training_caption() -> None:
     active = training_runs()
     if active:
-        st.caption(f":material/play_circle: training: {', '.join(active)}")
+        st.caption(f":material/play_circle: training: {plain(', '.join(active))}")
 
 
 def go_to(page: str, run_id: str | None = None) -> None:

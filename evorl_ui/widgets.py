@@ -25,7 +25,7 @@ from evorl_core.store.atomic import StorageError, atomic_write_bytes, atomic_wri
 from evorl_core.store.rundir import ACTIVE_STATES
 from evorl_ui import forms, settings, shell
 from evorl_ui.presenters import runs as run_presenters
-from evorl_ui.presenters.format import message_markdown
+from evorl_ui.presenters.format import message_markdown, plain
 
 # source kind -> label; a kind other than csv_dir/upload is a load_frames source as it is.
 SOURCES = {"auto": "Auto (cache → Yahoo → synthetic)", "synthetic": "Synthetic (offline)",
@@ -171,7 +171,7 @@ def pick_run(runs: Sequence[Mapping[str, Any]], key: str, label: str = "Run", pr
 def data_badge(synthetic: bool | None, source: str | None = None, column: Any = None) -> None:
     """The data-provenance badge (presenters.runs.data_badge): synthetic, real (source), or unknown yet."""
     text, color, icon = run_presenters.data_badge(synthetic, source)
-    (column or st).badge(text, icon=icon, color=color)
+    (column or st).badge(plain(text), icon=icon, color=color)
 
 
 def field_errors(messages: Sequence[str] | None, column: Any = None) -> None:

@@ -18,6 +18,7 @@ from evorl_ui.presenters.backtest import (
     tearsheet_caveats,
     trades_table,
 )
+from evorl_ui.presenters.format import message_markdown, plain
 from evorl_ui.presenters.population import member_table, selection_text, spread_table
 from evorl_ui.presenters.runs import comparison_warning, run_label
 
@@ -49,18 +50,18 @@ with shell.user_errors("Could not read this run: "):
     with b1:
         widgets.data_badge(sheet.synthetic, sheet.source)
         if sheet.annotations.get("name") or sheet.annotations.get("note"):
-            st.caption(" — ".join(x for x in (sheet.annotations.get("name"), sheet.annotations.get("note")) if x))
+            st.caption(" — ".join(plain(x) for x in (sheet.annotations.get("name"), sheet.annotations.get("note")) if x))
     b2.download_button("Download HTML report", icon=":material/download:", key="bt_report",
                        data=lambda: report.report_html(run_dir), file_name=f"{run_id}-report.html", mime="text/html",
                        help="One self-contained file (charts included) that opens offline in any browser.")
     for caveat in tearsheet_caveats(sheet.days, sheet.synthetic):
-        st.warning(caveat, icon=":material/warning:")
+        st.warning(message_markdown(caveat), icon=":material/warning:")
     st.caption(conventions_text(config))
     with st.expander("Metric definitions"):
         st.table(metric_definitions_table())
         st.caption(TRADE_DEFINITION)
     for w in data_info.get("warnings") or []:
-        st.warning(w)
+        st.warning(message_markdown(w))
 
     figures = report.tearsheet_figures(sheet)
     if sheet.members > 1 and sheet.selection:
@@ -101,14 +102,14 @@ with shell.user_errors("Could not read this run: "):
 
     for sym in sheet.symbols:
         st.divider()
-        st.subheader(sym)
+        st.subheader(plain(sym))
         if f"symbol:{sym}" not in figures:
-            st.warning(f"{sym}: no equity rows in backtest/equity.csv")
+            st.warning(plain(f"{sym}: no equity rows in backtest/equity.csv"))
         c1, c2 = st.columns([2, 3])
         if isinstance(metrics.get(sym), dict):
             with c1:
                 if notes := notes_text(metrics[sym]):
-                    st.caption(notes)
+                    st.caption(plain(notes))
                 table = report.symbol_summary(sheet, sym, "curated")
                 st.dataframe(table, key=f"bt_tbl_{sym}", height=35 * (len(table) + 1) + 3)
                 rest = report.symbol_summary(sheet, sym, "rest")
@@ -119,7 +120,7 @@ with shell.user_errors("Could not read this run: "):
             with c2:
                 widgets.chart(figures[f"symbol:{sym}"], key=f"bt_sym_{sym}")
         trades = report.symbol_trades(sheet, sym)
-        with st.expander(f"{sym}: {len(trades)} round trip(s)"):
+        with st.expander(plain(f"{sym}: {len(trades)} round trip(s)")):
             st.dataframe(trades_table(trades), hide_index=True, key=f"bt_trades_{sym}")
 
 st.divider()
@@ -131,7 +132,7 @@ else:
     other = st.selectbox("Second run", others, key="bt_compare", format_func=lambda i: run_label(by_id[i]))
     with shell.user_errors("Could not compare: "):
         if warning := comparison_warning(by_id[run_id], by_id[other]):
-            st.warning(warning, icon=":material/warning:")
+            st.warning(message_markdown(warning), icon=":material/warning:")
         other_metrics = settings.open_run(other).read_backtest_metrics() or {}
         table = compare_table(run_id, metrics, other, other_metrics)
         if table.empty:

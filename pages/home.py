@@ -9,6 +9,7 @@ from evorl_core.config import make_config
 from evorl_core.store.catalogue import delete_run, write_annotations
 from evorl_core.store.rundir import ACTIVE_STATES, STATES
 from evorl_ui import forms, settings, shell, widgets
+from evorl_ui.presenters.format import plain
 from evorl_ui.presenters.runs import RUN_SORTS, devices_text, filter_runs, runs_table
 
 shell.require_frame()
@@ -16,7 +17,7 @@ st.title("evorl — RL trading workbench")
 st.caption("PPO agents in pure JAX on daily NSE data. Train, watch, backtest on held-out days, deploy.")
 
 if flash := st.session_state.pop("home_flash", None):
-    st.success(flash)
+    st.success(plain(flash))
 
 with shell.user_errors():
     info = settings.backend()
@@ -27,7 +28,7 @@ with shell.user_errors():
     c3.metric("JAX", info["jax"])
     c4.metric(f"Host memory free (of {mem['total_gb']:.0f} GB)", f"{mem['available_gb']:.1f} GB")
     if info["error"]:
-        st.error(f"JAX backend unavailable: {info['error']}")
+        st.error(plain(f"JAX backend unavailable: {info['error']}"))
     elif info["devices"]:
         st.caption(f"Devices: {devices_text(info)} · dashboard process RSS "
                    f"{mem['process_rss_mb']:.0f} MB")
@@ -123,7 +124,7 @@ if a1.button("Unarchive" if run.get("archived") else "Archive", key="home_archiv
         write_annotations(settings.open_run(pick), archived=not run.get("archived"))
         st.session_state["home_flash"] = f"{'Unarchived' if run.get('archived') else 'Archived'} {pick}."
         st.rerun()
-confirm = a2.checkbox(f"Delete {pick} and all its files", key=f"home_confirm_{pick}", disabled=active,
+confirm = a2.checkbox(f"Delete {plain(pick)} and all its files", key=f"home_confirm_{pick}", disabled=active,
                       help="A running run cannot be deleted: stop it first." if active else None)
 if a3.button("Delete", key="home_delete", type="primary", icon=":material/delete:", disabled=active or not confirm):
     with shell.user_errors("Could not delete: "):
@@ -134,4 +135,4 @@ if a3.button("Delete", key="home_delete", type="primary", icon=":material/delete
         st.query_params.pop("run", None)
         st.rerun()
 if active:
-    st.caption(f":material/info: {pick} is {run.get('state')}: stop it on **Live** before deleting it.")
+    st.caption(f":material/info: {plain(pick)} is {run.get('state')}: stop it on **Live** before deleting it.")

@@ -16,7 +16,7 @@ from evorl_ui.charts.population import (
     lineage_figure,
     member_lines_figure,
 )
-from evorl_ui.presenters.format import message_markdown, metric_arrays
+from evorl_ui.presenters.format import message_markdown, metric_arrays, plain
 from evorl_ui.presenters.live import (
     LIVE_METRIC_KEYS,
     STOPPABLE_STATES,
@@ -80,7 +80,7 @@ def controls(status: dict) -> None:
                  help="Stops at the next chunk boundary and keeps a checkpoint (works for CLI runs too)."):
         with shell.user_errors("Could not stop: "):
             registry.stop(run_id, settings.runs_dir())
-            st.toast(f"Stop requested for {run_id}")
+            st.toast(plain(f"Stop requested for {run_id}"))
     can_resume = state in RESUMABLE_STATES and run_dir.has_checkpoint()
     if b2.button("Resume", icon=":material/play_arrow:", key="live_resume", disabled=not can_resume,
                  help="Continue from the last checkpoint."):

@@ -10,7 +10,7 @@ from evorl_core.deploy import bundle as deploy
 from evorl_core.deploy import ledger, signal
 from evorl_ui import settings, shell, widgets
 from evorl_ui.charts.tearsheet import forward_figure
-from evorl_ui.presenters.format import message_markdown
+from evorl_ui.presenters.format import message_markdown, plain
 from evorl_ui.presenters.models import (
     forward_caption,
     ledger_table,
@@ -26,7 +26,7 @@ st.caption("A model bundle is a finished run's trained policy plus everything ne
            "the next session; the paper ledger records them day by day and marks them to market.")
 
 if flash := st.session_state.pop("models_flash", None):
-    st.success(flash)
+    st.success(plain(flash))
 
 models = []
 with shell.user_errors("Could not list models: "):
@@ -64,7 +64,7 @@ else:
             st.session_state["models_csv_dir"] = folder
         with c1:
             widgets.data_badge(by_name[name].get("synthetic"), (bundle.meta.get("data_info") or {}).get("source"))
-            st.caption(f"Trained on `{signal.training_source(bundle)}`; signals and the ledger use it unless you "
+            st.caption(f"Trained on {plain(signal.training_source(bundle))}; signals and the ledger use it unless you "
                        "choose another source. `auto` here never falls back to synthetic prices.")
         with c2:
             choice = widgets.source_picker("models", bundle.symbols, default=kind)
@@ -76,7 +76,7 @@ else:
             for w in info.get("warnings") or []:
                 st.warning(message_markdown(w))
             for w in signal.stale_warnings(frames):
-                st.warning(w, icon=":material/schedule:")
+                st.warning(message_markdown(w), icon=":material/schedule:")
             return frames, info
 
         s1, s2, _ = st.columns([1, 1.4, 2])

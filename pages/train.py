@@ -24,6 +24,7 @@ from evorl_core.store.catalogue import MAX_NAME_CHARS, MAX_NOTE_CHARS, parse_tag
 from evorl_core.store.rundir import new_run_id
 from evorl_core.system.backends import BACKENDS
 from evorl_ui import forms, settings, shell, widgets
+from evorl_ui.presenters.format import plain
 
 shell.require_frame()
 
@@ -293,7 +294,7 @@ def check_and_start() -> None:
             try:
                 write_annotations(settings.open_run(started), name=name, tags=tags, note=note)
             except RunDirError as exc:
-                st.warning(f"The run started, but its name/tags/note were not saved: {exc}")
+                st.warning(plain(f"The run started, but its name/tags/note were not saved: {exc}"))
         widgets.update_draft("train", train_run_name="", train_tags="", train_note="")  # one run, one name
         shell.go_to("live", started)
 

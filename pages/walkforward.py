@@ -7,7 +7,7 @@ import streamlit as st
 
 from evorl_core.training.walkforward import WALKFORWARD_DIR, list_walkforwards
 from evorl_ui import settings, shell, widgets
-from evorl_ui.presenters.format import steps_text
+from evorl_ui.presenters.format import plain, steps_text
 from evorl_ui.presenters.walkforward import fold_table, pooled_table, walkforwards_table
 
 shell.require_frame()
@@ -34,7 +34,7 @@ with shell.user_errors("Could not show this walk-forward: "):
     config = summary.get("config") or {}
     info = summary.get("data_info") or {}
     widgets.data_badge(None if not info else bool(info.get("synthetic")), info.get("source"))
-    st.caption(f"{', '.join(config.get('symbols') or [])} · {config.get('preset')} preset · "
+    st.caption(f"{plain(', '.join(map(str, config.get('symbols') or [])))} · {plain(config.get('preset'))} preset · "
                f"{steps_text(config.get('total_timesteps'))} steps per fold · "
                f"{config.get('test_days')} test days per fold · {config.get('val_days')} validation days")
     done = len(summary.get("per_fold") or [])
@@ -56,6 +56,6 @@ with shell.user_errors("Could not show this walk-forward: "):
     for i in range(0, len(runs), 4):
         for col, run_id in zip(st.columns(4), runs[i:i + 4], strict=False):
             exists = settings.open_run(run_id).status_path.exists()
-            if col.button(f"{run_id} → Backtest", key=f"wf_open_{run_id}", icon=":material/query_stats:",
+            if col.button(f"{plain(run_id)} → Backtest", key=f"wf_open_{run_id}", icon=":material/query_stats:",
                           disabled=not exists, help=None if exists else "This fold's run directory is gone."):
                 shell.go_to("backtest", run_id)

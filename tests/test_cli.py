@@ -204,8 +204,15 @@ def test_a_data_error_lists_every_problem_under_its_error_line(tmp_path, capsys)
         f"  {path}: column 'Volume', row 9: volume must be >= 0 (got -1)",
         f"  {path}: column 'Low', row 12: price must be positive (got 0)",
     ]
-    # the run's status records the error on one line, the problems kept apart
-    error = json.loads((tmp_path / "runs" / "bad" / "status.json").read_text())["error"]
+    # refused before a run directory exists (round 3, case 10); a run that records such an error
+    # (the dashboard's jobs) keeps it on one line, the problems kept apart
+    assert not (tmp_path / "runs" / "bad").exists()
+    from evorl_core.data import DataError, read_symbol_csv
+    from evorl_core.training.pipeline import describe_error
+
+    with pytest.raises(DataError) as caught:
+        read_symbol_csv(path)
+    error = describe_error(caught.value)
     assert error.startswith("DataError: ") and "\n" not in error
     assert "(2 more problems); " in error and "row 9" in error and "; " + str(path) + ": column 'Low', row 12" in error
 

@@ -35,6 +35,7 @@ _ALIASES = {
 }
 _NSE_MARKERS = ("series", "symbol", "prev close", "vwap")
 ADJ_CLOSE_ALIASES = ("adj close", "adjclose", "adjusted close")
+SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 def yahoo_ticker(symbol: str) -> str:
@@ -42,13 +43,15 @@ def yahoo_ticker(symbol: str) -> str:
     return symbol if ("." in symbol or "^" in symbol) else f"{symbol}.NS"
 
 
-def read_symbol_csv(path: str | os.PathLike, price_adjustment: str = "none") -> pd.DataFrame:
+def read_symbol_csv(path: str | os.PathLike, price_adjustment: str = "none",
+                    symbol: str | None = None) -> pd.DataFrame:
     """Read and validate one symbol's daily CSV (Yahoo or NSE/Kaggle layout, auto-detected).
 
     `price_adjustment="dividends"`: total-return prices from the `Adj Close` column when the file
     has one; `frame.attrs["price_adjustment"]` says what was applied ("dividends" or "none").
+    `symbol` (default: the file name less `.csv`) is checked against a yfinance Ticker row.
     """
-    return _read_csv(Path(path), price_adjustment)[0]
+    return _read_csv(Path(path), price_adjustment, symbol=symbol)[0]
 
 
 def parse_symbol_csv(content: bytes, name: str) -> pd.DataFrame:
@@ -61,8 +64,8 @@ def _header_key(header: Any) -> str:
     return re.sub(r"[\s_.]+", " ", str(header).strip().lower()).strip()
 
 
-def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | None = None
-              ) -> tuple[pd.DataFrame, str]:
+def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | None = None,
+              symbol: str | None = None) -> tuple[pd.DataFrame, str]:
     """(validated frame, layout) where layout is 'yahoo', 'yahoo-multiindex' or 'nse'.
 
     `source`: a file, or the bytes of one (then `name` is what messages call it). With
@@ -70,6 +73,7 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
     `frame.attrs["price_adjustment"]` records "dividends" or "none" (no such column).
     """
     name = name or str(source)
+    symbol = symbol or re.sub(r"\.csv$", "", Path(name).name, flags=re.I)  # the file names the symbol
     if isinstance(source, Path) and not source.is_file():
         raise DataError(f"{name}: file not found")
     read = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
@@ -80,12 +84,23 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
     try:
         raw = table()
         first_row = 2
+        header = [str(h) for h in table(header=None, nrows=1).iloc[0].tolist()] if raw.columns.size else []
         # `DataFrame.to_csv` of a yfinance MultiIndex frame: Price,..  /  Ticker,..  /  Date,,,
         if (len(raw) >= 2 and raw.columns.size and _header_key(raw.columns[0]) == "price"
                 and str(raw.iloc[0, 0]).strip().lower() == "ticker"):
-            raw = table(skiprows=[1, 2]).rename(columns={raw.columns[0]: "Date"})
+            keep = _ticker_columns(name, header, [str(t) for t in raw.iloc[0].tolist()], symbol)
+            raw = table(skiprows=[1, 2], usecols=keep)
+            raw.columns = [header[i] for i in keep]
+            raw = raw.rename(columns={raw.columns[0]: "Date"})
+            header = list(raw.columns)
             first_row = 4
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        _refuse_repeated(name, header)
+    except UnicodeDecodeError as e:  # named by its row (and the byte within the file)
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        row = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{name}: row {row}: byte 0x{data[e.start]:02x} (offset {e.start}) is not UTF-8 text; "
+                        "save the file as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         detail = " ".join(str(e).split())  # pandas puts line breaks in its messages
         raise DataError(f"{name}: not a readable CSV file ({type(e).__name__}: {detail})") from None
     except OSError as e:
@@ -101,9 +116,12 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
         found = next((headers[a] for a in aliases if a in headers), None)
         if found is None:
             expected = NSE_LAYOUT if is_nse else YAHOO_LAYOUT
+            separator = next((label for sep, label in SEPARATORS.items()
+                              if raw.columns.size <= 2 and any(sep in str(c) for c in raw.columns)), None)
+            hint = f"; the file looks {separator}-separated: save it with commas" if separator else ""
             raise DataError(
                 f"{name}: missing column '{canon.capitalize()}' in the header (row 1); "
-                f"found: {_listing(raw.columns)}; expected {expected}"
+                f"found: {_listing(raw.columns)}; expected {expected}{hint}"
             )
         labels[canon] = found
 
@@ -130,6 +148,40 @@ def _read_csv(source: Path | bytes, price_adjustment: str = "none", name: str | 
     frame.attrs["price_adjustment"] = applied
     frame.attrs["has_adj_close"] = adj_col is not None
     return frame, layout
+
+
+def _base_ticker(ticker: str) -> str:
+    return re.sub(r"\.(NS|BO)$", "", ticker.strip().upper())
+
+
+def _ticker_columns(name: str, header: list[str], tickers: list[str], symbol: str) -> list[int]:
+    """The columns of a yfinance three-line header (Price / Ticker / Date rows) that belong to
+    `symbol` (the Date column first). A file of several tickers keeps the symbol's columns, or is
+    refused naming the tickers found; a file of one other ticker is refused (it is not this
+    symbol's prices)."""
+    found = list(dict.fromkeys(t.strip() for t in tickers[1:] if t.strip()))
+    want = _base_ticker(symbol)
+    mine = [i for i, t in enumerate(tickers) if i > 0 and t.strip() and _base_ticker(t) == want]
+    if not mine and len(found) == 1 and _base_ticker(found[0]) in want:
+        mine = [i for i, t in enumerate(tickers) if i > 0 and t.strip()]  # e.g. yfinance_BPCL.NS.csv
+    if not mine:
+        raise DataError(f"{name}: the Ticker row (row 2) holds {', '.join(found) or 'no ticker'}, not {symbol}; "
+                        f"save {symbol}'s download as {symbol}.csv (one ticker per file)")
+    return [0, *mine]
+
+
+def _refuse_repeated(name: str, header: list[str]) -> None:
+    """A header that names a column twice (a multi-ticker download saved as one table) is refused:
+    taking one of the repeats would read another stock's prices."""
+    keys = [_header_key(h) for h in header]
+    repeated = sorted({header[i].strip() for i, k in enumerate(keys) if k and keys.count(k) > 1})
+    if not repeated:
+        return
+    counts = ", ".join(f"'{h}' ({keys.count(_header_key(h))}x)" for h in repeated)
+    priced = [h for h in repeated if _header_key(h) in {a for al in _ALIASES.values() for a in al} | set(ADJ_CLOSE_ALIASES)]
+    hint = (" - this looks like a multi-ticker download (one column per stock under each price name); save "
+            "one file per symbol") if priced else ""
+    raise DataError(f"{name}: the header (row 1) repeats {counts}{hint}")
 
 
 def _find_symbol_file(directory: Path, symbol: str, prefer_ticker: bool = False) -> Path | None:

@@ -86,7 +86,7 @@ def load_frames(
                 raise DataError(
                     f"csv:{csv_dir}: no file for {symbol} (looked for {symbol}.csv, {yahoo_ticker(symbol)}.csv)"
                 )
-            (frame, extra["layout"]), used = _read_csv(path, price_adjustment), "csv"
+            (frame, extra["layout"]), used = _read_csv(path, price_adjustment, symbol=symbol), "csv"
             if price_adjustment == "dividends" and frame.attrs.get("price_adjustment") != "dividends":
                 raise DataError(
                     f"{path}: price adjustment 'dividends' needs an 'Adj Close' column (Yahoo layout) and "

@@ -172,12 +172,18 @@ def _parse_dates(raw: pd.Series, found: _Problems, label: str) -> pd.DatetimeInd
         parsed = best
     if parsed.tz is not None:
         parsed = parsed.tz_localize(None)  # keep the exchange's wall-clock date
-    bad = np.flatnonzero(parsed.isna())
+    # e.g. 2924 for 2024: a typo in a year is a problem of its row, not an OutOfBoundsDatetime
+    years = np.asarray(parsed.year, dtype=np.float64)  # NaN for NaT
+    in_range = ~((years < 1678) | (years > 2261))  # what a nanosecond date can hold
+    outside = np.flatnonzero(~in_range)
+    parsed = parsed.where(in_range) if outside.size else parsed
+    bad = np.setdiff1d(np.flatnonzero(parsed.isna()), outside)
     if bad.size == len(parsed):  # not one date parses: the wrong column or format, not bad rows
         raise DataError(
             f"{found.name}: column '{label}', row {found.rows[0]}: cannot parse date {raw.iloc[0]!r}{_more(bad)}"
         )
     found.add(bad, label, lambda i: f"cannot parse date {raw.iloc[i]!r}")
+    found.add(outside, label, lambda i: f"date {raw.iloc[i]!r} is outside the years 1678 .. 2261 (a typo in the year?)")
     return parsed.normalize().as_unit("ns").rename("date")
 
 

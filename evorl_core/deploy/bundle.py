@@ -3,10 +3,23 @@
 A bundle is copied from a finished run (the member chosen on validation days, or the top-k
 ensemble): params.msgpack (flax msgpack, float32) and bundle.json (config, feature names,
 normalisation statistics, date ranges, test metrics, versions).
+
+A bundle's name is its folder's name. bundle.json carries `checksum` (SHA-256 of params.msgpack
+and of the rest of bundle.json, written at deploy) and `version` (the first 12 hex digits of the
+parameters' checksum); `load_bundle` refuses an edited bundle unless forced, and checks the
+parameter shapes and the feature names against the recorded configuration in any case.
+
+A forward ledger (ledger.jsonl) is the one record that cannot be rebuilt: deploying over a model
+that has one is refused unless `replace=True`, and then the old bundle (bundle.json,
+params.msgpack, ledger.jsonl) is kept under `archive/<old version>/` of the new bundle, so every
+archived entry stays beside the bundle version that produced it (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import shutil
 import time
@@ -20,16 +33,131 @@ from flax import serialization
 
 from evorl_core.agents.checkpoints import load_params, params_template
 from evorl_core.config import TrainConfig
+from evorl_core.data.features import FEATURE_NAMES
 from evorl_core.evaluation.evaluate import chosen_member
 from evorl_core.store.atomic import RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
 from evorl_core.store.rundir import RunDir
 from evorl_core.system.provenance import library_versions
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+LEDGER_FILE = "ledger.jsonl"
+LOCK_FILE = ".ledger.lock"
+ARCHIVE_DIR = "archive"
+LOCK_TIMEOUT_S = 10.0
+STALE_LOCK_S = 120.0
 
 
 class DeployError(ValueError):
     pass
+
+
+class ModelLock:
+    """An exclusive lock file in a model folder: one writer of its ledger (or one redeploy) at a
+    time; a lock older than STALE_LOCK_S is broken."""
+
+    error: type[Exception] = DeployError
+
+    def __init__(self, model_dir: Path):
+        self.path = Path(model_dir) / LOCK_FILE
+
+    def __enter__(self) -> ModelLock:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                try:
+                    if time.time() - self.path.stat().st_mtime > STALE_LOCK_S:
+                        self.path.unlink()
+                        continue
+                except FileNotFoundError:
+                    continue
+                if time.monotonic() > deadline:
+                    raise self.error(f"{self.path}: another paper update or deploy is running; try again") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of bundle.json's content without its `checksum` field (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8"))
+
+
+def ledger_entries(model_dir: Path) -> int:
+    """Lines in a model folder's forward ledger, archived ones included (0: none)."""
+    model_dir = Path(model_dir)
+    files = [model_dir / LEDGER_FILE, *sorted((model_dir / ARCHIVE_DIR).glob(f"*/{LEDGER_FILE}"))]
+    count = 0
+    for f in files:
+        try:
+            count += sum(1 for line in f.read_bytes().splitlines() if line.strip())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return count
+
+
+def check_replace(models_dir: str | Path, name: str, replace: bool) -> None:
+    """Refuse to deploy over a model that holds a forward ledger unless `replace` (the ledger is
+    then archived, never deleted). Called before training by `train --deploy` too."""
+    out = Path(models_dir) / name
+    if out.exists() and not out.is_dir():
+        raise DeployError(f"{out}: exists and is not a model folder")
+    entries = ledger_entries(out) if out.is_dir() else 0
+    if entries and not replace:
+        raise DeployError(f"{out}: the model has a forward ledger ({entries} entries in {out / LEDGER_FILE} and "
+                          f"{out / ARCHIVE_DIR}); deploy under another --model-name, or pass --replace to deploy "
+                          f"over it (the old bundle and its ledger are kept in {out / ARCHIVE_DIR}/<version>/)")
+
+
+def _version_of(model_dir: Path) -> str:
+    meta = read_json(model_dir / "bundle.json", {}, kind=dict) or {}
+    version = meta.get("version")
+    if isinstance(version, str) and re.fullmatch(r"[0-9a-f]{6,64}", version):
+        return version
+    try:  # a bundle from before versions: its parameters' checksum
+        return sha256((model_dir / "params.msgpack").read_bytes())[:12]
+    except OSError:
+        return f"unknown-{time.time_ns()}"
+
+
+def _swap_in(tmp: Path, out: Path, replace: bool) -> None:
+    """Put the staged bundle `tmp` at `out`. An old bundle without a ledger is removed; one with a
+    ledger (refused unless `replace`) moves, with its ledger and earlier archive, under
+    tmp/archive/<its version>/ first. Under the model's ledger lock, so no paper update is lost."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    with ModelLock(out):
+        check_replace(out.parent, out.name, replace)
+        if ledger_entries(out):
+            archive = tmp / ARCHIVE_DIR
+            archive.mkdir(exist_ok=True)
+            for old in sorted((out / ARCHIVE_DIR).iterdir()) if (out / ARCHIVE_DIR).is_dir() else []:
+                old.rename(archive / old.name)
+            slot = archive / _version_of(out)
+            if slot.exists():
+                slot = archive / f"{slot.name}-{time.time_ns()}"
+            slot.mkdir()
+            for entry in out.iterdir():
+                if entry.name not in (LOCK_FILE, ARCHIVE_DIR):
+                    entry.rename(slot / entry.name)
+        trash = out.parent / f".{out.name}.old-{time.time_ns()}"
+        out.rename(trash)
+        tmp.rename(out)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def validate_model_name(name: str) -> str:
@@ -74,13 +202,30 @@ def ensemble_members(run: RunDir, k: int) -> list[int]:
     return sorted(mean, key=lambda m: (-mean[m], m))[:k]
 
 
+def evidence_line(test_metrics: dict[str, Any], data_info: dict[str, Any]) -> str:
+    """What the held-out test says about a model, in one line: how many symbols beat buy & hold,
+    each symbol's verdict, and whether the prices were synthetic (shown at deploy and with the model)."""
+    data = "SYNTHETIC prices" if data_info.get("synthetic") else f"real data ({data_info.get('source', '?')})"
+    per_symbol = {s: m for s, m in (test_metrics or {}).items() if isinstance(m, dict)}
+    if not per_symbol:
+        return f"no held-out test results; trained on {data}"
+    beat = sum(1 for m in per_symbol.values() if isinstance(m.get("total_return"), (int, float))
+               and isinstance(m.get("bh_total_return"), (int, float)) and m["total_return"] > m["bh_total_return"])
+    verdicts = "; ".join(f"{s}: {m.get('verdict') or 'no verdict'}" for s, m in per_symbol.items())
+    caution = "CAUTION: lost to buy & hold on every symbol; " if beat == 0 else ""
+    return (f"{caution}beat buy & hold on {beat} of {len(per_symbol)} symbol(s) in the held-out test, "
+            f"trained on {data}; {verdicts}")
+
+
 def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: str | Path = "models",
-               ensemble: int = 1) -> Path:
+               ensemble: int = 1, replace: bool = False) -> Path:
     """Copy a finished run's trained parameters and metadata into models/<name>/: the member chosen
     on validation days, or (ensemble=k) the top k members by validation score, whose action
-    probabilities the signal averages."""
+    probabilities the signal averages. Over a model with a forward ledger only with `replace`
+    (its ledger is archived, see the module docstring)."""
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     name = validate_model_name(name or run.run_id)
+    check_replace(models_dir, name, replace)
     if not run.is_trained():
         raise DeployError(f"{run.path}: not a trained run (needs config.json and checkpoint/state.msgpack)")
     stored = run.load_config()
@@ -107,8 +252,9 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
     tmp = Path(models_dir) / f".{name}.tmp-{time.time_ns()}"
     tmp.mkdir(parents=True)
     try:
-        atomic_write_bytes(tmp / "params.msgpack", serialization.to_bytes(jax.device_get(params)))
-        atomic_write_json(tmp / "bundle.json", {
+        param_bytes = serialization.to_bytes(jax.device_get(params))
+        atomic_write_bytes(tmp / "params.msgpack", param_bytes)
+        meta = {
             "name": name,
             "created_at": time.time(),
             "source_run": run.run_id,
@@ -128,16 +274,29 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "data_hash": stored.get("data_hash"),
             # the run's held-out results are those of its chosen member; an ensemble was not backtested
             "test_metrics": run.read_backtest_metrics() or {},
+            "evidence": evidence_line(run.read_backtest_metrics() or {}, stored.get("data_info") or {}),
             "test_metrics_of": f"member {member}",
             "versions": library_versions(),
-        })
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+            "version": sha256(param_bytes)[:12],
+        }
+        atomic_write_json(tmp / "bundle.json", meta)
+        written = load_json(tmp / "bundle.json")  # the checksum covers what a reader will read
+        written["checksum"] = {"params_sha256": sha256(param_bytes), "meta_sha256": meta_checksum(written)}
+        atomic_write_json(tmp / "bundle.json", written)
+        _swap_in(tmp, out, replace)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _model_notes(path: Path, meta: dict[str, Any], recorded: Any) -> list[str]:
+    notes = [f"evidence: {meta['evidence']}"] if isinstance(meta.get("evidence"), str) else []
+    if entries := ledger_entries(path):
+        notes.append(f"ledger: {entries} entries")
+    if isinstance(recorded, str) and recorded != path.name:
+        notes.append(f"(bundle.json names it {recorded!r}; the folder's name is the one that counts)")
+    return notes
 
 
 def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
@@ -149,8 +308,12 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
         meta = read_json(p / "bundle.json", kind=dict) if p.is_dir() and not p.name.startswith(".") else None
         if meta is None:
             continue
-        out.append({
-            "name": meta.get("name", p.name), "path": str(p), "symbols": meta.get("symbols", []),
+        recorded = meta.get("name")
+        out.append({  # a model's name is its folder's: that is what --model and the pages look up
+            "name": p.name, "path": str(p), "symbols": meta.get("symbols", []),
+            "recorded_name": recorded if isinstance(recorded, str) and recorded != p.name else None,
+            "version": meta.get("version"), "ledger_entries": ledger_entries(p),
+            "notes": _model_notes(p, meta, recorded), "evidence": meta.get("evidence"),
             "created_at": meta.get("created_at"), "source_run": meta.get("source_run"),
             "positions": meta.get("positions"), "execution": meta.get("config", {}).get("execution"),
             "date_ranges": meta.get("date_ranges", {}), "test_metrics": meta.get("test_metrics", {}),
@@ -160,7 +323,61 @@ def list_models(models_dir: str | Path = "models") -> list[dict[str, Any]]:
     return out
 
 
-def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> Bundle:
+def _shape_mismatch(template: Any, raw: Any, prefix: str = "") -> str | None:
+    """The first parameter whose stored shape differs from what the configuration builds."""
+    if isinstance(template, dict):
+        if not isinstance(raw, dict) or set(template) != set(raw):
+            have = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            return f"{prefix or 'params'}: layers {sorted(template)} expected, the file holds {have}"
+        for key in template:
+            found = _shape_mismatch(template[key], raw[key], f"{prefix}/{key}" if prefix else str(key))
+            if found:
+                return found
+        return None
+    want, have = tuple(np.shape(template)), tuple(np.shape(raw))
+    return None if want == have else f"{prefix}: shape {have} in the file, {want} from the configuration"
+
+
+def _config_summary(config: TrainConfig) -> str:
+    return (f"window {config.window}, hidden {','.join(map(str, config.hidden))}, "
+            f"positions {','.join(f'{p:g}' for p in config.positions)}")
+
+
+def verify_bundle(path: Path, meta: dict[str, Any], param_bytes: bytes, force: bool = False) -> list[str]:
+    """Checksums (refused unless `force`; then a warning) and the recorded duplicates of the
+    configuration. Returns warnings; raises DeployError naming the file."""
+    meta_file = path / "bundle.json"
+    warnings: list[str] = []
+    checksum = meta.get("checksum")
+    if not isinstance(checksum, dict):
+        warnings.append(f"{meta_file}: no checksum (deployed by an older evorl); edits cannot be detected")
+    else:
+        edited = []
+        if checksum.get("params_sha256") != sha256(param_bytes):
+            edited.append(f"{path / 'params.msgpack'} does not match the checksum in {meta_file}")
+        if checksum.get("meta_sha256") != meta_checksum(meta):
+            edited.append(f"{meta_file} was edited after deploy (its checksum does not match)")
+        if edited and not force:
+            raise DeployError("; ".join(edited) + "; redeploy the run, or pass --force to use it anyway")
+        warnings += [f"{e} (used anyway: --force)" for e in edited]
+    config = meta["config"]
+    for key in ("window", "positions"):
+        if key in meta and key in config and meta[key] != config[key]:
+            raise DeployError(f"{meta_file}: {key} is {meta[key]!r} but the recorded configuration says "
+                              f"{config[key]!r}; the file was edited")
+    recorded = meta.get("feature_names")
+    if isinstance(recorded, list) and list(recorded) != list(FEATURE_NAMES):
+        missing = [f for f in recorded if f not in FEATURE_NAMES]
+        raise DeployError(f"{meta_file}: the bundle's features {recorded} are not the ones inference builds "
+                          f"{list(FEATURE_NAMES)}" + (f" (unknown: {', '.join(map(str, missing))})" if missing else "")
+                          + "; redeploy the run with this version of evorl")
+    return warnings
+
+
+def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", force: bool = False) -> Bundle:
+    """The bundle at a folder or models/<name>; checked (see `verify_bundle`) before the parameters
+    are restored, so a tampered or mismatched bundle is one line naming the file, never a traceback.
+    Warnings (an unchecked older bundle, a forced one) are in `bundle.meta['load_warnings']`."""
     candidate = Path(name_or_dir)
     path = candidate if (candidate / "bundle.json").exists() else Path(models_dir) / str(name_or_dir)
     try:
@@ -169,6 +386,13 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> B
         raise DeployError(str(exc)) from None
     if meta is None:
         raise DeployError(f"no model bundle at {path} (expected {path / 'bundle.json'})")
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise DeployError(f"{path / 'bundle.json'}: damaged (no recorded configuration)")
+    try:
+        param_bytes = (path / "params.msgpack").read_bytes()
+    except OSError as exc:
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read ({exc.strerror or exc})") from None
+    load_warnings = verify_bundle(path, meta, param_bytes, force)
     try:
         config = TrainConfig.from_dict(meta["config"])
         template = params_template(config)
@@ -178,10 +402,24 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models") -> B
     if size > 1:
         template = jax.tree_util.tree_map(lambda x: np.stack([x] * size), template)
     try:
-        params = serialization.from_bytes(template, (path / "params.msgpack").read_bytes())
-    except Exception as exc:  # noqa: BLE001 - msgpack and flax raise many types for a bad file
-        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split())})") from None
+        raw = serialization.msgpack_restore(param_bytes)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many types for a bad file
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    mismatch = _shape_mismatch(serialization.to_state_dict(template), raw)
+    if mismatch:
+        raise DeployError(f"{path / 'params.msgpack'}: the parameters do not fit the configuration in "
+                          f"{path / 'bundle.json'} ({_config_summary(config)}{f', ensemble of {size}' if size > 1 else ''}): "
+                          f"{mismatch}")
+    try:
+        params = serialization.from_state_dict(template, raw)
+    except Exception as exc:  # noqa: BLE001 - flax raises many types for a bad file
+        raise DeployError(f"{path / 'params.msgpack'}: cannot read parameters ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if not params_finite(params):
         raise DeployError(f"{path / 'params.msgpack'}: the parameters are not finite numbers (a diverged "
                           "model); redeploy a run that trained normally")
-    return Bundle(meta.get("name", path.name), path, meta, config, params)
+    recorded = meta.get("name")
+    if isinstance(recorded, str) and recorded != path.name:
+        load_warnings.append(f"{path}: bundle.json names the model {recorded!r}; its name is the folder's, "
+                             f"{path.name!r}")
+    meta["load_warnings"] = load_warnings
+    return Bundle(path.name, path, meta, config, params)

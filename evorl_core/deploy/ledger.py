@@ -20,30 +20,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from evorl_core import modes
-from evorl_core.agents.build import make_ppo
 from evorl_core.costs import cost_model
 from evorl_core.data.arrays import MarketData
-from evorl_core.deploy.bundle import Bundle, DeployError
-from evorl_core.deploy.signal import stale_warnings, symbol_data
+from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError, ModelLock
+from evorl_core.deploy.signal import decider, stale_warnings, symbol_data
 from evorl_core.evaluation.tearsheet import ANNUALIZATION, portfolio
-from evorl_core.store.atomic import atomic_write_text, clean_json
-
-LEDGER_FILE = "ledger.jsonl"
-LOCK_FILE = ".ledger.lock"
-LOCK_TIMEOUT_S = 10.0
-STALE_LOCK_S = 120.0
+from evorl_core.store.atomic import atomic_write_text, clean_json, read_json
 
 
 class LedgerError(DeployError):
@@ -76,6 +68,9 @@ def read_ledger(model_dir: str | Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise LedgerError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix or move the file") from None
+        except (RecursionError, ValueError):
+            raise LedgerError(f"{path}: line {number} cannot be decoded (nested too deeply or a number too "
+                              "long); fix or move the file") from None
     return rows
 
 
@@ -90,15 +85,10 @@ def ledger_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _decider(bundle: Bundle):
-    """decide(data, t, held) -> (target, probabilities): the greedy policy at the close of bar t."""
-    config = bundle.config
-    ppo = make_ppo(config)
-    mode = modes.get(config)
-    positions = np.asarray(config.positions, np.float64)
-
-    @jax.jit
-    def probabilities(params, data, t, held):
-        return mode.decision(ppo.action_probabilities, params, data, t, held, ppo.env)
+    """decide(data, t, held) -> (target, probabilities): the greedy policy at the close of bar t,
+    computed by `signal.decider` (the one computation signals use too)."""
+    positions = np.asarray(bundle.config.positions, np.float64)
+    probabilities = decider(bundle)[3]
 
     def decide(data: MarketData, t: int, held: float) -> tuple[float, dict[str, float]]:
         probs = np.asarray(probabilities(bundle.params, data, jnp.int32(t), jnp.float32(held)), np.float64)
@@ -123,6 +113,7 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
     for row in existing:
         by_symbol.setdefault(row["symbol"], []).append(row)
     now = time.time()
+    recorded = next((r.get("data_source") for r in existing if r.get("data_source")), None)
     for symbol, frame in frames.items():
         if symbol not in norm:
             raise LedgerError(f"model {bundle.name!r} was not trained on {symbol}; it knows {', '.join(norm)}")
@@ -133,6 +124,10 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
         source = (per_symbol_info.get(symbol) or {}).get("source", info.get("source"))
         base = {"symbol": symbol, "data_source": source, "synthetic": source == "synthetic",
                 "stale": symbol in stale}
+        if recorded is not None and source != recorded:  # a ledger belongs to one data source
+            raise LedgerError(f"{ledger_path(bundle.path)}: the ledger was recorded on {recorded!r} (its first entry); "
+                              f"this data is {source!r}; a ledger holds one data source: use that source, or "
+                              "deploy the run again under another --model-name for this one")
         if history:
             last = history[-1]
             if last["date"] not in dates:
@@ -172,42 +167,19 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
     return result
 
 
-class _Lock:
-    """An exclusive lock file beside the ledger (one writer at a time; a stale lock is broken)."""
+class _Lock(ModelLock):
+    """The model folder's lock (shared with a redeploy); a busy ledger is a LedgerError."""
 
-    def __init__(self, model_dir: Path):
-        self.path = Path(model_dir) / LOCK_FILE
-
-    def __enter__(self) -> _Lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-                return self
-            except FileExistsError:
-                try:
-                    if time.time() - self.path.stat().st_mtime > STALE_LOCK_S:
-                        self.path.unlink()
-                        continue
-                except FileNotFoundError:
-                    continue
-                if time.monotonic() > deadline:
-                    raise LedgerError(f"{self.path}: another paper update is running; try again") from None
-                time.sleep(0.1)
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+    error = LedgerError
 
 
 def record(bundle: Bundle, frames: dict[str, pd.DataFrame], info: dict[str, Any] | None = None,
            today: Any = None) -> PaperResult:
     """Append the new bars' entries to the bundle's ledger (see the module docstring); idempotent."""
     with _Lock(bundle.path):
+        now = (read_json(Path(bundle.path) / "bundle.json", {}, kind=dict) or {}).get("version")
+        if now != bundle.meta.get("version"):
+            raise LedgerError(f"{bundle.path}: the model was redeployed while this update waited; run it again")
         path = ledger_path(bundle.path)
         old = path.read_bytes() if path.exists() else b""
         result = plan(bundle, frames, read_ledger(bundle.path), info, today)

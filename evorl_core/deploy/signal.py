@@ -6,11 +6,13 @@ policy on the latest bar, the data source the model was trained on, and stale-da
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ from evorl_core import modes
 from evorl_core.agents.build import make_ppo
 from evorl_core.data import features_for_inference, load_frames
 from evorl_core.data.arrays import MarketData
-from evorl_core.deploy.bundle import Bundle, DeployError
+from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError
 
 
 def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> MarketData:
@@ -37,19 +39,60 @@ def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> Ma
     )
 
 
-def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
-    """Target position for the next session per symbol, from each frame's latest bar.
-
-    The policy sees the position it holds, so the held position comes from replaying the greedy
-    policy from flat over the last `replay_days` bars (default: the bundle's test length), exactly
-    like the backtest: it is what a user who followed the model would hold.
-    """
+def decider(bundle: Bundle):
+    """(ppo, mode, probabilities, decide): the one computation of a model's action probabilities,
+    shared by signals, the paper ledger and the pages; decide(params, data, t, held) is jitted."""
     config = bundle.config
     ppo = make_ppo(config)
     mode = modes.get(config)
     probabilities = partial(ppo.action_probabilities, ensemble=bundle.ensemble)
+
+    @jax.jit
+    def decide(params, data, t, held):
+        return mode.decision(probabilities, params, data, t, held, ppo.env)
+
+    return ppo, mode, probabilities, decide
+
+
+def ledger_position(bundle: Bundle, symbol: str, dates: list[str]) -> tuple[float, str] | None:
+    """The position the paper account holds over the latest bar (dates[-1]), from the model's
+    ledger: that bar's entry's `held`, or the previous bar's `target` (filled at this bar's open).
+    None when the ledger has no entry for the symbol on either bar."""
+    try:
+        lines = (Path(bundle.path) / LEDGER_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    last = None
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict) and row.get("symbol") == symbol:
+            last = row
+    if last is None:
+        return None
+    if last.get("date") == dates[-1]:
+        return float(last["held"]), f"the paper ledger's entry for {dates[-1]}"
+    if len(dates) >= 2 and last.get("date") == dates[-2]:
+        return float(last["target"]), f"the paper ledger's target of {dates[-2]}"
+    return None
+
+
+def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = None) -> list[dict[str, Any]]:
+    """Target position for the next session per symbol, from each frame's latest bar.
+
+    The policy sees the position it holds. One definition of it: what the model's paper ledger
+    holds over the latest bar (`ledger_position`), so signal, paper and the Models page agree;
+    without a ledger entry for that bar, the greedy policy replayed from flat over the last
+    `replay_days` bars (default: the bundle's test length), as the backtest does. `held_from` says
+    which. The probabilities are `decider`'s, the ledger's own computation.
+    """
+    config = bundle.config
+    ppo, mode, probabilities, decide = decider(bundle)
     norm = bundle.meta["normalization"]
     replay_days = replay_days or config.test_days
+    positions = np.asarray(config.positions, np.float64)
     out = []
     for symbol, frame in frames.items():
         if symbol not in norm:
@@ -60,11 +103,16 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
         days = min(replay_days, length - config.window)
         start = length - days
         data = symbol_data(frame, norm[symbol], config.window, start)
-        path = np.asarray(mode.greedy_positions(probabilities, bundle.params, data, data.test_start, days, ppo.env)[0],
-                          np.float64)
-        held = float(path[-2]) if days >= 2 else 0.0
-        probs = np.asarray(mode.decision(probabilities, bundle.params, data, length - 1, jnp.float32(held), ppo.env),
-                           np.float64)
+        from_ledger = ledger_position(bundle, symbol, [str(d.date()) for d in frame.index[-2:]])
+        if from_ledger is not None:
+            held, held_from = from_ledger
+        else:
+            path = np.asarray(mode.greedy_positions(probabilities, bundle.params, data, data.test_start, days,
+                                                    ppo.env)[0], np.float64)
+            held = float(path[-2]) if days >= 2 else 0.0
+            held_from = (f"replayed from flat over the last {days} bars (no paper ledger entry for this bar; "
+                         "a new paper ledger starts flat)")
+        probs = np.asarray(decide(bundle.params, data, jnp.int32(length - 1), jnp.float32(held)), np.float64)
         if not np.isfinite(probs).all():
             raise DeployError(f"model {bundle.name!r} gives non-finite action probabilities for {symbol} on "
                               f"{frame.index[-1].date()}; no signal")
@@ -73,10 +121,11 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             "date": str(frame.index[-1].date()),
             "close": float(frame["close"].iloc[-1]),
             "held_position": held,
-            "position": float(path[-1]),
+            "held_from": held_from,
+            "position": float(positions[int(np.argmax(probs))]),
             "probabilities": {str(p): float(q) for p, q in zip(config.positions, probs, strict=True)},
             "execution": config.execution,
-            "replayed_days": days,
+            "replayed_days": days if from_ledger is None else 0,
         })
     return out
 

@@ -152,8 +152,10 @@ def load_json(path: Path | str, kind: type | None = dict) -> Any:
     (with `kind`) holds another type of value.
     """
     path = Path(path)
+    data = b""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -161,7 +163,8 @@ def load_json(path: Path | str, kind: type | None = dict) -> Any:
     except PermissionError:
         raise RunDirError(f"{path}: permission denied reading it") from None
     except UnicodeDecodeError as exc:
-        raise RunDirError(f"{path}: not UTF-8 text (byte {exc.start}); the file is damaged") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RunDirError(f"{path}: not UTF-8 text (line {line}, byte {exc.start}); the file is damaged") from None
     except OSError as exc:
         raise RunDirError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
@@ -169,6 +172,10 @@ def load_json(path: Path | str, kind: type | None = dict) -> Any:
     except json.JSONDecodeError as exc:
         what = "empty" if not text.strip() else f"not valid JSON (line {exc.lineno}, column {exc.colno})"
         raise RunDirError(f"{path}: {what}; the file is damaged or truncated") from None
+    except RecursionError:  # e.g. 50,000 nested brackets: the decoder's stack, not ours, is the limit
+        raise RunDirError(f"{path}: JSON nested too deeply to read; the file is damaged") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RunDirError(f"{path}: cannot be decoded ({' '.join(str(exc).split())[:200]})") from None
     if kind is not None and not isinstance(value, kind):
         found = type(value).__name__ if value is not None else "null"
         raise RunDirError(f"{path}: expected {_KIND_NAMES.get(kind, kind.__name__)}, found {found}")
@@ -197,7 +204,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, too deep, a number too long: skip the line
             continue
         if isinstance(row, dict):
             rows.append(row)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evorl_core.store.atomic import RunDirError, atomic_write_json, read_json, storage_error
+from evorl_core.store.atomic import RunDirError, atomic_write_json, load_json, read_json, storage_error
 from evorl_core.store.rundir import ACTIVE_STATES, RUN_ID_RE, RunDir, as_number
 
 
@@ -50,9 +50,21 @@ def list_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
             out.append(run_summary(RunDir(p)))
         except OSError:
             continue
+        except Exception as exc:  # noqa: BLE001 - whatever one run's files hold, it is one row
+            out.append(_damaged_row(RunDir(p), f"{p}: cannot be read ({type(exc).__name__}: "
+                                               f"{' '.join(str(exc).split())[:200]})"))
     out = [r for r in out if r is not None]
     out.sort(key=lambda r: as_number(r["created_at"], 0.0), reverse=True)
     return out
+
+
+def _damaged_row(run_dir: RunDir, error: str, recorded_state: str | None = None) -> dict[str, Any]:
+    status = run_dir.damaged_status(error)
+    return {"run_id": run_dir.run_id, "path": str(run_dir.path), "state": status["state"],
+            "recorded_state": recorded_state, "env_steps": 0, "total_steps": None,
+            "created_at": as_number(status.get("created_at"), 0.0), "updated_at": as_number(status.get("updated_at"), 0.0),
+            "error": error, "symbols": [], "preset": None, "data_source": None, "synthetic": False, "backtest": None,
+            "has_checkpoint": False}
 
 
 def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
@@ -60,7 +72,10 @@ def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
     status = run_dir.read_status()
     if status is None:
         return None
-    config = run_dir.read_config() or {}
+    try:
+        config = load_json(run_dir.config_path) or {}
+    except RunDirError as exc:  # one damaged row naming the file; the other runs are listed
+        return _damaged_row(run_dir, str(exc), recorded_state=status.get("state"))
     data_info = config.get("data_info") if isinstance(config.get("data_info"), dict) else {}
     symbols = config.get("symbols")
     return {
@@ -76,6 +91,7 @@ def run_summary(run_dir: RunDir) -> dict[str, Any] | None:
         "symbols": [str(s) for s in symbols] if isinstance(symbols, list) else [],
         "preset": config.get("preset"),
         "data_source": data_info.get("source", config.get("data")),
+        "synthetic": bool(data_info.get("synthetic")),
         "backtest": run_dir.read_backtest_metrics(),
         "has_checkpoint": run_dir.has_checkpoint(),
     }
@@ -150,18 +166,29 @@ def write_annotations(run: RunDir, **changes: Any) -> dict[str, Any]:
     return values
 
 
-def delete_run(run: RunDir) -> None:
-    """Remove a run's folder. Refused (RunDirError) while its state is active: a process may be
-    writing to it; stop it first. A folder without status.json is not a run and is left alone."""
+def delete_run(run: RunDir) -> str:
+    """Remove a run's folder; returns what was removed. Refused (RunDirError) while its state is
+    active: a process may be writing to it; stop it first. A folder without status.json is not a
+    run and is left alone. A run that is a symbolic link loses the link only: its target (which may
+    lie outside the runs folder) is never followed. Whatever cannot be removed is an error naming it."""
     status = run.read_status()
     if status is None:
         raise RunDirError(f"{run.path}: no status.json; not a run directory, nothing deleted")
     if status.get("state") in ACTIVE_STATES:
         raise RunDirError(f"run {run.run_id!r} is {status.get('state')}; stop it before deleting it")
+    if run.path.is_symlink():
+        target = os.path.realpath(run.path)
+        run.path.unlink()
+        return f"removed the link {run.path}; its target {target} was kept"
     # Rename first so that readers never list a half-deleted run, then remove.
     doomed = run.path.with_name(f".deleting-{run.run_id}-{os.urandom(3).hex()}")
     os.replace(run.path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    left: list[str] = []
+    shutil.rmtree(doomed, onerror=lambda _f, path, _e: left.append(str(path)))  # Python 3.11: no onexc
+    if left or doomed.exists():
+        raise RunDirError(f"{run.path}: could not delete {left[0] if left else doomed} ({len(left)} left); "
+                          f"what remains is in {doomed}")
+    return f"deleted {run.path}"
 
 
 # Config fields that fix the work of one update (for runtime estimates from earlier runs).

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from evorl_core.store.atomic import (
@@ -277,6 +278,10 @@ class RunDir:
             return self._damaged(f"{self.status_path}: missing (the run never recorded a state)")
         return effective_status(self, status)
 
+    def damaged_status(self, error: str) -> dict[str, Any]:
+        """The status a reader shows for a run one of whose files cannot be read (`error` names it)."""
+        return self._damaged(error)
+
     def _damaged(self, error: str) -> dict[str, Any]:
         return {"state": DAMAGED, "run_id": self.run_id, "error": error,
                 "created_at": _mtime(self.path), "updated_at": _mtime(self.status_path) or _mtime(self.path)}
@@ -296,9 +301,8 @@ class RunDir:
         return {k: v for k, v in metrics.items() if isinstance(v, dict)} or None
 
     def read_equity(self) -> pd.DataFrame | None:
-        if not self.equity_path.exists():
-            return None
-        return pd.read_csv(self.equity_path, parse_dates=["date"])
+        """backtest/equity.csv; RunDirError naming the file and row when it is damaged or replaced."""
+        return read_results_csv(self.equity_path, EQUITY_COLUMNS)
 
     # several agents (--seeds / --population): how the reported one was chosen, every member's test
     def read_selection(self) -> dict[str, Any] | None:
@@ -307,10 +311,7 @@ class RunDir:
 
     def read_member_equity(self) -> pd.DataFrame | None:
         """backtest/members.csv (date,symbol,member,position,equity), None for a single agent."""
-        path = self.member_equity_path
-        if not path.exists():
-            return None
-        return pd.read_csv(path, parse_dates=["date"])
+        return read_results_csv(self.member_equity_path, ["date", "symbol", "member", "position", "equity"])
 
     def read_member_metrics(self) -> dict[str, dict[str, dict[str, Any]]] | None:
         """backtest/members.json: {member: {symbol: {metric: value}}}, None for a single agent."""
@@ -374,6 +375,49 @@ def effective_status(run: RunDir, status: dict[str, Any], now: float | None = No
             "error": f"the process that ran it is gone (it was {state}); {resumable}"}
 
 
+def read_results_csv(path: Path, required: list[str]) -> pd.DataFrame | None:
+    """A results table the trainer wrote (None when missing), checked: a damaged, truncated or
+    replaced file is a RunDirError naming the file (and the row), never a parser traceback."""
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"symbol": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise RunDirError(f"{path}: not a readable results table ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:160]}); the file is damaged") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, frame.columns))}); "
+                          "the file is damaged or was replaced")
+    dates = pd.to_datetime(frame["date"], errors="coerce", format="ISO8601")
+    for column in [c for c in required if c not in ("date", "symbol")]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy() & frame[column].notna().to_numpy())
+        if bad.size:
+            raise RunDirError(f"{path}: row {bad[0] + 2}, column '{column}': {frame[column].iloc[bad[0]]!r} is not a number")
+        frame[column] = values
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise RunDirError(f"{path}: row {row + 2}, column 'date': {frame['date'].iloc[row]!r} is not a date")
+    frame["date"] = dates
+    return frame
+
+
+def clean_temporaries(run: RunDir) -> list[Path]:
+    """Remove the temporaries (`.<name>.<random>.tmp`, see atomic_write_many) a writer killed
+    mid-write left in the run directory; called by a new owner once it holds the lock, so no
+    writer of this run can be using them. Returns what was removed."""
+    removed = []
+    for tmp in run.path.rglob(".*.tmp"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
 class RunLock:
     """Exclusive ownership of a run directory: ``flock`` on ``<run>/LOCK`` for the owner's lifetime.
 
@@ -410,6 +454,7 @@ class RunLock:
                                 "since": time.time()}).encode())
         except OSError:
             pass  # only for display; the lock itself is what counts
+        clean_temporaries(run)
         return cls(run, fd)
 
     @property

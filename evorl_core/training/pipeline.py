@@ -25,13 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evorl_core import guards
 from evorl_core.agents.checkpoints import check_checkpoint
 from evorl_core.config import ALL_SYMBOLS, ConfigError, TrainConfig
 from evorl_core.data import FEATURE_NAMES, Market, load_market
 from evorl_core.data.panel import list_symbols
-from evorl_core.deploy.bundle import deploy_run, validate_model_name
+from evorl_core.deploy.bundle import check_replace, deploy_run, validate_model_name
 from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
-from evorl_core.store.atomic import RunDirError, storage_error
+from evorl_core.store.atomic import RunDirError, read_json, storage_error
 from evorl_core.store.catalogue import check_runs_dir
 from evorl_core.store.rundir import (
     ACTIVE_STATES,
@@ -85,7 +86,7 @@ def _check_free(run_dir: RunDir) -> None:
 
 def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, resume: bool = False,
               deploy: bool = False, model_name: str | None = None,
-              models_dir: str | Path = "models") -> tuple[TrainConfig, RunDir]:
+              models_dir: str | Path = "models", replace: bool = False) -> tuple[TrainConfig, RunDir]:
     """Every check that can fail before a run starts; changes nothing on disk but the runs directory.
 
     Returns the config to train (a resumed run's stored one) and the RunDir (not created yet for a
@@ -112,6 +113,7 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
         check_checkpoint(run_dir)
     else:
         config = config.validated()
+        guards.check_symbols(config.symbols, config.data)  # one file or cache entry per symbol
         run_dir = RunDir.open(runs_dir, run_id or new_run_id())
         _check_free(run_dir)
     if deploy:
@@ -119,10 +121,22 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
         models = Path(models_dir)
         if models.exists() and not models.is_dir():
             raise RunDirError(f"models directory {models}: exists and is not a directory")
+        check_replace(models, model_name or run_dir.run_id, replace)  # a forward ledger is never lost
     # The loop checks this again before it compiles; here a run too big for the device is refused
     # before anything is created.
     sizing.check_fits(universe_estimate(config))
     return config, run_dir
+
+
+def checked_market(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, cache_dir: str | Path,
+                   **checks: Any) -> Market | None:
+    """Every check of a new run (`preflight`) and its data, loaded and validated, before anything is
+    created or announced: a refused start leaves no run directory. Pass the market to `run`. On
+    process 0 only (None on the others, which load their data inside `run`)."""
+    if not distributed.is_writer():
+        return None
+    config, _ = preflight(config, runs_dir, run_id, **checks)
+    return load_market(config, cache_dir=str(cache_dir))
 
 
 def acquire(run_dir: RunDir, *, resume: bool) -> RunLock:
@@ -192,6 +206,7 @@ def run(
     phases: PhaseClock | None = None,
     tensorboard: bool = False,
     use_compile_cache: bool | None = None,
+    replace: bool = False,
 ) -> RunDir:
     """Train (or resume) a run, backtest it on held-out days, optionally deploy it; blocking.
 
@@ -203,13 +218,16 @@ def run(
     `tensorboard` also writes the metrics as TensorBoard events (store.tensorboard);
     `use_compile_cache` (None: on unless EVORL_COMPILE_CACHE turns it off) uses JAX's persistent
     compilation cache beside the runs folder (system.compile_cache).
+    `replace`: deploy over a model that has a forward ledger (archived, never deleted).
     """
     own_lock = None
     if lock is None:
         run_dir = None
         if distributed.is_writer():  # process 0 checks and owns the run; the others follow its answer
             config, run_dir = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
-                                   model_name=model_name, models_dir=models_dir)
+                                   model_name=model_name, models_dir=models_dir, replace=replace)
+            if market is None and not resume:  # a data error is refused before the run directory exists
+                market = load_market(config, cache_dir=str(cache_dir))
             own_lock = acquire(run_dir, resume=resume)
         run_id = distributed.from_writer(run_dir.run_id if run_dir is not None else None)
         if resume:
@@ -224,14 +242,15 @@ def run(
         return _run_owned(config, run_dir, stop_event=stop_event, resume=resume, progress=progress, market=market,
                           deploy=deploy, model_name=model_name, models_dir=models_dir, cache_dir=cache_dir,
                           phases=phases if phases is not None else PhaseClock(), tensorboard=tensorboard,
-                          use_compile_cache=use_compile_cache)
+                          use_compile_cache=use_compile_cache, replace=replace)
     finally:
         if own_lock is not None:
             own_lock.release()
 
 
 def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, progress, market, deploy, model_name,
-               models_dir, cache_dir, phases: PhaseClock, tensorboard: bool, use_compile_cache: bool | None) -> RunDir:
+               models_dir, cache_dir, phases: PhaseClock, tensorboard: bool, use_compile_cache: bool | None,
+               replace: bool = False) -> RunDir:
     events = EventWriter(run_dir, config.members) if tensorboard and distributed.is_writer() else None
     try:
         run_dir.clear_stop()
@@ -269,8 +288,9 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
             write_final(events, run_dir)
         if deploy:
             run_dir.write_status("running", **phases.start(DEPLOY))
-            path = deploy_run(run_dir, name=model_name, models_dir=models_dir)
-            run_dir.write_status("running", deployed_to=str(path))
+            path = deploy_run(run_dir, name=model_name, models_dir=models_dir, replace=replace)
+            run_dir.write_status("running", deployed_to=str(path),
+                                 deploy_evidence=(read_json(path / "bundle.json", {}, kind=dict) or {}).get("evidence"))
         run_dir.write_status("done", finished_at=time.time(), **{**phases.finish(), "phase": "done"})
         return run_dir
     except KeyboardInterrupt:

@@ -134,10 +134,35 @@ def check_fits(config: TrainConfig, available: float | None = None, population_s
     where = " per device" if population_shards * data_shards > 1 else ""
     hint = (f"at most {fit} members fit; use --population/--seeds {max(fit, 1)} or a smaller network"
             if fit >= 1 else "a smaller network (--hidden), batch (--num-envs, --num-steps) or minibatch fits")
-    field = "population" if config.evolving else ("seeds" if config.members > 1 else "hidden")
+    field = ("population" if config.evolving else "seeds") if config.members > 1 and fit >= 1 else \
+        _largest_setting(config, need, population_shards, data_shards, group)
+    if field not in ("population", "seeds", "hidden"):
+        hint = f"a smaller --{field.replace('_', '-')} (the setting that takes most of the memory) fits"
     verb = "need" if config.members > 1 else "needs"
     raise ConfigError(f"{field}: {what} {verb} about {need / gib:.1f} GiB{where}, {available / gib:.1f} GiB is "
                       f"available; {hint}")
+
+
+MEMORY_SETTINGS = ("window", "hidden", "num_envs", "num_steps", "minibatch_size")
+
+
+def _largest_setting(config: TrainConfig, need: float, population_shards: int, data_shards: int,
+                     group: int | None) -> str:
+    """The setting whose return to its default saves the most memory: the one to name when a run
+    does not fit (a huge --window is a window problem, not a network-size one)."""
+    default = TrainConfig()
+    saved: dict[str, float] = {}
+    for field in MEMORY_SETTINGS:
+        if getattr(config, field) == getattr(default, field):
+            continue
+        try:
+            smaller = memory_estimate(config.replace(**{field: getattr(default, field)}), population_shards,
+                                      data_shards, group)
+        except Exception:  # noqa: BLE001 - a combination the estimate cannot size: not the culprit
+            continue
+        saved[field] = need - smaller
+    best = max(saved, key=saved.get, default=None)
+    return best if best is not None and saved[best] > 0 else "hidden"
 
 
 def pbt_chunk_size(k: int, interval: int) -> int:

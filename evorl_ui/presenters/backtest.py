@@ -19,7 +19,7 @@ from evorl_core.config import ConfigError, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.evaluation.tearsheet import cagr_is_short
 from evorl_core.metrics import AGENT, BH_PREFIX, METRIC_DEFINITIONS, subject_of, verdict_with_subject
-from evorl_ui.presenters.format import format_metric, number_text, pretty
+from evorl_ui.presenters.format import format_metric, number_text, plain, pretty
 
 
 # metric tables --------------------------------------------------------------------
@@ -217,7 +217,7 @@ def conventions_text(config: Mapping[str, Any]) -> str:
         "entry cost. \"Differs from flat\": the 95% moving-block bootstrap interval of the Sharpe ratio excludes 0."
     )
     if not data_info.get("synthetic"):
-        text += f" · data: {data_info.get('source', config.get('data', '?'))}"
+        text += f" · data: {plain(data_info.get('source', config.get('data', '?')))}"
     return text
 
 

@@ -7,6 +7,7 @@ Every other presenters module imports from here; this module imports no other on
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -190,7 +191,26 @@ def headline(backtest: Mapping[str, Mapping[str, Any]] | None) -> dict[str, floa
     return out
 
 
-def message_markdown(text: str) -> str:
+# What Markdown and Streamlit's extensions act on inside one line of text: brackets (links,
+# images, `:color[...]` directives), `<` (HTML, autolinks), backticks, `*`, `~`, `$` (LaTeX),
+# a backslash; an underscore at a word's edge (emphasis; `dp_charge` is left alone); a colon
+# that opens `:emoji:`, `:material/icon:` or an `http://` autolink; and at the start,
+# a heading, list, quote or rule marker. Everything else (file names, ": ", parentheses) is inert.
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*\[\]<~$|{}])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=//|[\w+-]+:|material/)")
+_BLOCK_START = re.compile(r"^(\s*(?:\d+(?=[.)]))?)([#>+=-]|(?<=\d)[.)])")
+
+
+def plain(text: Any) -> str:
+    """Text that did not come from our code (error texts quoting input, symbols, file and run names,
+    notes, ledger fields) made safe to pass to any Markdown-rendering element (st.error, st.caption,
+    st.subheader, an expander's or a button's label): every construct Markdown or Streamlit could
+    act on is backslash-escaped (see _MARKDOWN_ACTIVE), so the text shows literally and nothing in
+    it can make the browser fetch a URL. Line breaks become spaces (one paragraph)."""
+    line = _MARKDOWN_ACTIVE.sub(lambda m: "\\" + m.group(0), " ".join(str(text).split()))
+    return _BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), line)
+
+
+def message_markdown(text: Any) -> str:
     """A message of several lines (a DataError lists one problem a line) as Markdown that shows each
-    line on its own line: Markdown, so st.error, joins plain line breaks into one paragraph."""
-    return "  \n".join(text.splitlines())
+    line literally (`plain`) on its own line (Markdown joins plain line breaks into one paragraph)."""
+    return "  \n".join(plain(line) for line in str(text).splitlines())

@@ -31,6 +31,7 @@ def models_table(models: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "test": f"{first.get('test_start', '?')} → {first.get('last', '?')}" if first else "—",
             "test return": format_metric("total_return", head["total_return"]),
             "test Sharpe": format_metric("sharpe", head["sharpe"]),
+            "evidence": m.get("evidence") or "not recorded (deployed by an older evorl)",
         })
     return pd.DataFrame(rows)
 
