@@ -112,11 +112,14 @@ def train_run(args: argparse.Namespace) -> int:
             raise UserError(f"--resume {run_path}: not a run directory")
         runs_dir, run_id = run_path.parent, run_path.name
         config, market = guards.check_command(args, make_config("production")), None  # replaced by the stored one
+        phases = PhaseClock(None if args.quiet or not distributed.is_writer() else print_phase)
     else:
         config = config_from_args(args)
         runs_dir, run_id = Path(args.runs_dir), args.run_id or new_run_id()
+        phases = PhaseClock(None if args.quiet or not distributed.is_writer() else print_phase)
         market = pipeline.checked_market(config, runs_dir, run_id, cache_dir=args.cache_dir, deploy=args.deploy,
-                                         model_name=args.model_name, models_dir=args.models_dir, replace=args.replace)
+                                         model_name=args.model_name, models_dir=args.models_dir, replace=args.replace,
+                                         phases=phases)
         if distributed.is_writer():
             universe = (f"every symbol of {config.data}" if tuple(config.symbols) == ("all",)
                         else ", ".join(config.symbols))
@@ -130,7 +133,6 @@ def train_run(args: argparse.Namespace) -> int:
         print(f"evorl: {distributed.describe()}, {jax.local_device_count()} local device(s); "
               "process 0 writes the run", file=sys.stderr)
     bar = None if args.quiet or not distributed.is_writer() else ProgressBar()
-    phases = PhaseClock(None if args.quiet or not distributed.is_writer() else print_phase)
     stop = pipeline.StopSignal()
     received: list[int] = []
 

@@ -129,14 +129,17 @@ def preflight(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, 
 
 
 def checked_market(config: TrainConfig, runs_dir: str | Path, run_id: str | None, *, cache_dir: str | Path,
-                   **checks: Any) -> Market | None:
+                   phases: PhaseClock | None = None, **checks: Any) -> Market | None:
     """Every check of a new run (`preflight`) and its data, loaded and validated, before anything is
-    created or announced: a refused start leaves no run directory. Pass the market to `run`. On
-    process 0 only (None on the others, which load their data inside `run`)."""
+    created or announced: a refused start leaves no run directory. Pass the market (and `phases`,
+    which times the loading here) to `run`. On process 0 only (None on the others, which load
+    their data inside `run`)."""
     if not distributed.is_writer():
         return None
     config, _ = preflight(config, runs_dir, run_id, **checks)
-    return load_market(config, cache_dir=str(cache_dir))
+    clock = phases if phases is not None else PhaseClock()
+    clock.start(LOADING)
+    return load_market(config, cache_dir=str(cache_dir), on_features=lambda: clock.start(FEATURES))
 
 
 def acquire(run_dir: RunDir, *, resume: bool) -> RunLock:
