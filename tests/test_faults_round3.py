@@ -636,3 +636,17 @@ def test_r3_5_short_gaps_and_phantom_holiday_rows_are_reported(tmp_path):
     _real_days(tmp_path)  # the control: the exchange's sessions exactly
     frames, info = load_frames(f"csv:{tmp_path / 'csv'}", ["BPCL"])
     assert not [w for w in info["warnings"] if "session" in w or "closed" in w], info["warnings"]
+
+
+def test_r3_5_signal_staleness_and_next_session_follow_the_exchange_calendar():
+    from evorl_core.deploy.signal import next_session, sessions_since, stale_warnings
+
+    # 2024-10-31 (Thu) to 2024-11-05 (Tue): Nov 1 is Diwali (a BSE holiday), then a weekend
+    assert sessions_since("2024-10-31", "2024-11-05") == 2  # Nov 4 and Nov 5; weekdays would say 3
+    assert next_session("2024-10-31") == "2024-11-04"
+    real = pd.DataFrame({"close": [1.0]}, index=pd.to_datetime(["2024-10-31"]))
+    synthetic = real.copy()
+    synthetic.attrs["source"] = "synthetic"
+    assert stale_warnings({"A": real}, today="2024-11-07") == ["A: stale data: the last bar is 2024-10-31, 4 sessions ago"]
+    assert stale_warnings({"A": synthetic}, today="2024-11-07") == [
+        "A: stale data: the last bar is 2024-10-31, 5 business days ago"]
