@@ -308,7 +308,8 @@ def cmd_signal(args: argparse.Namespace) -> int:
         probs = " ".join(f"{k}:{v:.2f}" for k, v in s["probabilities"].items())
         print(f"{s['symbol']:<12} {s['date']:<11} {s['close']:>12.2f} {s['held_position']:>6g} "
               f"{s['position']:>7g}  {probs}  (held: {s['held_from']})")
-    print(f"\ntargets are exposures (fraction of equity) for the next session ({bundle.config.execution} execution)")
+    print(f"\ntargets are exposures (fraction of equity) for the next session, {result[0]['next_session'] if result else '?'} "
+          f"({bundle.config.execution} execution)")
     return 0
 
 

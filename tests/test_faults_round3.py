@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pandas as pd
 import pytest
 from test_faults import (  # noqa: F401 - fixtures
     alerts,
@@ -587,3 +588,65 @@ def test_r3_11_signal_and_paper_agree_on_the_held_position_and_probabilities(dep
         assert list(s["probabilities"].values()) == pytest.approx(list(e["probabilities"].values()), abs=1e-6)
     code, out, _ = cli(capsys, "signal", *common)
     assert code == 0 and "(held: the paper ledger's entry for" in out
+
+
+# 5. gaps in the calendar -------------------------------------------------------------------------
+def _real_days(tmp_path, drop=(), zero_volume_holiday=False):
+    from market_csv import write_csv
+
+    from evorl_core.data import synthetic_ohlcv
+    from evorl_core.data.calendar import sessions
+
+    frame = synthetic_ohlcv("BPCL", n_days=400, seed=3)
+    days, _ = sessions(frame.index[0], frame.index[-1])
+    frame = frame[frame.index.isin(days)]  # the exchange's sessions only
+    if zero_volume_holiday:
+        closed = frame.index[10] + pd.Timedelta(days=1)
+        while closed in days:  # the first day after row 10 the exchange was closed (a weekend at worst)
+            closed += pd.Timedelta(days=1)
+        row = frame.iloc[[10]].copy()
+        row.index = pd.DatetimeIndex([closed], name=frame.index.name)
+        row["volume"] = 0.0
+        frame = pd.concat([frame, row]).sort_index()
+        frame = frame[~frame.index.duplicated()]
+    frame = frame.drop(frame.index[list(drop)])
+    return write_csv(tmp_path / "csv" / "BPCL.csv", frame), frame
+
+
+def test_r3_5_a_long_hole_is_refused_naming_its_range(tmp_path, capsys):
+    from test_faults import TINY_ARGS
+
+    path, frame = _real_days(tmp_path, drop=range(150, 230))  # 80 sessions out of the middle
+    runs = tmp_path / "runs"
+    code, _, err = cli(capsys, "train", *TINY_ARGS, "--data", f"csv:{tmp_path / 'csv'}", "--symbols", "BPCL",
+                       "--runs-dir", runs)
+    line = error_line(err)
+    assert code == 2 and str(path) in line and "80 sessions missing from" in line and "XBOM" in line
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_r3_5_short_gaps_and_phantom_holiday_rows_are_reported(tmp_path):
+    from evorl_core.data import load_frames
+
+    _real_days(tmp_path, drop=(100, 101, 102), zero_volume_holiday=True)
+    frames, info = load_frames(f"csv:{tmp_path / 'csv'}", ["BPCL"])
+    text = " ".join(info["warnings"])
+    assert "3 session(s) missing" in text and " (3)" in text, text
+    assert "zero-volume row(s) on days the exchange was closed" in text, text
+    _real_days(tmp_path)  # the control: the exchange's sessions exactly
+    frames, info = load_frames(f"csv:{tmp_path / 'csv'}", ["BPCL"])
+    assert not [w for w in info["warnings"] if "session" in w or "closed" in w], info["warnings"]
+
+
+def test_r3_5_signal_staleness_and_next_session_follow_the_exchange_calendar():
+    from evorl_core.deploy.signal import next_session, sessions_since, stale_warnings
+
+    # 2024-10-31 (Thu) to 2024-11-05 (Tue): Nov 1 is Diwali (a BSE holiday), then a weekend
+    assert sessions_since("2024-10-31", "2024-11-05") == 2  # Nov 4 and Nov 5; weekdays would say 3
+    assert next_session("2024-10-31") == "2024-11-04"
+    real = pd.DataFrame({"close": [1.0]}, index=pd.to_datetime(["2024-10-31"]))
+    synthetic = real.copy()
+    synthetic.attrs["source"] = "synthetic"
+    assert stale_warnings({"A": real}, today="2024-11-07") == ["A: stale data: the last bar is 2024-10-31, 4 sessions ago"]
+    assert stale_warnings({"A": synthetic}, today="2024-11-07") == [
+        "A: stale data: the last bar is 2024-10-31, 5 business days ago"]

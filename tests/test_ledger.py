@@ -126,7 +126,7 @@ def test_stale_data_is_flagged():
     assert business_days_since("2025-12-31", "2026-01-05") == 3  # Thu, Fri, Mon
     assert stale_warnings(frames, today="2026-01-05") == []
     assert stale_warnings(frames, today="2026-01-06") == [
-        "A: stale data: the last bar is 2025-12-31, 4 business days ago"]
+        "A: stale data: the last bar is 2025-12-31, 4 sessions ago"]
 
 
 def test_forward_curves_track_the_portfolio_and_the_expectation(bundle, model):

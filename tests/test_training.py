@@ -195,14 +195,25 @@ def test_checkpoint_round_trip(tmp_path, tiny_market):
     assert not list(run.checkpoint_dir.glob("*.pkl")) and not list(run.checkpoint_dir.glob("*.pickle"))
 
 
-def test_failure_is_recorded_in_status(tmp_path):
+def test_failure_is_recorded_in_status(tmp_path, monkeypatch):
     config = tiny_config(data="csv:/nonexistent/dir")
     from evorl_core.data import DataError
 
-    with pytest.raises(DataError):
+    # a data error is refused before the run directory exists (round 3, case 10)
+    with pytest.raises(DataError, match="nonexistent"):
         pipeline.run(config, tmp_path, "broken")
-    status = RunDir.open(tmp_path, "broken").read_status()
-    assert status["state"] == "failed" and "nonexistent" in status["error"]
+    assert not (tmp_path / "broken").exists()
+    # a failure once the run has started is recorded in its status
+    config = tiny_config(data="synthetic")
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("the trainer broke")
+
+    monkeypatch.setattr(pipeline.loop, "train", explode)
+    with pytest.raises(RuntimeError):
+        pipeline.run(config, tmp_path, "broken2")
+    status = RunDir.open(tmp_path, "broken2").read_status()
+    assert status["state"] == "failed" and "the trainer broke" in status["error"]
 
 
 def test_vmapped_update_member_k_equals_a_single_update(tiny_market):

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from evorl_core.config import PRICE_ADJUSTMENTS
+from evorl_core.data.calendar import calendar_problems
 from evorl_core.data.csv_files import _find_symbol_file, _read_csv, yahoo_ticker
 from evorl_core.data.synthetic import synthetic_ohlcv
 from evorl_core.data.validate import DataError, DataFallbackWarning, suspicious_moves
@@ -128,7 +129,7 @@ def load_frames(
                                                          if used == "cache" else ""))
         extra["price_adjustment"] = applied
         if used != "synthetic":
-            notes += suspicious_moves(frame, symbol)
+            notes += calendar_problems(frame, str(path or symbol)) + suspicious_moves(frame, symbol)
         frame.attrs["source"] = used
         frames[symbol] = frame
         paths[symbol] = path

@@ -19,7 +19,7 @@ import pandas as pd
 
 from evorl_core import modes
 from evorl_core.agents.build import make_ppo
-from evorl_core.data import features_for_inference, load_frames
+from evorl_core.data import calendar, features_for_inference, load_frames
 from evorl_core.data.arrays import MarketData
 from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError
 
@@ -125,6 +125,7 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             "position": float(positions[int(np.argmax(probs))]),
             "probabilities": {str(p): float(q) for p, q in zip(config.positions, probs, strict=True)},
             "execution": config.execution,
+            "next_session": next_session(frame.index[-1]),
             "replayed_days": days if from_ledger is None else 0,
         })
     return out
@@ -161,12 +162,29 @@ def business_days_since(date: Any, today: Any = None) -> int:
     return int(np.busday_count(start + 1, end + 1))
 
 
+def sessions_since(date: Any, today: Any = None) -> int:
+    """The exchange's sessions (data.calendar) after ``date`` up to and including ``today``."""
+    start = pd.Timestamp(date).normalize() + pd.Timedelta(days=1)
+    end = pd.Timestamp(today if today is not None else time.strftime("%Y-%m-%d")).normalize()
+    return 0 if end < start else len(calendar.sessions(start, end)[0])
+
+
+def next_session(date: Any) -> str:
+    """The first session of the exchange after ``date`` (the one a signal's target is for)."""
+    start = pd.Timestamp(date).normalize() + pd.Timedelta(days=1)
+    days = calendar.sessions(start, start + pd.Timedelta(days=30))[0]
+    return str(days[0].date()) if len(days) else str(start.date())
+
+
 def stale_warnings(frames: dict[str, Any], today: Any = None, after: int = STALE_AFTER_DAYS) -> list[str]:
-    """One message per symbol whose last bar is more than ``after`` business days old."""
+    """One message per symbol whose last bar is more than ``after`` sessions old (the exchange's
+    sessions for real data, business days for synthetic prices)."""
     out = []
     for symbol, frame in frames.items():
         last = frame.index[-1]
-        age = business_days_since(last, today)
+        synthetic = frame.attrs.get("source") == "synthetic"
+        age = business_days_since(last, today) if synthetic else sessions_since(last, today)
         if age > after:
-            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} business days ago")
+            unit = "business days" if synthetic else "sessions"
+            out.append(f"{symbol}: stale data: the last bar is {last.date()}, {age} {unit} ago")
     return out
