@@ -256,7 +256,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     record = read_json(out / "rebacktest.json", {}, kind=dict)
     for warning in (record.get("data_info") or {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"costs {cost_line(stored)}")
+    windows = record.get("windows") or {}
+    spans = sorted({f"{w.get('test_start')} .. {w.get('test_end')}" for w in windows.values() if isinstance(w, dict)})
+    print(f"Re-backtest of {run.run_id} on {record.get('data') or stored.get('data')}: "
+          f"{record.get('test_days') or stored.get('test_days')} test days ({'; '.join(spans) or 'dates unknown'}), "
+          f"{stored.get('execution')} execution, costs {cost_line(stored)}"
+          + ("  [SYNTHETIC DATA]" if (record.get("data_info") or {}).get("synthetic") else ""))
     selection = run.read_selection() or {}
     if (selection.get("members") or 1) > 1:
         print(f"subject: the chosen member alone (member {selection.get('chosen_member')} of {selection['members']}): "

@@ -125,10 +125,12 @@ def test_backtest_overlapping_training_days_is_refused(trained_run, capsys):
     seen = max(ranges["train_end"], ranges.get("val_end", ""))  # the last training or validation day
     assert main(["backtest", "--run", str(run), "--test-days", "60"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("evorl backtest: error: refused")
+    assert len(err) == 3 and err[0] == "evorl backtest: error: refused, a backtest must not test on days the run " \
+        "learned from:"  # then one line per symbol
+    assert [line.split(":")[0] for line in err[1:]] == ["  BPCL", "  TATASTEEL"]
     # unseen days: the run's own 30 test days and the embargo before them
     unseen = 30 + config["window"] if ranges.get("val_end") else 30
-    assert f"up to {seen}" in err[0] and "BPCL: test days " in err[0] and f"at most {unseen} test days" in err[0]
+    assert f"up to {seen}" in err[1] and "BPCL: test days " in err[1] and f"at most {unseen} test days" in err[1]
     assert (run / "backtest/metrics.json").read_bytes() == before
     assert not (run / "rebacktests").exists()
     # and never over the run's own backtest/
@@ -159,6 +161,7 @@ def test_rebacktest_writes_a_new_folder_and_leaves_backtest_alone(trained_run, c
     assert record["windows"]["BPCL"]["test_start"] == config["date_ranges"]["BPCL"]["test_start"]
     # costs and churn are printed under the main table
     assert "costs nse-delivery: buy 16.86 bps, sell 15.36 bps + Rs 15.93 per sell day" in out
+    assert re.search(r"^Re-backtest of cli-run on \S+: \d+ test days \(\d{4}-\d\d-\d\d \.\. \d{4}-\d\d-\d\d\), next_open execution, costs ", out, re.M), out
     assert "gross ret" in out and "trades/yr" in out and "avg hold" in out and "Sharpe @ 0/10/25/50 bps" in out
     # a second re-backtest gets its own folder
     assert main(["backtest", "--run", str(run)]) == 0

@@ -4,6 +4,7 @@ second run of the same shapes loads its programs instead of compiling them."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import jax
@@ -93,3 +94,12 @@ def test_no_cache_below_jax_0_5(tmp_path, monkeypatch):
     monkeypatch.setattr(compile_cache, "jax_version", lambda: (0, 4))
     assert compile_cache.enable(tmp_path / "runs") is None
     assert not (tmp_path / compile_cache.CACHE_DIR_NAME).exists()
+
+
+def test_a_failed_run_closes_the_phase_it_failed_in(tmp_path):
+    config = make_config("quick", **{**TINY, "data": f"csv:{tmp_path / 'nowhere'}"})
+    with pytest.raises(Exception):  # noqa: B017 - the data error itself is the CLI's business
+        pipeline.run(config, tmp_path / "runs", "r", use_compile_cache=False)
+    status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
+    assert status["state"] == "failed" and status["phase"] is None
+    assert [p["name"] for p in status["phases"]] == ["loading data"] and status["phases"][0]["seconds"] >= 0

@@ -264,7 +264,7 @@ def check_unseen(stored: dict, market: Market) -> None:
             problems.append(f"{symbol}: test days {first}..{last} overlap the run's training/validation days "
                             f"(up to {seen}); at most {unseen} test days of this data are unseen")
     if problems:
-        raise LeakError("refused, a backtest must not test on days the run learned from: " + "; ".join(problems))
+        raise LeakError("refused, a backtest must not test on days the run learned from:\n" + "\n".join(problems))
 
 
 def rebacktest_dir(run: RunDir, source: str) -> Path:

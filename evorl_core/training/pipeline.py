@@ -297,7 +297,8 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
         run_dir.write_status("done", finished_at=time.time(), **{**phases.finish(), "phase": "done"})
         return run_dir
     except KeyboardInterrupt:
-        _record_end(run_dir, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint")
+        _record_end(run_dir, "interrupted", "interrupted by the user (Ctrl-C); resume from the last checkpoint",
+                    phases)
         raise
     except BaseException as exc:
         try:
@@ -306,16 +307,17 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
             pass
         # with several processes: name the process that failed
         message = distributed.failure_message(exc) if distributed.process_count() > 1 else describe_error(exc)
-        _record_end(run_dir, "failed", message)
+        _record_end(run_dir, "failed", message, phases)
         raise
     finally:
         if events is not None:
             events.close()
 
 
-def _record_end(run_dir: RunDir, state: str, message: str) -> None:
-    """Write a final state; if even that fails (a full disk) the caller's error is what counts."""
+def _record_end(run_dir: RunDir, state: str, message: str, phases: PhaseClock | None = None) -> None:
+    """Write a final state (the phase under way ends there); if even that fails (a full disk) the
+    caller's error is what counts."""
     try:
-        run_dir.write_status(state, finished_at=time.time(), error=message)
+        run_dir.write_status(state, finished_at=time.time(), error=message, **(phases.finish() if phases else {}))
     except (RunDirError, OSError):
         pass
