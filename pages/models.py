@@ -59,6 +59,8 @@ else:
     name = c1.selectbox("Model", list(by_name), key="models_pick", on_change=_select_model_source)
     with shell.user_errors("Could not read this model: "):
         bundle = deploy.load_bundle(name, settings.models_dir())
+        for w in bundle.meta.get("load_warnings") or []:  # an older bundle without a checksum, a renamed folder
+            st.warning(message_markdown(w))
         kind, folder = training_choice(bundle.meta)
         if "models_source" not in st.session_state and kind == "csv_dir":
             st.session_state["models_csv_dir"] = folder
@@ -125,10 +127,12 @@ else:
     c1, c2, c3 = st.columns([3, 2, 1])
     run_id = widgets.pick_run(done, key="models_run", column=c1)
     model_name = c2.text_input("Model name", placeholder="default: the run id", key="models_name")
+    replace = c2.checkbox("Replace a model that has a forward ledger (the old bundle and its ledger are archived)",
+                          key="models_replace")
     c3.write("")
     if c3.button("Deploy", key="models_deploy"):
         with shell.user_errors("Could not deploy: "), st.spinner("Deploying…"):
             path = deploy.deploy_run(settings.open_run(run_id).path, name=model_name.strip() or None,
-                                     models_dir=settings.models_dir())
+                                     models_dir=settings.models_dir(), replace=replace)
             st.session_state["models_flash"] = f"Deployed {run_id} to {path}"
             st.rerun()

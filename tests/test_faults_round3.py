@@ -650,3 +650,18 @@ def test_r3_5_signal_staleness_and_next_session_follow_the_exchange_calendar():
     assert stale_warnings({"A": real}, today="2024-11-07") == ["A: stale data: the last bar is 2024-10-31, 4 sessions ago"]
     assert stale_warnings({"A": synthetic}, today="2024-11-07") == [
         "A: stale data: the last bar is 2024-10-31, 5 business days ago"]
+
+
+def test_r3_1_models_page_refuses_then_archives_a_ledger(done_run, dash, capsys):  # noqa: F811
+    runs, models = dash["runs"], dash["models"]
+    run = copy_run(done_run, runs, "r1")
+    assert cli(capsys, "deploy", "--run", run.path, "--model-name", "r1", "--models-dir", models)[0] == 0
+    old = _ledger(models / "r1")
+    at = open_page("models")
+    at.button(key="models_deploy").click().run()
+    assert "forward ledger (200 entries" in alerts(at) and (models / "r1" / "ledger.jsonl").read_bytes() == old
+    at.checkbox(key="models_replace").check().run()
+    at.button(key="models_deploy").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    archived = list((models / "r1" / "archive").glob("*/ledger.jsonl"))
+    assert len(archived) == 1 and archived[0].read_bytes() == old
