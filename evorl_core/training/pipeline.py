@@ -232,7 +232,8 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
                                 "market data": market.data_hash})
         if not resume:
             run_dir.write_config(run_record(config, market))
-        cache = compile_cache.enable(run_dir.path.parent, use_compile_cache)
+        # process 0 only: the others' run directory is a stand-in, and they create nothing anywhere
+        cache = compile_cache.enable(run_dir.path.parent, use_compile_cache) if distributed.is_writer() else None
         run_dir.write_status("queued", compile_cache=None if cache is None else str(cache))
         finished = loop.train(config, run_dir, market, stop_event=stop_event, resume=resume, progress=progress,
                               phases=phases, events=events)
