@@ -212,7 +212,7 @@ def format_runs_table(runs: list[dict[str, Any]], runs_dir: Any) -> str:
     if not runs:
         return f"no runs: {runs_dir} does not exist" if not Path(runs_dir).exists() else f"no runs in {runs_dir}"
     header = ["run id", "state", "env steps", "symbols", "mean test return"]
-    rows = [[r["run_id"], str(r["state"]), f"{r.get('env_steps') or 0:,}", ",".join(r.get("symbols") or []),
+    rows = [[r["run_id"], str(r["state"]), f"{r.get('env_steps') or 0:,}", ",".join(r.get("symbols") or []) + (" [synthetic]" if r.get("synthetic") else ""),
              headline_return(r.get("backtest"))] for r in runs]
     table = aligned(header, rows, right=(2,)).split("\n")
     lines = table[:2]
@@ -244,7 +244,9 @@ def format_models_table(models: list[dict[str, Any]], models_dir: Any) -> str:
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else MISSING,
                      ",".join(m.get("symbols") or []), str(m.get("source_run") or MISSING),
                      headline_return(m.get("test_metrics")), paper])
-    return aligned(header, rows)
+    table = aligned(header, rows)
+    notes = [f"{m['name']}: " + "; ".join(m["notes"]) for m in models if m.get("notes")]
+    return table + ("\n" + "\n".join(notes) if notes else "")
 
 
 # ---------------------------------------------------------------------------------------------

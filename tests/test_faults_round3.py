@@ -140,7 +140,8 @@ def test_r3_9_renamed_model_folder_is_listed_and_loaded_by_its_folder_name(deplo
     _, models = deployed
     shutil.move(models / "m1", models / "renamed")
     code, out, _ = cli(capsys, "models", "--models-dir", models)
-    assert code == 0 and out.startswith("renamed ") and "bundle.json names it 'm1'" in out
+    rows = out.splitlines()  # the models table: header, rule, one row per model, then its notes
+    assert code == 0 and rows[2].startswith("renamed ") and "bundle.json names it 'm1'" in out
     bundle = load_bundle("renamed", models)
     assert bundle.name == "renamed" and any("folder" in w for w in bundle.meta["load_warnings"])
     code, out, err = cli(capsys, "signal", "--model", "renamed", "--models-dir", models, "--data", "synthetic",
