@@ -230,7 +230,10 @@ def run(
             config, run_dir = preflight(config, runs_dir, run_id, resume=resume, deploy=deploy,
                                    model_name=model_name, models_dir=models_dir, replace=replace)
             if market is None and not resume:  # a data error is refused before the run directory exists
-                market = load_market(config, cache_dir=str(cache_dir))
+                if phases is None:
+                    phases = PhaseClock()
+                phases.start(LOADING)
+                market = load_market(config, cache_dir=str(cache_dir), on_features=lambda: phases.start(FEATURES))
             own_lock = acquire(run_dir, resume=resume)
         run_id = distributed.from_writer(run_dir.run_id if run_dir is not None else None)
         if resume:
