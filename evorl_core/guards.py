@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evorl_core.config import ConfigError, TrainConfig
+from evorl_core.config import ConfigError, TrainConfig, validation_errors
 
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9&._^-]{0,39}$")
 SYMBOL_MAX = 40
@@ -170,4 +170,5 @@ def form_inapplicable(config: TrainConfig, values: Mapping[str, Any], preset: Ma
     each under its field): a field counts as given when its value differs from the preset's."""
     base = TrainConfig()
     given = {k for k, v in values.items() if hasattr(base, k) and v != preset.get(k, getattr(base, k))}
-    return inapplicable(config, given, name=lambda f: f)
+    wrong = {e.split(":", 1)[0] for e in validation_errors(config)}  # out of range already: said once
+    return inapplicable(config, given - wrong, name=lambda f: f)

@@ -148,10 +148,7 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
         config = TrainConfig(**values)
     except (TypeError, ValueError) as exc:
         return None, [*errors, str(exc)]
-    invalid = validation_errors(config)
-    wrong = {field_of(e) for e in invalid}  # a field already wrong is not also said to do nothing
-    errors += [e for e in invalid + [m for m in form_inapplicable(config, values, PRESETS[preset])
-                                     if field_of(m) not in wrong]
+    errors += [e for e in validation_errors(config) + form_inapplicable(config, values, PRESETS[preset])
                if field_of(e) not in unparsed]
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
