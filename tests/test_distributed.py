@@ -94,7 +94,8 @@ def test_a_peer_run_directory_writes_nothing(tmp_path):
     assert not (tmp_path / "private").exists()
     # Every RunDir method that is not a reader must be a no-op here: a new writer on RunDir
     # (a lock, a heartbeat file...) has to be added to PeerRunDir, or process 1 would write.
-    readers = ("read_", "has_", "is_", "load_", "recorded_", "population_path", "lock_held", "owner")
+    readers = ("read_", "has_", "is_", "load_", "recorded_", "population_path", "lock_held", "owner",
+               "damaged_status")
     methods = {n for n, v in vars(RunDir).items() if callable(v) and not n.startswith("_")
                and not isinstance(v, classmethod)}
     writers = {n for n in methods if not n.startswith(readers)}
