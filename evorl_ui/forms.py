@@ -1,10 +1,9 @@
 """The Train form, without Streamlit: its fields, their preset values, and form -> TrainConfig.
 
 ``FIELDS`` is the one list of the form's config fields (each with how its text or number is
-parsed); pages/train.py draws a widget per field under the key ``train_<field>``. Several agents:
-``agents`` chooses independent seeds or a population (PBT); a population's ``evolve`` names and
-per-hyperparameter ``range_<name>`` / ``init_<name>`` fields become the config's search_space and
-init_space strings (``space_from_form``), their problems shown at their own fields.
+parsed); pages/train.py draws a widget per field under the key ``train_<field>``. ``mode`` picks
+single-asset or portfolio trading, and with it which presets' values the form starts from. Several
+agents: ``agents`` chooses independent seeds or a population (PBT, ``population_form``).
 """
 
 from __future__ import annotations
@@ -18,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from evorl_core.config import (
+    ALL_SYMBOLS,
     COST_MODELS,
     DEFAULT_DATA,
     EXECUTION_MODES,
     PRESETS,
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
+    TRADING_MODES,
     ConfigError,
-    Range,
     TrainConfig,
     parse_floats,
     parse_ints,
-    parse_space,
+    preset_values,
     validation_errors,
 )
 from evorl_core.data import MIN_TRAIN_STEPS, DataError, rows_needed
@@ -37,6 +37,7 @@ from evorl_core.guards import form_inapplicable  # a field that would do nothing
 from evorl_core.system.backends import BACKENDS
 from evorl_core.timefmt import format_duration
 from evorl_core.training.sizing import ASSUMED_FLOPS, check_fits, update_flops  # the loop's own sizing
+from evorl_ui.population_form import AGENT_MODES, POPULATION_FIELDS, space_from_form
 
 # field -> kind: int / float (numbers), ints / floats (comma-separated text), or the allowed choices.
 FIELDS: dict[str, Any] = {
@@ -46,12 +47,13 @@ FIELDS: dict[str, Any] = {
     "total_timesteps": int, "test_days": int,
     "cost_model": COST_MODELS, "brokerage_bps": float, "dp_charge": float, "price_adjustment": PRICE_ADJUSTMENTS,
     "val_days": int, "seeds": int, "population": int, "pbt_interval": int, "pbt_fraction": float,
-    "pbt_resample": float,
+    "pbt_resample": float, "mode": TRADING_MODES, "universe_size": int, "rebalance_band": float,
 }
 FORM_FIELDS = tuple(FIELDS)
 # Fields a preset does not set: changing the preset keeps what the user chose for them.
 KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", "dp_charge", "price_adjustment",
-                         "val_days", "population", "pbt_interval", "pbt_fraction", "pbt_resample")
+                         "val_days", "population", "pbt_interval", "pbt_fraction", "pbt_resample", "mode",
+                         "universe_size", "rebalance_band")
 # Beyond the engine's preset: several quick-preset seeds, so a first run reports a spread, not one draw.
 DASHBOARD_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {"quick": {"seeds": 4}}
 # Form values where the engine's default means "off": a population the user switches to has 8 members.
@@ -63,16 +65,28 @@ LIST_PARSERS = {"ints": parse_ints, "floats": parse_floats}
 
 
 def parse_symbols(text: str) -> tuple[str, ...]:
-    """'bpcl, hdfclife;TATASTEEL' -> ('BPCL', 'HDFCLIFE', 'TATASTEEL')."""
+    """'bpcl, hdfclife;TATASTEEL' -> ('BPCL', 'HDFCLIFE', 'TATASTEEL'); 'all' (every symbol of the
+    source, portfolio mode) stays ('all',)."""
+    if text.strip().lower() == ALL_SYMBOLS:
+        return (ALL_SYMBOLS,)
     return tuple(s.strip().upper() for s in text.replace(";", ",").replace(" ", ",").split(",") if s.strip())
 
 
-def preset_form_values(preset: str) -> dict[str, Any]:
-    """The values the Train form shows for a preset: list fields as text, float fields as floats."""
+def hidden_fields(mode: str, symbols: tuple[str, ...], data: str) -> tuple[str, ...]:
+    """The fields the form neither shows nor sends in a trading mode, since they would do nothing
+    there: the universe size applies to the synthetic universe of portfolio mode only."""
+    if mode != "portfolio":
+        return ("universe_size", "rebalance_band")
+    return ("positions",) if symbols == (ALL_SYMBOLS,) and data == "synthetic" else ("positions", "universe_size")
+
+
+def preset_form_values(preset: str, mode: str = "single") -> dict[str, Any]:
+    """The values the Train form shows for a preset in a trading mode: list fields as text, float
+    fields as floats."""
     base = TrainConfig()
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
     values.update(FORM_DEFAULTS)
-    values.update(PRESETS[preset])
+    values.update(preset_values(preset, mode), mode=mode)
     values.update(DASHBOARD_PRESET_DEFAULTS.get(preset, {}))
     out = {}
     for name in FORM_FIELDS:
@@ -97,14 +111,17 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     preset = form.get("preset", "quick")
     if preset not in PRESETS:
         return None, [f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"]
-    values: dict[str, Any] = dict(PRESETS[preset])
+    mode = form.get("mode") if form.get("mode") in TRADING_MODES else "single"  # a bad one: validation names it
+    preset_of_mode = preset_values(preset, mode)
+    values: dict[str, Any] = dict(preset_of_mode)
     values.update(preset=preset, symbols=parse_symbols(str(form.get("symbols", ""))))
     values["data"] = form.get("data", DEFAULT_DATA)
     agents = form.get("agents") or "seeds"
     if agents not in AGENT_MODES:
         errors.append(f"agents: {agents!r} must be one of {', '.join(AGENT_MODES)}")
         agents = "seeds"
-    unused = POPULATION_FIELDS if agents == "seeds" else ("seeds",)  # the other mode's fields
+    unused = (*(POPULATION_FIELDS if agents == "seeds" else ("seeds",)),  # the other agents mode's fields
+              *hidden_fields(mode, values["symbols"], values["data"]))
     for name, kind in FIELDS.items():
         if name not in form or form[name] is None or name in unused:
             continue
@@ -134,7 +151,7 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
     base = TrainConfig()
     for name in unparsed:
         if name in FIELDS:
-            values[name] = PRESETS[preset].get(name, getattr(base, name))
+            values[name] = preset_of_mode.get(name, getattr(base, name))
     if agents == "population":
         values["seeds"] = 1
         if isinstance(values.get("population"), int) and values["population"] < 2:
@@ -148,74 +165,11 @@ def config_from_form(form: Mapping[str, Any]) -> tuple[TrainConfig | None, list[
         config = TrainConfig(**values)
     except (TypeError, ValueError) as exc:
         return None, [*errors, str(exc)]
-    errors += [e for e in validation_errors(config) + form_inapplicable(config, values, PRESETS[preset])
+    errors += [e for e in validation_errors(config) + form_inapplicable(config, values, preset_of_mode)
                if field_of(e) not in unparsed]
     if config.num_envs >= 1 and config.num_steps >= 1 and config.batch_size < 2:
         errors.append("num_envs x num_steps must be at least 2")
     return (None, errors) if errors else (config, [])
-
-
-# several agents: independent seeds or a population (docs/evolution.md) ------------------------
-AGENT_MODES = {"seeds": "Independent seeds", "population": "Population (PBT)"}
-POPULATION_FIELDS = ("population", "pbt_interval", "pbt_fraction", "pbt_resample")
-
-
-def range_text(r: Range) -> str:
-    """A search range as the form shows it: '1e-05:0.003'."""
-    return f"{r.low:g}:{r.high:g}"
-
-
-def space_form_values() -> dict[str, Any]:
-    """The population fields' starting values: what evolves (the config's default), each
-    hyperparameter's search range (SEARCH_SPACE) and no first-generation range of its own."""
-    values: dict[str, Any] = {"evolve": list(TrainConfig().evolve)}
-    for name, r in SEARCH_SPACE.items():
-        values[f"range_{name}"] = range_text(r)
-        values[f"init_{name}"] = ""
-    return values
-
-
-def parse_range(name: str, text: str, field: str) -> tuple[Range | None, str | None]:
-    """'1e-5:1e-2' (also '1e-5 .. 1e-2') for hyperparameter ``name`` -> its Range, or the problem,
-    which starts with ``field`` ('search_space' or 'init_space') and names the item ('lr=...')."""
-    compact = "".join(str(text).split()).replace("..", ":")
-    if compact.count(":") != 1:
-        return None, f"{field}: '{name}={compact}' must look like LOW:HIGH, e.g. {range_text(SEARCH_SPACE[name])}"
-    try:
-        return parse_space(f"{name}={compact}", field)[name], None
-    except ConfigError as exc:
-        return None, str(exc)
-
-
-def space_from_form(form: Mapping[str, Any]) -> tuple[tuple[str, ...], str, str, list[str]]:
-    """(evolve, search_space, init_space, problems) from the population fields: ``evolve`` (names),
-    ``range_<name>`` ('LOW:HIGH'; empty = the declared range) and ``init_<name>`` ('' = draw the
-    first generation from the search range). search_space holds only ranges that differ from
-    SEARCH_SPACE. As soon as one first-generation range is given, init_space names every evolved
-    hyperparameter (the others with their search range): the engine draws a name missing from
-    init_space from the declared range, not from a changed search range."""
-    evolve = tuple(n for n in SEARCH_SPACE if n in set(form.get("evolve") or ()))
-    unknown = [n for n in form.get("evolve") or () if n not in SEARCH_SPACE]
-    errors = [f"evolve: unknown hyperparameter(s) {', '.join(map(str, unknown))}"] if unknown else []
-    search: dict[str, Range] = {}
-    init: dict[str, Range] = {}
-    for name in evolve:
-        text = str(form.get(f"range_{name}") or "").strip()
-        r, problem = parse_range(name, text, "search_space") if text else (SEARCH_SPACE[name], None)
-        if problem:
-            errors.append(problem)
-        search[name] = r or SEARCH_SPACE[name]
-        text = str(form.get(f"init_{name}") or "").strip()
-        if text:
-            r, problem = parse_range(name, text, "init_space")
-            if problem:
-                errors.append(problem)
-            elif r is not None:
-                init[name] = r
-    changed = [n for n in evolve if search[n] != SEARCH_SPACE[n]]
-    search_space = ",".join(f"{n}={range_text(search[n])}" for n in changed)
-    init_space = ",".join(f"{n}={range_text(init.get(n, search[n]))}" for n in evolve) if init else ""
-    return evolve, search_space, init_space, errors
 
 
 def memory_errors(config: TrainConfig) -> list[str]:
@@ -292,17 +246,20 @@ def data_check_config(form: Mapping[str, Any], problems: Mapping[str, Any]) -> T
     if any(f in problems for f in DATA_FIELDS if f != "symbols"):
         return None
     preset = form.get("preset", "quick")
+    mode = form.get("mode") if form.get("mode") in TRADING_MODES else "single"
     # Symbols with a problem of their own (a bad ticker, a duplicate) are left out; the rest are checked.
     symbols = tuple(dict.fromkeys(s for s in parse_symbols(str(form.get("symbols", "")))
-                                  if not validation_errors(TrainConfig(symbols=(s,)))))
-    if not symbols:
+                                  if not validation_errors(TrainConfig(symbols=(s,), mode=mode))))
+    if not symbols or preset not in PRESETS:
         return None
     try:
         val_days = form.get("val_days")
-        config = TrainConfig(symbols=symbols, data=str(form.get("data", DEFAULT_DATA)),
+        config = TrainConfig(symbols=symbols, data=str(form.get("data", DEFAULT_DATA)), mode=mode,
                              test_days=int(form["test_days"]), seed=int(form.get("seed") or 0),
                              val_days=TrainConfig().val_days if val_days is None else int(val_days),
-                             window=int(PRESETS.get(preset, {}).get("window", TrainConfig().window)))
+                             window=int(preset_values(preset, mode).get("window", TrainConfig().window)))
+        if mode == "portfolio" and "universe_size" not in hidden_fields(mode, symbols, config.data):
+            config = config.replace(universe_size=int(form.get("universe_size") or config.universe_size))
     except (KeyError, TypeError, ValueError):
         return None
     bad = {field_of(e) for e in validation_errors(config)}
@@ -345,6 +302,19 @@ def check_data(config: TrainConfig, load: Callable[[str], tuple[Any, dict[str, A
                       f"{need:,} (window {config.window} + {MIN_TRAIN_STEPS + 1} for training + {split} + test days)"
                       + (f"; at most {fits:,} test days fit" if fits >= 2 else "; too short to train on"))
     return errors
+
+
+def check_universe(config: TrainConfig, load: Callable[[TrainConfig], Any]) -> list[str]:
+    """Portfolio mode: the problems of loading the universe on one calendar (``load(config)``, the
+    engine's own `load_market`, raising DataError), each naming its field. Under 'all' a file that
+    fails validation is left out by the run itself (and recorded), so it is not a problem here."""
+    try:
+        load(config)
+    except DataError as exc:
+        text = str(exc)
+        field = "test_days" if "test days" in text or "test_days" in text else "source"
+        return [f"{field}: {text}"]
+    return []
 
 
 # how long a run will take on this machine ------------------------------------------------------

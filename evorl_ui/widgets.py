@@ -46,10 +46,11 @@ class SourceChoice:
 
 
 def source_picker(prefix: str, symbols: Sequence[str], *, default: str = DEFAULT_DATA,
-                  column: Any = None, form: str | None = None) -> SourceChoice:
+                  column: Any = None, form: str | None = None, many: bool = False) -> SourceChoice:
     """The data-source selectbox (in ``column`` when given) and, below it, what the chosen kind
-    needs: a folder field, one uploader per symbol, or a note. Widget keys start with ``prefix``;
-    with ``form``, the kind and the folder are kept in that form's draft."""
+    needs: a folder field, one uploader per symbol (``many``: one uploader for several files, each
+    file one symbol named by its file name), or a note. Widget keys start with ``prefix``; with
+    ``form``, the kind and the folder are kept in that form's draft."""
     kinds = list(SOURCES)
     key = f"{prefix}_source"
     if st.session_state.get(key) not in kinds:  # first draw (or a draft with a stale value)
@@ -63,6 +64,10 @@ def source_picker(prefix: str, symbols: Sequence[str], *, default: str = DEFAULT
     if kind == "csv_dir":
         choice.csv_dir = st.text_input("CSV directory (one <SYMBOL>.csv per symbol; Yahoo or NSE layout)",
                                        **kept(f"{prefix}_csv_dir"))
+    elif kind == "upload" and many:
+        files = st.file_uploader(f"CSV files, one per symbol, named <SYMBOL>.csv ({CSV_LAYOUTS})", type=["csv"],
+                                 accept_multiple_files=True, key=f"{prefix}_uploads")
+        choice.uploads = {upload_symbol(f.name): f for f in files or ()}
     elif kind == "upload":
         st.caption(f"One CSV per symbol ({CSV_LAYOUTS}).")
         cols = st.columns(max(1, min(3, len(symbols))))
@@ -72,6 +77,17 @@ def source_picker(prefix: str, symbols: Sequence[str], *, default: str = DEFAULT
     elif kind == "yahoo":
         st.caption("Downloads need internet access; downloaded data is cached in the data cache directory.")
     return choice
+
+
+def upload_symbol(file_name: str) -> str:
+    """The symbol an uploaded file stands for: its name without '.csv' and a Yahoo '.NS'/'.BO'
+    suffix, in capitals ('tatasteel.NS.csv' -> 'TATASTEEL'); save_uploads refuses one that is not a ticker."""
+    stem = str(file_name).rsplit("/", 1)[-1]
+    stem = stem[:-4] if stem.lower().endswith(".csv") else stem
+    for suffix in (".NS", ".BO"):
+        if stem.upper().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem.upper()
 
 
 def source_spec(choice: SourceChoice) -> tuple[str | None, list[str]]:

@@ -10,6 +10,7 @@ import shutil
 import streamlit as st
 
 from evorl_core.config import (
+    ALL_SYMBOLS,
     COST_MODELS,
     DEFAULT_DATA,
     DEFAULT_SYMBOLS,
@@ -19,43 +20,46 @@ from evorl_core.config import (
     SEARCH_SPACE,
 )
 from evorl_core.data import load_frames
+from evorl_core.data.panel import SURVIVORSHIP_NOTE, load_market
 from evorl_core.store.atomic import RunDirError
 from evorl_core.store.catalogue import MAX_NAME_CHARS, MAX_NOTE_CHARS, parse_tags, write_annotations
 from evorl_core.store.rundir import new_run_id
 from evorl_core.system.backends import BACKENDS
-from evorl_ui import forms, settings, shell, widgets
+from evorl_ui import forms, population_form, settings, shell, widgets
 from evorl_ui.presenters.format import plain
 
 shell.require_frame()
 
 FIELD_KEYS = {name: f"train_{name}" for name in forms.FORM_FIELDS}
 # The population's non-config fields: agents mode, what evolves, each hyperparameter's ranges.
-SPACE_KEYS = {name: f"train_{name}" for name in ("agents", *forms.space_form_values())}
-EXTRA_KEYS = ("train_symbols", "train_source", "train_csv_dir", "train_preset", "train_deploy", "train_model_name",
+SPACE_KEYS = {name: f"train_{name}" for name in ("agents", *population_form.space_form_values())}
+EXTRA_KEYS = ("train_symbols", "train_universe", "train_source", "train_csv_dir", "train_preset", "train_deploy", "train_model_name",
               "train_tensorboard", "train_run_name", "train_tags", "train_note", *SPACE_KEYS.values())
 DRAFT_KEYS = (*FIELD_KEYS.values(), *EXTRA_KEYS)
 # Fields with an error slot under their widget; other fields' errors show under the button.
 SLOTS = ("symbols", "source", "total_timesteps", "test_days", "val_days", "num_envs", "num_steps", "minibatch_size",
          "epochs", "hidden", "lr", "fee_bps", "slippage_bps", "positions", "seed", "name", "tags", "agents", "seeds",
-         "population", "pbt_interval", "pbt_fraction", "pbt_resample", "evolve",
+         "population", "pbt_interval", "pbt_fraction", "pbt_resample", "evolve", "universe_size", "rebalance_band",
          *(f"{kind}_{n}" for n in SEARCH_SPACE for kind in ("range", "init")), forms.GENERAL)
 ERRORS = "train_errors"  # {"values": form values when checked, "errors": {field: [message]}}
 
 
 def _defaults(preset: str = "quick") -> dict:
     values = {FIELD_KEYS[name]: v for name, v in forms.preset_form_values(preset).items()}
-    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_source=DEFAULT_DATA, train_csv_dir="", train_preset=preset,
+    values.update(train_symbols=",".join(DEFAULT_SYMBOLS), train_universe=ALL_SYMBOLS, train_source=DEFAULT_DATA, train_csv_dir="", train_preset=preset,
                   train_deploy=False, train_model_name="", train_tensorboard=False, train_run_name="", train_tags="", train_note="",
                   train_agents="seeds")
-    values.update({SPACE_KEYS[k]: v for k, v in forms.space_form_values().items()})
+    values.update({SPACE_KEYS[k]: v for k, v in population_form.space_form_values().items()})
     return values
 
 
 def _fill_from_preset() -> None:
-    """Preset change: load its values into the form's widgets (test days and backend are kept)."""
-    values = forms.preset_form_values(st.session_state["train_preset"])
+    """Preset or mode change: load the preset's values in the trading mode into the form's widgets
+    (test days, backend and the other KEPT_ON_PRESET_CHANGE fields are kept)."""
+    values = forms.preset_form_values(st.session_state["train_preset"], st.session_state.get("train_mode") or "single")
     widgets.set_form_values("train", {f"train_{name}": values[name] for name in forms.PRESET_FIELDS}
-                            | {"train_preset": st.session_state["train_preset"]})
+                            | {"train_preset": st.session_state["train_preset"],
+                               "train_mode": st.session_state.get("train_mode") or "single"})
 
 
 widgets.restore_draft("train", _defaults())
@@ -83,13 +87,45 @@ st.title("Train")
 st.caption("Values, data availability, history length and symbols are all checked before anything starts; "
            "each problem shows under its field. The run appears on **Live** at once.")
 
+MODES = {"single": "Single-asset: each symbol traded on its own", "portfolio": "Portfolio: one account over a "
+         "universe, with cash"}
+portfolio = st.radio("Trading mode", list(MODES), format_func=MODES.get, horizontal=True, key="train_mode",
+                     on_change=_fill_from_preset,
+                     help="Portfolio: one agent splits one account across every symbol of the universe plus cash and "
+                          "is judged against equal weight (1/N); docs/portfolio.md.") == "portfolio"
+UNIVERSES = {ALL_SYMBOLS: "Every symbol of the source", "list": "These symbols"}
 c1, c2 = st.columns([3, 2])
-symbols_text = c1.text_input("Symbols (comma-separated)", **widgets.keep("train", "train_symbols"))
+# A whole universe exists for a CSV folder (every file) and the synthetic source (N names); uploads name their files.
+whole = portfolio and st.session_state.get("train_source") in ("csv_dir", "synthetic", "upload")
+if whole and st.session_state.get("train_source") != "upload":
+    universe = c1.radio("Universe", list(UNIVERSES), format_func=UNIVERSES.get, horizontal=True,
+                        **widgets.keep("train", "train_universe"))
+else:
+    universe = "list"
+if universe == ALL_SYMBOLS and whole:
+    symbols_text = ALL_SYMBOLS
+    c1.caption("Every CSV of the folder (a file that fails validation is left out and recorded), or the "
+               "synthetic universe of the size below.")
+else:
+    symbols_text = c1.text_input("Symbols (comma-separated)", **widgets.keep("train", "train_symbols"),
+                                 disabled=portfolio and st.session_state.get("train_source") == "upload")
 widgets.field_errors(errors_for("symbols"), c1)
 symbols = forms.parse_symbols(symbols_text)
 with c2:
-    choice = widgets.source_picker("train", symbols, form="train")
+    choice = widgets.source_picker("train", symbols, form="train", many=portfolio)
     widgets.field_errors(errors_for("source"))
+if portfolio and choice.kind == "upload":
+    symbols = tuple(choice.uploads)  # each uploaded file is one symbol of the universe, named by its file
+    symbols_text = ",".join(symbols)
+if portfolio:
+    u1, u2, u3 = st.columns([1, 1, 3])
+    if "universe_size" not in forms.hidden_fields("portfolio", symbols, choice.kind):
+        u1.number_input("Universe size (synthetic names)", step=10, **widgets.keep("train", "train_universe_size"))
+        widgets.field_errors(errors_for("universe_size"), u1)
+    u2.number_input("Rebalance band", step=0.001, format="%.3f", **widgets.keep("train", "train_rebalance_band"),
+                    help="A trade smaller than this fraction of equity is not made (the weight drifts with prices).")
+    widgets.field_errors(errors_for("rebalance_band"), u2)
+    u3.caption(f":material/warning: {SURVIVORSHIP_NOTE}")
 
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_fill_from_preset,
@@ -109,11 +145,11 @@ widgets.field_errors(errors_for("test_days"), c4)
 
 st.markdown("**Agents**")
 # A draft from another version may hold choices these widgets no longer offer.
-if st.session_state.get("train_agents") not in forms.AGENT_MODES:
+if st.session_state.get("train_agents") not in population_form.AGENT_MODES:
     st.session_state["train_agents"] = "seeds"
 st.session_state["train_evolve"] = [n for n in st.session_state.get("train_evolve") or () if n in SEARCH_SPACE]
 g1, g2, g3 = st.columns([2, 1, 3])
-agents = g1.radio("Agents", list(forms.AGENT_MODES), format_func=forms.AGENT_MODES.get, horizontal=True,
+agents = g1.radio("Agents", list(population_form.AGENT_MODES), format_func=population_form.AGENT_MODES.get, horizontal=True,
                   label_visibility="collapsed", **widgets.keep("train", "train_agents"),
                   help="Independent seeds: N agents, same settings, seeds seed .. seed+N-1. Population: N agents "
                        "whose hyperparameters evolve by population-based training (docs/evolution.md).")
@@ -143,8 +179,8 @@ if agents == "population":
     for name in (n for n in SEARCH_SPACE if n in evolve):
         r = SEARCH_SPACE[name]
         n1, n2, n3 = st.columns([2, 2, 2], vertical_alignment="top")
-        n1.markdown(f"`{name}` — {r.doc}  \n:gray[{r.scale} scale · default {forms.range_text(r)}]")
-        n2.text_input(f"{name} search range", placeholder=forms.range_text(r),
+        n1.markdown(f"`{name}` — {r.doc}  \n:gray[{r.scale} scale · default {population_form.range_text(r)}]")
+        n2.text_input(f"{name} search range", placeholder=population_form.range_text(r),
                       **widgets.keep("train", f"train_range_{name}"))
         widgets.field_errors(errors_for(f"range_{name}"), n2)
         n3.text_input(f"{name} first generation (optional)", placeholder="= search range",
@@ -156,7 +192,7 @@ else:
     g3.caption("N complete agents (seeds seed … seed+N−1) trained as one vmapped program. The run reports every "
                "agent's test result and their spread; the headline agent is chosen on the validation days.")
 
-OUTSIDE_ADVANCED = ("total_timesteps", "test_days", "val_days", "seeds", *forms.POPULATION_FIELDS)
+OUTSIDE_ADVANCED = ("total_timesteps", "test_days", "val_days", "seeds", *population_form.POPULATION_FIELDS)
 with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIELDS if f not in OUTSIDE_ADVANCED)):
     rows = [("num_envs", "Parallel envs", dict(step=8)), ("num_steps", "Steps per env per update", dict(step=8)),
             ("minibatch_size", "Minibatch size", dict(step=256)), ("epochs", "Epochs", dict(step=1))]
@@ -186,9 +222,10 @@ with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIEL
                  help="none: the traded close; dividends: total-return prices from an Adj Close column.")
     widgets.field_errors(errors_for("price_adjustment"), f4)
     d1, d2, d3, d4 = st.columns(4)
-    d1.text_input("Target positions", **widgets.keep("train", "train_positions"),
-                  help="Exposures the agent chooses from; long-only 0,0.5,1 by default; -1,0,1 allows shorts.")
-    widgets.field_errors(errors_for("positions"), d1)
+    if not portfolio:  # a portfolio's action is a vector of target weights
+        d1.text_input("Target positions", **widgets.keep("train", "train_positions"),
+                      help="Exposures the agent chooses from; long-only 0,0.5,1 by default; -1,0,1 allows shorts.")
+        widgets.field_errors(errors_for("positions"), d1)
     d2.selectbox("Execution", list(EXECUTION_MODES), **widgets.keep("train", "train_execution"),
                  help="next_open: fill at the next day's open; close: fill at today's close.")
     d3.number_input("Seed", step=1, **widgets.keep("train", "train_seed"))
@@ -269,12 +306,16 @@ def check_and_start() -> None:
                 config = config.replace(data=data) if config is not None else None
     if probe is not None:
         with st.spinner("Checking the data…"):
+            def load_universe(probe):
+                return load_market(probe, cache_dir=settings.data_cache())
+
             def load(symbol: str):
                 frames, info = load_frames(probe.data, [symbol], cache_dir=settings.data_cache(),
                                                        seed=probe.seed)
                 return frames[symbol], info
 
-            for field, messages in forms.field_errors(forms.check_data(probe, load)).items():
+            found = forms.check_universe(probe, load_universe) if portfolio else forms.check_data(probe, load)
+            for field, messages in forms.field_errors(found).items():
                 problems.setdefault(field, []).extend(messages)
     if problems or config is None:
         shutil.rmtree(upload_folder, ignore_errors=True)  # uploads of a run that did not start

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from evorl_core.config import PRESETS, SEARCH_SPACE, TrainConfig
-from evorl_ui import forms
+from evorl_ui import forms, population_form
 from evorl_ui.charts.population import (
     fitness_figure,
     hyperparameter_figure,
@@ -272,7 +272,7 @@ def test_walkforward_tables():
 
 # the Train form: seeds and populations -------------------------------------------------------
 def form(**changes):
-    values = {**forms.preset_form_values("quick"), **forms.space_form_values()}
+    values = {**forms.preset_form_values("quick"), **population_form.space_form_values()}
     values.update(symbols="AAA", preset="quick", data="synthetic")
     values.update(changes)
     return values
@@ -293,7 +293,7 @@ def test_seeds_by_default_and_population_on_request():
 
 
 def test_ranges_become_search_and_init_space_strings():
-    evolve, search, init, errors = forms.space_from_form(form(evolve=["lr", "clip_eps"], range_lr="1e-5 : 1e-2",
+    evolve, search, init, errors = population_form.space_from_form(form(evolve=["lr", "clip_eps"], range_lr="1e-5 : 1e-2",
                                                               range_clip_eps="0.05:0.4", init_lr="1e-6..3e-6"))
     assert errors == [] and evolve == ("lr", "clip_eps")
     assert search == "lr=1e-05:0.01"  # only the changed range
@@ -303,7 +303,7 @@ def test_ranges_become_search_and_init_space_strings():
                                                  range_lr="1e-5:1e-2", init_lr="1e-6:3e-6"))
     assert errors == [] and config.search_space == search and config.init_space == init
     # empty range fields mean the declared ranges; names not evolved are ignored
-    assert forms.space_from_form(form(evolve=["lr"], range_lr="", range_gamma="junk")) == (("lr",), "", "", [])
+    assert population_form.space_from_form(form(evolve=["lr"], range_lr="", range_gamma="junk")) == (("lr",), "", "", [])
 
 
 @pytest.mark.parametrize("changes,field,needle", [

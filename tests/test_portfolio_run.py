@@ -4,6 +4,8 @@ a bad file), the evaluation's figures against independent computations, and its 
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -232,8 +234,9 @@ def test_costs_only_in_the_net_account():
 def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
     """The Backtest page of a portfolio run in a real browser: the account against its baselines,
     the stacked weights, contributions and concentration, the universe with the file left out as
-    plain text, no exception, and no request leaving 127.0.0.1."""
-    from test_browser import chromium_page, no_exceptions, plot_titles, streamlit_server, wait_idle
+    plain text, no exception, and no request leaving 127.0.0.1. Then the Train form's portfolio
+    switch and universe picker start a portfolio run over every CSV of the folder."""
+    from test_browser import choose, chromium_page, no_exceptions, plot_titles, streamlit_server, wait_idle
 
     root, _ = trained
     base = root / "browser"
@@ -258,4 +261,43 @@ def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
         assert "Verdict (members' average)" in text
         legend = pg.locator(".js-plotly-plot").first.locator(".legendtext").all_text_contents()
         assert {"agent", "1/N rebalanced", "equal-weight buy & hold", "cash"} <= set(legend)
+        assert outside == [], outside
+
+        # Train: the portfolio switch, a CSV folder's whole universe, the band; single-asset fields hidden
+        pg.goto(f"{url}/train")
+        pg.get_by_role("button", name="Start training").wait_for()
+        wait_idle(pg)
+        pg.get_by_text("Portfolio: one account over a universe, with cash").click()
+        wait_idle(pg)
+        choose(pg, "Data source", "CSV directory")
+        number = {label: pg.locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
+                  for label in ("Timesteps", "Test days", "Validation days", "Rebalance band")}
+        box = pg.locator('[data-testid="stTextInput"]').filter(has_text="CSV directory").locator("input")
+        box.fill(str(root / "csv"))
+        box.press("Enter")
+        wait_idle(pg)
+        assert pg.get_by_text("Every symbol of the source").count() == 1
+        assert pg.locator('[data-testid="stTextInput"]').filter(has_text="Symbols").count() == 0
+        assert number["Rebalance band"].count() == 1
+        assert "survivorship bias" in pg.locator('[data-testid="stMain"]').inner_text().lower()
+        for label, v in (("Timesteps", "2048"), ("Test days", "40"), ("Validation days", "30")):
+            number[label].fill(v)
+            number[label].press("Enter")
+            wait_idle(pg)
+        pg.get_by_text("Advanced").click()
+        wait_idle(pg)
+        assert pg.locator('[data-testid="stTextInput"]').filter(has_text="Target positions").count() == 0
+        no_exceptions(pg)
+        pg.get_by_role("button", name="Start training").click()
+        pg.wait_for_url(re.compile(r".*/live\?run=run-.*"), timeout=60_000)
+        run_id = re.search(r"run=([^&]+)", pg.url).group(1)
+        config_path = root / "runs" / run_id / "config.json"
+        deadline, config = time.monotonic() + 90, {}
+        while not config.get("data_info") and time.monotonic() < deadline:  # written again once the data loads
+            time.sleep(0.5)
+            config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        assert config["mode"] == "portfolio" and config["data"] == f"csv:{root / 'csv'}"
+        assert sorted(config["symbols"]) == [f"NS{i}" for i in range(7)]  # BROKEN.csv left out, recorded
+        assert "BROKEN" in config["data_info"]["universe"]["skipped"]
+        assert config["rebalance_band"] == pytest.approx(0.002) and config["test_days"] == 40
         assert outside == [], outside
