@@ -144,6 +144,12 @@ def test_signal_and_orders_of_the_deployed_model(trained, capsys, tmp_path):
     assert bought <= account
     err = capsys.readouterr().err
     assert "cash left" in err
+    # The model's evidence judges the account against 1/N, not 'buy & hold per symbol'.
+    evidence = json.loads((root / "models" / "pm" / "bundle.json").read_text())["evidence"]
+    account = json.loads((root / "runs" / "p" / "backtest" / "metrics.json").read_text())["PORTFOLIO"]
+    beat = account["total_return"] > account["baselines"]["1/N rebalanced"]["total_return"]
+    assert ("beat 1/N rebalanced" if beat else "CAUTION: lost to 1/N rebalanced") in evidence
+    assert f"{account['total_return']:+.2%}" in evidence and "symbol(s)" not in evidence
 
 
 def test_orders_refuse_bad_holdings(trained, tmp_path, capsys):

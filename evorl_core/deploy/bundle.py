@@ -35,6 +35,7 @@ from evorl_core.agents.checkpoints import load_params, params_template
 from evorl_core.config import TrainConfig
 from evorl_core.data.features import FEATURE_NAMES
 from evorl_core.evaluation.evaluate import chosen_member
+from evorl_core.evaluation.portfolio import ONE_N, PORTFOLIO
 from evorl_core.store.atomic import RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
 from evorl_core.store.rundir import RunDir
 from evorl_core.system.provenance import library_versions
@@ -206,6 +207,14 @@ def evidence_line(test_metrics: dict[str, Any], data_info: dict[str, Any]) -> st
     """What the held-out test says about a model, in one line: how many symbols beat buy & hold,
     each symbol's verdict, and whether the prices were synthetic (shown at deploy and with the model)."""
     data = "SYNTHETIC prices" if data_info.get("synthetic") else f"real data ({data_info.get('source', '?')})"
+    account = (test_metrics or {}).get(PORTFOLIO)
+    if isinstance(account, dict):  # a portfolio run: one account, judged against 1/N
+        ours, theirs = account.get("total_return"), ((account.get("baselines") or {}).get(ONE_N) or {}).get("total_return")
+        if not isinstance(ours, (int, float)) or not isinstance(theirs, (int, float)):
+            return f"no held-out comparison with {ONE_N}; trained on {data}"
+        beat = ours > theirs
+        return (f"{'' if beat else 'CAUTION: '}{'beat' if beat else 'lost to'} {ONE_N} in the held-out test "
+                f"({ours:+.2%} against {theirs:+.2%}), trained on {data}; {account.get('verdict') or 'no verdict'}")
     per_symbol = {s: m for s, m in (test_metrics or {}).items() if isinstance(m, dict)}
     if not per_symbol:
         return f"no held-out test results; trained on {data}"

@@ -63,7 +63,8 @@ N_BOOT = 2000
 N_PERMUTATIONS = 199
 DISGUISE_DISTANCE = 0.05  # mean distance from 1/N below this: "1/N in disguise"
 STILL_TURNOVER = 0.001  # mean daily turnover (after the first fill) below this: "never moves"
-BASELINES = ("1/N rebalanced", "equal-weight buy & hold", "cash")
+ONE_N = "1/N rebalanced"  # the baseline a portfolio is judged against
+BASELINES = (ONE_N, "equal-weight buy & hold", "cash")
 HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility", "calmar")
 
 
@@ -100,7 +101,7 @@ def baseline_targets(prices) -> dict[str, Any]:
     """The baselines' targets (or rule) on a window: 1/N rebalanced, equal-weight buy & hold, cash."""
     _, close, tradable = prices
     n, days = close.shape
-    return {"1/N rebalanced": accounting.equal_weight_targets(tradable),
+    return {ONE_N: accounting.equal_weight_targets(tradable),
             "equal-weight buy & hold": accounting.buy_and_hold_rule(tradable),
             "cash": accounting.cash_targets(n, days)}
 
@@ -254,7 +255,7 @@ def evaluate(config: TrainConfig, params: Any, market: Any, trials: int | None =
     base_targets = baseline_targets(prices)
     base = {name: _run(config, prices, t) for name, t in base_targets.items()}
     order = [chosen] + [m for m in range(members) if m != chosen]
-    report = allocation_report(config, [paths[m] for m in order], base["1/N rebalanced"], prices,
+    report = allocation_report(config, [paths[m] for m in order], base[ONE_N], prices,
                                trials=count_trials(config) if trials is None else trials)
     if "best_member" in report:
         report["best_member"] = order[report["best_member"]]
@@ -271,14 +272,14 @@ def headline_metrics(config: TrainConfig, market: Any, result: dict[str, Any]) -
     """metrics.json's PORTFOLIO entry of the chosen member."""
     chosen, prices = result["chosen"], result["prices"]
     path = result["paths"][chosen]
-    equal = result["baselines"]["1/N rebalanced"]
+    equal = result["baselines"][ONE_N]
     row = path_metrics(config, path, prices, result["targets"][chosen])
     row.update(diagnostics(path, equal))
     row.update(sharpe_confidence_interval(_returns(path), seed=config.seed))
     row.update(result["report"])
     row["baselines"] = {name: path_metrics(config, p, prices, result["base_targets"][name])
                         for name, p in result["baselines"].items()}
-    row["baselines"]["1/N rebalanced"].update(
+    row["baselines"][ONE_N].update(
         {k: v for k, v in diagnostics(equal, equal).items() if k in ("turnover_annual", "effective_assets")})
     row["contribution"] = {s: float(path.pnl[i] / config.initial_capital) for i, s in enumerate(market.symbols)}
     row["mean_weight"] = {s: float(path.held[:-1, i].mean()) for i, s in enumerate(market.symbols)}
@@ -320,7 +321,7 @@ def write_evaluation(out_dir: Path, config: TrainConfig, market: Any, result: di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen, dates = result["chosen"], result["dates"]
-    equal = result["baselines"]["1/N rebalanced"]
+    equal = result["baselines"][ONE_N]
     headline = {PORTFOLIO: headline_metrics(config, market, result)}
     atomic_write_text(out_dir / "equity.csv", _csv(equity_frame(dates, result["paths"][chosen], equal)))
     atomic_write_text(out_dir / "weights.csv", _csv(weights_frame(dates, market.symbols, result["paths"][chosen])))
