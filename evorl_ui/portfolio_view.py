@@ -3,28 +3,20 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from evorl_core.store.rundir import RunDir
-from evorl_ui import widgets
-from evorl_ui.charts.portfolio import (
-    account_figure,
-    concentration_figure,
-    contribution_figure,
-    weights_figure,
-)
+from evorl_ui import report, widgets
 from evorl_ui.presenters.portfolio import account_table, diagnostics_lines, universe_lines
-
-
-def _csv(path) -> pd.DataFrame | None:
-    return pd.read_csv(path, parse_dates=["date"]) if path.exists() else None
 
 
 def render(run_dir: RunDir, config: dict, metrics: dict) -> None:
     m = metrics.get("PORTFOLIO") or {}
     bt = run_dir.backtest_dir
-    equity, weights, baselines = _csv(bt / "equity.csv"), _csv(bt / "weights.csv"), _csv(bt / "baselines.csv")
+    figs = report.portfolio_figures(report.portfolio_frames(run_dir), m)
+    st.download_button("Download HTML report", icon=":material/download:", key="pf_report",
+                       data=lambda: report.report_html(run_dir), file_name=f"{run_dir.run_id}-report.html",
+                       mime="text/html", help="One self-contained file (charts included) that opens offline.")
     for line in universe_lines(config):  # quotes file names and validation errors: plain text
         st.text(line)
     st.subheader("Account")
@@ -33,14 +25,14 @@ def render(run_dir: RunDir, config: dict, metrics: dict) -> None:
     for flag in m.get("flags") or []:
         st.warning(flag, icon=":material/warning:")
     st.dataframe(account_table(m), key="pf_account")
-    if equity is not None:
-        widgets.chart(account_figure(equity, baselines), key="pf_equity")
-    if weights is not None:
-        widgets.chart(weights_figure(weights), key="pf_weights")
+    if "account" in figs:
+        widgets.chart(figs["account"], key="pf_equity")
+    if "weights" in figs:
+        widgets.chart(figs["weights"], key="pf_weights")
         c1, c2 = st.columns(2)
         with c1:
-            widgets.chart(contribution_figure(m.get("contribution") or {}), key="pf_contribution")
+            widgets.chart(figs["contribution"], key="pf_contribution")
         with c2:
-            widgets.chart(concentration_figure(weights), key="pf_concentration")
+            widgets.chart(figs["concentration"], key="pf_concentration")
         st.download_button("Download weights.csv", icon=":material/download:", data=(bt / "weights.csv").read_bytes(),
                            file_name=f"{run_dir.run_id}-weights.csv", mime="text/csv", key="pf_download")

@@ -25,6 +25,12 @@ from evorl_core.evaluation import tearsheet as ts
 from evorl_core.store.catalogue import read_annotations
 from evorl_core.store.rundir import RunDir
 from evorl_ui.charts.population import members_fan_figure
+from evorl_ui.charts.portfolio import (
+    account_figure,
+    concentration_figure,
+    contribution_figure,
+    weights_figure,
+)
 from evorl_ui.charts.tearsheet import monthly_heatmap, portfolio_figure, rolling_sharpe_figure, symbol_figure
 from evorl_ui.presenters.backtest import (
     TRADE_DEFINITION,
@@ -38,6 +44,7 @@ from evorl_ui.presenters.backtest import (
     trades_table,
 )
 from evorl_ui.presenters.population import member_curves, member_table, selection_text, spread_table
+from evorl_ui.presenters.portfolio import account_table, diagnostics_lines, universe_lines
 from evorl_ui.presenters.runs import data_badge
 
 
@@ -173,6 +180,27 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
+PORTFOLIO_FILES = ("equity", "weights", "baselines")
+
+
+def portfolio_frames(run: RunDir) -> dict[str, pd.DataFrame | None]:
+    """A portfolio run's backtest/equity.csv, weights.csv and baselines.csv (None where absent)."""
+    paths = {name: run.backtest_dir / f"{name}.csv" for name in PORTFOLIO_FILES}
+    return {name: pd.read_csv(path, parse_dates=["date"]) if path.exists() else None for name, path in paths.items()}
+
+
+def portfolio_figures(frames: dict[str, pd.DataFrame | None], account: dict[str, Any]) -> dict[str, go.Figure]:
+    """The portfolio figures the Backtest page and the report both show (those whose files exist)."""
+    figs: dict[str, go.Figure] = {}
+    if frames.get("equity") is not None:
+        figs["account"] = account_figure(frames["equity"], frames.get("baselines"))
+    if frames.get("weights") is not None:
+        figs["weights"] = weights_figure(frames["weights"])
+        figs["contribution"] = contribution_figure(account.get("contribution") or {})
+        figs["concentration"] = concentration_figure(frames["weights"])
+    return figs
+
+
 def _table(frame: pd.DataFrame, index: bool = True) -> str:
     return frame.to_html(index=index, escape=True, border=0, na_rep="—")
 
@@ -183,8 +211,11 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
     esc = html.escape
     text, color, _ = data_badge(sheet.synthetic, sheet.source)
     name = sheet.annotations.get("name") or sheet.run_id
+    portfolio = sheet.config.get("mode") == "portfolio"
+    symbols = sheet.config.get("symbols") or []
+    subject = f"portfolio of {len(symbols)} symbols" if portfolio else ", ".join(symbols)
     parts = [f"<h1>{esc(name)}</h1>",
-             f"<p class='small'>run {esc(sheet.run_id)} · {esc(', '.join(sheet.config.get('symbols') or []))} · "
+             f"<p class='small'>run {esc(sheet.run_id)} · {esc(subject)} · "
              f"{esc(str(sheet.config.get('preset')))} preset · {sheet.config.get('test_days')} test days</p>",
              f"<p><span class='badge {color}'>{esc(text)}</span>"
              + "".join(f"<span class='badge gray'>{esc(t)}</span>" for t in sheet.annotations.get("tags") or [])
@@ -206,7 +237,9 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
         first = False
         return out
 
-    if sheet.value is None:
+    if portfolio:
+        parts += _portfolio_parts(run, sheet, fig_html)
+    elif sheet.value is None:
         parts.append("<p>This run has no backtest yet.</p>")
     else:
         if sheet.members > 1 and sheet.selection:
@@ -233,6 +266,29 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
     return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>evorl report — {esc(name)}</title><style>{CSS}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _portfolio_parts(run: RunDir, sheet: Tearsheet, fig_html) -> list[str]:
+    """The report's body for a portfolio run: the universe, the verdict and diagnostics, the account
+    against its baselines, the weights, contributions and concentration."""
+    account = sheet.metrics.get("PORTFOLIO") or {}
+    if not account:
+        return ["<p>This run has no backtest yet.</p>"]
+    esc = html.escape
+    parts = [f"<p class='small'>{esc(line)}</p>" for line in universe_lines(sheet.config)]
+    parts += ["<h2>Account (one account over the universe, with cash)</h2>"]
+    parts += [f"<p>{esc(line)}</p>" for line in diagnostics_lines(account)]
+    parts += [f"<div class='caveat'>{esc(flag)}</div>" for flag in account.get("flags") or []]
+    parts.append(_table(account_table(account)))
+    figs = portfolio_figures(portfolio_frames(run), account)
+    titles = {"account": None, "weights": "Weights over time", "contribution": "Contribution per asset",
+              "concentration": "Concentration"}
+    for key, title in titles.items():
+        if key in figs:
+            parts += ([f"<h2>{title}</h2>"] if title else []) + [fig_html(figs[key])]
+    if sheet.members > 1 and sheet.selection:
+        parts.append(f"<div class='caveat'>{esc(selection_text(sheet.selection, sheet.population))}</div>")
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ a bad file), the evaluation's figures against independent computations, and its 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -17,6 +18,7 @@ from evorl_core.config import make_config
 from evorl_core.data.synthetic import factor_universe_frames
 from evorl_core.evaluation import portfolio as pe
 from evorl_core.modes.portfolio import accounting
+from evorl_core.store.rundir import RunDir
 
 ZERO_COST = ["--cost-model", "flat", "--fee-bps", "0", "--slippage-bps", "0", "--rebalance-band", "0"]
 
@@ -307,3 +309,28 @@ def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
         assert "BROKEN" in config["data_info"]["universe"]["skipped"]
         assert config["rebalance_band"] == pytest.approx(0.002) and config["test_days"] == 40
         assert outside == [], outside
+
+
+def test_html_report_of_a_portfolio_run(trained):
+    """The exported report of a portfolio run holds the same account view as the Backtest page: the
+    universe with the file left out, the verdict, the account table against the baselines (the
+    figures of metrics.json) and the four portfolio charts, with plotly.js inlined once."""
+    from evorl_ui import report
+    from evorl_ui.presenters.portfolio import account_table
+
+    root, _ = trained
+    run = RunDir(root / "runs" / "p")
+    page = report.report_html(run)
+    account = run.read_backtest_metrics()["PORTFOLIO"]
+    assert "portfolio of 7 symbols" in page and "Left out BROKEN" in page
+    assert "Account (one account over the universe, with cash)" in page
+    assert html.escape(f"Verdict (members' average): {account['verdict']}.") in page
+    table = account_table(account)
+    assert list(table.index) == ["agent", "1/N rebalanced", "equal-weight buy & hold", "cash"]
+    assert table.loc["agent", "total return"] in page and table.loc["1/N rebalanced", "total return"] in page
+    for title in ("Account equity against 1/N, buy & hold and cash", "Weights over time (after each fill)",
+                  "Contribution per asset (price P&L / initial capital)", "Concentration: effective number of assets"):
+        assert title.replace("/", "\\u002f") in page  # inside the figures' JSON, "/" escaped
+    assert page.count("Plotly.newPlot") == 4
+    assert page.count("plotly.js v") == 1  # inlined once
+    assert "<h2>Round trips</h2>" not in page  # the single-asset tearsheet is not drawn for an account
