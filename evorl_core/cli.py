@@ -39,7 +39,7 @@ from evorl_core.deploy.ledger import LedgerError, read_ledger
 from evorl_core.deploy.ledger import record as record_paper
 from evorl_core.deploy.signal import load_signal_frames, signals, stale_warnings, training_source
 from evorl_core.evaluation.evaluate import rebacktest_dir, run_backtest
-from evorl_core.portfolio_cli import cmd_orders, cmd_portfolio_signal
+from evorl_core.portfolio_cli import cmd_orders, cmd_portfolio_paper, cmd_portfolio_signal
 from evorl_core.store.atomic import RunDirError, StorageError, dumps, read_json
 from evorl_core.store.catalogue import list_runs
 from evorl_core.store.rundir import RUN_ID_RE, RunDir, new_run_id
@@ -320,6 +320,8 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 def cmd_paper(args: argparse.Namespace) -> int:
     bundle = load_model(args.model, args.models_dir, args.force)
+    if bundle.config.mode == "portfolio":
+        return cmd_portfolio_paper(args, bundle)
     frames, info = load_signal_frames(bundle, args.data, cache_dir=args.cache_dir)
     result = record_paper(bundle, frames, info)
     for w in bundle.meta["load_warnings"] + info.get("warnings", []) + result.warnings:

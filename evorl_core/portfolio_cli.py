@@ -10,6 +10,7 @@ from typing import Any
 
 from evorl_core.costs import cost_model
 from evorl_core.deploy.bundle import DeployError, load_bundle
+from evorl_core.deploy.paper_portfolio import record_portfolio
 from evorl_core.deploy.portfolio import load_portfolio_frames, order_list, portfolio_signal, read_holdings
 from evorl_core.deploy.signal import stale_warnings
 from evorl_core.store.atomic import dumps
@@ -61,4 +62,30 @@ def cmd_orders(args: argparse.Namespace) -> int:
     print(f"account {summary['account_rupees']:,.2f} rupees, estimated costs {summary['estimated_costs']:,.2f}, "
           f"cash left {summary['cash_left']:,.2f} (target cash weight {summary['cash_target_weight']:.2%}); "
           f"{summary['note']}", file=sys.stderr)
+    return 0
+
+
+def cmd_portfolio_paper(args: argparse.Namespace, bundle: Any) -> int:
+    """`evorl paper` on a portfolio model: one ledger line per new session for the whole account."""
+    frames, info = load_portfolio_frames(bundle, args.data, cache_dir=args.cache_dir)
+    result = record_portfolio(bundle, frames, info)
+    for w in bundle.meta["load_warnings"] + info.get("warnings", []) + result.warnings[:3]:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(dumps({"model": bundle.name, "data_source": info.get("source"), "synthetic": bool(info.get("synthetic")),
+                     "appended": result.appended, "latest": result.latest, "warnings": result.warnings}))
+        return 0
+    print(f"model {bundle.name}  portfolio of {len(frames)}  data: {info.get('source')}"
+          + ("  [SYNTHETIC DATA]" if info.get("synthetic") else "") + f"  ledger: {Path(bundle.path) / 'ledger.jsonl'}")
+    for e in result.appended:
+        top = sorted(((s, w) for s, w in e["target"].items() if s != "CASH"), key=lambda x: -x[1])[:3]
+        print(f"{e['date']}  equity {e['equity']:,.2f}  {e['benchmark']} {e['benchmark_equity']:,.2f}  "
+              f"costs {e['costs']:,.2f}  cash {e['weights']['CASH']:.1%} -> {e['target']['CASH']:.1%}  "
+              f"largest targets {', '.join(f'{s} {w:.1%}' for s, w in top)}")
+    if result.appended:
+        n = len(result.appended)
+        print(f"\nappended {n} entr{'y' if n == 1 else 'ies'}; targets fill at the next session "
+              f"({bundle.config.execution} execution)")
+    else:
+        print(f"already recorded up to {result.latest.get('PORTFOLIO')}, the latest day; nothing appended")
     return 0

@@ -334,3 +334,53 @@ def test_html_report_of_a_portfolio_run(trained):
     assert page.count("Plotly.newPlot") == 4
     assert page.count("plotly.js v") == 1  # inlined once
     assert "<h2>Round trips</h2>" not in page  # the single-asset tearsheet is not drawn for an account
+
+
+def test_paper_ledger_of_a_portfolio_model(trained, capsys):
+    """`evorl paper` on a portfolio model: one line per new session for the account, appended day by
+    day, never rewritten, idempotent; its equity and 1/N's, chained through the ledger's JSON one day
+    at a time, equal one run of the accounting over the same days from cash with the same targets."""
+    from evorl_core.costs import cost_model
+    from evorl_core.data.panel import build_panel
+    from evorl_core.deploy.bundle import load_bundle
+    from evorl_core.deploy.ledger import ledger_path, read_ledger
+    from evorl_core.deploy.paper_portfolio import record_portfolio
+    from evorl_core.deploy.portfolio import load_portfolio_frames, pooled_norm
+
+    root, _ = trained
+    bundle = load_bundle("pm", models_dir=root / "models")
+    good, info = load_portfolio_frames(bundle, cache_dir=root / "cache")  # as `evorl paper` loads them
+    assert sorted(good) == [f"NS{i}" for i in range(7)]
+    calendar = sorted({d for f in good.values() for d in f.index})
+    sizes = []
+    for cut in (calendar[-6], calendar[-4], calendar[-1], calendar[-1]):
+        before = ledger_path(bundle.path).read_bytes() if ledger_path(bundle.path).exists() else b""
+        record_portfolio(bundle, {s: f[f.index <= cut] for s, f in good.items()}, info, today=cut)
+        assert ledger_path(bundle.path).read_bytes().startswith(before)  # append-only
+        sizes.append(len(read_ledger(bundle.path)))
+    assert sizes == [1, 3, 6, 6]
+    rows = read_ledger(bundle.path)
+    assert [r["date"] for r in rows] == [str(d.date()) for d in calendar[-6:]]
+    assert rows[0]["equity"] == rows[0]["benchmark_equity"] == bundle.config.initial_capital
+    assert rows[0]["weights"]["CASH"] == 1.0
+    symbols = list(good)
+    market = build_panel(good, bundle.config.window, 2, execution=bundle.config.execution,
+                         norm=pooled_norm(bundle, symbols))
+    start = len(market.calendar) - 6
+    open_, close, tradable = market.prices(start, 6)
+    targets = np.array([[r["target"][s] for s in symbols] + [r["target"]["CASH"]] for r in rows])
+    costs = cost_model(bundle.config)
+    path = accounting.simulate(open_, close, tradable, targets, costs, band=bundle.config.rebalance_band,
+                               execution=bundle.config.execution, initial=bundle.config.initial_capital)
+    np.testing.assert_allclose([r["equity"] for r in rows], path.equity, rtol=1e-9)
+    one_n = accounting.simulate(open_, close, tradable, accounting.equal_weight_targets(tradable), costs,
+                                band=bundle.config.rebalance_band, execution=bundle.config.execution,
+                                initial=bundle.config.initial_capital)
+    np.testing.assert_allclose([r["benchmark_equity"] for r in rows], one_n.equity, rtol=1e-9)
+    for r in rows:
+        assert sum(r["target"].values()) == pytest.approx(1.0, abs=1e-9)
+        assert r["target"]["NS2"] == 0.0  # delisted before these days: never a target
+    assert main(["paper", "--model", "pm", "--models-dir", str(root / "models"), "--cache-dir",
+                 str(root / "cache")]) == 0
+    assert "nothing appended" in capsys.readouterr().out
+    assert len(read_ledger(bundle.path)) == 6

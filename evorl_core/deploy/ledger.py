@@ -174,15 +174,16 @@ class _Lock(ModelLock):
 
 
 def record(bundle: Bundle, frames: dict[str, pd.DataFrame], info: dict[str, Any] | None = None,
-           today: Any = None) -> PaperResult:
-    """Append the new bars' entries to the bundle's ledger (see the module docstring); idempotent."""
+           today: Any = None, planner=plan) -> PaperResult:
+    """Append the new bars' entries to the bundle's ledger (see the module docstring); idempotent.
+    `planner` computes them (`plan`; a portfolio model's is `paper_portfolio.plan_portfolio`)."""
     with _Lock(bundle.path):
         now = (read_json(Path(bundle.path) / "bundle.json", {}, kind=dict) or {}).get("version")
         if now != bundle.meta.get("version"):
             raise LedgerError(f"{bundle.path}: the model was redeployed while this update waited; run it again")
         path = ledger_path(bundle.path)
         old = path.read_bytes() if path.exists() else b""
-        result = plan(bundle, frames, read_ledger(bundle.path), info, today)
+        result = planner(bundle, frames, read_ledger(bundle.path), info, today)
         if result.appended:
             prefix = old.decode("utf-8")
             if prefix and not prefix.endswith("\n"):

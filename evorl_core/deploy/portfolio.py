@@ -35,7 +35,7 @@ ORDER_COLUMNS = ["symbol", "side", "shares", "price", "value", "estimated_cost",
                  "target_shares"]
 
 
-def _norm(bundle: Bundle, symbols: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def pooled_norm(bundle: Bundle, symbols: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The pooled training statistics of a portfolio model (the same for every asset)."""
     norm = bundle.meta["normalization"]
     first = next(iter(norm.values()))
@@ -53,7 +53,7 @@ def portfolio_signal(bundle: Bundle, frames: dict[str, pd.DataFrame], replay_day
     replay = int(replay_days or config.test_days)
     days = max(2, min(replay, len(calendar) - config.window - 3))
     try:
-        market = build_panel(frames, config.window, days, execution=config.execution, norm=_norm(bundle, symbols))
+        market = build_panel(frames, config.window, days, execution=config.execution, norm=pooled_norm(bundle, symbols))
     except DataError as exc:
         raise DeployError(f"model {bundle.name!r}: {exc}") from None
     run_config = dataclasses.replace(config, symbols=tuple(symbols), seeds=1, population=1)

@@ -63,11 +63,12 @@ def trade(drifted: np.ndarray, target: np.ndarray, mask: np.ndarray, band: float
 
 def simulate(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, targets: np.ndarray | Callable,
              costs: CostModel | float, *, band: float = 0.0, execution: str = "next_open",
-             initial: float = 1.0) -> Path:
+             initial: float = 1.0, initial_weights: np.ndarray | None = None) -> Path:
     """Run the account over a window of T days of N assets.
 
     open_, close, tradable: [N, T]. targets: [T, N + 1] target weights decided at each close, or
-    `rule(k, drifted [N + 1], mask [N]) -> target [N + 1]`. Starts all in cash.
+    `rule(k, drifted [N + 1], mask [N]) -> target [N + 1]`. Starts all in cash, or holding
+    `initial_weights` ([N + 1], at the close of the first day) of `initial` rupees.
     """
     if execution not in EXECUTION_MODES:
         raise ValueError(f"execution: must be one of {', '.join(EXECUTION_MODES)} (got {execution!r})")
@@ -81,8 +82,11 @@ def simulate(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, targets
     traded, paid, sold_n = np.zeros(horizon), np.zeros(horizon), np.zeros(horizon)
     pnl = np.zeros(n)
     equity[0] = float(initial)
-    values, cash = np.zeros(n), float(initial)  # rupees at the close of day k
-    weights[0, -1] = 1.0
+    if initial_weights is None:
+        weights[0, -1] = 1.0
+    else:
+        weights[0] = np.asarray(initial_weights, np.float64)
+    values, cash = weights[0, :-1] * equity[0], float(weights[0, -1] * equity[0])  # rupees at the close of day k
     for k in range(horizon - 1):
         # overnight to the fill
         if execution == "next_open":
