@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import streamlit as st
 
+from evorl_core.data.validate import DataError
 from evorl_core.deploy import bundle as deploy
 from evorl_core.deploy import ledger, signal
+from evorl_core.deploy.paper_portfolio import record_portfolio
+from evorl_core.deploy.portfolio import load_portfolio_frames, portfolio_signal
 from evorl_ui import settings, shell, widgets
 from evorl_ui.charts.tearsheet import forward_figure
 from evorl_ui.presenters.format import message_markdown, plain
 from evorl_ui.presenters.models import (
+    benchmark_name,
     forward_caption,
     ledger_table,
     models_table,
     paper_result_text,
+    portfolio_signal_table,
     signals_table,
 )
 
@@ -71,7 +76,14 @@ else:
         with c2:
             choice = widgets.source_picker("models", bundle.symbols, default=kind)
 
+        portfolio = bundle.config.mode == "portfolio"
+
         def load() -> tuple[dict, dict]:
+            if portfolio:  # the universe, loaded as the run loaded it
+                spec, errors = widgets.source_spec(choice)
+                if errors:
+                    raise DataError("\n".join(errors))
+                return load_portfolio_frames(bundle, spec, cache_dir=settings.data_cache())
             frames, info = widgets.load_frames(choice, bundle.symbols, uploads_name=f"model-{name}",
                                                seed=bundle.config.seed, synthetic_fallback=False,
                                                price_adjustment=bundle.config.price_adjustment)
@@ -88,7 +100,10 @@ else:
                 if info.get("synthetic"):
                     st.badge("Synthetic data — signals are for demonstration", color="orange",
                              icon=":material/science:")
-                st.dataframe(signals_table(signal.signals(bundle, frames)), hide_index=True)
+                if portfolio:
+                    st.dataframe(portfolio_signal_table(portfolio_signal(bundle, frames)), hide_index=True)
+                else:
+                    st.dataframe(signals_table(signal.signals(bundle, frames)), hide_index=True)
                 st.caption(f"Execution: {bundle.config.execution} — with next_open, fill the target at the "
                            "next session's open.")
         if s2.button("Record paper trade", key="models_paper", icon=":material/edit_note:",
@@ -97,7 +112,7 @@ else:
                           "history is never rewritten."):
             with shell.user_errors("Could not record: "), st.spinner("Recording…"):
                 frames, info = load()
-                result = ledger.record(bundle, frames, info)
+                result = (record_portfolio if portfolio else ledger.record)(bundle, frames, info)
                 st.session_state["models_ledger_result"] = (name, *paper_result_text(result))
 
         if (stored := st.session_state.get("models_ledger_result")) and stored[0] == name:
@@ -109,8 +124,8 @@ else:
             if any(r.get("synthetic") for r in rows):
                 st.badge("Ledger recorded on synthetic prices", color="orange", icon=":material/science:")
             curves = ledger.forward_curves(rows, bundle.meta)
-            widgets.chart(forward_figure(curves), key="models_forward")
-            st.caption(forward_caption(curves))
+            widgets.chart(forward_figure(curves, benchmark_name(rows)), key="models_forward")
+            st.caption(forward_caption(curves, benchmark_name(rows)))
             st.dataframe(ledger_table(rows), hide_index=True, key="models_ledger")
         else:
             st.caption("No paper trades yet: **Record paper trade** once per session day (or run "

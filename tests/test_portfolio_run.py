@@ -384,3 +384,40 @@ def test_paper_ledger_of_a_portfolio_model(trained, capsys):
                  str(root / "cache")]) == 0
     assert "nothing appended" in capsys.readouterr().out
     assert len(read_ledger(bundle.path)) == 6
+
+
+def test_models_page_signals_and_paper_of_a_portfolio_model(trained, monkeypatch):
+    """The Models page on a portfolio model: the signal is the weights table (cash included, the
+    weights of `portfolio_signal`), Record paper trade extends the account's ledger, and the forward
+    chart and table name 1/N as the benchmark."""
+    from streamlit.testing.v1 import AppTest
+    from test_app import ROOT as APP_ROOT
+
+    from evorl_core.deploy.bundle import load_bundle
+    from evorl_core.deploy.ledger import read_ledger
+    from evorl_core.deploy.portfolio import load_portfolio_frames, portfolio_signal
+
+    root, _ = trained
+    for name, sub in (("RUNS", "runs"), ("MODELS", "models"), ("DATA_CACHE", "cache")):
+        monkeypatch.setenv(f"EVORL_{name}_DIR" if name != "DATA_CACHE" else "EVORL_DATA_CACHE", str(root / sub))
+    at = AppTest.from_file(str(APP_ROOT / "dashboard.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="models_pick").set_value("pm").run()
+    at.button(key="models_signal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "tradable" in d.value.columns)
+    bundle = load_bundle("pm", models_dir=root / "models")
+    expected = portfolio_signal(bundle, load_portfolio_frames(bundle, cache_dir=root / "cache")[0])
+    assert list(table["symbol"])[-1] == "CASH" and len(table) == len(expected["weights"]) + 1
+    shown = dict(zip(table["symbol"], table["target (next session)"], strict=True))
+    for w in expected["weights"]:
+        assert shown[w["symbol"]] == f"{w['target']:.2%}"
+    before = len(read_ledger(bundle.path))
+    at.button(key="models_paper").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == []
+    rows = read_ledger(bundle.path)
+    assert len(rows) >= max(before, 1) and all(r["symbol"] == "PORTFOLIO" for r in rows)
+    ledger = next(d.value for d in at.dataframe if "cash held" in d.value.columns)
+    assert "1/N rebalanced" in ledger.columns and list(ledger["date"])[0] == rows[-1]["date"]

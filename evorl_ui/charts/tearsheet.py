@@ -116,9 +116,9 @@ def rolling_sharpe_figure(series: pd.Series, window: int) -> go.Figure:
                    height=280)
 
 
-def forward_figure(curves: pd.DataFrame) -> go.Figure:
-    """ledger.forward_curves: paper equity since deployment, buy & hold, and the backtest's
-    expectation with its ±1σ band."""
+def forward_figure(curves: pd.DataFrame, benchmark: str = "buy & hold") -> go.Figure:
+    """ledger.forward_curves: paper equity since deployment, the benchmark (buy & hold; 1/N for a
+    portfolio), and the backtest's expectation with its ±1σ band."""
     fig = go.Figure()
     if curves.empty:
         return layout(empty(fig), "Forward (paper) equity since deployment")
@@ -130,7 +130,7 @@ def forward_figure(curves: pd.DataFrame) -> go.Figure:
                                  fillcolor=COLORS["expected_band"], name="backtest ±1σ", hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=d, y=curves["expected"], mode="lines", name="backtest expectation",
                                  line=dict(color=COLORS["expected"], dash="dash")))
-    fig.add_trace(go.Scatter(x=d, y=curves["buy_hold"], mode="lines+markers", name="buy & hold",
+    fig.add_trace(go.Scatter(x=d, y=curves["buy_hold"], mode="lines+markers", name=benchmark,
                              line=dict(color=COLORS["bench"], dash="dot")))
     fig.add_trace(go.Scatter(x=d, y=curves["paper"], mode="lines+markers", name="paper (forward)",
                              line=dict(color=COLORS["agent"], width=2)))

@@ -61,8 +61,36 @@ def paper_result_text(result: Any) -> tuple[bool, str]:
                    "one entry per bar; run it again after the next session closes.")
 
 
+def portfolio_signal_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """deploy.portfolio.portfolio_signal output: one row per symbol (largest target first), then cash."""
+    rows = [{"symbol": w["symbol"], "last bar": w["last_bar"], "close": w["close"], "held": f"{w['held']:.2%}",
+             "target (next session)": f"{w['target']:.2%}", "tradable": "yes" if w["tradable"] else "no"}
+            for w in sorted(result["weights"], key=lambda w: -w["target"])]
+    rows.append({"symbol": "CASH", "last bar": result["date"], "close": None, "held": f"{result['cash_held']:.2%}",
+                 "target (next session)": f"{result['cash_target']:.2%}", "tradable": "yes"})
+    return pd.DataFrame(rows)
+
+
+def benchmark_name(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What a ledger's benchmark is: '1/N rebalanced' for a portfolio ledger, else buy & hold."""
+    return next((str(r["benchmark"]) for r in rows if r.get("benchmark")), "buy & hold")
+
+
+def _account_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    top = sorted(((s, w) for s, w in r["target"].items() if s != "CASH"), key=lambda x: -x[1])[:3]
+    return {"date": r["date"], "symbol": r["symbol"], "cash held": f"{r['weights']['CASH']:.1%}",
+            "target (next session)": f"cash {r['target']['CASH']:.1%}; " + ", ".join(f"{s} {w:.1%}" for s, w in top),
+            "costs": number_text(r.get("costs")), "equity": number_text(r.get("equity")),
+            str(r.get("benchmark")): number_text(r.get("benchmark_equity"))}
+
+
 def ledger_table(rows: Sequence[Mapping[str, Any]], limit: int = 30) -> pd.DataFrame:
-    """The newest ledger entries first: date, symbol, held -> target, close, equity, buy & hold."""
+    """The newest ledger entries first: date, symbol, held -> target, close, equity, buy & hold (a
+    portfolio ledger: cash held, the target's cash and largest weights, costs, equity, 1/N)."""
+    if rows and isinstance(rows[0].get("target"), dict):
+        out = [{**_account_row(r), "data": ("SYNTHETIC" if r.get("synthetic") else str(r.get("data_source") or "?"))}
+               for r in rows]
+        return pd.DataFrame(sorted(out, key=lambda r: r["date"], reverse=True)[:limit])
     out = [{
         "date": r["date"], "symbol": r["symbol"], "held": f"{r['held']:g}", "target (next open)": f"{r['target']:g}",
         "close": number_text(r.get("close")), "equity": number_text(r.get("equity")),
@@ -73,15 +101,15 @@ def ledger_table(rows: Sequence[Mapping[str, Any]], limit: int = 30) -> pd.DataF
     return pd.DataFrame(out[:limit])
 
 
-def forward_caption(curves: pd.DataFrame) -> str:
-    """Forward return since deployment against buy & hold and against the backtest's expectation."""
+def forward_caption(curves: pd.DataFrame, benchmark: str = "buy & hold") -> str:
+    """Forward return since deployment against the benchmark and against the backtest's expectation."""
     if curves.empty:
         return ""
     first, last = curves.iloc[0], curves.iloc[-1]
     days = len(curves) - 1
     parts = [f"{days} session(s) since deployment ({curves.index[0].date()})",
              f"paper {format_metric('total_return', last['paper'] / first['paper'] - 1)}",
-             f"buy & hold {format_metric('total_return', last['buy_hold'] / first['buy_hold'] - 1)}"]
+             f"{benchmark} {format_metric('total_return', last['buy_hold'] / first['buy_hold'] - 1)}"]
     if np.isfinite(last.get("expected", np.nan)):
         parts.append(f"backtest expectation {format_metric('total_return', last['expected'] / first['expected'] - 1)}"
                      f" (±1σ {format_metric('total_return', last['expected_low'] / first['expected'] - 1)} … "
