@@ -29,6 +29,7 @@ from evorl_core.console import (
     cost_line,
     format_metrics_table,
     format_models_table,
+    format_pooled_account,
     format_portfolio_table,
     format_runs_table,
     indented,
@@ -207,10 +208,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         raise UserError("walkforward: --resume, --deploy and --tensorboard apply to `evorl train`; each fold is "
                         "its own run (`evorl export tensorboard <fold run>` writes a fold's events)")
     config = config_from_args(args)
-    if config.mode == "portfolio":
-        raise UserError("walkforward: --portfolio is not supported yet (walk-forward folds are single-asset); "
-                        "train a portfolio with `evorl train --portfolio`")
-    print(f"evorl: walk-forward of {config.preset} preset on {', '.join(config.symbols)}, {args.folds} folds of "
+    portfolio = config.mode == "portfolio"
+    subject = f"a portfolio of {', '.join(config.symbols)}" if portfolio else ", ".join(config.symbols)
+    print(f"evorl: walk-forward of {config.preset} preset on {subject}, {args.folds} folds of "
           f"{config.test_days} test days", file=sys.stderr)
     bar = None if args.quiet else ProgressBar()
     try:
@@ -222,9 +222,10 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     for fold in summary["per_fold"]:
         first = next(iter(fold["date_ranges"].values()))
         print(f"\nfold {fold['fold']} (run {fold['run_id']}): test {first['test_start']} .. {first['last']}")
-        print(format_metrics_table(fold["metrics"]))
+        print(format_portfolio_table(fold["metrics"]) if portfolio else format_metrics_table(fold["metrics"]))
     print(f"\npooled over {args.folds} folds (test days chained in time order, every day out of sample)")
-    print(format_metrics_table(summary["pooled"], pooled=True))
+    print(format_pooled_account(summary["pooled"]["PORTFOLIO"], summary["benchmark"]) if portfolio
+          else format_metrics_table(summary["pooled"], pooled=True))
     print(f"\nsummary: {Path(args.runs_dir) / WALKFORWARD_DIR / summary['id'] / 'summary.json'}")
     return 0
 

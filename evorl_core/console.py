@@ -256,3 +256,15 @@ def indented(exc: BaseException | str) -> str:
     """The message, its further lines indented under the `error:` line (a DataError lists one
     problem a line)."""
     return "\n  ".join(str(exc).splitlines())
+
+
+def format_pooled_account(m: dict[str, Any], benchmark: str) -> str:
+    """A portfolio walk-forward's pooled account against its benchmark (1/N), in three lines."""
+    return "\n".join([
+        f"account  total return {format_value('total_return', m.get('total_return'))}  Sharpe "
+        f"{format_value('sharpe', m.get('sharpe'))}  max drawdown {format_value('max_drawdown', m.get('max_drawdown'))}"
+        f"  over {m.get('days')} days ({m.get('first_test_day')} .. {m.get('last_test_day')})",
+        f"{benchmark}  total return {format_value('bh_total_return', m.get('bh_total_return'))}  Sharpe "
+        f"{format_value('bh_sharpe', m.get('bh_sharpe'))}  max drawdown {format_value('bh_max_drawdown', m.get('bh_max_drawdown'))}",
+        f"verdict: {m.get('verdict')}",
+    ])

@@ -421,3 +421,35 @@ def test_models_page_signals_and_paper_of_a_portfolio_model(trained, monkeypatch
     assert len(rows) >= max(before, 1) and all(r["symbol"] == "PORTFOLIO" for r in rows)
     ledger = next(d.value for d in at.dataframe if "cash held" in d.value.columns)
     assert "1/N rebalanced" in ledger.columns and list(ledger["date"])[0] == rows[-1]["date"]
+
+
+def test_walkforward_in_portfolio_mode(trained, capsys):
+    """`evorl walkforward --portfolio`: the folds' test blocks are the last blocks of the universe's
+    calendar, no fold's data reaches past its own test block, and the pooled account chains the
+    folds' accounts and 1/N's, judged against 1/N."""
+    root, frames = trained
+    code = main(["walkforward", "--portfolio", "--symbols", "all", "--data", f"csv:{root / 'csv'}", "--preset", "quick",
+                 "--timesteps", "2048", "--folds", "2", "--test-days", "40", "--val-days", "30", "--window", "8",
+                 *ZERO_COST, "--runs-dir", str(root / "runs"), "--id", "pwf", "--cache-dir", str(root / "cache"),
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((root / "runs" / "walkforward" / "pwf" / "summary.json").read_text())
+    assert summary["state"] == "done" and summary["benchmark"] == "1/N rebalanced"
+    calendar = sorted({str(d.date()) for f in frames.values() for d in f.index})
+    ends = [fold["date_ranges"]["PORTFOLIO"]["last"] for fold in summary["per_fold"]]
+    starts = [fold["date_ranges"]["PORTFOLIO"]["test_start"] for fold in summary["per_fold"]]
+    assert ends == [calendar[-41], calendar[-1]] and starts == [calendar[-80], calendar[-40]]
+    growth, bench = 1.0, 1.0
+    for fold in summary["per_fold"]:
+        m = fold["metrics"]["PORTFOLIO"]
+        growth *= 1 + m["total_return"]
+        bench *= 1 + m["baselines"]["1/N rebalanced"]["total_return"]
+        run_config = json.loads((root / "runs" / fold["run_id"] / "config.json").read_text())
+        assert run_config["data_info"]["calendar"]["last"] == fold["date_ranges"]["PORTFOLIO"]["last"]
+    pooled = summary["pooled"]["PORTFOLIO"]
+    assert pooled["total_return"] == pytest.approx(growth - 1, rel=1e-9)
+    assert pooled["bh_total_return"] == pytest.approx(bench - 1, rel=1e-9)
+    assert pooled["days"] == 2 * 39
+    assert "1/N rebalanced" in pooled["verdict"] and "allocation skill" in pooled["verdict"]
+    assert "1/N rebalanced  total return" in out and "verdict:" in out

@@ -234,13 +234,16 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
     )
     if info is None:
         info = data_info(valid, "frames")
-    return PanelMarket(
+    market = PanelMarket(
         symbols=symbols, frames=valid, dates=[valid[s].index.values.astype("datetime64[D]") for s in symbols],
         data=data, norm_mean=np.broadcast_to(mean, (n, NUM_FEATURES)).copy(),
         norm_std=np.broadcast_to(std, (n, NUM_FEATURES)).copy(), window=int(window), test_days=int(test_days),
         info=info, data_hash=hash_frames(valid), val_days=int(val_days), embargo_days=int(embargo_days),
         calendar=calendar, skipped=dict(skipped or {}),
     )
+    # the run records its own calendar (a copy: one info dict may serve several panels, e.g. folds)
+    market.info = {**(info or {}), "calendar": market.calendar_split()}
+    return market
 
 
 def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=None,
@@ -252,7 +255,6 @@ def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=No
     market = build_panel(frames, config.window, config.test_days, val_days=config.val_days,
                          embargo_days=config.embargo, execution=config.execution, norm=norm, info=info,
                          skipped=skipped)
-    info["calendar"] = market.calendar_split()
     return market
 
 

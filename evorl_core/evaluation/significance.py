@@ -149,7 +149,7 @@ def _p_text(p: float) -> str:
 
 
 def verdict(excess: dict[str, Any], timing: dict[str, Any], excess_level: float = EXCESS_LEVEL,
-            timing_level: float = TIMING_LEVEL) -> tuple[str, dict[str, bool]]:
+            timing_level: float = TIMING_LEVEL, benchmark: str = "buy & hold") -> tuple[str, dict[str, bool]]:
     """One line in plain words and the claims it makes: {"beats", "worse", "timing"}.
 
     "beats" / "worse than buy & hold" when the two-sided excess p-value is below `excess_level` (in the
@@ -161,15 +161,15 @@ def verdict(excess: dict[str, Any], timing: dict[str, Any], excess_level: float 
     p_tm = timing.get("timing_p_value")
     claims = {"beats": False, "worse": False, "timing": False}
     if p_ex is None or mean is None:
-        ex_text = "too few days to compare with buy & hold"
+        ex_text = f"too few days to compare with {benchmark}"
     elif p_ex < excess_level and mean > 0:
         claims["beats"] = True
-        ex_text = f"beats buy & hold ({_p_text(p_ex)})"
+        ex_text = f"beats {benchmark} ({_p_text(p_ex)})"
     elif p_ex < excess_level and mean < 0:
         claims["worse"] = True
-        ex_text = f"worse than buy & hold ({_p_text(p_ex)})"
+        ex_text = f"worse than {benchmark} ({_p_text(p_ex)})"
     else:
-        ex_text = f"not distinguishable from buy & hold ({_p_text(p_ex)})"
+        ex_text = f"not distinguishable from {benchmark} ({_p_text(p_ex)})"
     if p_tm is None:
         tm_text = "too few days to test timing"
     elif p_tm < timing_level:
