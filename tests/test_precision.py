@@ -23,6 +23,7 @@ from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.deploy import bundle as deploy
 from evorl_core.deploy import signal
 from evorl_core.training import pipeline
+from evorl_ui import forms
 
 TINY = dict(num_envs=8, num_steps=16, minibatch_size=32, epochs=2, hidden=(16,), window=8, test_days=20,
             val_days=30, total_timesteps=8 * 16 * 4, updates_per_chunk=2, symbols=("AAA", "BBB"), data="synthetic")
@@ -75,6 +76,17 @@ def test_precision_is_validated_parsed_and_resolved():
     # a config recorded before precision existed was trained in float32, and stays so on any backend
     old = {k: v for k, v in make_config("quick").to_dict().items() if k != "precision"}
     assert TrainConfig.from_dict(old).precision == "fp32"
+
+
+def test_the_train_form_offers_precision_and_keeps_it_on_a_preset_change():
+    values = forms.preset_form_values("quick")
+    assert values["precision"] == "auto" and "precision" not in forms.PRESET_FIELDS
+    config, errors = forms.config_from_form({**values, "precision": "bf16", "preset": "quick", "symbols": "AAA",
+                                             "data": "synthetic"})
+    assert errors == [] and config.precision == "bf16"
+    config, errors = forms.config_from_form({**values, "precision": "fp16", "preset": "quick", "symbols": "AAA",
+                                             "data": "synthetic"})
+    assert config is None and forms.field_errors(errors)["precision"][0].startswith("precision: must be one of")
 
 
 # -- the network -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from evorl_core.config import TrainConfig, make_config
 from evorl_core.data import Market, build_market, synthetic_ohlcv
 
-SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio")
+SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio", "precision")
 # one line per section for `evorl bench --help`
 SECTION_HELP = {
     "env": "env steps/s with random actions: the JAX env (256 and 4096 envs) and the NumPy reference env",
@@ -20,6 +20,8 @@ SECTION_HELP = {
     "scaling": "steps/s of the quick preset over num_envs 64 ... 4096",
     "population": "aggregate steps/s of a vmapped population against one agent",
     "portfolio": "portfolio env asset-steps/s at N = 3, 50, 500 beside the single-asset env; training at N = 50, 500",
+    "precision": "fp32 vs bf16: production, quick and a quick population of 16; steps/s, compile, peak memory, "
+                 "FLOP utilisation against each dtype's matmul peak",
 }
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -57,6 +59,9 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
             "portfolio": {"sizes": (3, 5), "num_envs": 4, "env_steps": 5, "window": 8,
                           "train": [{"assets": 4, "preset": "quick", "total_timesteps": None,
                                      "overrides": {**_TINY, "symbols": None}}]},
+            "precision": {"train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
+                          "population": {"size": 2, "repeats": 1, "updates": 2,
+                                         "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
         }
     r = repeats or (3 if quick else 5)
     return {
@@ -83,6 +88,17 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
         "portfolio": {"sizes": (3, 50, 500), "num_envs": 64, "env_steps": 50 if quick else 200, "window": 32,
                       "train": [{"assets": n, "preset": "production", "overrides": {"updates_per_chunk": 1},
                                  "total_timesteps": (3 if quick else 5) * 32 * 128} for n in (50, 500)]},
+        # precision: the train section's points and a quick population of 16, once per precision
+        # (--quick: 2 production updates, 10 quick updates, PBT every 5 updates)
+        "precision": {
+            "train": {
+                "quick": {"preset": "quick", "total_timesteps": (10 * 64 * 128) if quick else None, "overrides": {}},
+                "production": {"preset": "production", "total_timesteps": (2 if quick else 5) * 256 * 512,
+                               "overrides": {"updates_per_chunk": 1}},
+            },
+            "population": {"size": 16, "repeats": 2 if quick else r, "updates": 10,
+                           "overrides": {"pbt_interval": 5} if quick else {}},
+        },
         "scaling_envs": SCALING_ENVS,
         "scaling_overrides": {},
         "scaling_updates": 2 if quick else 3,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from evorl_core.bench import precision
 from evorl_core.bench.plan import BENCH_PRESETS, TARGETS
 
 
@@ -101,6 +102,7 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     out["population"] = ratios
     out["population_flops"] = population_flops(result)
     out["population_ceiling"] = population_ceiling(result)
+    out["precision"] = precision.derive(result.get("precision"))
     target("population 16 vs one agent, aggregate steps/s (quick)", (ratios.get("quick") or {}).get(16),
            TARGETS["population_16_vs_1_gpu" if gpu else "population_16_vs_1"])
     compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
@@ -210,6 +212,8 @@ def format_table(result: dict[str, Any]) -> str:
             rows.append([tg["name"], _n(tg["value"], fmt), f"{tg['direction']} {_n(tg['target'], fmt)}",
                          "yes" if tg["met"] else "NO"])
         lines += ["", table(rows)]
+    if result.get("precision") and derived.get("precision"):
+        lines += ["", table(precision.format_rows(result["precision"], derived["precision"], _n))]
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
