@@ -25,10 +25,10 @@ MAX_UNIVERSE = 2000
 MAX_BROKERAGE_BPS = 1000.0  # 10% per side: beyond any delivery brokerage, and keeps c_buy, c_sell < 1
 MAX_SLIPPAGE_BPS = 5000.0
 INIT_SCHEMES = ("normal", "orthogonal")
-# Network arithmetic (docs/internals.md): fp32, or bf16 matmuls and activations with float32
-# parameters, optimiser state and losses; auto = the measured-faster choice of the backend
-# (agents/precision.py: fp32 on every backend until GPU figures show bf16 faster).
-PRECISIONS = ("auto", "fp32", "bf16")
+# Network arithmetic (docs/internals.md): fp32; tf32 (float32, TensorFloat-32 matmuls on NVIDIA, a
+# no-op on CPU); bf16 matmuls and activations with float32 parameters, optimiser state and losses;
+# auto = the measured-faster choice of the backend (agents/precision.py: fp32 until GPU figures say).
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # Each multiplicative equity factor (overnight move, fee, intraday move) is floored at this value:
 # with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
 # undefined; equity then drops to a millionth, which reads as "wiped out" (docs/accounting.md).
@@ -132,7 +132,7 @@ class TrainConfig:
     activation: str = "tanh"
     init_scheme: str = "normal"  # weight initialiser: normal (original system) | orthogonal (PureJaxRL)
     init_std: float = 0.01  # std of the normal initialiser of hidden layers (original system)
-    precision: str = "auto"  # auto | fp32 | bf16 (bf16 matmuls/activations, float32 params and losses)
+    precision: str = "auto"  # auto | fp32 | tf32 | bf16 (bf16 matmuls/activations, float32 params and losses)
     lr: float = 3e-4
     anneal_lr: bool = False
     gamma: float = 0.99

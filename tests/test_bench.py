@@ -162,17 +162,19 @@ def test_precision_figures_from_made_up_points():
         return {"steps_per_s": stat([rate]), "update_s": stat([update_s]), "update_flops": 1e9, "compile_s": 2.0,
                 "peak_host_rss_mb": rss, "device_peak_mb": device}
 
-    def pop(rate, rss):
-        return {"size": 16, "steps_per_s": stat([rate]), "batch_size": 1000, "update_flops": 1e9, "compile_s": 3.0,
+    def pop(rate, rss, size=16):
+        return {"size": size, "steps_per_s": stat([rate]), "batch_size": 1000, "update_flops": 1e9, "compile_s": 3.0,
                 "peak_host_rss_mb": rss, "device_peak_mb": None}
 
     section = {
+        "precisions": ["fp32", "bf16"],
         "peak": {"production": {"fp32": {"flops_per_s": stat([4e9])}, "bf16": {"flops_per_s": stat([1e9])}},
                  "quick": {"fp32": {"flops_per_s": stat([2e9])}, "bf16": {"flops_per_s": stat([8e9])}}},
         "train": {"production": {"fp32": train(100.0, 0.5, 900.0), "bf16": train(50.0, 1.0, 800.0)},
                   "quick": {"fp32": train(1000.0, 1.0, 500.0, device=300.0),
                             "bf16": train(3000.0, 0.25, 500.0, device=150.0)}},
-        "population": {"fp32": pop(10_000.0, 700.0), "bf16": {"size": 16, "error": "boom"}},
+        "population": {"fp32": [pop(1_000.0, 500.0, size=1), pop(10_000.0, 700.0)],
+                       "bf16": [{"size": 16, "error": "boom"}]},
     }
     d = sections_precision.derive(section)
     prod, quick = d["production"], d["quick"]
@@ -182,9 +184,11 @@ def test_precision_figures_from_made_up_points():
     assert quick["bf16"]["flop_utilisation"] == pytest.approx(0.5)
     assert prod["bf16_memory_ratio"] == pytest.approx(800 / 900)  # host RSS without a device figure
     assert quick["bf16_memory_ratio"] == pytest.approx(0.5)  # the device peak when there is one
-    # the population: 10 member-updates/s of 1 GFLOP each over the quick fp32 peak; bf16 failed
-    assert d["population"]["fp32"]["flop_utilisation"] == pytest.approx(5.0)
-    assert "bf16" not in d["population"] and "bf16_speedup" not in d["population"]
+    # the population of 16: 10 member-updates/s of 1 GFLOP each over the quick fp32 peak, 10x one
+    # agent of the same precision; its bf16 point failed
+    assert d["population"][16]["fp32"]["flop_utilisation"] == pytest.approx(5.0)
+    assert d["population"][16]["fp32"]["vs_one_agent"] == pytest.approx(10.0)
+    assert "bf16" not in d["population"][16] and "bf16_speedup" not in d["population"][16]
     rows = sections_precision.format_rows(section, d, report._n)
     assert ["quick population x 16 bf16", "failed", "", "", "", "", ""] in rows
     assert next(r for r in rows if r[0] == "quick bf16")[-1] == "3.00x"
@@ -203,5 +207,7 @@ def test_tiny_precision_bench_measures_both_precisions():
     derived = result["derived"]["precision"]
     assert derived["quick"]["bf16_speedup"] == pytest.approx(
         section["train"]["quick"]["bf16"]["steps_per_s"]["median"] / section["train"]["quick"]["fp32"]["steps_per_s"]["median"])
-    assert set(section["population"]) == {"fp32", "bf16"} and derived["population"]["bf16"]["flop_utilisation"] > 0
+    assert {p: [pt["size"] for pt in pts] for p, pts in section["population"].items()} == \
+        {"fp32": [1, 2], "bf16": [1, 2]}
+    assert derived["population"][2]["bf16"]["flop_utilisation"] > 0 and derived["population"][2]["bf16_speedup"] > 0
     assert "quick population x 2 bf16" in report.format_table(result)

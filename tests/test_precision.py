@@ -42,14 +42,14 @@ def _dtypes(tree) -> set:
     return {np.dtype(x.dtype) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
 
 
-def _dot_operand_dtypes(fn, *args) -> set:
-    """Element types of the operands of every matrix product in fn's program."""
-    found = set()
+def _dots(fn, *args) -> list:
+    """Every matrix product (dot_general equation) in fn's program."""
+    found = []
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "dot_general":
-                found.update(np.dtype(v.aval.dtype) for v in eqn.invars)
+                found.append(eqn)
             for value in eqn.params.values():  # the bodies of pjit, scan, custom_jvp ...
                 for item in value if isinstance(value, (tuple, list)) else (value,):
                     inner = getattr(item, "jaxpr", item)
@@ -60,9 +60,14 @@ def _dot_operand_dtypes(fn, *args) -> set:
     return found
 
 
+def _dot_operand_dtypes(fn, *args) -> set:
+    """Element types of the operands of every matrix product in fn's program."""
+    return {np.dtype(v.aval.dtype) for eqn in _dots(fn, *args) for v in eqn.invars}
+
+
 # -- the setting ---------------------------------------------------------------------------------
 def test_precision_is_validated_parsed_and_resolved():
-    with pytest.raises(ConfigError, match=r"precision: must be one of auto, fp32, bf16 \(got 'fp16'\)"):
+    with pytest.raises(ConfigError, match=r"precision: must be one of auto, fp32, tf32, bf16 \(got 'fp16'\)"):
         make_config("quick", precision="fp16")
     args = build_parser().parse_args(["train", "--preset", "quick", "--precision", "bf16"])
     assert config_from_args(args).precision == "bf16"
@@ -104,6 +109,21 @@ def test_bf16_network_multiplies_in_bfloat16_and_returns_float32():
     for a, b in ((logits16, logits32), (value16, value32)):
         rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
         assert 0 < rel < 40 * BF16_ROUNDOFF, rel
+
+
+def test_tf32_asks_for_tensorfloat32_products_and_is_fp32_on_cpu():
+    obs = jax.random.normal(jax.random.PRNGKey(1), (32, 40))
+    config = make_config("quick", hidden=(64, 64), precision="tf32")
+    tf32, fp32 = make_ppo(config), make_ppo(config.replace(precision="fp32"))
+    params = fp32.network.init(jax.random.PRNGKey(0), obs)
+    dots = _dots(lambda p: tf32.network.apply(p, obs), params)
+    assert dots and all(eqn.params["precision"] == (jax.lax.Precision.HIGH,) * 2 for eqn in dots)
+    assert all(eqn.params["precision"] is None for eqn in _dots(lambda p: fp32.network.apply(p, obs), params))
+    assert _dot_operand_dtypes(lambda p: tf32.network.apply(p, obs), params) == {np.dtype("float32")}
+    if jax.default_backend() == "cpu":  # XLA on CPU ignores the precision of a product
+        for a, b in zip(jax.tree_util.tree_leaves(tf32.network.apply(params, obs)),
+                        jax.tree_util.tree_leaves(fp32.network.apply(params, obs)), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_bf16_portfolio_network_returns_float32_scores_std_and_value():

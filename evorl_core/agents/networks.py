@@ -5,8 +5,9 @@ scheme (orthogonal sqrt(2) hidden, 0.01 policy head, 1.0 value head), which lear
 small networks and is what the `quick` preset uses.
 
 `dtype` is the dtype of the matmuls and activations (`precision.py`: float32, or bfloat16 for
-`bf16`); parameters are always float32 (`param_dtype`), and every output is float32 at the
-network's boundary, so nothing downstream of the network sees a bfloat16 value.
+`bf16`) and `matmul_precision` that of their products (TensorFloat-32 for `tf32`); parameters are
+always float32 (`param_dtype`), and every output is float32 at the network's boundary, so nothing
+downstream of the network sees a bfloat16 value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evorl_core.agents.precision import compute_dtype, to_float32
+from evorl_core.agents.precision import compute_dtype, matmul_precision, to_float32
 
 
 def _kernel_init(init: str, std: float, scale: float):
@@ -37,16 +38,19 @@ class MLP(nn.Module):
     init_std: float = 0.01
     head_scale: float = 1.0
     dtype: Any = jnp.float32
+    matmul_precision: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = nn.tanh if self.activation == "tanh" else nn.relu
         for width in self.hidden:
             x = nn.Dense(width, kernel_init=_kernel_init(self.init_scheme, self.init_std, np.sqrt(2.0)),
-                         bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32)(x)
+                         bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
+                         precision=self.matmul_precision)(x)
             x = act(x)
         return nn.Dense(self.out, kernel_init=_kernel_init(self.init_scheme, self.init_std, self.head_scale),
-                        bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32)(x)
+                        bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
+                         precision=self.matmul_precision)(x)
 
 
 class ActorCritic(nn.Module):
@@ -58,11 +62,13 @@ class ActorCritic(nn.Module):
     init_scheme: str = "normal"
     init_std: float = 0.01
     dtype: Any = jnp.float32
+    matmul_precision: Any = None
 
     def setup(self) -> None:
         self.actor = MLP(self.hidden, self.num_actions, self.activation, self.init_scheme, self.init_std, 0.01,
-                         self.dtype)
-        self.critic = MLP(self.hidden, 1, self.activation, self.init_scheme, self.init_std, 1.0, self.dtype)
+                         self.dtype, self.matmul_precision)
+        self.critic = MLP(self.hidden, 1, self.activation, self.init_scheme, self.init_std, 1.0, self.dtype,
+                          self.matmul_precision)
 
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         return to_float32((self.actor(obs), jnp.squeeze(self.critic(obs), -1)))
@@ -85,13 +91,15 @@ class PortfolioActorCritic(nn.Module):
     init_std: float = 0.01
     init_log_std: float = -0.5
     dtype: Any = jnp.float32
+    matmul_precision: Any = None
 
     @nn.compact
     def __call__(self, inputs) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
         features, weights, mask = inputs
         act = nn.tanh if self.activation == "tanh" else nn.relu
         hidden_init = _kernel_init(self.init_scheme, self.init_std, np.sqrt(2.0))
-        Dense = partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)  # noqa: N806 - a layer class
+        Dense = partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32,  # noqa: N806 - a layer class
+                        precision=self.matmul_precision)
         x = jnp.concatenate([features, weights[..., :-1, None]], axis=-1)
         for width in self.hidden:
             x = act(Dense(width, kernel_init=hidden_init, bias_init=nn.initializers.zeros)(x))
@@ -116,10 +124,12 @@ class PortfolioActorCritic(nn.Module):
 
 def make_network(config, num_actions: int, action_kind: str = "discrete", precision: str | None = None) -> nn.Module:
     """The network of a config; `precision` (default: the config's) sets its compute dtype."""
-    dtype = compute_dtype(precision or config.precision)
+    chosen = precision or config.precision
+    dtype, products = compute_dtype(chosen), matmul_precision(chosen)
     if action_kind == "simplex":
         return PortfolioActorCritic(hidden=tuple(config.hidden), activation=config.activation,
-                                    init_scheme=config.init_scheme, init_std=config.init_std, dtype=dtype)
+                                    init_scheme=config.init_scheme, init_std=config.init_std, dtype=dtype,
+                                    matmul_precision=products)
     return ActorCritic(
         num_actions=num_actions,
         hidden=tuple(config.hidden),
@@ -127,6 +137,7 @@ def make_network(config, num_actions: int, action_kind: str = "discrete", precis
         init_scheme=config.init_scheme,
         init_std=config.init_std,
         dtype=dtype,
+        matmul_precision=products,
     )
 
 

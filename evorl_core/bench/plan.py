@@ -59,8 +59,9 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
             "portfolio": {"sizes": (3, 5), "num_envs": 4, "env_steps": 5, "window": 8,
                           "train": [{"assets": 4, "preset": "quick", "total_timesteps": None,
                                      "overrides": {**_TINY, "symbols": None}}]},
-            "precision": {"train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
-                          "population": {"size": 2, "repeats": 1, "updates": 2,
+            "precision": {"precisions": ("fp32", "bf16"),
+                          "train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
+                          "population": {"sizes": (1, 2), "repeats": 1, "updates": 2,
                                          "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
         }
     r = repeats or (3 if quick else 5)
@@ -89,14 +90,18 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
                       "train": [{"assets": n, "preset": "production", "overrides": {"updates_per_chunk": 1},
                                  "total_timesteps": (3 if quick else 5) * 32 * 128} for n in (50, 500)]},
         # precision: the train section's points and a quick population of 16, once per precision
-        # (--quick: 2 production updates, 10 quick updates, PBT every 5 updates)
+        # (--quick: 2 production updates, 10 quick updates, PBT every 5 updates); tf32 on an
+        # accelerator only (on CPU XLA ignores a product's precision: tf32 is fp32). Populations of
+        # 1 (the baseline), 16 and, on an accelerator, 64 quick agents.
         "precision": {
+            "precisions": ("fp32", "bf16") if backend == "cpu" else ("fp32", "tf32", "bf16"),
             "train": {
                 "quick": {"preset": "quick", "total_timesteps": (10 * 64 * 128) if quick else None, "overrides": {}},
                 "production": {"preset": "production", "total_timesteps": (2 if quick else 5) * 256 * 512,
                                "overrides": {"updates_per_chunk": 1}},
             },
-            "population": {"size": 16, "repeats": 2 if quick else r, "updates": 10,
+            "population": {"sizes": (1, 16) if backend == "cpu" else (1, 16, 64), "repeats": 2 if quick else r,
+                           "updates": 10,
                            "overrides": {"pbt_interval": 5} if quick else {}},
         },
         "scaling_envs": SCALING_ENVS,
