@@ -94,7 +94,7 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
         # accelerator only (on CPU XLA ignores a product's precision: tf32 is fp32). Populations of
         # 1 (the baseline), 16 and, on an accelerator, 64 quick agents.
         "precision": {
-            "precisions": ("fp32", "bf16") if backend == "cpu" else ("fp32", "tf32", "bf16"),
+            "precisions": ("fp32", "bf16") if backend == "cpu" else ("fp32", "bf16", "tf32"),
             "train": {
                 "quick": {"preset": "quick", "total_timesteps": (10 * 64 * 128) if quick else None, "overrides": {}},
                 "production": {"preset": "production", "total_timesteps": (2 if quick else 5) * 256 * 512,
