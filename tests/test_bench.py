@@ -211,3 +211,25 @@ def test_tiny_precision_bench_measures_both_precisions():
         {"fp32": [1, 2], "bf16": [1, 2]}
     assert derived["population"][2]["bf16"]["flop_utilisation"] > 0 and derived["population"][2]["bf16_speedup"] > 0
     assert "quick population x 2 bf16" in report.format_table(result)
+
+
+def test_precision_targets_are_judged_from_the_section():
+    def point(rate, device, size=None):
+        pt = {"steps_per_s": stat([rate]), "update_s": stat([1.0]), "update_flops": 1e9, "compile_s": 1.0,
+              "peak_host_rss_mb": 4000.0, "device_peak_mb": device, "batch_size": 1000}
+        return pt if size is None else {**pt, "size": size}
+
+    section = {"precisions": ["fp32", "bf16"],
+               "peak": {p: {q: {"flops_per_s": stat([1e12])} for q in ("fp32", "bf16")} for p in ("production", "quick")},
+               "train": {"production": {"fp32": point(1.2e6, 400.0), "bf16": point(3.1e6, 300.0)},
+                         "quick": {"fp32": point(9e5, 130.0), "bf16": point(1e6, 120.0)}},
+               "population": {"fp32": [point(9e5, 100.0, 1), point(3e7, 900.0, 64)],
+                              "bf16": [point(1e6, 90.0, 1), point(3.2e7, 800.0, 64)]}}
+    met = {t["name"]: (t["value"], t["met"]) for t in report.derive({"backend": "gpu", "precision": section})["targets"]}
+    assert met["production steps/s, fastest precision (one GPU)"] == (3.1e6, True)
+    value, ok = met["quick population 64 vs one agent (fastest precision)"]
+    assert value == pytest.approx(3e7 / 9e5) and ok is False  # 33x: the best of fp32's 33.3x and bf16's 32x
+    assert met["bf16 / fp32 peak memory (production)"] == (pytest.approx(0.75), True)
+    cpu = {t["name"] for t in report.derive({"backend": "cpu", "precision": section})["targets"]}
+    assert "production steps/s, fastest precision (one GPU)" not in cpu
+    assert "quick population 16, fraction of the FLOP bound (fp32)" in cpu

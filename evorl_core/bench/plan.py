@@ -36,6 +36,11 @@ TARGETS = {
     "compile_s": 20.0,
     "population_16_vs_1": 2.0,  # aggregate steps/s of a quick population of 16 over one agent (CPU)
     "population_16_vs_1_gpu": 10.0,
+    # the precision section (docs/benchmarks.md): the GPU speed record and mixed precision's memory
+    "production_steps_per_s_gpu": 3e6,  # the fastest precision's production preset on one GPU
+    "population_64_vs_1_gpu": 35.0,  # quick population of 64, aggregate over one quick agent
+    "bf16_memory_vs_fp32": 1.0,  # bf16 device peak memory over fp32's (production), at most
+    "population_16_flop_fraction": 0.90,  # CPU: quick population of 16 against its matmul peak
 }
 
 # config overrides of the tiny run (tests): seconds, every code path
