@@ -208,7 +208,7 @@ def test_tiny_precision_bench_measures_both_precisions():
     assert derived["quick"]["bf16_speedup"] == pytest.approx(
         section["train"]["quick"]["bf16"]["steps_per_s"]["median"] / section["train"]["quick"]["fp32"]["steps_per_s"]["median"])
     assert {p: [pt["size"] for pt in pts] for p, pts in section["population"].items()} == \
-        {"fp32": [1, 2], "bf16": [1, 2]}
+        {"fp32": [2], "bf16": [2]}
     assert derived["population"][2]["bf16"]["flop_utilisation"] > 0 and derived["population"][2]["bf16_speedup"] > 0
     assert "quick population x 2 bf16" in report.format_table(result)
 

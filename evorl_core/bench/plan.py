@@ -66,7 +66,7 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
                                      "overrides": {**_TINY, "symbols": None}}]},
             "precision": {"precisions": ("fp32", "bf16"),
                           "train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
-                          "population": {"sizes": (1, 2), "repeats": 1, "updates": 2,
+                          "population": {"sizes": (2,), "repeats": 1, "updates": 2,
                                          "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
         }
     r = repeats or (3 if quick else 5)
