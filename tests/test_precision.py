@@ -17,7 +17,7 @@ from evorl_core.agents import precision
 from evorl_core.agents.build import make_ppo
 from evorl_core.agents.networks import ActorCritic, PortfolioActorCritic
 from evorl_core.arguments import build_parser
-from evorl_core.cli import config_from_args
+from evorl_core.cli import config_from_args, main
 from evorl_core.config import ConfigError, TrainConfig, make_config
 from evorl_core.data import build_market, synthetic_ohlcv
 from evorl_core.deploy import bundle as deploy
@@ -226,3 +226,23 @@ def test_seeds_and_a_pbt_population_train_in_bf16(tmp_path, market, members):
     raw = serialization.msgpack_restore((run.checkpoint_dir / "state.msgpack").read_bytes())
     state = raw["runner"] if "runner" in raw else raw
     assert _dtypes(jax.tree_util.tree_map(np.asarray, (state["params"], state["opt_state"]))) == {np.dtype("float32")}
+
+
+def test_a_bf16_portfolio_run_trains_and_deploys_a_float32_model(tmp_path, capsys):
+    code = main(["train", "--portfolio", "--symbols", "all", "--data", "synthetic", "--universe-size", "6",
+                 "--preset", "quick", "--timesteps", "2048", "--test-days", "40", "--val-days", "30", "--window", "8",
+                 "--precision", "bf16", "--runs-dir", str(tmp_path / "runs"), "--run-id", "pf",
+                 "--cache-dir", str(tmp_path / "cache"), "--deploy", "--model-name", "pf",
+                 "--models-dir", str(tmp_path / "models"), "--quiet"])
+    assert code == 0
+    assert json.loads((tmp_path / "runs" / "pf" / "config.json").read_text())["precision"] == "bf16"
+    model = deploy.load_bundle(tmp_path / "models" / "pf")
+    assert model.meta["precision"] == "bf16" and _dtypes(model.params) == {np.dtype("float32")}
+    stored = serialization.msgpack_restore((tmp_path / "models" / "pf" / "params.msgpack").read_bytes())
+    assert _dtypes(jax.tree_util.tree_map(np.asarray, stored)) == {np.dtype("float32")}
+    capsys.readouterr()
+    assert main(["signal", "--model", "pf", "--models-dir", str(tmp_path / "models"),
+                 "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    weights = [w["target"] for w in out["weights"]] + [out["cash_target"]]
+    assert len(weights) == 7 and sum(weights) == pytest.approx(1.0, abs=1e-9) and min(weights) >= 0
