@@ -50,7 +50,7 @@ class MLP(nn.Module):
             x = act(x)
         return nn.Dense(self.out, kernel_init=_kernel_init(self.init_scheme, self.init_std, self.head_scale),
                         bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
-                         precision=self.matmul_precision)(x)
+                        precision=self.matmul_precision)(x)
 
 
 class ActorCritic(nn.Module):
@@ -123,7 +123,8 @@ class PortfolioActorCritic(nn.Module):
 
 
 def make_network(config, num_actions: int, action_kind: str = "discrete", precision: str | None = None) -> nn.Module:
-    """The network of a config; `precision` (default: the config's) sets its compute dtype."""
+    """The network of a config; `precision` (default: the config's) sets its compute dtype and the
+    precision of its products."""
     chosen = precision or config.precision
     dtype, products = compute_dtype(chosen), matmul_precision(chosen)
     if action_kind == "simplex":
