@@ -14,6 +14,7 @@ from evorl_core.config import (
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
     INIT_SCHEMES,
+    PRECISIONS,
     PRESETS,
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
@@ -75,6 +76,11 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--activation", choices=["tanh", "relu"])
     t.add_argument("--init-scheme", "--init", choices=list(INIT_SCHEMES), help="weight initialiser")
     t.add_argument("--init-std", type=float, help="std of the normal initialiser")
+    t.add_argument("--precision", choices=list(PRECISIONS),
+                   help="network arithmetic: fp32; tf32 (TensorFloat-32 matmuls on NVIDIA GPUs, the same as fp32 "
+                        "on CPU); bf16 (bfloat16 matmuls and activations; float32 parameters, optimiser state and "
+                        "losses); checkpoints and bundles stay float32; auto (default) = the backend's "
+                        "measured-faster choice, fp32 on every backend today (docs/internals.md)")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
     t.add_argument("--episode-len", type=int)
     t.add_argument("--cost-model", choices=list(COST_MODELS),

@@ -77,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
         anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
+        precision=args.precision,
         episode_len=args.episode_len, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
         cost_model=args.cost_model, brokerage_bps=args.brokerage_bps, dp_charge=args.dp_charge,
         price_adjustment=args.price_adjustment,

@@ -25,6 +25,10 @@ MAX_UNIVERSE = 2000
 MAX_BROKERAGE_BPS = 1000.0  # 10% per side: beyond any delivery brokerage, and keeps c_buy, c_sell < 1
 MAX_SLIPPAGE_BPS = 5000.0
 INIT_SCHEMES = ("normal", "orthogonal")
+# Network arithmetic (docs/internals.md): fp32; tf32 (float32, TensorFloat-32 matmuls on NVIDIA, a
+# no-op on CPU); bf16 matmuls and activations with float32 parameters, optimiser state and losses;
+# auto = the measured-faster choice of the backend (agents/precision.py: fp32 until GPU figures say).
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # Each multiplicative equity factor (overnight move, fee, intraday move) is floored at this value:
 # with short positions (or a cost near 1) a factor can reach zero or below, where the log reward is
 # undefined; equity then drops to a millionth, which reads as "wiped out" (docs/accounting.md).
@@ -128,6 +132,7 @@ class TrainConfig:
     activation: str = "tanh"
     init_scheme: str = "normal"  # weight initialiser: normal (original system) | orthogonal (PureJaxRL)
     init_std: float = 0.01  # std of the normal initialiser of hidden layers (original system)
+    precision: str = "auto"  # auto | fp32 | tf32 | bf16 (bf16 matmuls/activations, float32 params and losses)
     lr: float = 3e-4
     anneal_lr: bool = False
     gamma: float = 0.99
@@ -200,6 +205,8 @@ class TrainConfig:
         d = {_RENAMED.get(k, k): v for k, v in d.items()}
         if "fee_bps" in d and "cost_model" not in d:
             d["cost_model"] = "flat"  # recorded before cost models existed: it was trained with flat costs
+        if "precision" not in d:
+            d["precision"] = "fp32"  # recorded before precision existed: it was trained in float32
         kwargs = {k: v for k, v in d.items() if k in names}
         for key in TUPLE_FIELDS:
             if key in kwargs:
@@ -355,6 +362,9 @@ def validation_errors(c: TrainConfig) -> list[str]:
     need(c.activation in ("tanh", "relu"), "activation: must be tanh or relu")
     need(c.init_scheme in INIT_SCHEMES, f"init_scheme: must be one of {', '.join(INIT_SCHEMES)}")
     need(c.init_std > 0, "init_std: must be positive")
+    need(c.precision in PRECISIONS,
+         f"precision: must be one of {', '.join(PRECISIONS)} (got {c.precision!r}); bf16 = bfloat16 matmuls "
+         "and activations with float32 parameters, optimiser state and losses")
     need(c.lr > 0 and math.isfinite(c.lr), f"lr: must be a positive number (got {c.lr})")
     need(0 < c.gamma <= 1, "gamma: must lie in (0, 1]")
     need(0 <= c.gae_lambda <= 1, "gae_lambda: must lie in [0, 1]")

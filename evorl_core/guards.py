@@ -99,7 +99,8 @@ _TRAINING_DESTS = {"symbols", "timesteps", "test_days", "val_days", "embargo_day
                    "ent_coef", "clip_eps", "gamma", "gae_lambda", "vf_coef", "max_grad_norm", "anneal_lr",
                    "activation", "init_scheme", "init_std", "window", "episode_len", "cost_model", "fee_bps",
                    "slippage_bps", "brokerage_bps", "dp_charge", "price_adjustment", "positions", "execution",
-                   "initial_capital", "seed", "run_id", "runs_dir", "mode", "universe_size", "rebalance_band"}
+                   "initial_capital", "seed", "run_id", "runs_dir", "mode", "universe_size", "rebalance_band",
+                   "precision"}
 _FIELD_OF_DEST = {"timesteps": "total_timesteps"}
 
 

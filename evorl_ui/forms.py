@@ -21,6 +21,7 @@ from evorl_core.config import (
     COST_MODELS,
     DEFAULT_DATA,
     EXECUTION_MODES,
+    PRECISIONS,
     PRESETS,
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
@@ -44,7 +45,7 @@ FIELDS: dict[str, Any] = {
     "num_envs": int, "num_steps": int, "minibatch_size": int, "epochs": int,
     "hidden": "ints", "lr": float, "fee_bps": float, "slippage_bps": float,
     "positions": "floats", "execution": EXECUTION_MODES, "seed": int, "backend": BACKENDS,
-    "total_timesteps": int, "test_days": int,
+    "total_timesteps": int, "test_days": int, "precision": PRECISIONS,
     "cost_model": COST_MODELS, "brokerage_bps": float, "dp_charge": float, "price_adjustment": PRICE_ADJUSTMENTS,
     "val_days": int, "seeds": int, "population": int, "pbt_interval": int, "pbt_fraction": float,
     "pbt_resample": float, "mode": TRADING_MODES, "universe_size": int, "rebalance_band": float,
@@ -53,7 +54,7 @@ FORM_FIELDS = tuple(FIELDS)
 # Fields a preset does not set: changing the preset keeps what the user chose for them.
 KEPT_ON_PRESET_CHANGE = ("test_days", "backend", "cost_model", "brokerage_bps", "dp_charge", "price_adjustment",
                          "val_days", "population", "pbt_interval", "pbt_fraction", "pbt_resample", "mode",
-                         "universe_size", "rebalance_band")
+                         "universe_size", "rebalance_band", "precision")
 # Beyond the engine's preset: several quick-preset seeds, so a first run reports a spread, not one draw.
 DASHBOARD_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {"quick": {"seeds": 4}}
 # Form values where the engine's default means "off": a population the user switches to has 8 members.
@@ -187,7 +188,6 @@ MESSAGE_FIELDS = {"timesteps": "total_timesteps", "num_envs x num_steps must": "
                   "fee_bps + slippage_bps": "fee_bps", "data": "source", "upload": "source",
                   "CSV directory": "source", "csv": "source"}
 GENERAL = "_form"
-
 
 SPACE_MESSAGE = re.compile(r"^(search_space|init_space): '(\w+)=")
 SPACE_FIELDS = {"search_space": "range", "init_space": "init"}

@@ -15,6 +15,7 @@ from evorl_core.config import (
     DEFAULT_DATA,
     DEFAULT_SYMBOLS,
     EXECUTION_MODES,
+    PRECISIONS,
     PRESETS,
     PRICE_ADJUSTMENTS,
     SEARCH_SPACE,
@@ -231,6 +232,10 @@ with st.expander("Advanced", expanded=any(errors_for(f) for f in forms.FORM_FIEL
     d3.number_input("Seed", step=1, **widgets.keep("train", "train_seed"))
     widgets.field_errors(errors_for("seed"), d3)
     d4.selectbox("Backend", list(BACKENDS), **widgets.keep("train", "train_backend"))
+    d4.selectbox("Precision", list(PRECISIONS), **widgets.keep("train", "train_precision"),
+                 help="Network arithmetic. bf16: bfloat16 matmuls and activations, float32 parameters, optimiser "
+                      "state and losses; the saved model is float32 either way. auto: the backend's faster choice "
+                      "as measured (fp32 everywhere today).")
     e1, e2, e3 = st.columns(3)
     deploy = e1.checkbox("Deploy after training", **widgets.keep("train", "train_deploy"))
     model_name = e2.text_input("Model name (optional)", **widgets.keep("train", "train_model_name"),

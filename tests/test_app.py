@@ -274,6 +274,21 @@ def test_train_preset_change_fills_the_advanced_fields(dirs):
     assert at.text_input(key="train_hidden").value == "1024,512,256"
 
 
+def test_train_precision_survives_a_preset_change_and_reaches_the_run(dirs, fake_train):
+    at = open_page("train")
+    assert at.selectbox(key="train_precision").value == "auto"
+    at.selectbox(key="train_precision").set_value("bf16").run()
+    at.selectbox(key="train_preset").set_value("production").run()
+    assert at.selectbox(key="train_precision").value == "bf16"
+    at.selectbox(key="train_preset").set_value("quick").run()
+    at.selectbox(key="train_source").set_value("synthetic").run()
+    at.number_input(key="train_total_timesteps").set_value(4096)
+    at.button(key="train_start").click().run()
+    assert not at.exception and errors(at) == []
+    assert jobs.get_registry().join(fake_train[0]["run_id"], dirs["runs"], timeout=10)
+    assert fake_train[0]["config"].precision == "bf16"
+
+
 def test_train_upload_validates_each_csv(dirs, fake_train):
     at = open_page("train")
     at.text_input(key="train_symbols").set_value("AAA,BBB").run()

@@ -12,6 +12,7 @@ import pytest
 
 from evorl_core.agents.ppo import update_flops
 from evorl_core.bench import harness, peer, report, sections
+from evorl_core.bench import precision as sections_precision
 from evorl_core.bench.plan import stat
 from evorl_core.config import make_config
 
@@ -153,3 +154,82 @@ def test_tiny_population_bench_saves_every_point_as_it_goes():
     assert all(s["complete"] is False for s in saved)
     ratio = points[1]["steps_per_s"]["median"] / points[0]["steps_per_s"]["median"]
     assert result["derived"]["population"]["quick"][2] == pytest.approx(ratio)
+
+
+def test_precision_figures_from_made_up_points():
+    """Speed-up, memory ratio and each dtype's utilisation against its own matmul peak."""
+    def train(rate, update_s, rss, device=None):
+        return {"steps_per_s": stat([rate]), "update_s": stat([update_s]), "update_flops": 1e9, "compile_s": 2.0,
+                "peak_host_rss_mb": rss, "device_peak_mb": device}
+
+    def pop(rate, rss, size=16):
+        return {"size": size, "steps_per_s": stat([rate]), "batch_size": 1000, "update_flops": 1e9, "compile_s": 3.0,
+                "peak_host_rss_mb": rss, "device_peak_mb": None}
+
+    section = {
+        "precisions": ["fp32", "bf16"],
+        "peak": {"production": {"fp32": {"flops_per_s": stat([4e9])}, "bf16": {"flops_per_s": stat([1e9])}},
+                 "quick": {"fp32": {"flops_per_s": stat([2e9])}, "bf16": {"flops_per_s": stat([8e9])}}},
+        "train": {"production": {"fp32": train(100.0, 0.5, 900.0), "bf16": train(50.0, 1.0, 800.0)},
+                  "quick": {"fp32": train(1000.0, 1.0, 500.0, device=300.0),
+                            "bf16": train(3000.0, 0.25, 500.0, device=150.0)}},
+        "population": {"fp32": [pop(1_000.0, 500.0, size=1), pop(10_000.0, 700.0)],
+                       "bf16": [{"size": 16, "error": "boom"}]},
+    }
+    d = sections_precision.derive(section)
+    prod, quick = d["production"], d["quick"]
+    assert prod["bf16_speedup"] == pytest.approx(0.5) and quick["bf16_speedup"] == pytest.approx(3.0)
+    assert prod["fp32"]["flop_utilisation"] == pytest.approx(0.5)  # 2 GFLOP/s of a 4 GFLOP/s fp32 peak
+    assert prod["bf16"]["flop_utilisation"] == pytest.approx(1.0)  # 1 GFLOP/s of a 1 GFLOP/s bf16 peak
+    assert quick["bf16"]["flop_utilisation"] == pytest.approx(0.5)
+    assert prod["bf16_memory_ratio"] == pytest.approx(800 / 900)  # host RSS without a device figure
+    assert quick["bf16_memory_ratio"] == pytest.approx(0.5)  # the device peak when there is one
+    # the population of 16: 10 member-updates/s of 1 GFLOP each over the quick fp32 peak, 10x one
+    # agent of the same precision; its bf16 point failed
+    assert d["population"][16]["fp32"]["flop_utilisation"] == pytest.approx(5.0)
+    assert d["population"][16]["fp32"]["vs_one_agent"] == pytest.approx(10.0)
+    assert "bf16" not in d["population"][16] and "bf16_speedup" not in d["population"][16]
+    rows = sections_precision.format_rows(section, d, report._n)
+    assert ["quick population x 16 bf16", "failed", "", "", "", "", ""] in rows
+    assert next(r for r in rows if r[0] == "quick bf16")[-1] == "3.00x"
+
+
+@pytest.mark.slow
+def test_tiny_precision_bench_measures_both_precisions():
+    result = harness.run_suite(only=["precision"], tiny=True, log=lambda _: None)
+    section = result["precision"]
+    for preset in ("production", "quick"):
+        assert {p: section["peak"][preset][p]["dtype"] for p in ("fp32", "bf16")} == \
+            {"fp32": "float32", "bf16": "bfloat16"}
+        for prec in ("fp32", "bf16"):
+            point = section["train"][preset][prec]
+            assert point["steps_per_s"]["median"] > 0 and point["compile_s"] > 0 and point["peak_host_rss_mb"] > 0
+    derived = result["derived"]["precision"]
+    assert derived["quick"]["bf16_speedup"] == pytest.approx(
+        section["train"]["quick"]["bf16"]["steps_per_s"]["median"] / section["train"]["quick"]["fp32"]["steps_per_s"]["median"])
+    assert {p: [pt["size"] for pt in pts] for p, pts in section["population"].items()} == \
+        {"fp32": [2], "bf16": [2]}
+    assert derived["population"][2]["bf16"]["flop_utilisation"] > 0 and derived["population"][2]["bf16_speedup"] > 0
+    assert "quick population x 2 bf16" in report.format_table(result)
+
+
+def test_precision_targets_are_judged_from_the_section():
+    def point(rate, device, size=None):
+        pt = {"steps_per_s": stat([rate]), "update_s": stat([1.0]), "update_flops": 1e9, "compile_s": 1.0,
+              "peak_host_rss_mb": 4000.0, "device_peak_mb": device, "batch_size": 1000}
+        return pt if size is None else {**pt, "size": size}
+
+    section = {"precisions": ["fp32", "bf16"],
+               "peak": {p: {q: {"flops_per_s": stat([1e12])} for q in ("fp32", "bf16")} for p in ("production", "quick")},
+               "train": {"production": {"fp32": point(1.2e6, 400.0), "bf16": point(3.1e6, 300.0)},
+                         "quick": {"fp32": point(9e5, 130.0), "bf16": point(1e6, 120.0)}},
+               "population": {"fp32": [point(9e5, 100.0, 1), point(3e7, 900.0, 64)],
+                              "bf16": [point(1e6, 90.0, 1), point(3.2e7, 800.0, 64)]}}
+    met = {t["name"]: (t["value"], t["met"]) for t in report.derive({"backend": "gpu", "precision": section})["targets"]}
+    assert met["production steps/s, fastest precision (one GPU)"] == (3.1e6, True)
+    value, ok = met["quick population 64 vs one agent (fastest precision)"]
+    assert value == pytest.approx(3e7 / 9e5) and ok is False  # 33x: the best of fp32's 33.3x and bf16's 32x
+    assert met["bf16 / fp32 peak memory (production)"] == (pytest.approx(0.75), True)
+    cpu = {t["name"] for t in report.derive({"backend": "cpu", "precision": section})["targets"]}
+    assert "production steps/s, fastest precision (one GPU)" not in cpu
+    assert "quick population 16, fraction of the FLOP bound (fp32)" in cpu

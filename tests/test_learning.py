@@ -3,7 +3,8 @@
 Planted signal: a two-regime market (up/down days, each regime persists with probability 0.9).
 Day t's intraday return reveals day t's regime, so the Bayes-optimal causal long-only policy is
 "long after an up day, flat after a down day" (expected next-day return +0.8 mu vs -0.8 mu). The
-trained quick agent must reach >= 80% of that oracle's held-out log return.
+trained quick agent must reach >= 80% of that oracle's held-out log return, in float32 and in
+bf16 (bfloat16 matmuls and activations, docs/internals.md), with the same threshold and config.
 
 Random walk: no structure to learn. The held-out result must be reported as not significantly
 different from flat: the 95% moving-block bootstrap interval of its Sharpe ratio contains 0.
@@ -23,11 +24,13 @@ from evorl_core.training import pipeline
 pytestmark = pytest.mark.slow
 
 
-def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_planted_signal_reaches_80_percent_of_oracle(tmp_path, precision):
     symbols = ("UPDOWN1", "UPDOWN2")
     test_days = 120
     config = make_config("quick", symbols=symbols, data="synthetic", test_days=test_days, window=8,
-                         total_timesteps=400_000, cost_model="flat", fee_bps=1.0, slippage_bps=0.0, seed=0)
+                         total_timesteps=400_000, cost_model="flat", fee_bps=1.0, slippage_bps=0.0, seed=0,
+                         precision=precision)
     frames = planted_signal_frames(symbols)
     market = build_market(frames, config.window, test_days, info={"source": "planted", "synthetic": True})
     run = pipeline.run(config, tmp_path, "planted", market=market)
@@ -45,7 +48,7 @@ def test_planted_signal_reaches_80_percent_of_oracle(tmp_path):
         rows = equity[equity.symbol == symbol]
         agent_log += np.log(rows["equity"].iloc[-1] / rows["equity"].iloc[0])
     assert oracle_log > 0.5  # the planted structure is strong
-    print(f"planted signal: agent log return {agent_log:.4f}, oracle {oracle_log:.4f}, "
+    print(f"planted signal ({precision}): agent log return {agent_log:.4f}, oracle {oracle_log:.4f}, "
           f"ratio {agent_log / oracle_log:.3f}")
     assert agent_log >= 0.8 * oracle_log
 

@@ -13,9 +13,10 @@ from evorl_core.agents.ppo import PPO
 from evorl_core.config import TrainConfig
 
 
-def make_ppo(config: TrainConfig, batch_constraint: Any = None) -> PPO:
-    """The PPO agent of a run: its mode's env, the network sized by the mode's observation."""
-    return PPO(config, modes.get(config).make_env(config), batch_constraint=batch_constraint)
+def make_ppo(config: TrainConfig, batch_constraint: Any = None, precision: str | None = None) -> PPO:
+    """The PPO agent of a run: its mode's env, the network sized by the mode's observation;
+    `precision` overrides the config's (evaluation builds an fp32 network: EVALUATION_PRECISION)."""
+    return PPO(config, modes.get(config).make_env(config), batch_constraint=batch_constraint, precision=precision)
 
 
 def observation_size(config: TrainConfig) -> int:

@@ -23,6 +23,7 @@ from evorl_core.agents.networks import (
     make_network,
     portfolio_forward_flops_per_sample,
 )
+from evorl_core.agents.precision import resolve
 from evorl_core.config import TrainConfig
 from evorl_core.data.arrays import MarketData
 from evorl_core.data.features import num_features
@@ -72,7 +73,7 @@ METRIC_NAMES = (
 class PPO:
     """Static logic (shapes, network, the env); all running state lives in `Runner`."""
 
-    def __init__(self, config: TrainConfig, env: Env, batch_constraint: Any = None):
+    def __init__(self, config: TrainConfig, env: Env, batch_constraint: Any = None, precision: str | None = None):
         self.config = config
         self.env = env
         self.env_params = env.params
@@ -80,7 +81,10 @@ class PPO:
         self.obs_size = env.observation_size
         # the action distribution of the env's kind of action (distributions.py)
         self.dist = distributions.for_kind(env.action_kind)
-        self.network = make_network(config, self.num_actions, env.action_kind)
+        # `precision` (default: the config's) sets the network's compute dtype only; its outputs are
+        # float32, so every quantity below (log-probs, GAE, losses, grads, Adam) is float32
+        self.precision = resolve(precision or config.precision)
+        self.network = make_network(config, self.num_actions, env.action_kind, self.precision)
         # Adam with global-norm clipping; the learning rate is applied outside the optax chain so
         # that it is a pytree leaf of the runner (evolvable, and annealable without recompiling).
         self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))

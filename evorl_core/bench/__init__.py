@@ -15,6 +15,8 @@ Sections (`--only` picks some):
             with the same observation, network, rollout, minibatch sizes and epochs; ratio evorl/SB3.
             Needs the optional [bench] extra; reported as not installed otherwise.
 - scaling   steps/s of the quick preset over num_envs 64 ... 4096 (8 minibatches per epoch).
+- precision fp32 vs bf16 (and tf32 on an accelerator): the train points, quick populations, each
+            dtype's matmul peak at the layer shapes and the FLOP utilisation against it (precision.py).
 
 Every figure is the median of repeats (min and max are kept in the JSON). The JSON records the
 machine, backend, devices, versions and the load average before and after: on a shared machine,

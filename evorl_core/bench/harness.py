@@ -16,6 +16,7 @@ from typing import Any
 from evorl_core.bench.peer import peer_available, worker_peer
 from evorl_core.bench.plan import BENCH_PRESETS, SECTIONS, plan
 from evorl_core.bench.portfolio import bench_portfolio_env, worker_portfolio_train
+from evorl_core.bench.precision import bench_precision
 from evorl_core.bench.report import derive
 from evorl_core.bench.sections import bench_env, bench_flops, worker_population, worker_scaling, worker_train
 from evorl_core.system import provenance
@@ -159,6 +160,9 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
                 log(f"  {point['steps_per_s']['median']:,.0f} aggregate steps/s, peak RSS "
                     f"{point['peak_host_rss_mb']:.0f} MB{peak} (estimated {point['estimated_memory_mb']:.0f} MB)")
                 checkpoint()
+    if "precision" in sections:
+        log("precision (fp32 vs bf16) ...")
+        result["precision"] = bench_precision(p, log, run_worker, checkpoint)
     result["derived"] = derive(result)
     if tiny:
         result["derived"]["targets"] = []

@@ -10,7 +10,7 @@ from typing import Any
 from evorl_core.config import TrainConfig, make_config
 from evorl_core.data import Market, build_market, synthetic_ohlcv
 
-SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio")
+SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio", "precision")
 # one line per section for `evorl bench --help`
 SECTION_HELP = {
     "env": "env steps/s with random actions: the JAX env (256 and 4096 envs) and the NumPy reference env",
@@ -20,6 +20,8 @@ SECTION_HELP = {
     "scaling": "steps/s of the quick preset over num_envs 64 ... 4096",
     "population": "aggregate steps/s of a vmapped population against one agent",
     "portfolio": "portfolio env asset-steps/s at N = 3, 50, 500 beside the single-asset env; training at N = 50, 500",
+    "precision": "fp32 vs bf16: production, quick and a quick population of 16; steps/s, compile, peak memory, "
+                 "FLOP utilisation against each dtype's matmul peak",
 }
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -34,6 +36,11 @@ TARGETS = {
     "compile_s": 20.0,
     "population_16_vs_1": 2.0,  # aggregate steps/s of a quick population of 16 over one agent (CPU)
     "population_16_vs_1_gpu": 10.0,
+    # the precision section (docs/benchmarks.md): the GPU speed record and mixed precision's memory
+    "production_steps_per_s_gpu": 3e6,  # the fastest precision's production preset on one GPU
+    "population_64_vs_1_gpu": 35.0,  # quick population of 64, aggregate over one quick agent
+    "bf16_memory_vs_fp32": 1.0,  # bf16 device peak memory over fp32's (production), at most
+    "population_16_flop_fraction": 0.90,  # CPU: quick population of 16 against its matmul peak
 }
 
 # config overrides of the tiny run (tests): seconds, every code path
@@ -57,6 +64,10 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
             "portfolio": {"sizes": (3, 5), "num_envs": 4, "env_steps": 5, "window": 8,
                           "train": [{"assets": 4, "preset": "quick", "total_timesteps": None,
                                      "overrides": {**_TINY, "symbols": None}}]},
+            "precision": {"precisions": ("fp32", "bf16"),
+                          "train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
+                          "population": {"sizes": (2,), "repeats": 1, "updates": 2,
+                                         "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
         }
     r = repeats or (3 if quick else 5)
     return {
@@ -83,6 +94,21 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
         "portfolio": {"sizes": (3, 50, 500), "num_envs": 64, "env_steps": 50 if quick else 200, "window": 32,
                       "train": [{"assets": n, "preset": "production", "overrides": {"updates_per_chunk": 1},
                                  "total_timesteps": (3 if quick else 5) * 32 * 128} for n in (50, 500)]},
+        # precision: the train section's points and a quick population of 16, once per precision
+        # (--quick: 2 production updates, 10 quick updates, PBT every 5 updates); tf32 on an
+        # accelerator only (on CPU XLA ignores a product's precision: tf32 is fp32). Populations of
+        # 1 (the baseline), 16 and, on an accelerator, 64 quick agents.
+        "precision": {
+            "precisions": ("fp32", "bf16") if backend == "cpu" else ("fp32", "bf16", "tf32"),
+            "train": {
+                "quick": {"preset": "quick", "total_timesteps": (10 * 64 * 128) if quick else None, "overrides": {}},
+                "production": {"preset": "production", "total_timesteps": (2 if quick else 5) * 256 * 512,
+                               "overrides": {"updates_per_chunk": 1}},
+            },
+            "population": {"sizes": (1, 16) if backend == "cpu" else (1, 16, 64), "repeats": 2 if quick else r,
+                           "updates": 10,
+                           "overrides": {"pbt_interval": 5} if quick else {}},
+        },
         "scaling_envs": SCALING_ENVS,
         "scaling_overrides": {},
         "scaling_updates": 2 if quick else 3,

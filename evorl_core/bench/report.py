@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from evorl_core.bench import precision
 from evorl_core.bench.plan import BENCH_PRESETS, TARGETS
 
 
@@ -80,10 +81,12 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
             d["flop_bound_update_s"] = train["update_flops"] / rate
         out["presets"][preset] = d
 
-    def target(name: str, value: float | None, goal: float, higher_is_better: bool = True) -> None:
-        met = None if value is None else (value >= goal if higher_is_better else value < goal)
+    def target(name: str, value: float | None, goal: float, higher_is_better: bool = True,
+               inclusive: bool = False) -> None:
+        met = None if value is None else (value >= goal if higher_is_better else
+                                          value <= goal if inclusive else value < goal)
         out["targets"].append({"name": name, "value": value, "target": goal,
-                               "direction": ">=" if higher_is_better else "<", "met": met})
+                               "direction": ">=" if higher_is_better else "<=" if inclusive else "<", "met": met})
 
     q, prod = out["presets"].get("quick", {}), out["presets"].get("production", {})
     target("production steps/s vs SB3", prod.get("vs_sb3"), TARGETS["production_vs_sb3"])
@@ -101,6 +104,21 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     out["population"] = ratios
     out["population_flops"] = population_flops(result)
     out["population_ceiling"] = population_ceiling(result)
+    out["precision"] = prec = precision.derive(result.get("precision"))
+    if prec:
+        fastest = max((x["steps_per_s"] for k, x in prec.get("production", {}).items() if k in precision.PRECISIONS),
+                      default=None)
+        pop = prec.get("population", {})
+        if gpu:
+            target("production steps/s, fastest precision (one GPU)", fastest, TARGETS["production_steps_per_s_gpu"])
+            target("quick population 64 vs one agent (fastest precision)",
+                   max((x["vs_one_agent"] or 0 for k, x in pop.get(64, {}).items() if k in precision.PRECISIONS),
+                       default=None), TARGETS["population_64_vs_1_gpu"])
+        target("bf16 / fp32 peak memory (production)", prec.get("production", {}).get("bf16_memory_ratio"),
+               TARGETS["bf16_memory_vs_fp32"], higher_is_better=False, inclusive=True)
+        if result.get("backend") == "cpu":
+            target("quick population 16, fraction of the FLOP bound (fp32)",
+                   (pop.get(16, {}).get("fp32") or {}).get("flop_utilisation"), TARGETS["population_16_flop_fraction"])
     target("population 16 vs one agent, aggregate steps/s (quick)", (ratios.get("quick") or {}).get(16),
            TARGETS["population_16_vs_1_gpu" if gpu else "population_16_vs_1"])
     compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
@@ -210,6 +228,8 @@ def format_table(result: dict[str, Any]) -> str:
             rows.append([tg["name"], _n(tg["value"], fmt), f"{tg['direction']} {_n(tg['target'], fmt)}",
                          "yes" if tg["met"] else "NO"])
         lines += ["", table(rows)]
+    if result.get("precision") and derived.get("precision"):
+        lines += ["", table(precision.format_rows(result["precision"], derived["precision"], _n))]
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

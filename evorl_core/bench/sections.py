@@ -190,19 +190,22 @@ def layer_shapes(obs_size: int, hidden, num_actions: int) -> list[tuple[int, int
     return shapes
 
 
-def peak_matmul_rate(obs_size: int, hidden, num_actions: int, batch: int, repeats: int) -> dict[str, Any]:
+def peak_matmul_rate(obs_size: int, hidden, num_actions: int, batch: int, repeats: int,
+                     dtype: Any = jnp.float32, matmul_precision: str | None = None) -> dict[str, Any]:
     """FLOP/s of the products one gradient step does, timed in one jitted call: per layer, the
     forward X.W, the input gradient dY.W^T (not for the first layer) and the weight gradient X^T.dY,
-    at `batch` rows. This is the FLOP-bound rate of the update on this device."""
+    at `batch` rows, with operands of `dtype` (float32, or bfloat16 as a bf16 network multiplies)
+    and the products' `matmul_precision` (TensorFloat-32 for tf32).
+    This is the FLOP-bound rate of the update on this device."""
     shapes = layer_shapes(obs_size, hidden, num_actions)
     first = {0, len(hidden) + 1}  # index of the input layer of actor and critic
     key = jax.random.PRNGKey(0)
     xs, ws, dys = [], [], []
     for a, b in shapes:
         k1, k2, k3, key = jax.random.split(key, 4)
-        xs.append(jax.random.normal(k1, (batch, a), jnp.float32))
-        ws.append(jax.random.normal(k2, (a, b), jnp.float32) * 0.05)
-        dys.append(jax.random.normal(k3, (batch, b), jnp.float32))
+        xs.append(jax.random.normal(k1, (batch, a), jnp.float32).astype(dtype))
+        ws.append((jax.random.normal(k2, (a, b), jnp.float32) * 0.05).astype(dtype))
+        dys.append(jax.random.normal(k3, (batch, b), jnp.float32).astype(dtype))
     flops = 0
     for i, (a, b) in enumerate(shapes):
         flops += 2 * batch * a * b * (2 if i in first else 3)
@@ -212,15 +215,18 @@ def peak_matmul_rate(obs_size: int, hidden, num_actions: int, batch: int, repeat
     # adds the previous iteration's result to the inputs, so XLA cannot hoist the loop-invariant
     # products out of the loop; the add and max cost < 2% of the matmuls for these shapes.
     iters = int(min(64, max(1, 3e10 // flops)))
+    mm = jnp.matmul
 
     def products(xs, ws, dys):
         def body(c, _):
             total = jnp.float32(0.0)
+            step = c.astype(dtype)
             for i, (x, w, dy) in enumerate(zip(xs, ws, dys, strict=True)):
-                x = x + c
-                total += jnp.max(x @ w) + jnp.max(x.T @ dy)
+                x = x + step
+                total += (jnp.max(mm(x, w, precision=matmul_precision)).astype(jnp.float32)
+                          + jnp.max(mm(x.T, dy, precision=matmul_precision)).astype(jnp.float32))
                 if i not in first:
-                    total += jnp.max((dy + c) @ w.T)
+                    total += jnp.max(mm(dy + step, w.T, precision=matmul_precision)).astype(jnp.float32)
             return c + 1e-30 * total, None
 
         return jax.lax.scan(body, jnp.float32(0.0), None, length=iters)[0]
@@ -234,7 +240,7 @@ def peak_matmul_rate(obs_size: int, hidden, num_actions: int, batch: int, repeat
         times.append((time.perf_counter() - t0) / iters)
     rates = [flops / t for t in times]
     return {"batch": batch, "flops_per_step": flops, "steps_per_call": iters, "flops_per_s": stat(rates),
-            "layers": shapes}
+            "layers": shapes, "dtype": np.dtype(dtype).name, "matmul_precision": matmul_precision}
 
 
 def bench_flops(p: dict[str, Any], log) -> dict[str, Any]:

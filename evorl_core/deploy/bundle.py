@@ -277,6 +277,8 @@ def deploy_run(run: RunDir | str | Path, name: str | None = None, models_dir: st
             "feature_names": stored["feature_names"],
             "window": config.window,
             "positions": list(config.positions),
+            # what it trained in; params.msgpack is float32 whatever this says, and signals run fp32
+            "precision": config.precision,
             "normalization": stored["normalization"],
             "date_ranges": stored.get("date_ranges", {}),
             "data_info": stored.get("data_info", {}),

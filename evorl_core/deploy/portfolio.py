@@ -24,6 +24,7 @@ import pandas as pd
 
 from evorl_core import modes
 from evorl_core.agents.build import make_ppo
+from evorl_core.agents.precision import EVALUATION_PRECISION
 from evorl_core.costs import cost_model
 from evorl_core.data.panel import build_panel, load_universe
 from evorl_core.data.validate import DataError
@@ -57,7 +58,7 @@ def portfolio_signal(bundle: Bundle, frames: dict[str, pd.DataFrame], replay_day
     except DataError as exc:
         raise DeployError(f"model {bundle.name!r}: {exc}") from None
     run_config = dataclasses.replace(config, symbols=tuple(symbols), seeds=1, population=1)
-    ppo = make_ppo(run_config)
+    ppo = make_ppo(run_config, precision=EVALUATION_PRECISION)  # float32, whatever it trained in
     mode = modes.get(run_config)
     probabilities = partial(ppo.action_probabilities, ensemble=bundle.ensemble)
     start = int(market.data.test_start)

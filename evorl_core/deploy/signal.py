@@ -19,6 +19,7 @@ import pandas as pd
 
 from evorl_core import modes
 from evorl_core.agents.build import make_ppo
+from evorl_core.agents.precision import EVALUATION_PRECISION
 from evorl_core.data import calendar, features_for_inference, load_frames
 from evorl_core.data.arrays import MarketData
 from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError
@@ -39,11 +40,12 @@ def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> Ma
     )
 
 
-def decider(bundle: Bundle):
+def decider(bundle: Bundle, precision: str = EVALUATION_PRECISION):
     """(ppo, mode, probabilities, decide): the one computation of a model's action probabilities,
-    shared by signals, the paper ledger and the pages; decide(params, data, t, held) is jitted."""
+    shared by signals, the paper ledger and the pages; decide(params, data, t, held) is jitted. The
+    network computes in `precision` (float32 unless told otherwise, whatever the model trained in)."""
     config = bundle.config
-    ppo = make_ppo(config)
+    ppo = make_ppo(config, precision=precision)
     mode = modes.get(config)
     probabilities = partial(ppo.action_probabilities, ensemble=bundle.ensemble)
 

@@ -31,6 +31,7 @@ import pandas as pd
 from evorl_core import modes
 from evorl_core.agents.build import make_ppo
 from evorl_core.agents.checkpoints import load_params
+from evorl_core.agents.precision import EVALUATION_PRECISION
 from evorl_core.config import TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.data import Market, load_market
@@ -49,11 +50,12 @@ class LeakError(ValueError):
 
 
 def greedy_paths(config: TrainConfig, params: Any, market: Market, start: np.ndarray, num_days: int,
-                 members: int = 1) -> np.ndarray:
+                 members: int = 1, precision: str = EVALUATION_PRECISION) -> np.ndarray:
     """[members, S, num_days] positions of the greedy policy decided at the close of days
     start[s] .. start[s] + num_days - 1, starting flat. `params` has a leading member axis when
-    `members > 1`."""
-    ppo = make_ppo(config)
+    `members > 1`. The network computes in `precision` (float32 unless told otherwise, whatever
+    the run trained in)."""
+    ppo = make_ppo(config, precision=precision)
     policy = partial(modes.get(config).greedy_positions, ppo.action_probabilities, num_days=num_days, env=ppo.env)
     if members > 1:
         policy = jax.vmap(policy, in_axes=(0, None, None))

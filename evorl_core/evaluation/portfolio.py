@@ -42,6 +42,7 @@ import pandas as pd
 
 from evorl_core import modes
 from evorl_core.agents.build import make_ppo
+from evorl_core.agents.precision import EVALUATION_PRECISION
 from evorl_core.config import TrainConfig
 from evorl_core.costs import CostModel, cost_model
 from evorl_core.evaluation.significance import count_trials
@@ -74,10 +75,11 @@ def window_prices(market: Any, start: int, num_days: int) -> tuple[np.ndarray, n
 
 
 def greedy_targets(config: TrainConfig, params: Any, market: Any, start: int, num_days: int,
-                   members: int = 1) -> np.ndarray:
+                   members: int = 1, precision: str = EVALUATION_PRECISION) -> np.ndarray:
     """[members, num_days, N + 1] greedy target weights decided at the closes of the window, from
-    all cash. `params` has a leading member axis when members > 1."""
-    ppo = make_ppo(config)
+    all cash. `params` has a leading member axis when members > 1; the network computes in
+    `precision` (float32 unless told otherwise)."""
+    ppo = make_ppo(config, precision=precision)
     policy = partial(modes.get(config).greedy_positions, ppo.action_probabilities, num_days=num_days, env=ppo.env)
     if members > 1:
         policy = jax.vmap(policy, in_axes=(0, None, None))

@@ -29,7 +29,7 @@ INDEX_FIELDS = ("update", "env_steps", "member")
 # hyperparameters recorded with each agent (config fields; a population's evolved ones per member)
 HPARAM_FIELDS = ("lr", "ent_coef", "clip_eps", "vf_coef", "gamma", "gae_lambda", "max_grad_norm", "num_envs",
                  "num_steps", "minibatch_size", "epochs", "hidden", "activation", "window", "seed",
-                 "total_timesteps", "preset", "cost_model", "execution")
+                 "total_timesteps", "preset", "cost_model", "execution", "precision")
 # per-symbol test figures averaged over the symbols into `hparam/test_<name>`
 TEST_FIGURES = ("total_return", "bh_total_return", "sharpe", "max_drawdown", "win_rate", "exposure", "trades")
 

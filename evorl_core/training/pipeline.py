@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from evorl_core import guards
+from evorl_core.agents import precision
 from evorl_core.agents.checkpoints import check_checkpoint
 from evorl_core.config import ALL_SYMBOLS, ConfigError, TrainConfig
 from evorl_core.data import FEATURE_NAMES, Market, load_market
@@ -258,6 +259,7 @@ def _run_owned(config: TrainConfig, run_dir: RunDir, *, stop_event, resume, prog
                models_dir, cache_dir, phases: PhaseClock, tensorboard: bool, use_compile_cache: bool | None,
                replace: bool = False) -> RunDir:
     events = EventWriter(run_dir, config.members) if tensorboard and distributed.is_writer() else None
+    config = precision.resolved(config)  # config.json records fp32 or bf16, never `auto`
     try:
         run_dir.clear_stop()
         prior = (run_dir.read_status() or {}) if resume else {}
