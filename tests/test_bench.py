@@ -135,7 +135,7 @@ def test_population_figures_ratios_flops_and_ceiling_from_made_up_points():
     assert gpu["population_ceiling"] is None
     (pop,) = [t for t in gpu["targets"] if t["name"].startswith("population 16")]
     assert pop["target"] == 10.0 and pop["met"] is False
-    (rss,) = [t for t in gpu["targets"] if "RSS" in t["name"]]
+    (rss,) = [t for t in gpu["targets"] if t["name"].startswith("production peak host RSS")]
     assert rss["value"] is None
 
 
@@ -153,3 +153,15 @@ def test_tiny_population_bench_saves_every_point_as_it_goes():
     assert all(s["complete"] is False for s in saved)
     ratio = points[1]["steps_per_s"]["median"] / points[0]["steps_per_s"]["median"]
     assert result["derived"]["population"]["quick"][2] == pytest.approx(ratio)
+
+
+def test_portfolio_targets_judged_from_the_with_inputs_ratio_and_the_n500_peak():
+    result = {"backend": "cpu", "portfolio": {
+        "sizes": [{"assets": 3, "vs_single_with_inputs": 0.1}, {"assets": 50, "vs_single_with_inputs": 0.6}],
+        "train": [{"assets": 50, "peak_host_rss_mb": 9000.0}, {"assets": 500, "peak_host_rss_mb": 3000.0}]}}
+    met = {t["name"]: (t["value"], t["met"]) for t in report.derive(result)["targets"]}
+    assert met["portfolio env N=50 asset-steps/s vs single-asset env steps/s (with network inputs)"] == (0.6, True)
+    assert met["portfolio N=500 production peak host RSS (MB)"] == (3000.0, True)
+    result["portfolio"]["sizes"][1]["vs_single_with_inputs"] = 0.4
+    met = {t["name"]: t["met"] for t in report.derive(result)["targets"]}
+    assert met["portfolio env N=50 asset-steps/s vs single-asset env steps/s (with network inputs)"] is False

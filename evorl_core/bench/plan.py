@@ -34,6 +34,9 @@ TARGETS = {
     "compile_s": 20.0,
     "population_16_vs_1": 2.0,  # aggregate steps/s of a quick population of 16 over one agent (CPU)
     "population_16_vs_1_gpu": 10.0,
+    # portfolio env asset-steps/s at N = 50 (network inputs gathered) over the single-asset env's
+    # steps/s: within 2x per asset-step
+    "portfolio_50_vs_single": 0.5,
 }
 
 # config overrides of the tiny run (tests): seconds, every code path
