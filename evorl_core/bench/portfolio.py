@@ -16,7 +16,7 @@ import jax
 
 from evorl_core import modes
 from evorl_core.bench.plan import bench_config, bench_market, stat
-from evorl_core.bench.sections import SCAN_INCLUDES, chunk_samples, peak_rss_mb, scan_rate
+from evorl_core.bench.sections import SCAN_INCLUDES, chunk_samples, peak_rss_mb, scan_rate, scan_timer
 from evorl_core.data import load_market
 from evorl_core.training import pipeline
 from evorl_core.training.sizing import memory_estimate, update_flops
@@ -33,6 +33,8 @@ INCLUDES = {
                                      "single-asset observation. The like-for-like figure.",
     "single_env_matched": "the single-asset env at num_envs x N envs (as many asset-steps per scan step as the "
                           "portfolio env at N), in case a bigger batch alone changes its rate",
+    "sizes[].single_env": "the single-asset env at num_envs envs, timed in turns with this size's portfolio "
+                          "measurements (one sample of each per repeat); the vs_single ratios divide by it",
     "vs_single": "asset-steps/s of the portfolio env over steps/s of the single-asset env in the same run: "
                  "higher is better, 1 = the same time per asset-step; the target is >= 0.5 at N = 50 with "
                  "inputs (within 2x per asset-step)",
@@ -58,22 +60,31 @@ def bench_portfolio_env(p: dict[str, Any], log) -> dict[str, Any]:
         panel = load_market(config)
         config = pipeline.resolved_universe(config, panel)
         env = modes.get(config).make_env(config)
-        rates, compile_s = scan_rate(env, panel.data, num_envs, steps, repeats)
-        with_inputs, compile_inputs_s = scan_rate(env, panel.data, num_envs, steps, repeats, inputs=True)
-        matched, _ = scan_rate(single_env, market.data, num_envs * n, steps, repeats)
-        asset_rates = [r * n for r in rates]
-        full_rates = [r * n for r in with_inputs]
-        med, full, same = (statistics.median(x) for x in (asset_rates, full_rates, matched))
+        # the four measurements of a size take turns, one sample each per repeat, so that the load of
+        # a shared machine falls on all of them alike and the ratios compare like with like
+        timers = {"alone": scan_timer(env, panel.data, num_envs, steps),
+                  "inputs": scan_timer(env, panel.data, num_envs, steps, inputs=True),
+                  "single": scan_timer(single_env, market.data, num_envs, steps),
+                  "matched": scan_timer(single_env, market.data, num_envs * n, steps)}
+        samples: dict[str, list[float]] = {name: [] for name in timers}
+        for _ in range(repeats):
+            for name, (sample, _) in timers.items():
+                samples[name].append(sample())
+        asset_rates = [r * n for r in samples["alone"]]
+        full_rates = [r * n for r in samples["inputs"]]
+        med, full, here, same = (statistics.median(x) for x in (asset_rates, full_rates, samples["single"],
+                                                                 samples["matched"]))
         out["sizes"].append({
-            "assets": n, "env_steps_per_s": stat(rates), "asset_steps_per_s": stat(asset_rates),
-            "asset_steps_per_s_with_inputs": stat(full_rates), "compile_s": compile_s,
-            "compile_s_with_inputs": compile_inputs_s,
-            "single_env_matched": {"num_envs": num_envs * n, "steps_per_s": stat(matched)},
-            "vs_single": med / single_rate, "vs_single_with_inputs": full / single_rate,
+            "assets": n, "env_steps_per_s": stat(samples["alone"]), "asset_steps_per_s": stat(asset_rates),
+            "asset_steps_per_s_with_inputs": stat(full_rates), "compile_s": timers["alone"][1],
+            "compile_s_with_inputs": timers["inputs"][1],
+            "single_env": {"num_envs": num_envs, "steps_per_s": stat(samples["single"])},
+            "single_env_matched": {"num_envs": num_envs * n, "steps_per_s": stat(samples["matched"])},
+            "vs_single": med / here, "vs_single_with_inputs": full / here,
             "vs_single_matched_with_inputs": full / same,
         })
         log(f"  portfolio env N={n:>4}: {med:>13,.0f} asset-steps/s alone, {full:>13,.0f} with the network's "
-            f"inputs = {full / single_rate:.2f}x the single-asset env's steps/s ({full / same:.2f}x at "
+            f"inputs = {full / here:.2f}x the single-asset env's steps/s ({full / same:.2f}x at "
             f"{num_envs * n} single-asset envs)")
     return out
 

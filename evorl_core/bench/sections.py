@@ -9,6 +9,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -57,9 +58,9 @@ SCAN_INCLUDES = ("one jitted scan of vectorised env steps with auto-reset (a fre
                  "actions and step keys are drawn before the timed call, so the policy's sampling is not in it")
 
 
-def scan_rate(env, data, num_envs: int, steps: int, repeats: int, inputs: bool = False) -> tuple[list[float], float]:
-    """Env steps/s of `steps` vectorised steps of `num_envs` envs in one jitted scan, one sample per
-    repeat, and the compile time (excluded from the rates). Actions are uniform over a discrete env's
+def scan_timer(env, data, num_envs: int, steps: int, inputs: bool = False) -> tuple[Callable[[], float], float]:
+    """(sample, compile_s): `sample()` runs `steps` vectorised steps of `num_envs` envs in one jitted
+    scan and returns env steps/s; the compile time is excluded from every sample. Actions are uniform over a discrete env's
     choices, standard normal scores for a simplex env; they and the per-step keys are drawn once before
     timing (a portfolio step's N + 1 normals would otherwise cost more than the step itself).
     `inputs`: also build what the network reads from each observation (`env.network_input`: the
@@ -92,13 +93,20 @@ def scan_rate(env, data, num_envs: int, steps: int, repeats: int, inputs: bool =
     t0 = time.perf_counter()
     fn = jax.jit(run, donate_argnums=0).lower(state, data, actions, keys).compile()
     compile_s = time.perf_counter() - t0
-    state, _ = jax.block_until_ready(fn(state, data, actions, keys))  # first call: allocations
-    rates = []
-    for _ in range(repeats):
+    box = list(jax.block_until_ready(fn(state, data, actions, keys)))  # first call: allocations
+
+    def sample() -> float:
         t0 = time.perf_counter()
-        state, _ = jax.block_until_ready(fn(state, data, actions, keys))
-        rates.append(num_envs * steps / (time.perf_counter() - t0))
-    return rates, compile_s
+        box[:] = jax.block_until_ready(fn(box[0], data, actions, keys))
+        return num_envs * steps / (time.perf_counter() - t0)
+
+    return sample, compile_s
+
+
+def scan_rate(env, data, num_envs: int, steps: int, repeats: int, inputs: bool = False) -> tuple[list[float], float]:
+    """`repeats` samples of `scan_timer` in a row, and the compile time."""
+    sample, compile_s = scan_timer(env, data, num_envs, steps, inputs)
+    return [sample() for _ in range(repeats)], compile_s
 
 
 def chunk_samples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
