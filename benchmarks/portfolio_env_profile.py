@@ -6,7 +6,7 @@ Pieces (each a `lax.scan` of `--steps` steps over `--envs` envs, its output cons
   step              env.step with auto-reset (the bench's `asset_steps_per_s`)
   step + inputs     env.step, then network_input (feature windows [N, window x F], weights, mask)
   transition        the account alone (prices, masked softmax, rebalance), no auto-reset or observation
-  prices + mask     the four [N] gathers of the day's prices and tradable mask
+  prices + mask     the day's prices and tradable mask (one [2, 3, N] block of `by_day`)
   masked softmax    N + 1 scores -> weights
   inputs            network_input alone (the feature-window gather)
   first layer       the network's first dense layer on the gathered inputs [envs, N, window x F + 1]
@@ -88,8 +88,8 @@ def profile(num_assets: int, num_envs: int, steps: int, repeats: int, window: in
         return advance(s)._replace(weights=s2.weights, equity=s2.equity), r.sum() + d.sum()
 
     def prices(s, x, data):
-        o, c, cn = jax.vmap(penv._day_prices, in_axes=(None, 0))(data, s.t)
-        return advance(s), o.sum() + c.sum() + cn.sum() + data.tradable[:, s.t].sum()
+        mask, o, c, cn = jax.vmap(penv._day, in_axes=(None, 0))(data, s.t)
+        return advance(s), o.sum() + c.sum() + cn.sum() + mask.sum()
 
     def softmax(s, x, data):
         w = penv.masked_softmax(x[0], data.tradable[:, s.t].T)
