@@ -136,7 +136,7 @@ def test_population_figures_ratios_flops_and_ceiling_from_made_up_points():
     assert gpu["population_ceiling"] is None
     (pop,) = [t for t in gpu["targets"] if t["name"].startswith("population 16")]
     assert pop["target"] == 10.0 and pop["met"] is False
-    (rss,) = [t for t in gpu["targets"] if "RSS" in t["name"]]
+    (rss,) = [t for t in gpu["targets"] if t["name"].startswith("production peak host RSS")]
     assert rss["value"] is None
 
 
@@ -233,3 +233,36 @@ def test_precision_targets_are_judged_from_the_section():
     cpu = {t["name"] for t in report.derive({"backend": "cpu", "precision": section})["targets"]}
     assert "production steps/s, fastest precision (one GPU)" not in cpu
     assert "quick population 16, fraction of the FLOP bound (fp32)" in cpu
+def test_portfolio_targets_judged_from_the_with_inputs_ratio_and_the_n500_peak():
+    result = {"backend": "cpu", "portfolio": {
+        "sizes": [{"assets": 3, "vs_single_with_inputs": 0.1}, {"assets": 50, "vs_single_with_inputs": 0.6}],
+        "train": [{"assets": 50, "peak_host_rss_mb": 9000.0}, {"assets": 500, "peak_host_rss_mb": 3000.0}]}}
+    met = {t["name"]: (t["value"], t["met"]) for t in report.derive(result)["targets"]}
+    assert met["portfolio env N=50 asset-steps/s vs single-asset env steps/s (with network inputs)"] == (0.6, True)
+    assert met["portfolio N=500 production peak host RSS (MB)"] == (3000.0, True)
+    result["portfolio"]["sizes"][1]["vs_single_with_inputs"] = 0.4
+    met = {t["name"]: t["met"] for t in report.derive(result)["targets"]}
+    assert met["portfolio env N=50 asset-steps/s vs single-asset env steps/s (with network inputs)"] is False
+
+
+@pytest.mark.slow
+def test_portfolio_env_section_times_each_size_in_turns_and_divides_its_own_medians():
+    """Tiny sizes: every size carries the single-asset env timed in turns with it (as many samples as
+    the portfolio figures), the ratios are the medians' quotients, and `includes` names every figure."""
+    from evorl_core.bench.plan import plan
+    from evorl_core.bench.portfolio import bench_portfolio_env
+
+    p = plan(True, 2, tiny=True)
+    out = bench_portfolio_env(p, log=lambda _: None)
+    assert [s["assets"] for s in out["sizes"]] == list(p["portfolio"]["sizes"])
+    assert {"single_env", "asset_steps_per_s", "asset_steps_per_s_with_inputs", "vs_single"} <= set(out["includes"])
+    for s in out["sizes"]:
+        n = s["assets"]
+        assert s["single_env"]["steps_per_s"]["n"] == s["asset_steps_per_s"]["n"] == 2
+        assert s["single_env_matched"]["num_envs"] == out["num_envs"] * n
+        assert s["asset_steps_per_s"]["samples"] == pytest.approx([r * n for r in s["env_steps_per_s"]["samples"]])
+        single = s["single_env"]["steps_per_s"]["median"]
+        assert s["vs_single"] == pytest.approx(s["asset_steps_per_s"]["median"] / single)
+        assert s["vs_single_with_inputs"] == pytest.approx(s["asset_steps_per_s_with_inputs"]["median"] / single)
+        assert s["vs_single_matched_with_inputs"] == pytest.approx(
+            s["asset_steps_per_s_with_inputs"]["median"] / s["single_env_matched"]["steps_per_s"]["median"])

@@ -166,7 +166,7 @@ def test_one_asset_all_or_nothing_is_single_asset_accounting(execution):
 def test_transition_targets_are_the_masked_softmax_of_the_scores():
     """The env turns N + 1 scores into weights: exactly 0 on an asset it may not hold, the same
     weights as the NumPy twin elsewhere, and the account then moves like the reference."""
-    from evorl_core.data.arrays import PanelData
+    from evorl_core.data.arrays import PanelData, day_major
     from evorl_core.modes.portfolio.env import PortfolioState
 
     n, horizon = 4, 6
@@ -178,7 +178,8 @@ def test_transition_targets_are_the_masked_softmax_of_the_scores():
     data = PanelData(open=jnp.asarray(open_), close=jnp.asarray(close),
                      features=jnp.zeros((n, horizon, 1)), present=jnp.ones((n, horizon), bool),
                      tradable=jnp.asarray(tradable), length=jnp.int32(horizon), first_index=jnp.int32(0),
-                     train_end=jnp.int32(horizon), val_start=jnp.int32(horizon), test_start=jnp.int32(horizon))
+                     train_end=jnp.int32(horizon), val_start=jnp.int32(horizon), test_start=jnp.int32(horizon),
+                     by_day=day_major(open_, close, tradable))
     costs = flat(10.0)
     params = PortfolioParams(c_buy=jnp.float32(costs.c_buy), c_sell=jnp.float32(costs.c_sell),
                              sell_charge=jnp.float32(0.0), band=jnp.float32(0.0), window=1, num_assets=n)

@@ -3,8 +3,9 @@
 Sections (`--only` picks some):
 
 - env       env steps/s with random actions: the JAX env at 256 and 4096 envs (one jitted scan,
-            the whole observation consumed so nothing is dead code), and the NumPy reference env
-            (evorl_core/modes/single/reference.py) as one env and as a Python loop over 256 envs.
+            the whole observation consumed so nothing is dead code; actions and keys drawn before the
+            timed call), and the NumPy reference env (evorl_core/modes/single/reference.py) as one
+            env and as a Python loop over 256 envs.
 - train     end-to-end `pipeline.run` of the `quick` and `production` presets on synthetic data, each
             in a fresh subprocess: env steps/s and updates/s per compiled chunk (compile excluded),
             compile time, peak host RSS of the process, device memory where the backend reports it.
@@ -17,6 +18,11 @@ Sections (`--only` picks some):
 - scaling   steps/s of the quick preset over num_envs 64 ... 4096 (8 minibatches per epoch).
 - precision fp32 vs bf16 (and tf32 on an accelerator): the train points, quick populations, each
             dtype's matmul peak at the layer shapes and the FLOP utilisation against it (precision.py).
+- population  aggregate steps/s of populations of 1 ... 64 members (PBT rounds included).
+- portfolio   portfolio env asset-steps/s at N = 3, 50, 500, alone and with the network's inputs
+            gathered, timed in turns with the single-asset env (at the same num_envs and at num_envs x N);
+            the production portfolio preset trained at N = 50 and 500 (throughput, compile, peak RSS).
+            The JSON's `portfolio.includes` says what each figure contains.
 
 Every figure is the median of repeats (min and max are kept in the JSON). The JSON records the
 machine, backend, devices, versions and the load average before and after: on a shared machine,

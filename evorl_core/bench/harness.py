@@ -168,6 +168,12 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
         result["derived"]["targets"] = []
         result["notes"].append("tiny configuration (tests): the figures are not the presets' and targets are not judged")
     result["load_avg_end"] = _load()
+    cores = os.cpu_count() or 1
+    busiest = max([x for x in (result["load_avg_start"] or [])[:1] + (result["load_avg_end"] or [])[:1]] or [0.0])
+    if busiest > cores:
+        result["notes"].append(f"shared machine: 1-minute load average up to {busiest:.1f} on {cores} cores during "
+                               "the run, so every throughput figure is low; figures are medians of repeats and "
+                               "the ratios compare measurements taken in this one run")
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result["complete"] = True
     return result

@@ -41,6 +41,9 @@ TARGETS = {
     "population_64_vs_1_gpu": 35.0,  # quick population of 64, aggregate over one quick agent
     "bf16_memory_vs_fp32": 1.0,  # bf16 device peak memory over fp32's (production), at most
     "population_16_flop_fraction": 0.90,  # CPU: quick population of 16 against its matmul peak
+    # portfolio env asset-steps/s at N = 50 (network inputs gathered) over the single-asset env's
+    # steps/s: within 2x per asset-step
+    "portfolio_50_vs_single": 0.5,
 }
 
 # config overrides of the tiny run (tests): seconds, every code path

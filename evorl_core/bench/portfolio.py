@@ -16,53 +16,29 @@ import jax
 
 from evorl_core import modes
 from evorl_core.bench.plan import bench_config, bench_market, stat
-from evorl_core.bench.sections import peak_rss_mb
+from evorl_core.bench.sections import SCAN_INCLUDES, chunk_samples, peak_rss_mb, scan_rate, scan_timer
 from evorl_core.data import load_market
 from evorl_core.training import pipeline
 from evorl_core.training.sizing import memory_estimate, update_flops
 
-
-def _scan_rate(env, data, num_envs: int, steps: int, repeats: int, simplex: bool,
-               inputs: bool = False) -> tuple[list[float], float]:
-    """Env steps/s of `steps` vectorised steps of `num_envs` envs with random actions (a jitted scan).
-    `inputs`: also gather what the network reads from each compact observation (the portfolio
-    env's feature windows), which the single-asset env's observation already holds."""
-    params = env.params
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None, None))
-    gather = jax.vmap(env.network_input, in_axes=(0, None)) if inputs else None
-
-    def run(key, state, data):
-        k_act, k_env, key = jax.random.split(key, 3)
-        if simplex:
-            actions = jax.random.normal(k_act, (steps, num_envs, env.num_actions))
-        else:
-            actions = jax.random.randint(k_act, (steps, num_envs), 0, env.num_actions)
-        keys = jax.random.split(k_env, (steps, num_envs))
-
-        def body(state, x):
-            action, env_keys = x
-            obs, state, reward, done, _ = step_envs(env_keys, state, action, params, data)
-            check = obs.sum() + reward.sum() + done.sum()
-            if gather is not None:
-                features, weights, mask = gather(obs, data)
-                check = check + features.sum() + weights.sum() + mask.sum()
-            return state, check
-
-        state, checks = jax.lax.scan(body, state, (actions, keys))
-        return key, state, checks.sum()
-
-    key = jax.random.PRNGKey(0)
-    _, state = jax.vmap(env.reset, in_axes=(0, None, None))(jax.random.split(key, num_envs), params, data)
-    t0 = time.perf_counter()
-    fn = jax.jit(run, donate_argnums=1).lower(key, state, data).compile()
-    compile_s = time.perf_counter() - t0
-    key, state, _ = jax.block_until_ready(fn(key, state, data))
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        key, state, _ = jax.block_until_ready(fn(key, state, data))
-        rates.append(num_envs * steps / (time.perf_counter() - t0))
-    return rates, compile_s
+INCLUDES = {
+    "single_env": SCAN_INCLUDES + ". The single-asset observation is the feature window [window x F] and the "
+                  "position, so gathering the window from the market data is part of every single-asset step.",
+    "asset_steps_per_s": "the portfolio env alone (same scan): the account of N assets, the masked softmax of "
+                         "N + 1 random scores and the compact observation [t, weights]; no feature window is "
+                         "gathered. Asset-steps/s = env steps/s x N.",
+    "asset_steps_per_s_with_inputs": "as asset_steps_per_s plus, after every step, what the network reads "
+                                     "(network_input: feature windows [N, window x F], weights, tradable mask) "
+                                     "built and consumed for every env: the same data per asset as a "
+                                     "single-asset observation. The like-for-like figure.",
+    "single_env_matched": "the single-asset env at num_envs x N envs (as many asset-steps per scan step as the "
+                          "portfolio env at N), in case a bigger batch alone changes its rate",
+    "sizes[].single_env": "the single-asset env at num_envs envs, timed in turns with this size's portfolio "
+                          "measurements (one sample of each per repeat); the vs_single ratios divide by it",
+    "vs_single": "asset-steps/s of the portfolio env over steps/s of the single-asset env in the same run: "
+                 "higher is better, 1 = the same time per asset-step; the target is >= 0.5 at N = 50 with "
+                 "inputs (within 2x per asset-step)",
+}
 
 
 def bench_portfolio_env(p: dict[str, Any], log) -> dict[str, Any]:
@@ -70,9 +46,11 @@ def bench_portfolio_env(p: dict[str, Any], log) -> dict[str, Any]:
     num_envs, steps, repeats = spec["num_envs"], spec["env_steps"], p["repeats"]
     single = bench_config("quick", {"window": spec["window"], "symbols": ("AAA", "BBB", "CCC")})
     market = bench_market(single)
-    rates, compile_s = _scan_rate(modes.get(single).make_env(single), market.data, num_envs, steps, repeats, False)
+    single_env = modes.get(single).make_env(single)
+    rates, compile_s = scan_rate(single_env, market.data, num_envs, steps, repeats)
     out: dict[str, Any] = {"num_envs": num_envs, "scan_steps": steps, "window": spec["window"],
-                           "single_env": {"steps_per_s": stat(rates), "compile_s": compile_s}}
+                           "includes": INCLUDES,
+                           "single_env": {"num_envs": num_envs, "steps_per_s": stat(rates), "compile_s": compile_s}}
     single_rate = statistics.median(rates)
     log(f"  single-asset env: {single_rate:>12,.0f} steps/s ({num_envs} envs)")
     out["sizes"] = []
@@ -82,18 +60,32 @@ def bench_portfolio_env(p: dict[str, Any], log) -> dict[str, Any]:
         panel = load_market(config)
         config = pipeline.resolved_universe(config, panel)
         env = modes.get(config).make_env(config)
-        rates, compile_s = _scan_rate(env, panel.data, num_envs, steps, repeats, True)
-        with_inputs, _ = _scan_rate(env, panel.data, num_envs, steps, repeats, True, inputs=True)
-        asset_rates = [r * n for r in rates]
-        full_rates = [r * n for r in with_inputs]
-        med, full = statistics.median(asset_rates), statistics.median(full_rates)
-        out["sizes"].append({"assets": n, "env_steps_per_s": stat(rates), "asset_steps_per_s": stat(asset_rates),
-                             "asset_steps_per_s_with_inputs": stat(full_rates), "compile_s": compile_s,
-                             "per_asset_step_vs_single": single_rate / med,
-                             "per_asset_step_vs_single_with_inputs": single_rate / full})
-        log(f"  portfolio env N={n:>4}: {statistics.median(rates):>10,.0f} env steps/s = {med:>13,.0f} "
-            f"asset-steps/s; with the network's inputs gathered {full:>13,.0f} asset-steps/s "
-            f"({single_rate / full:.2f}x the single-asset env's time per asset-step)")
+        # the four measurements of a size take turns, one sample each per repeat, so that the load of
+        # a shared machine falls on all of them alike and the ratios compare like with like
+        timers = {"alone": scan_timer(env, panel.data, num_envs, steps),
+                  "inputs": scan_timer(env, panel.data, num_envs, steps, inputs=True),
+                  "single": scan_timer(single_env, market.data, num_envs, steps),
+                  "matched": scan_timer(single_env, market.data, num_envs * n, steps)}
+        samples: dict[str, list[float]] = {name: [] for name in timers}
+        for _ in range(repeats):
+            for name, (sample, _) in timers.items():
+                samples[name].append(sample())
+        asset_rates = [r * n for r in samples["alone"]]
+        full_rates = [r * n for r in samples["inputs"]]
+        med, full, here, same = (statistics.median(x) for x in (asset_rates, full_rates, samples["single"],
+                                                                 samples["matched"]))
+        out["sizes"].append({
+            "assets": n, "env_steps_per_s": stat(samples["alone"]), "asset_steps_per_s": stat(asset_rates),
+            "asset_steps_per_s_with_inputs": stat(full_rates), "compile_s": timers["alone"][1],
+            "compile_s_with_inputs": timers["inputs"][1],
+            "single_env": {"num_envs": num_envs, "steps_per_s": stat(samples["single"])},
+            "single_env_matched": {"num_envs": num_envs * n, "steps_per_s": stat(samples["matched"])},
+            "vs_single": med / here, "vs_single_with_inputs": full / here,
+            "vs_single_matched_with_inputs": full / same,
+        })
+        log(f"  portfolio env N={n:>4}: {med:>13,.0f} asset-steps/s alone, {full:>13,.0f} with the network's "
+            f"inputs = {full / here:.2f}x the single-asset env's steps/s ({full / same:.2f}x at "
+            f"{num_envs * n} single-asset envs)")
     return out
 
 
@@ -111,12 +103,7 @@ def worker_portfolio_train(args: dict[str, Any]) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         status = run.read_status()
         rows = run.read_metrics()
-    per_chunk, last = [], None
-    for row in rows:
-        key = (row["steps_per_sec"], row["updates_per_sec"])
-        if key != last:
-            per_chunk.append(row)
-            last = key
+    per_chunk = chunk_samples(rows)
     steps = stat([r["steps_per_sec"] for r in per_chunk])
     flops = update_flops(config)
     update_s = stat([1.0 / r["updates_per_sec"] for r in per_chunk])

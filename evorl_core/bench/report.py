@@ -121,6 +121,12 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
                    (pop.get(16, {}).get("fp32") or {}).get("flop_utilisation"), TARGETS["population_16_flop_fraction"])
     target("population 16 vs one agent, aggregate steps/s (quick)", (ratios.get("quick") or {}).get(16),
            TARGETS["population_16_vs_1_gpu" if gpu else "population_16_vs_1"])
+    sizes = {pt["assets"]: pt for pt in (result.get("portfolio") or {}).get("sizes", [])}
+    target("portfolio env N=50 asset-steps/s vs single-asset env steps/s (with network inputs)",
+           (sizes.get(50) or {}).get("vs_single_with_inputs"), TARGETS["portfolio_50_vs_single"])
+    trained = {pt["assets"]: pt for pt in (result.get("portfolio") or {}).get("train", []) if "assets" in pt}
+    target("portfolio N=500 production peak host RSS (MB)", None if gpu else (trained.get(500) or {}).get(
+        "peak_host_rss_mb"), TARGETS["production_peak_rss_mb"], higher_is_better=False)
     compiles = [t.get("compile_s") for t in (result.get("train") or {}).values() if t.get("compile_s") is not None]
     target("compile time (s), worst preset", max(compiles) if compiles else None, TARGETS["compile_s"],
            higher_is_better=False)

@@ -9,6 +9,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -52,45 +53,86 @@ def random_reset(ref, market, rng) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # env section
 # ------------------------------------------------------------------------------------------
+SCAN_INCLUDES = ("one jitted scan of vectorised env steps with auto-reset (a fresh random start drawn for "
+                 "every env at every step) and the observation each step returns, all consumed; the random "
+                 "actions and step keys are drawn before the timed call, so the policy's sampling is not in it")
+
+
+def scan_timer(env, data, num_envs: int, steps: int, inputs: bool = False) -> tuple[Callable[[], float], float]:
+    """(sample, compile_s): `sample()` runs `steps` vectorised steps of `num_envs` envs in one jitted
+    scan and returns env steps/s; the compile time is excluded from every sample. Actions are uniform over a discrete env's
+    choices, standard normal scores for a simplex env; they and the per-step keys are drawn once before
+    timing (a portfolio step's N + 1 normals would otherwise cost more than the step itself).
+    `inputs`: also build what the network reads from each observation (`env.network_input`: the
+    portfolio env's feature windows; the single-asset env's observation already holds its window)."""
+    params = env.params
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None, None))
+    gather = jax.vmap(env.network_input, in_axes=(0, None)) if inputs and env.network_input else None
+
+    def run(state, data, actions, keys):
+        def body(state, x):
+            action, env_keys = x
+            obs, state, reward, done, _ = step_envs(env_keys, state, action, params, data)
+            # consume the whole observation and reward so that nothing is dead code
+            check = obs.sum() + reward.sum() + done.sum()
+            if gather is not None:
+                check = check + sum(part.sum() for part in gather(obs, data))
+            return state, check
+
+        state, checks = jax.lax.scan(body, state, (actions, keys))
+        return state, checks.sum()
+
+    key = jax.random.PRNGKey(0)
+    k_reset, k_act, k_env = jax.random.split(key, 3)
+    if env.action_kind == "simplex":
+        actions = jax.random.normal(k_act, (steps, num_envs, env.num_actions))
+    else:
+        actions = jax.random.randint(k_act, (steps, num_envs), 0, env.num_actions)
+    keys = jax.random.split(k_env, (steps, num_envs))
+    _, state = jax.vmap(env.reset, in_axes=(0, None, None))(jax.random.split(k_reset, num_envs), params, data)
+    t0 = time.perf_counter()
+    fn = jax.jit(run, donate_argnums=0).lower(state, data, actions, keys).compile()
+    compile_s = time.perf_counter() - t0
+    box = list(jax.block_until_ready(fn(state, data, actions, keys)))  # first call: allocations
+
+    def sample() -> float:
+        t0 = time.perf_counter()
+        box[:] = jax.block_until_ready(fn(box[0], data, actions, keys))
+        return num_envs * steps / (time.perf_counter() - t0)
+
+    return sample, compile_s
+
+
+def scan_rate(env, data, num_envs: int, steps: int, repeats: int, inputs: bool = False) -> tuple[list[float], float]:
+    """`repeats` samples of `scan_timer` in a row, and the compile time."""
+    sample, compile_s = scan_timer(env, data, num_envs, steps, inputs)
+    return [sample() for _ in range(repeats)], compile_s
+
+
+def chunk_samples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One metrics row per compiled chunk: the rows of a chunk share its steps/s and updates/s."""
+    per_chunk, last = [], None
+    for row in rows:
+        key = (row["steps_per_sec"], row["updates_per_sec"])
+        if key != last:
+            per_chunk.append(row)
+            last = key
+    return per_chunk
+
+
 def bench_env(p: dict[str, Any], log) -> dict[str, Any]:
     config = bench_config("quick", {"window": 8, "test_days": 20, "symbols": ("AAA", "BBB")}
                           if p["env_sizes"][0] < 64 else {})
     market = bench_market(config)
     data = market.data
     env = modes.get(config).make_env(config)
-    params = env.params
     num_actions = env.num_actions
     steps = p["env_steps"]
-    out: dict[str, Any] = {"obs_size": env.observation_size, "symbols": len(config.symbols), "scan_steps": steps}
+    out: dict[str, Any] = {"obs_size": env.observation_size, "symbols": len(config.symbols), "scan_steps": steps,
+                           "jax_includes": SCAN_INCLUDES}
 
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None, None))
     for num_envs in p["env_sizes"]:
-        def run(key, state, data, num_envs=num_envs):
-            k_act, k_env, key = jax.random.split(key, 3)
-            # as in the PPO rollout: all randomness drawn up front, one vectorised call each
-            actions = jax.random.randint(k_act, (steps, num_envs), 0, num_actions)
-            keys = jax.random.split(k_env, (steps, num_envs))
-
-            def body(state, x):
-                action, env_keys = x
-                obs, state, reward, done, _ = step_envs(env_keys, state, action, params, data)
-                # consume the whole observation and reward so that nothing is dead code
-                return state, obs.sum() + reward.sum() + done.sum()
-
-            state, checks = jax.lax.scan(body, state, (actions, keys))
-            return key, state, checks.sum()
-
-        key = jax.random.PRNGKey(0)
-        _, state = jax.vmap(env.reset, in_axes=(0, None, None))(jax.random.split(key, num_envs), params, data)
-        t0 = time.perf_counter()
-        fn = jax.jit(run, donate_argnums=1).lower(key, state, data).compile()
-        compile_s = time.perf_counter() - t0
-        key, state, _ = jax.block_until_ready(fn(key, state, data))  # first call: allocations
-        rates = []
-        for _ in range(p["repeats"]):
-            t0 = time.perf_counter()
-            key, state, _ = jax.block_until_ready(fn(key, state, data))
-            rates.append(num_envs * steps / (time.perf_counter() - t0))
+        rates, compile_s = scan_rate(env, data, num_envs, steps, p["repeats"])
         out[f"jax_{num_envs}"] = {"num_envs": num_envs, "steps_per_s": stat(rates), "compile_s": compile_s}
         log(f"  env jax {num_envs:>5} envs: {statistics.median(rates):>14,.0f} steps/s")
 
@@ -144,14 +186,7 @@ def worker_train(args: dict[str, Any]) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         status = run.read_status()
         rows = run.read_metrics()
-    # one sample per compiled chunk (the rows of a chunk share its steps/s)
-    per_chunk = []
-    last = None
-    for row in rows:
-        key = (row["steps_per_sec"], row["updates_per_sec"])
-        if key != last:
-            per_chunk.append(row)
-            last = key
+    per_chunk = chunk_samples(rows)
     device_mem = [r["device_mem_mb"] for r in rows if r.get("device_mem_mb") is not None]
     device_peak = [r["device_peak_mb"] for r in rows if r.get("device_peak_mb") is not None]
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class MarketData(NamedTuple):
@@ -44,3 +45,13 @@ class PanelData(NamedTuple):
     train_end: jax.Array  # scalar int32: training transitions t -> t+1 need t+1 <= train_end - 1
     val_start: jax.Array  # scalar int32
     test_start: jax.Array  # scalar int32
+    # [T, 3, N] float32: open, close and tradable (1.0 / 0.0) by day, the same values as the [N, T]
+    # arrays above; an env step reads the day's prices as one contiguous block (`day_major`)
+    # instead of N strided column reads, which were most of a step at N = 500.
+    by_day: jax.Array
+
+
+def day_major(open_, close, tradable) -> jax.Array:
+    """`PanelData.by_day` from the [N, T] open, close and tradable arrays."""
+    return jnp.stack([jnp.asarray(open_, jnp.float32).T, jnp.asarray(close, jnp.float32).T,
+                      jnp.asarray(tradable).T.astype(jnp.float32)], axis=1)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from evorl_core.data import market as single_market
-from evorl_core.data.arrays import PanelData
+from evorl_core.data.arrays import PanelData, day_major
 from evorl_core.data.features import (
     NUM_FEATURES,
     STD_FLOOR,
@@ -230,7 +230,7 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
         open=jnp.asarray(open_), close=jnp.asarray(close), features=jnp.asarray(features),
         present=jnp.asarray(present), tradable=jnp.asarray(tradable),
         length=jnp.int32(horizon), first_index=jnp.int32(first_index), train_end=jnp.int32(train_end),
-        val_start=jnp.int32(val_start), test_start=jnp.int32(test_start),
+        val_start=jnp.int32(val_start), test_start=jnp.int32(test_start), by_day=day_major(open_, close, tradable),
     )
     if info is None:
         info = data_info(valid, "frames")

@@ -144,8 +144,11 @@ def rebalance(weights, target, mask, open_next, close_now, close_next, params: P
     return growth, after, sold + bought, 1.0 - new_cash
 
 
-def _day_prices(data: PanelData, t):
-    return data.open[:, t + 1], data.close[:, t], data.close[:, t + 1]
+def _day(data: PanelData, t):
+    """(tradable [N] of day t, open [N] of t+1, close [N] of t, close [N] of t+1) as one contiguous
+    read of `data.by_day` (t + 1 <= T - 1 in every transition)."""
+    block = jax.lax.dynamic_slice(data.by_day, (t, jnp.int32(0), jnp.int32(0)), (2,) + data.by_day.shape[1:])
+    return block[0, 2] > 0.5, block[1, 0], block[0, 1], block[1, 1]
 
 
 def observe(t, weights) -> jax.Array:
@@ -189,10 +192,9 @@ def reset(key, params: PortfolioParams, data: PanelData):
 def transition(state: PortfolioState, action, params: PortfolioParams, data: PanelData):
     """t -> t+1 without auto-reset: (next_state, reward, done, info). `action`: [N + 1] scores."""
     t = state.t
-    mask = data.tradable[:, t]
+    mask, *prices = _day(data, t)
     target = masked_softmax(action.astype(jnp.float32), mask)
-    growth, after, turnover, invested = rebalance(state.weights, target, mask, *_day_prices(data, t), params,
-                                                  state.equity)
+    growth, after, turnover, invested = rebalance(state.weights, target, mask, *prices, params, state.equity)
     reward = growth.astype(jnp.float32)
     steps = state.steps + 1
     next_state = PortfolioState(t=t + 1, weights=after, equity=state.equity * jnp.exp(reward), steps=steps,
