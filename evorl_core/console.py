@@ -103,6 +103,8 @@ def format_metrics_table(metrics: dict[str, dict[str, Any]], pooled: bool = Fals
         table = f"{subject}\n{table}"
     if any(isinstance(m, dict) and m.get("verdict") for m in metrics.values()):
         table += f"\n{VERDICT_NOTE}"
+    if selection := selection_lines(metrics):
+        table += "\n" + "\n".join(selection)
     costs = format_cost_table(metrics)
     return f"{table}\n\n{costs}" if costs else table
 
@@ -141,7 +143,27 @@ def format_portfolio_table(metrics: dict[str, Any], top: int = 5) -> str:
     if contribution:
         ranked = sorted(contribution.items(), key=lambda kv: -abs(kv[1]))[:top]
         lines.append("largest contributions: " + ", ".join(f"{s} {v:+.2%}" for s, v in ranked))
+    lines += selection_lines(metrics)
     return "\n".join(lines)
+
+
+def selection_lines(metrics: dict[str, Any]) -> list[str]:
+    """What choosing among several members costs, per symbol (or the account): the best member's
+    deflated Sharpe ratio beside the members' probability of backtest overfitting (CSCV)."""
+    out = []
+    for symbol, m in metrics.items():
+        if not isinstance(m, dict) or (m.get("deflated_sharpe") is None and m.get("pbo") is None):
+            continue
+        parts = []
+        if m.get("deflated_sharpe") is not None:
+            parts.append(f"deflated Sharpe of the best member (m{m.get('best_member')}) "
+                         f"{m['deflated_sharpe']:.2f} over {m.get('deflated_sharpe_trials')} trials")
+        if m.get("pbo") is not None:
+            parts.append(f"probability of backtest overfitting {m['pbo']:.2f} (CSCV over {m.get('pbo_candidates')} "
+                         f"members, {m.get('pbo_blocks')} blocks of the {m.get('pbo_days')} test days, "
+                         f"{m.get('pbo_splits'):,} splits)")
+        out.append(f"selection, {symbol}: " + "; ".join(parts))
+    return out
 
 
 def format_cost_table(metrics: dict[str, dict[str, Any]]) -> str:

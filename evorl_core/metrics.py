@@ -103,6 +103,13 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("deflated_sharpe", "deflated Sharpe ratio", "p_value", "probability the best Sharpe beats the trials'"),
     Metric("deflated_sharpe_threshold", "deflated Sharpe threshold", "ratio"),
     Metric("deflated_sharpe_trials", "trials counted", "count", decimals=0),
+    Metric("pbo", "probability of backtest overfitting", "p_value",
+           "CSCV: share of in/out-of-sample splits whose in-sample best member ends at or below the median"),
+    Metric("pbo_oos_loss", "PBO: best member loses out of sample", "p_value", "share of splits"),
+    Metric("pbo_blocks", "PBO blocks", "count", decimals=0),
+    Metric("pbo_splits", "PBO splits", "count", decimals=0),
+    Metric("pbo_candidates", "PBO candidates", "count", decimals=0),
+    Metric("pbo_days", "PBO days", "count", decimals=0),
     Metric("best_member", "best member", "count", decimals=0),
     Metric("best_member_sharpe", "best member's Sharpe", "ratio"),
     Metric("sharpe_ci_low", "Sharpe 95% interval, low", "ratio", "moving-block bootstrap", 2),
@@ -124,10 +131,12 @@ SPREAD_SUFFIXES = ("_mean", "_sd", "_min", "_max")  # the members' spread of a f
 # Whose figure a metrics.json key is. With several members (seeds, a population) the headline
 # figures are the chosen member's, the excess and timing tests and their verdict are of the members'
 # average (their returns pooled day by day), the deflated Sharpe ratio is of the best member, the
-# `_mean/_sd/_min/_max` keys are the members' spread; a walk-forward's pooled table is of the pooled
-# folds. One agent: every figure is the agent's.
-AGENT, CHOSEN, AVERAGE, BEST, SPREAD, POOLED = (
-    "agent", "chosen member", "members' average", "best member", "members' spread", "pooled folds")
+# `_mean/_sd/_min/_max` keys are the members' spread, the probability of backtest overfitting (`pbo`)
+# is of the selection among all members; a walk-forward's pooled table is of the pooled folds. One
+# agent: every figure is the agent's.
+AGENT, CHOSEN, AVERAGE, BEST, SPREAD, POOLED, SELECTION = (
+    "agent", "chosen member", "members' average", "best member", "members' spread", "pooled folds",
+    "selection among members")
 _OF_THE_AVERAGE = ("excess_", "timing_")
 _OF_THE_RUN = ("members", "chosen_member", "days", "episodes")
 
@@ -146,6 +155,8 @@ def subject_of(key: str, members: int = 1, pooled: bool = False) -> str:
         return AVERAGE
     if name.startswith(("deflated_sharpe", "best_member")):
         return BEST
+    if name.startswith("pbo"):
+        return SELECTION
     if any(name.endswith(s) and name[: -len(s)] in METRICS for s in SPREAD_SUFFIXES):
         return SPREAD
     return CHOSEN

@@ -45,6 +45,7 @@ from evorl_core.agents.build import make_ppo
 from evorl_core.agents.precision import EVALUATION_PRECISION
 from evorl_core.config import TrainConfig
 from evorl_core.costs import CostModel, cost_model
+from evorl_core.evaluation.pbo import pbo_report
 from evorl_core.evaluation.significance import count_trials
 from evorl_core.evaluation.stats import (
     deflated_sharpe_ratio,
@@ -231,7 +232,8 @@ def allocation_report(config: TrainConfig, paths: list[accounting.Path], equal: 
             variance = float(np.var(finite, ddof=1)) if finite.size > 1 else 0.0
             dsr = deflated_sharpe_ratio(returns[best], max(trials, len(paths)), variance)
             report.update(best_member=best, best_member_sharpe=dsr["sharpe"], deflated_sharpe=dsr["dsr"],
-                          deflated_sharpe_threshold=dsr["sharpe0"], deflated_sharpe_trials=max(trials, len(paths)))
+                          deflated_sharpe_threshold=dsr["sharpe0"], deflated_sharpe_trials=max(trials, len(paths)),
+                          **pbo_report(returns))  # the members' probability of backtest overfitting
     return report
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from evorl_core.config import TrainConfig
+from evorl_core.evaluation.pbo import pbo_report
 from evorl_core.evaluation.stats import deflated_sharpe_ratio, mean_test, sharpe_ratio
 from evorl_core.modes.single.accounting import buy_and_hold, equity_curve
 from evorl_core.modes.single.baselines import baseline_table, shift_held, timing_shifts
@@ -185,7 +186,8 @@ def verdict(excess: dict[str, Any], timing: dict[str, Any], excess_level: float 
 def best_member_deflated(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, cost: float,
                          execution: str = "next_open", *, n_trials: int | None = None,
                          trials_sharpe_variance: float | None = None, annualization: float = 252.0) -> dict:
-    """The member with the highest Sharpe ratio and its deflated Sharpe ratio.
+    """The member with the highest Sharpe ratio and its deflated Sharpe ratio, and the members'
+    probability of backtest overfitting (`pbo.pbo_report`: pbo, pbo_* keys; with 2+ members).
 
     n_trials defaults to the number of members; pass more when more configurations were tried on these
     days. The variance of the trials' Sharpe ratios defaults to that of the members (annualised).
@@ -203,7 +205,8 @@ def best_member_deflated(open_: np.ndarray, close: np.ndarray, positions_by_memb
         trials_sharpe_variance = float(np.var(finite, ddof=1)) if finite.size > 1 else 0.0
     dsr = deflated_sharpe_ratio(returns[best], trials, trials_sharpe_variance, annualization)
     return {"best_member": best, "best_member_sharpe": dsr["sharpe"], "deflated_sharpe": dsr["dsr"],
-            "deflated_sharpe_threshold": dsr["sharpe0"], "deflated_sharpe_trials": trials}
+            "deflated_sharpe_threshold": dsr["sharpe0"], "deflated_sharpe_trials": trials,
+            **pbo_report(returns)}  # the members' probability of backtest overfitting (CSCV)
 
 
 def symbol_report(open_: np.ndarray, close: np.ndarray, positions_by_member: np.ndarray, *, cost: float,

@@ -53,7 +53,7 @@ def members_in(metrics: Mapping[str, Any]) -> int:
 CURATED_KEYS = ("total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar",
                 "trades", "round_trips", "win_rate", "mean_holding_days", "exposure", "turnover", "gross_return",
                 "cost_drag", "excess_mean_annual", "excess_p_value", "timing_p_value", "deflated_sharpe",
-                "members", "chosen_member")
+                "pbo", "members", "chosen_member")
 
 
 def symbol_metrics_table(metrics: Mapping[str, Any], pooled: bool = False, part: str = "all") -> pd.DataFrame:
