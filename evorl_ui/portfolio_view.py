@@ -34,5 +34,7 @@ def render(run_dir: RunDir, config: dict, metrics: dict) -> None:
             widgets.chart(figs["contribution"], key="pf_contribution")
         with c2:
             widgets.chart(figs["concentration"], key="pf_concentration")
+    if "pbo" in figs:
+        widgets.chart(figs["pbo"], key="pf_pbo")
         st.download_button("Download weights.csv", icon=":material/download:", data=(bt / "weights.csv").read_bytes(),
                            file_name=f"{run_dir.run_id}-weights.csv", mime="text/csv", key="pf_download")

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from evorl_core.evaluation import tearsheet as ts
 from evorl_core.store.catalogue import read_annotations
 from evorl_core.store.rundir import RunDir
-from evorl_ui.charts.population import members_fan_figure
+from evorl_ui.charts.population import members_fan_figure, pbo_figure
 from evorl_ui.charts.portfolio import (
     account_figure,
     concentration_figure,
@@ -149,7 +149,7 @@ def member_figure(sheet: Tearsheet, symbol: str) -> go.Figure:
 
 def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
     """Figures by key: portfolio, monthly, rolling, symbol:<SYM> for each symbol, and with several
-    members members:<SYM> (every member's test equity)."""
+    members members:<SYM> (every member's test equity) and pbo:<SYM> (the members' PBO logits)."""
     figs: dict[str, go.Figure] = {}
     if sheet.value is None:
         return figs
@@ -162,6 +162,8 @@ def tearsheet_figures(sheet: Tearsheet) -> dict[str, go.Figure]:
             figs[f"symbol:{sym}"] = symbol_figure(sym, frame, sheet.execution)
         if sheet.members > 1 and sheet.member_equity is not None:
             figs[f"members:{sym}"] = member_figure(sheet, sym)
+        if (pbo := pbo_figure(sheet.metrics.get(sym) or {}, sym)) is not None:
+            figs[f"pbo:{sym}"] = pbo
     return figs
 
 
@@ -198,6 +200,8 @@ def portfolio_figures(frames: dict[str, pd.DataFrame | None], account: dict[str,
         figs["weights"] = weights_figure(frames["weights"])
         figs["contribution"] = contribution_figure(account.get("contribution") or {})
         figs["concentration"] = concentration_figure(frames["weights"])
+    if (pbo := pbo_figure(account, "account")) is not None:
+        figs["pbo"] = pbo
     return figs
 
 
@@ -252,6 +256,7 @@ def report_html(run: RunDir, generated_at: float | None = None) -> str:
             parts += [f"<h2>All {sheet.members} members</h2>", _table(spread_table(sheet.metrics)),
                       _table(member_table(sheet.member_metrics, sheet.selection))]
             parts += [fig_html(figs[f"members:{sym}"]) for sym in sheet.symbols if f"members:{sym}" in figs]
+            parts += [fig_html(figs[f"pbo:{sym}"]) for sym in sheet.symbols if f"pbo:{sym}" in figs]
         for sym in sheet.symbols:
             parts.append(f"<h2>{esc(sym)}</h2>")
             if sym in sheet.metrics:
@@ -282,7 +287,7 @@ def _portfolio_parts(run: RunDir, sheet: Tearsheet, fig_html) -> list[str]:
     parts.append(_table(account_table(account)))
     figs = portfolio_figures(portfolio_frames(run), account)
     titles = {"account": None, "weights": "Weights over time", "contribution": "Contribution per asset",
-              "concentration": "Concentration"}
+              "concentration": "Concentration", "pbo": "Choosing among the members"}
     for key, title in titles.items():
         if key in figs:
             parts += ([f"<h2>{title}</h2>"] if title else []) + [fig_html(figs[key])]

@@ -119,6 +119,8 @@ with shell.user_errors("Could not read this run: "):
         if f"symbol:{sym}" in figures:
             with c2:
                 widgets.chart(figures[f"symbol:{sym}"], key=f"bt_sym_{sym}")
+        if f"pbo:{sym}" in figures:
+            widgets.chart(figures[f"pbo:{sym}"], key=f"bt_pbo_{sym}")
         trades = report.symbol_trades(sheet, sym)
         with st.expander(plain(f"{sym}: {len(trades)} round trip(s)")):
             st.dataframe(trades_table(trades), hide_index=True, key=f"bt_trades_{sym}")

@@ -74,6 +74,14 @@ def test_report_histogram_and_refusals():
     full = pbo(r)
     assert report["pbo"] == full["pbo"] and sum(report["pbo_logit_counts"]) == full["pbo_splits"]
     assert report["pbo_logit_edges"] == list(LOGIT_EDGES) and len(report["pbo_logit_counts"]) == len(LOGIT_EDGES) - 1
+    overfit = sum(c for c, upper in zip(report["pbo_logit_counts"], LOGIT_EDGES[1:], strict=True) if upper <= 0)
+    assert overfit / full["pbo_splits"] == pytest.approx(full["pbo"])  # the bins at or left of 0 are the PBO
+    logits = full["pbo_logits"]
+    inner = np.array(LOGIT_EDGES[1:-1])
+    for i, count in enumerate(report["pbo_logit_counts"]):
+        low = -np.inf if i == 0 else inner[i - 1]
+        high = np.inf if i == len(inner) else inner[i]
+        assert count == int(((logits > low) & (logits <= high)).sum())
     assert pbo_report(r[:1]) == {} and pbo_report(r[:, :3]) == {}
     assert blocks_for(120) == 16 and blocks_for(15) == 6 and blocks_for(3) == 0
     with pytest.raises(ValueError, match="at least 2 candidates"):
@@ -103,3 +111,17 @@ def test_members_pbo_in_the_symbol_report_and_the_cli_table():
     assert report["pbo_candidates"] == 6 and sum(report["pbo_logit_counts"]) == want["pbo_splits"]
     text = format_metrics_table({"AAA": {**report, "members": 6}})
     assert f"probability of backtest overfitting {report['pbo']:.2f}" in text and "deflated Sharpe" in text
+
+
+def test_pbo_chart_shows_the_logits_and_marks_the_overfit_share():
+    from evorl_ui.charts.population import pbo_figure
+
+    rng = np.random.default_rng(2)
+    report = pbo_report(rng.normal(0.0, 0.01, (5, 80)))
+    fig = pbo_figure(report, "AAA")
+    bar = fig.data[0]
+    assert sum(bar.y) == pytest.approx(1.0)
+    red = [y for y, c in zip(bar.y, bar.marker.color, strict=True) if c == "#dc2626"]
+    assert sum(red) == pytest.approx(report["pbo"])
+    assert f"probability of backtest overfitting {report['pbo']:.2f}" in fig.layout.title.text
+    assert pbo_figure({}, "AAA") is None

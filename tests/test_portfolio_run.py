@@ -331,7 +331,8 @@ def test_html_report_of_a_portfolio_run(trained):
     for title in ("Account equity against 1/N, buy & hold and cash", "Weights over time (after each fill)",
                   "Contribution per asset (price P&L / initial capital)", "Concentration: effective number of assets"):
         assert title.replace("/", "\\u002f") in page  # inside the figures' JSON, "/" escaped
-    assert page.count("Plotly.newPlot") == 4
+    assert page.count("Plotly.newPlot") == 5  # and the members' PBO logits (2 seeds)
+    assert f"probability of backtest overfitting {account['pbo']:.2f}" in page
     assert page.count("plotly.js v") == 1  # inlined once
     assert "<h2>Round trips</h2>" not in page  # the single-asset tearsheet is not drawn for an account
 

@@ -21,7 +21,6 @@ the same figure as over the concatenated days); a candidate with no variation ha
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np
@@ -89,14 +88,15 @@ def pbo(returns: np.ndarray, blocks: int = DEFAULT_BLOCKS) -> dict[str, Any]:
 
 
 def pbo_report(returns: np.ndarray, blocks: int = DEFAULT_BLOCKS) -> dict[str, Any]:
-    """`pbo` for backtest/metrics.json: the λ histogram (counts over LOGIT_EDGES, outer bins
-    open-ended) instead of every λ; {} when there are too few candidates or days."""
+    """`pbo` for backtest/metrics.json: the λ histogram (counts over LOGIT_EDGES, right-closed,
+    outer bins open-ended) instead of every λ; {} when there are too few candidates or days."""
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] < 2 or blocks_for(r.shape[1], blocks) == 0 or not np.isfinite(r).all():
         return {}
     out = pbo(r, blocks)
     logits = out.pop("pbo_logits")
-    edges = np.array([-math.inf, *LOGIT_EDGES[1:-1], math.inf])
-    counts, _ = np.histogram(logits, bins=edges)
+    # right-closed bins (a < λ <= b; the outer ones open-ended), so the bins at or left of 0 hold the PBO
+    counts = np.bincount(np.searchsorted(np.array(LOGIT_EDGES[1:-1]), logits, side="left"),
+                         minlength=len(LOGIT_EDGES) - 1)
     out.update(pbo_logit_edges=list(LOGIT_EDGES), pbo_logit_counts=[int(c) for c in counts])
     return out

@@ -200,3 +200,24 @@ def members_fan_figure(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], titl
     fig = layout(fig, title, "equity (currency)", height=320)
     fig.update_layout(hovermode="closest", margin=dict(t=78))  # room for a legend of two lines
     return fig
+
+
+def pbo_figure(metrics: Mapping[str, Any], subject: str) -> go.Figure | None:
+    """The logit distribution of the probability of backtest overfitting (CSCV): how far above or
+    below the out-of-sample median the in-sample best member lands in each split; the bars at or
+    left of 0 make up the PBO. None when the metrics hold no PBO."""
+    edges, counts = metrics.get("pbo_logit_edges"), metrics.get("pbo_logit_counts")
+    if not edges or not counts or len(edges) != len(counts) + 1:
+        return None
+    total = max(sum(counts), 1)
+    labels = [f"≤ {edges[1]:g}"] + [f"{a:g} … {b:g}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)] \
+        + [f"> {edges[-2]:g}"]
+    overfit = [b <= 0 for b in edges[1:]]
+    fig = go.Figure(go.Bar(x=labels, y=[c / total for c in counts], name="share of splits",
+                           marker_color=[COLORS["dd"] if o else COLORS["agent"] for o in overfit],
+                           hovertemplate="λ %{x}: %{y:.1%} of splits<extra></extra>"))
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_xaxes(title_text="logit λ of the in-sample best member's out-of-sample rank (≤ 0: at or below the median)")
+    title = (f"{subject}: probability of backtest overfitting {metrics['pbo']:.2f} "
+             f"({metrics.get('pbo_splits', 0):,} splits of {metrics.get('pbo_candidates')} members)")
+    return layout(fig, title, "share of splits", height=300)
