@@ -355,7 +355,8 @@ def test_r3_7_walkforward_run_id_and_resume_flags_are_refused(tmp_path, capsys):
     (["X" * 300], "auto", "is 300 characters"),
     (["BP/CL"], "synthetic", "is not a valid ticker"),
     (["ZZZ"], "csv", "no file for ZZZ"),
-    (["BPCL"], "csv-missing", "directory not found"),
+    (["BPCL"], "csv-missing", "folder not found"),
+    (["BPCL"], "csv-file", "is a file; csv: takes the folder that holds one <SYMBOL>.csv per symbol (here: csv:"),
 ])
 def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected, tmp_path, capsys):
     from market_csv import write_csv
@@ -364,7 +365,8 @@ def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected
     from evorl_core.data import synthetic_ohlcv
 
     write_csv(tmp_path / "csv" / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=300, seed=1))
-    spec = {"csv": f"csv:{tmp_path / 'csv'}", "csv-missing": f"csv:{tmp_path / 'nope'}"}.get(data, data)
+    spec = {"csv": f"csv:{tmp_path / 'csv'}", "csv-missing": f"csv:{tmp_path / 'nope'}",
+            "csv-file": f"csv:{tmp_path / 'csv' / 'BPCL.csv'}"}.get(data, data)
     runs = tmp_path / "runs"
     code, out, err = cli(capsys, "train", *TINY_ARGS, "--data", spec, "--symbols", *symbols, "--runs-dir", runs)
     assert code == 2 and expected in error_line(err)
