@@ -391,9 +391,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
                ValueError)
 
+def cmd_report(args: argparse.Namespace) -> int:
+    raise UserError("report: the HTML report draws the dashboard's figures, so it comes with the dashboard: run "
+                    "`evorl report RUN` (the installed `evorl` command), not the engine module alone")
+
+
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
             "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs,
-            "models": cmd_models, "export": cmd_export,
+            "models": cmd_models, "export": cmd_export, "report": cmd_report,
             "bench": cmd_bench}
 
 
