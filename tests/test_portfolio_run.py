@@ -19,6 +19,7 @@ from evorl_core.data.synthetic import factor_universe_frames
 from evorl_core.evaluation import portfolio as pe
 from evorl_core.modes.portfolio import accounting
 from evorl_core.store.rundir import RunDir
+from evorl_ui.presenters.format import format_metric
 
 ZERO_COST = ["--cost-model", "flat", "--fee-bps", "0", "--slippage-bps", "0", "--rebalance-band", "0"]
 
@@ -454,3 +455,11 @@ def test_walkforward_in_portfolio_mode(trained, capsys):
     assert pooled["days"] == 2 * 39
     assert "1/N rebalanced" in pooled["verdict"] and "allocation skill" in pooled["verdict"]
     assert "1/N rebalanced  total return" in out and "verdict:" in out
+    # the Walkforward page's tables name 1/N as the benchmark and take its figures from the folds
+    from evorl_ui.presenters.walkforward import fold_table, pooled_table
+
+    folds, pooled_rows = fold_table(summary), pooled_table(summary)
+    assert "total return (1/N)" in folds.columns and "total return (B&H)" not in folds.columns
+    one_n = summary["per_fold"][0]["metrics"]["PORTFOLIO"]["baselines"]["1/N rebalanced"]["total_return"]
+    assert folds.iloc[0]["total return (1/N)"] == format_metric("total_return", one_n)
+    assert pooled_rows.loc["PORTFOLIO", "total return (1/N)"] == format_metric("total_return", pooled["bh_total_return"])
