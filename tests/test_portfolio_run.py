@@ -311,6 +311,18 @@ def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
         assert config["rebalance_band"] == pytest.approx(0.002) and config["test_days"] == 40
         assert outside == [], outside
 
+        # The portfolio run's HTML report in the same browser: every chart drawn, no tick label cut off
+        from test_report import CLIPPED_TICKS_JS
+
+        from evorl_ui import report
+
+        path = base / "report.html"
+        path.write_text(report.report_html(RunDir(root / "runs" / "p")), encoding="utf-8")
+        pg.goto(path.as_uri())
+        pg.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5")
+        assert pg.evaluate("document.querySelectorAll('.js-plotly-plot').length") == 5
+        assert pg.evaluate(CLIPPED_TICKS_JS) == []
+
 
 def test_html_report_of_a_portfolio_run(trained):
     """The exported report of a portfolio run holds the same account view as the Backtest page: the
