@@ -681,6 +681,7 @@ def test_a_released_lock_leaves_no_lock_file_and_a_stale_opener_cannot_share_own
 
     run = RunDir.create(tmp_path, "r1")
     first = RunLock.acquire(run)
+    run.write_status("running")
     assert run.lock_path.exists() and run.lock_held() is True
     with pytest.raises(RunInUse):
         RunLock.acquire(run, wait=0.1)
@@ -695,3 +696,6 @@ def test_a_released_lock_leaves_no_lock_file_and_a_stale_opener_cannot_share_own
     os.close(stale)
     second.release()
     assert not run.lock_path.exists()
+    bare = RunDir.create(tmp_path, "r2")  # a run that never recorded a state keeps its LOCK: still visible
+    RunLock.acquire(bare).release()
+    assert bare.lock_path.exists() and bare.read_status()["state"] == "damaged"

@@ -432,7 +432,8 @@ class RunLock:
 
     The kernel releases it when the owner exits in any way (kill -9 included), which is how readers
     tell a live run from an abandoned one. The owner's pid and host are written inside for display.
-    A clean release removes LOCK (while still holding it), so a finished run keeps no lock file; an
+    A clean release removes LOCK (while still holding it) once the run has recorded a state, so a
+    finished run keeps no lock file (one that never got a status.json keeps it, to stay visible); an
     acquirer whose file was removed under it (it locked an unlinked file) opens the new one and tries again.
     """
 
@@ -479,8 +480,10 @@ class RunLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
-                if _same_file(fd, self.run.lock_path):
-                    self.run.lock_path.unlink()  # still held: nobody can own a file about to vanish
+                # still held: nobody can own a file about to vanish. A run that never recorded a
+                # state keeps its LOCK, the one file that shows it was started (a full disk).
+                if self.run.status_path.exists() and _same_file(fd, self.run.lock_path):
+                    self.run.lock_path.unlink()
             except OSError:
                 pass  # a read-only folder keeps its LOCK; the kernel lock is what counts
             try:
