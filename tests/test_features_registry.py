@@ -142,14 +142,14 @@ def test_bollinger_percent_b_matches_ta():
 def test_simple_features_match_their_formulas():
     get = lambda name, *a: registry.compute(name, a, ARRAYS)[:, 0]  # noqa: E731
     r1 = np.log(CL[1:] / CL[:-1])
-    np.testing.assert_allclose(get("ret", 5)[5:], np.log(CL[5:] / CL[:-5]), rtol=1e-12)
+    np.testing.assert_allclose(get("ret", 5)[5:], np.log(CL[5:] / CL[:-5]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(get("vol", 10)[10:], pd.Series(r1).rolling(10).std(ddof=0).to_numpy()[9:], atol=1e-12)
     np.testing.assert_allclose(get("dhigh", 20)[19:], np.log(CL / FRAME.high.rolling(20).max()).to_numpy()[19:], atol=1e-12)
     np.testing.assert_allclose(get("dlow", 20)[19:], np.log(CL / FRAME.low.rolling(20).min()).to_numpy()[19:], atol=1e-12)
     x = np.log1p(FRAME.volume)
     z = ((x - x.rolling(20).mean()) / x.rolling(20).std(ddof=0)).to_numpy()
     np.testing.assert_allclose(get("volz", 20)[19:], z[19:], atol=1e-9)
-    np.testing.assert_allclose(get("gap")[1:], np.log(OP[1:] / CL[:-1]), rtol=1e-12)
+    np.testing.assert_allclose(get("gap")[1:], np.log(OP[1:] / CL[:-1]), rtol=0, atol=1e-12)
     assert (get("dhigh", 20)[19:] <= 0).all() and (get("dlow", 20)[19:] >= 0).all()
 
 

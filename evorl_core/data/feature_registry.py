@@ -1,8 +1,8 @@
 """The feature registry: every feature declared once (name, parameters, description, one causal
 NumPy function over the OHLCV arrays), the named feature sets, and the `--features` spec parser.
 
-A feature function takes float64 arrays (open, high, low, close, volume) of one symbol plus its
-integer parameters and returns [T] (or [T, m] for a feature with m outputs) float64 values where
+A feature function takes one symbol's `Bars` (float64 open, high, low, close, volume, and the
+logarithms features share) plus its integer parameters and returns [T] (or [T, m] for a feature with m outputs) float64 values where
 row t uses rows <= t only. Rows without enough history are NaN here; `features.py` leaves them
 out of the normalisation statistics and sets them to 0 after normalisation (the training mean),
 so no NaN ever reaches an observation. docs/features.md gives each formula and its warm-up.
@@ -10,6 +10,7 @@ so no NaN ever reaches an observation. docs/features.md gives each formula and i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,29 +99,53 @@ def _ewm(x: np.ndarray, alpha: float, start: int, seed: float | None = None) -> 
     return out
 
 
-def _one_day_log_returns(c: np.ndarray) -> np.ndarray:
-    r = np.full_like(c, np.nan)
-    r[1:] = np.log(c[1:] / c[:-1])
-    return r
+class Bars:
+    """One symbol's OHLCV float64 arrays, with the logarithms several features share computed once."""
+
+    def __init__(self, open_, high, low, close, volume):
+        self.open, self.high, self.low, self.close, self.volume = open_, high, low, close, volume
+
+    @functools.cached_property
+    def log_close(self) -> np.ndarray:
+        return np.log(self.close)
+
+    @functools.cached_property
+    def log_high(self) -> np.ndarray:
+        return np.log(self.high)
+
+    @functools.cached_property
+    def log_low(self) -> np.ndarray:
+        return np.log(self.low)
+
+    @functools.cached_property
+    def log_volume(self) -> np.ndarray:
+        return np.log1p(self.volume)
+
+    def diff_log_close(self, k: int) -> np.ndarray:
+        """log(close_t / close_{t-k}) as a difference of logs; NaN for t < k."""
+        out = np.full_like(self.close, np.nan)
+        if k < len(out):
+            out[k:] = self.log_close[k:] - self.log_close[:-k]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
 # the features
-def _ret(o, h, lo, c, v, k):
-    return np.log(c / _shift(c, k))
+def _ret(b: Bars, k):
+    return b.diff_log_close(k)
 
 
-def _vol(o, h, lo, c, v, k):
-    r = _one_day_log_returns(c)
-    out = _rolling(r[1:], k, "std")
-    return np.concatenate([[np.nan], out])
+def _vol(b: Bars, k):
+    out = np.full_like(b.close, np.nan)
+    out[1:] = _rolling(b.diff_log_close(1)[1:], k, "std")
+    return out
 
 
-def _rsi(o, h, lo, c, v, k):
-    diff = np.diff(c)
+def _rsi(b: Bars, k):
+    diff = np.diff(b.close)
     up, down = np.where(diff > 0, diff, 0.0), np.where(diff < 0, -diff, 0.0)
-    out = np.full_like(c, np.nan)
-    if len(c) > k:
+    out = np.full_like(b.close, np.nan)
+    if len(out) > k:
         avg_up, avg_down = _ewm(up, 1.0 / k, 0), _ewm(down, 1.0 / k, 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             rsi = np.where(avg_down == 0, 100.0, 100.0 - 100.0 / (1.0 + avg_up / avg_down))
@@ -135,13 +160,14 @@ def _ema(x: np.ndarray, span: int, start: int = 0) -> np.ndarray:
     return out
 
 
-def _macd(o, h, lo, c, v, fast, slow, signal):
-    line = _ema(c, fast) - _ema(c, slow)
-    sig = _ema(line, signal, start=min(slow - 1, len(c)))
+def _macd(b: Bars, fast, slow, signal):
+    line = _ema(b.close, fast) - _ema(b.close, slow)
+    sig = _ema(line, signal, start=min(slow - 1, len(line)))
     return np.stack([line, sig, line - sig], axis=1)
 
 
-def _atr(o, h, lo, c, v, k):
+def _atr(b: Bars, k):
+    h, lo, c = b.high, b.low, b.close
     prev = np.concatenate([[np.nan], c[:-1]])
     tr = np.fmax(h - lo, np.fmax(np.abs(h - prev), np.abs(lo - prev)))  # row 0: high - low
     out = np.full_like(c, np.nan)
@@ -150,33 +176,35 @@ def _atr(o, h, lo, c, v, k):
     return out / c
 
 
-def _bbp(o, h, lo, c, v, k):
-    mean, std = _rolling(c, k, "mean_std")
+def _bbp(b: Bars, k):
+    mean, std = _rolling(b.close, k, "mean_std")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(std > 0, (c - (mean - 2 * std)) / (4 * std), np.nan)
+        return np.where(std > 0, (b.close - (mean - 2 * std)) / (4 * std), np.nan)
 
 
-def _dhigh(o, h, lo, c, v, k):
-    return np.log(c / _rolling(h, k, "max"))
+def _dhigh(b: Bars, k):
+    return b.log_close - _rolling(b.log_high, k, "max")  # log is increasing: log of the max = max of logs
 
 
-def _dlow(o, h, lo, c, v, k):
-    return np.log(c / _rolling(lo, k, "min"))
+def _dlow(b: Bars, k):
+    return b.log_close - _rolling(b.log_low, k, "min")
 
 
-def _volz(o, h, lo, c, v, k):
-    x = np.log1p(v)
+def _volz(b: Bars, k):
+    x = b.log_volume
     mean, std = _rolling(x, k, "mean_std")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(std > 0, (x - mean) / std, np.where(np.isnan(std), np.nan, 0.0))
 
 
-def _gap(o, h, lo, c, v):
-    return np.log(o / _shift(c, 1))
+def _gap(b: Bars):
+    out = np.full_like(b.close, np.nan)
+    out[1:] = np.log(b.open[1:]) - b.log_close[:-1]
+    return out
 
 
-def _range(o, h, lo, c, v):
-    return np.log(h / lo)
+def _range(b: Bars):
+    return b.log_high - b.log_low
 
 
 def _positive(*p):
@@ -241,7 +269,8 @@ def _known() -> str:
             f"; sets: {', '.join(FEATURE_SETS_SPEC)}")
 
 
-def parse(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+@functools.lru_cache(maxsize=256)  # specs are few; raw_features asks once per symbol
+def parse(spec: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The spec as (feature or set name, parameters) items in order; ConfigError naming
     `features` and listing the known features for anything unknown or ill-formed."""
     if not isinstance(spec, str) or not spec.strip():
@@ -270,17 +299,18 @@ def parse(spec: str) -> list[tuple[str, tuple[int, ...]]]:
         if problem:
             raise ConfigError(f"features: {token!r}: {problem}; {_known()}")
         items.append((name, args))
-    return items
+    return tuple(items)
 
 
-def _expand(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+@functools.lru_cache(maxsize=256)
+def _expand(spec: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     out = []
     for name, args in parse(spec):
         if name in FEATURE_SETS_SPEC and FEATURE_SETS_SPEC[name] != name:
             out.extend(_expand(FEATURE_SETS_SPEC[name]))
         else:
             out.append((name, args))
-    return out
+    return tuple(out)
 
 
 def canonical(spec: str) -> str:
@@ -294,6 +324,7 @@ def canonical(spec: str) -> str:
     return ",".join(parts)
 
 
+@functools.lru_cache(maxsize=256)
 def resolve(spec: str, legacy_names: tuple[str, ...]) -> tuple[str, ...]:
     """Column names of a spec in observation order (a set expands to its members); duplicates
     are refused."""
@@ -306,15 +337,16 @@ def resolve(spec: str, legacy_names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def blocks(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+def blocks(spec: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The expanded (name, parameters) items of a spec, `default` kept as one item."""
     return _expand(spec)
 
 
-def compute(name: str, args: tuple[int, ...], ohlcv: tuple[np.ndarray, ...]) -> np.ndarray:
-    """[T, m] float64 values of one registered feature (NaN where history is short)."""
-    values = FEATURES[name].fn(*ohlcv, *args)
-    return values.reshape(len(ohlcv[0]), -1)
+def compute(name: str, args: tuple[int, ...], bars: Bars | tuple[np.ndarray, ...]) -> np.ndarray:
+    """[T, m] float64 values of one registered feature (NaN where history is short) over `Bars`
+    or an (open, high, low, close, volume) tuple of float64 arrays."""
+    bars = bars if isinstance(bars, Bars) else Bars(*bars)
+    return FEATURES[name].fn(bars, *args).reshape(len(bars.close), -1)
 
 
 def _check_for_config(spec: str) -> str | None:

@@ -63,8 +63,8 @@ def raw_features(df: pd.DataFrame, features: object = None) -> np.ndarray:
     spec = _spec(features)
     if spec == DEFAULT_FEATURE_SET:
         return _legacy_features(df)
-    ohlcv = tuple(df[col].to_numpy(dtype=np.float64) for col in OHLCV)
-    parts = [_legacy_features(df) if name == DEFAULT_FEATURE_SET else registry.compute(name, args, ohlcv)
+    bars = registry.Bars(*(df[col].to_numpy(dtype=np.float64) for col in OHLCV))
+    parts = [_legacy_features(df) if name == DEFAULT_FEATURE_SET else registry.compute(name, args, bars)
              for name, args in registry.blocks(spec)]
     registry.resolve(spec, FEATURE_NAMES)  # refuses duplicates
     return np.concatenate(parts, axis=1)
