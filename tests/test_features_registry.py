@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from market_csv import write_csv_dir
 
+from evorl_core.bench.harness import run_suite
+from evorl_core.bench.report import format_table
 from evorl_core.cli import main
 from evorl_core.config import ConfigError, TrainConfig, make_config
 from evorl_core.data import build_market, synthetic_ohlcv
@@ -275,3 +277,15 @@ def test_a_technical_run_trains_backtests_deploys_and_signals(tmp_path, capsys):
     meta_path.write_text(json.dumps(meta))
     assert main(["signal", "--model", "tech", "--models-dir", models, "--data", data, "--force"]) == 2
     assert "not the ones inference builds" in capsys.readouterr().err
+
+
+def test_the_features_bench_section_times_the_technical_set():
+    result = run_suite(tiny=True, only=["features"], repeats=2, log=lambda *a: None)
+    feats = result["features"]
+    assert (feats["set"], feats["features"], feats["symbols"], feats["days"]) == ("technical", 14, 3, 300)
+    assert feats["seconds"]["n"] == 2 and 0 < feats["seconds"]["median"] and feats["default_seconds"]["median"] > 0
+    assert feats["symbol_days_per_s"] == pytest.approx(900 / feats["seconds"]["median"])
+    assert "features: technical (14 features) for 3 symbols x 300 days" in format_table(result)
+    # the 500 x 5,000 target is judged only on the full size
+    assert not any(t["name"].startswith("technical features") and t["value"] is not None
+                   for t in result["derived"]["targets"])
