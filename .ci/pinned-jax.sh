@@ -30,7 +30,7 @@ rm -rf "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 # shellcheck disable=SC2086
-python -m pip install -q $PINS -e . "pytest>=8" "pytest-timeout>=2.3" "hypothesis>=6.100"
+python -m pip install -q $PINS -e . "pytest>=8" "pytest-timeout>=2.3" "hypothesis>=6.100" "pytest-xdist>=3.5"
 
 python - <<EOF
 import flax, jax, jaxlib, optax
@@ -40,10 +40,12 @@ assert got == want, f"pip resolved {got}, expected the pins {want}"
 print("running on", got)
 EOF
 
-# Core engine tests (no dashboard/browser): config, data, costs, env, backtest, stats, significance, splits,
-# PPO + loop, seeds and PBT populations, multi-device sharding, two-process runs (jax.distributed on
-# localhost), the benchmark suite in its tiny configuration, the CLI.
-JAX_PLATFORMS=cpu python -m pytest -q -p no:cacheprovider \
+# Core engine tests (no dashboard/browser) on the pinned stack: config, data, costs, env, backtest,
+# stats, significance, splits, PPO + loop, seeds and PBT populations, sharding and the distributed
+# helpers, the benchmark suite's fast tests, the CLI. The long tests (marked slow: two-process
+# training, four-device equality, the tiny bench runs) ran in the main suite on the current stack.
+# Two worker processes, a file's tests on one.
+JAX_PLATFORMS=cpu python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not slow" \
   tests/test_config.py tests/test_data.py tests/test_costs.py tests/test_env.py tests/test_backtest.py \
   tests/test_stats.py tests/test_significance.py tests/test_splits.py tests/test_training.py tests/test_seeds.py tests/test_evolution.py \
   tests/test_sharding.py tests/test_distributed.py tests/test_bench.py tests/test_cli.py

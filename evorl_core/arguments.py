@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     m.add_argument("--json", action="store_true")
 
+    rp = sub.add_parser("report", help="write a run's tearsheet as one self-contained HTML file (opens offline)")
+    rp.add_argument("run", metavar="RUN", help="a run id (in --runs-dir) or a run directory")
+    rp.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
+    rp.add_argument("--out", metavar="FILE.html", help="where to write it (default: <run id>-report.html here)")
+
     x = sub.add_parser("export", help="write a run in another tool's format (tensorboard)")
     x.add_argument("format", choices=EXPORT_FORMATS, help="tensorboard: event files in RUN_DIR/tensorboard/")
     x.add_argument("run", metavar="RUN", help=RUN_HELP)

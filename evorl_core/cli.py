@@ -398,9 +398,14 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    raise UserError("report: the HTML report draws the dashboard's figures, so it comes with the dashboard: run "
+                    "`evorl report RUN` (the installed `evorl` command), not the engine module alone")
+
+
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
             "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs,
-            "models": cmd_models, "export": cmd_export, "features": cmd_features,
+            "models": cmd_models, "export": cmd_export, "features": cmd_features, "report": cmd_report,
             "bench": cmd_bench}
 
 

@@ -14,7 +14,7 @@
   re-exports: import each name from its module.
 - ``forms``: the Train form's fields, form -> TrainConfig, the checks before a run starts, the
   runtime estimate. ``report``: a run's tearsheet (the Backtest page and the self-contained HTML
-  report; ``python -m evorl_ui.report``). (These four import no Streamlit and are unit-tested.)
+  report; ``evorl report RUN``). ``cli``: the ``evorl`` command (the engine's commands plus ``report``). (These four import no Streamlit and are unit-tested.)
 
 How to add a page: write ``pages/<name>.py`` that calls ``shell.require_frame()`` first, reads
 through ``settings`` (runs, models, registry) and evorl_core (rundir, jobs, deploy, data), turns

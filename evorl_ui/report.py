@@ -296,18 +296,35 @@ def _portfolio_parts(run: RunDir, sheet: Tearsheet, fig_html) -> list[str]:
     return parts
 
 
+def resolve_run(run: str, runs_dir: str | Path) -> RunDir:
+    """A run directory given as a path, or as a run id inside `runs_dir`; ValueError naming both
+    places when neither holds a config.json."""
+    for path in (Path(run), Path(runs_dir) / run):
+        if (path / "config.json").is_file():
+            return RunDir(path)
+    raise ValueError(f"{run}: no run there (no config.json in {Path(run)} or in {Path(runs_dir) / run}); "
+                     "`evorl runs` lists the runs")
+
+
+def write_report(run: RunDir, out: str | Path | None = None) -> Path:
+    """Write the report of `run` to `out` (default: <run id>-report.html in the working folder)."""
+    path = Path(out) if out else Path(f"{run.run_id}-report.html")
+    path.write_text(report_html(run), encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evorl_ui.report",
                                      description="Write a run's tearsheet as a self-contained HTML file.")
     parser.add_argument("--run", required=True, metavar="RUN_DIR")
     parser.add_argument("--out", required=True, metavar="FILE.html")
     args = parser.parse_args(argv)
-    run = RunDir(Path(args.run))
-    if not run.config_path.exists():
-        print(f"report: error: --run {args.run}: no config.json there; is it a run directory?", file=sys.stderr)
+    try:
+        path = write_report(resolve_run(args.run, "runs"), args.out)
+    except (ValueError, OSError) as exc:
+        print(f"report: error: {exc}", file=sys.stderr)
         return 2
-    Path(args.out).write_text(report_html(run), encoding="utf-8")
-    print(f"report written to {args.out}")
+    print(f"report written to {path}")
     return 0
 
 

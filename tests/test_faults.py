@@ -642,7 +642,8 @@ def test_8_csv_parser_errors_are_one_line(tmp_path, capsys):
 def test_9_run_files_are_readable_by_other_users(done_run):
     files = [p for p in done_run.path.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"status.json", "config.json", "metrics.jsonl", "state.msgpack",
-                                        "meta.json", "equity.csv", "metrics.json", "LOCK"}
+                                        "meta.json", "equity.csv", "metrics.json"}
+    assert "LOCK" not in {p.name for p in files}  # a finished run keeps no lock file
     umask = os.umask(0o022)
     os.umask(umask)
     for p in files:

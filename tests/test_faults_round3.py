@@ -355,7 +355,8 @@ def test_r3_7_walkforward_run_id_and_resume_flags_are_refused(tmp_path, capsys):
     (["X" * 300], "auto", "is 300 characters"),
     (["BP/CL"], "synthetic", "is not a valid ticker"),
     (["ZZZ"], "csv", "no file for ZZZ"),
-    (["BPCL"], "csv-missing", "directory not found"),
+    (["BPCL"], "csv-missing", "folder not found"),
+    (["BPCL"], "csv-file", "is a file; csv: takes the folder that holds one <SYMBOL>.csv per symbol (here: csv:"),
 ])
 def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected, tmp_path, capsys):
     from market_csv import write_csv
@@ -364,7 +365,8 @@ def test_r3_10_refused_start_leaves_no_run_and_no_banner(symbols, data, expected
     from evorl_core.data import synthetic_ohlcv
 
     write_csv(tmp_path / "csv" / "BPCL.csv", synthetic_ohlcv("BPCL", n_days=300, seed=1))
-    spec = {"csv": f"csv:{tmp_path / 'csv'}", "csv-missing": f"csv:{tmp_path / 'nope'}"}.get(data, data)
+    spec = {"csv": f"csv:{tmp_path / 'csv'}", "csv-missing": f"csv:{tmp_path / 'nope'}",
+            "csv-file": f"csv:{tmp_path / 'csv' / 'BPCL.csv'}"}.get(data, data)
     runs = tmp_path / "runs"
     code, out, err = cli(capsys, "train", *TINY_ARGS, "--data", spec, "--symbols", *symbols, "--runs-dir", runs)
     assert code == 2 and expected in error_line(err)
@@ -666,3 +668,30 @@ def test_r3_1_models_page_refuses_then_archives_a_ledger(done_run, dash, capsys)
     assert not at.exception, [e.value for e in at.exception]
     archived = list((models / "r1" / "archive").glob("*/ledger.jsonl"))
     assert len(archived) == 1 and archived[0].read_bytes() == old
+
+
+def test_a_released_lock_leaves_no_lock_file_and_a_stale_opener_cannot_share_ownership(tmp_path):
+    """A clean release removes LOCK while still holding it. A process that opened the old LOCK
+    before the release and locks it afterwards holds a lock on a removed file: the next acquire
+    takes the new LOCK anyway, and readers see that one."""
+    import fcntl
+    import os
+
+    from evorl_core.store.rundir import RunDir, RunInUse, RunLock
+
+    run = RunDir.create(tmp_path, "r1")
+    first = RunLock.acquire(run)
+    assert run.lock_path.exists() and run.lock_held() is True
+    with pytest.raises(RunInUse):
+        RunLock.acquire(run, wait=0.1)
+    stale = os.open(run.lock_path, os.O_RDWR)
+    first.release()
+    assert not run.lock_path.exists() and run.lock_held() is False
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # succeeds: the file it names is gone
+    second = RunLock.acquire(run, wait=0.5)
+    assert run.lock_path.exists() and run.lock_held() is True and run.owner().get("pid") == os.getpid()
+    with pytest.raises(RunInUse):
+        RunLock.acquire(run, wait=0.1)
+    os.close(stale)
+    second.release()
+    assert not run.lock_path.exists()

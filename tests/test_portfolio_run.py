@@ -19,6 +19,7 @@ from evorl_core.data.synthetic import factor_universe_frames
 from evorl_core.evaluation import portfolio as pe
 from evorl_core.modes.portfolio import accounting
 from evorl_core.store.rundir import RunDir
+from evorl_ui.presenters.format import format_metric
 
 ZERO_COST = ["--cost-model", "flat", "--fee-bps", "0", "--slippage-bps", "0", "--rebalance-band", "0"]
 
@@ -310,6 +311,18 @@ def test_backtest_page_shows_the_portfolio_run_in_chromium(trained):
         assert config["rebalance_band"] == pytest.approx(0.002) and config["test_days"] == 40
         assert outside == [], outside
 
+        # The portfolio run's HTML report in the same browser: every chart drawn, no tick label cut off
+        from test_report import CLIPPED_TICKS_JS
+
+        from evorl_ui import report
+
+        path = base / "report.html"
+        path.write_text(report.report_html(RunDir(root / "runs" / "p")), encoding="utf-8")
+        pg.goto(path.as_uri())
+        pg.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5")
+        assert pg.evaluate("document.querySelectorAll('.js-plotly-plot').length") == 5
+        assert pg.evaluate(CLIPPED_TICKS_JS) == []
+
 
 def test_html_report_of_a_portfolio_run(trained):
     """The exported report of a portfolio run holds the same account view as the Backtest page: the
@@ -454,3 +467,11 @@ def test_walkforward_in_portfolio_mode(trained, capsys):
     assert pooled["days"] == 2 * 39
     assert "1/N rebalanced" in pooled["verdict"] and "allocation skill" in pooled["verdict"]
     assert "1/N rebalanced  total return" in out and "verdict:" in out
+    # the Walkforward page's tables name 1/N as the benchmark and take its figures from the folds
+    from evorl_ui.presenters.walkforward import fold_table, pooled_table
+
+    folds, pooled_rows = fold_table(summary), pooled_table(summary)
+    assert "total return (1/N)" in folds.columns and "total return (B&H)" not in folds.columns
+    one_n = summary["per_fold"][0]["metrics"]["PORTFOLIO"]["baselines"]["1/N rebalanced"]["total_return"]
+    assert folds.iloc[0]["total return (1/N)"] == format_metric("total_return", one_n)
+    assert pooled_rows.loc["PORTFOLIO", "total return (1/N)"] == format_metric("total_return", pooled["bh_total_return"])

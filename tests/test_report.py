@@ -55,6 +55,27 @@ def test_html_report_is_self_contained_with_every_chart(run_dir, tmp_path):
     assert report.main(["--run", str(tmp_path / "nope"), "--out", str(out)]) == 2
 
 
+def test_evorl_report_command(run_dir, tmp_path, capsys, monkeypatch):
+    """`evorl report RUN` (the installed command) by run id in --runs-dir or by folder; the engine's
+    own module points to it; a run that does not exist is one error line naming both places."""
+    from evorl_core.cli import main as engine_main
+    from evorl_ui.cli import main
+
+    out = tmp_path / "by-id.html"
+    assert main(["report", "r", "--runs-dir", str(run_dir.path.parent), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").count("Plotly.newPlot") == 5
+    assert f"report written to {out}" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(run_dir.path)]) == 0 and (tmp_path / "r-report.html").exists()
+    capsys.readouterr()
+    assert main(["report", "nope", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evorl report: error: nope: no run there") and str(tmp_path / "nope") in err
+    assert engine_main(["report", "r"]) == 2 and "`evorl report RUN`" in capsys.readouterr().err
+    assert main(["runs", "--runs-dir", str(run_dir.path.parent)]) == 0  # every other command: the engine's
+    assert "r" in capsys.readouterr().out
+
+
 def test_linked_axes_and_units(run_dir):
     sheet = report.load_tearsheet(run_dir)
     figs = report.tearsheet_figures(sheet)

@@ -38,6 +38,18 @@ ADJ_CLOSE_ALIASES = ("adj close", "adjclose", "adjusted close")
 SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
+def csv_folder(folder: str | os.PathLike) -> Path:
+    """The folder of a `csv:` source, or a DataError that says what is wrong with it (missing, or a
+    file given where the folder that holds it is meant)."""
+    directory = Path(folder)
+    if directory.is_file():
+        raise DataError(f"csv:{folder}: is a file; csv: takes the folder that holds one <SYMBOL>.csv per symbol "
+                        f"(here: csv:{directory.parent})")
+    if not directory.is_dir():
+        raise DataError(f"csv:{folder}: folder not found")
+    return directory
+
+
 def yahoo_ticker(symbol: str) -> str:
     """NSE symbols get '.NS'; anything already qualified ('RELIANCE.BO', '^NSEI') is kept."""
     return symbol if ("." in symbol or "^" in symbol) else f"{symbol}.NS"

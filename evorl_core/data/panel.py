@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
@@ -26,6 +25,7 @@ import pandas as pd
 
 from evorl_core.data import market as single_market
 from evorl_core.data.arrays import PanelData, day_major
+from evorl_core.data.csv_files import csv_folder
 from evorl_core.data.features import (
     STD_FLOOR,
     _normalise,
@@ -89,9 +89,7 @@ def list_symbols(source: str, universe_size: int) -> list[str]:
     """Every symbol a source holds: the CSV files of a `csv:DIR` folder (by file name, a Yahoo
     `.NS`/`.BO` suffix dropped), or the synthetic universe of `universe_size` names."""
     if source.startswith("csv:"):
-        directory = Path(source[4:])
-        if not directory.is_dir():
-            raise DataError(f"{source}: directory not found")
+        directory = csv_folder(source[4:])
         names: dict[str, None] = {}
         for path in sorted(directory.glob("*.csv")) + sorted(directory.glob("*.CSV")):
             stem = path.stem

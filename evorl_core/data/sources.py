@@ -18,7 +18,7 @@ import pandas as pd
 
 from evorl_core.config import PRICE_ADJUSTMENTS
 from evorl_core.data.calendar import calendar_problems
-from evorl_core.data.csv_files import _find_symbol_file, _read_csv, yahoo_ticker
+from evorl_core.data.csv_files import _find_symbol_file, _read_csv, csv_folder, yahoo_ticker
 from evorl_core.data.synthetic import synthetic_ohlcv
 from evorl_core.data.validate import DataError, DataFallbackWarning, suspicious_moves
 from evorl_core.data.yahoo import _load_yahoo
@@ -79,9 +79,7 @@ def load_frames(
         if kind == "synthetic":
             frame, used = synthetic_ohlcv(symbol, n_days, seed), "synthetic"
         elif kind == "csv":
-            directory = Path(csv_dir)
-            if not directory.is_dir():
-                raise DataError(f"csv:{csv_dir}: directory not found")
+            directory = csv_folder(csv_dir)
             path = _find_symbol_file(directory, symbol)
             if path is None:
                 raise DataError(

@@ -104,6 +104,15 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{stamp}-{os.urandom(2).hex()}"
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not removed or replaced)."""
+    try:
+        mine, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
 def _lock_held(path: Path) -> bool | None:
     """True: a process holds the lock file; False: none does (or there is none); None: unknown."""
     try:
@@ -423,6 +432,8 @@ class RunLock:
 
     The kernel releases it when the owner exits in any way (kill -9 included), which is how readers
     tell a live run from an abandoned one. The owner's pid and host are written inside for display.
+    A clean release removes LOCK (while still holding it), so a finished run keeps no lock file; an
+    acquirer whose file was removed under it (it locked an unlinked file) opens the new one and tries again.
     """
 
     def __init__(self, run: RunDir, fd: int) -> None:
@@ -432,21 +443,24 @@ class RunLock:
     @classmethod
     def acquire(cls, run: RunDir, wait: float = LOCK_WAIT_SECONDS) -> RunLock:
         """Take the lock or raise RunInUse naming the owner (StorageError if LOCK cannot be made)."""
-        try:
-            fd = os.open(run.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        except OSError as exc:
-            raise storage_error(run.lock_path, exc) from None
         deadline = time.monotonic() + wait
         while True:
             try:
+                fd = os.open(run.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            except OSError as exc:
+                raise storage_error(run.lock_path, exc) from None
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() >= deadline:  # a reader probes for microseconds; an owner stays
-                    os.close(fd)
                     raise RunInUse(f"run {run.run_id!r} is in use by {owner_text(run.owner())}; "
                                    "stop it first (or wait for it to end)") from None
                 time.sleep(0.02)
+                continue
+            if _same_file(fd, run.lock_path):
+                break
+            os.close(fd)  # the previous owner removed this LOCK on release: take the current one
         try:
             os.fchmod(fd, FILE_MODE)
             os.ftruncate(fd, 0)
@@ -464,6 +478,11 @@ class RunLock:
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
+            try:
+                if _same_file(fd, self.run.lock_path):
+                    self.run.lock_path.unlink()  # still held: nobody can own a file about to vanish
+            except OSError:
+                pass  # a read-only folder keeps its LOCK; the kernel lock is what counts
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:

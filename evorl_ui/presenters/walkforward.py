@@ -39,11 +39,15 @@ def walkforwards_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 WALKFORWARD_COLUMNS = ("total_return", "sharpe", "max_drawdown")
 
 
-def _agent_and_buy_and_hold(row: dict[str, Any], m: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    """`row` with each metric of `columns` formatted twice: the agent's, then buy & hold's."""
+def _agent_and_buy_and_hold(row: dict[str, Any], m: Mapping[str, Any], columns: Sequence[str],
+                            benchmark: str = "buy & hold") -> dict[str, Any]:
+    """`row` with each metric of `columns` formatted twice: the agent's, then its benchmark's (buy &
+    hold's bh_ keys; a portfolio's 1/N, from bh_ keys when pooled, else its baselines' entry)."""
+    short = "B&H" if benchmark == "buy & hold" else benchmark.split()[0]
+    baseline = (m.get("baselines") or {}).get(benchmark) or {}
     for c in columns:
         row[pretty(c)] = format_metric(c, m.get(c))
-        row[f"{pretty(c)} (B&H)"] = format_metric(c, m.get(BH_PREFIX + c))
+        row[f"{pretty(c)} ({short})"] = format_metric(c, m.get(BH_PREFIX + c, baseline.get(c)))
     return row
 
 
@@ -57,7 +61,7 @@ def fold_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWARD_
             dates = (fold.get("date_ranges") or {}).get(sym) or {}
             row = {"fold": fold.get("fold"), "symbol": sym, "run": fold.get("run_id"),
                    "test days": f"{dates.get('test_start', '?')} → {dates.get('last', '?')}"}
-            rows.append(_agent_and_buy_and_hold(row, m, columns))
+            rows.append(_agent_and_buy_and_hold(row, m, columns, summary.get("benchmark", "buy & hold")))
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).set_index(["fold", "symbol"])
@@ -72,7 +76,7 @@ def pooled_table(summary: Mapping[str, Any], columns: Sequence[str] = WALKFORWAR
             continue
         row = {"symbol": sym, "test days": f"{m.get('first_test_day', '?')} → {m.get('last_test_day', '?')}",
                "daily returns": m.get("days")}
-        rows.append(_agent_and_buy_and_hold(row, m, columns))
+        rows.append(_agent_and_buy_and_hold(row, m, columns, summary.get("benchmark", "buy & hold")))
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).set_index("symbol")
