@@ -82,6 +82,8 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
                         "losses); checkpoints and bundles stay float32; auto (default) = the backend's "
                         "measured-faster choice, fp32 on every backend today (docs/internals.md)")
     t.add_argument("--window", type=int, help="days of features in one observation (default 32)")
+    t.add_argument("--features", help="feature set: default, technical, or NAME,NAME(k),... "
+                                      "(`evorl features` lists them; docs/features.md)")
     t.add_argument("--episode-len", type=int)
     t.add_argument("--cost-model", choices=list(COST_MODELS),
                    help="nse-delivery (default: NSE statutory charges per side) or flat (--fee-bps each side)")
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", default=os.environ.get("EVORL_MODELS_DIR", "models"))
     s.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--features", help="refuse the model unless it was trained on this feature set")
 
     o = sub.add_parser("orders", help="portfolio model: whole-share orders from holdings to the next session's "
                                       "target weights, as CSV")
@@ -191,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--cache-dir", default=os.environ.get("EVORL_DATA_CACHE", "data_cache"))
     pp.add_argument("--json", action="store_true", help="machine-readable output")
 
+    sub.add_parser("features", help="list every feature (parameters, description) and the named feature sets")
     r = sub.add_parser("runs", help="list runs with state and headline metrics")
     r.add_argument("--runs-dir", default=os.environ.get("EVORL_RUNS_DIR", "runs"))
     r.add_argument("--json", action="store_true")

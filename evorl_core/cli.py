@@ -34,7 +34,8 @@ from evorl_core.console import (
     format_runs_table,
     indented,
 )
-from evorl_core.data import DataError, DataFallbackWarning
+from evorl_core.data import DataError, DataFallbackWarning, feature_registry
+from evorl_core.data.features import canonical_features
 from evorl_core.deploy.bundle import DeployError, deploy_run, list_models, load_bundle
 from evorl_core.deploy.ledger import LedgerError, read_ledger
 from evorl_core.deploy.ledger import record as record_paper
@@ -75,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         minibatch_size=args.minibatch_size, epochs=args.epochs,
         hidden=parse_ints(args.hidden, "hidden") if args.hidden is not None else None,
         lr=args.lr, ent_coef=args.ent_coef, clip_eps=args.clip_eps, gamma=args.gamma, window=args.window,
+        features=canonical_features(args.features) if args.features is not None else None,
         gae_lambda=args.gae_lambda, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
         anneal_lr=args.anneal_lr, activation=args.activation, init_scheme=args.init_scheme, init_std=args.init_std,
         precision=args.precision,
@@ -281,10 +283,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(name: str, models_dir: str | Path, force: bool = False):
+def load_model(name: str, models_dir: str | Path, force: bool = False, expect_features: str | None = None):
     """`load_bundle`, and for a name that is no model the models that exist (and the closest one)."""
     try:
-        return load_bundle(name, models_dir=models_dir, force=force)
+        return load_bundle(name, models_dir=models_dir, force=force, expect_features=expect_features)
     except DeployError as exc:
         if "no model bundle" not in str(exc):
             raise
@@ -296,7 +298,7 @@ def load_model(name: str, models_dir: str | Path, force: bool = False):
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    bundle = load_model(args.model, args.models_dir, args.force)
+    bundle = load_model(args.model, args.models_dir, args.force, getattr(args, "features", None))
     if bundle.config.mode == "portfolio":
         return cmd_portfolio_signal(args, bundle)
     frames, info = load_signal_frames(bundle, args.data, symbols=args.symbols, cache_dir=args.cache_dir)
@@ -391,6 +393,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 USER_ERRORS = (UserError, ConfigError, DataError, DeployError, RunDirError, BackendError, FileNotFoundError,
                ValueError)
 
+def cmd_features(args: argparse.Namespace) -> int:
+    print(feature_registry.describe())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     raise UserError("report: the HTML report draws the dashboard's figures, so it comes with the dashboard: run "
                     "`evorl report RUN` (the installed `evorl` command), not the engine module alone")
@@ -398,7 +405,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "walkforward": cmd_walkforward, "backtest": cmd_backtest, "deploy": cmd_deploy,
             "signal": cmd_signal, "orders": cmd_orders, "paper": cmd_paper, "runs": cmd_runs,
-            "models": cmd_models, "export": cmd_export, "report": cmd_report,
+            "models": cmd_models, "export": cmd_export, "features": cmd_features, "report": cmd_report,
             "bench": cmd_bench}
 
 

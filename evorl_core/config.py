@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,16 @@ class ConfigError(ValueError):
     """A configuration value a user chose is invalid; the message names the field."""
 
 
+# The feature registry (data/feature_registry.py, a higher layer) registers its spec check here on
+# import; `validation_errors` runs it on `features`. Every reader of `features` imports the registry.
+_FEATURES_CHECKS: list[Callable[[str], str | None]] = []
+
+
+def register_features_check(check: Callable[[str], str | None]) -> None:
+    """`check(spec)` returns a message naming `features` when the spec is invalid, else None."""
+    _FEATURES_CHECKS.append(check)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # what to trade
@@ -111,6 +122,8 @@ class TrainConfig:
     val_days: int = 60  # validation days before the test days: what any selection may look at
     embargo_days: int | None = None  # unused days before validation and before test; None = window
     window: int = 32  # days of causal features in one observation
+    # the feature set (data/feature_registry.py, docs/features.md): a set name or NAME,NAME(k),...
+    features: str = "default"
     # market conventions (docs/accounting.md): target exposures, costs, execution
     positions: tuple[float, ...] = (0.0, 0.5, 1.0)
     cost_model: str = "nse-delivery"  # nse-delivery (statutory charges, per side) | flat (fee_bps each side)
@@ -328,6 +341,10 @@ def validation_errors(c: TrainConfig) -> list[str]:
         except ConfigError as exc:
             errs.append(str(exc))
     need(c.window >= 1, f"window: must be at least 1 (got {c.window})")
+    need(isinstance(c.features, str) and bool(c.features.strip()),
+         "features: give a feature set name (default, technical) or NAME,NAME(k),... (evorl features)")
+    if isinstance(c.features, str) and c.features.strip():
+        errs.extend(msg for check in _FEATURES_CHECKS if (msg := check(c.features)))
     need(len(c.positions) >= 2, "positions: give at least two target positions, e.g. 0,0.5,1")
     need(all(-1.0 <= p <= 1.0 for p in c.positions), "positions: each target exposure must lie in [-1, 1]")
     need(len(set(c.positions)) == len(c.positions), "positions: duplicates are not allowed")

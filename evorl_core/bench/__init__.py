@@ -23,6 +23,9 @@ Sections (`--only` picks some):
             gathered, timed in turns with the single-asset env (at the same num_envs and at num_envs x N);
             the production portfolio preset trained at N = 50 and 500 (throughput, compile, peak RSS).
             The JSON's `portfolio.includes` says what each figure contains.
+- features    the time to build every feature of the `technical` set for 500 symbols x 5,000 days
+            (one `raw_features` call per symbol, as `build_market` does; wall and CPU seconds),
+            beside the legacy `default` six (features.py).
 
 Every figure is the median of repeats (min and max are kept in the JSON). The JSON records the
 machine, backend, devices, versions and the load average before and after: on a shared machine,

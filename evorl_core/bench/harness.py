@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evorl_core.bench.features import bench_features
 from evorl_core.bench.peer import peer_available, worker_peer
 from evorl_core.bench.plan import BENCH_PRESETS, SECTIONS, plan
 from evorl_core.bench.portfolio import bench_portfolio_env, worker_portfolio_train
@@ -160,6 +161,10 @@ def run_suite(*, quick: bool = False, only: list[str] | None = None, repeats: in
                 log(f"  {point['steps_per_s']['median']:,.0f} aggregate steps/s, peak RSS "
                     f"{point['peak_host_rss_mb']:.0f} MB{peak} (estimated {point['estimated_memory_mb']:.0f} MB)")
                 checkpoint()
+    if "features" in sections:
+        log("features ...")
+        result["features"] = bench_features(p, log)
+        checkpoint()
     if "precision" in sections:
         log("precision (fp32 vs bf16) ...")
         result["precision"] = bench_precision(p, log, run_worker, checkpoint)

@@ -10,7 +10,7 @@ from typing import Any
 from evorl_core.config import TrainConfig, make_config
 from evorl_core.data import Market, build_market, synthetic_ohlcv
 
-SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio", "precision")
+SECTIONS = ("env", "train", "flops", "peer", "scaling", "population", "portfolio", "precision", "features")
 # one line per section for `evorl bench --help`
 SECTION_HELP = {
     "env": "env steps/s with random actions: the JAX env (256 and 4096 envs) and the NumPy reference env",
@@ -22,6 +22,7 @@ SECTION_HELP = {
     "portfolio": "portfolio env asset-steps/s at N = 3, 50, 500 beside the single-asset env; training at N = 50, 500",
     "precision": "fp32 vs bf16: production, quick and a quick population of 16; steps/s, compile, peak memory, "
                  "FLOP utilisation against each dtype's matmul peak",
+    "features": "time to build every feature of the technical set for 500 symbols x 5,000 days (NumPy, host)",
 }
 BENCH_PRESETS = ("quick", "production")
 SCALING_ENVS = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -44,6 +45,7 @@ TARGETS = {
     # portfolio env asset-steps/s at N = 50 (network inputs gathered) over the single-asset env's
     # steps/s: within 2x per asset-step
     "portfolio_50_vs_single": 0.5,
+    "features_technical_s": 1.0,  # the technical set for 500 symbols x 5,000 days, seconds (at most)
 }
 
 # config overrides of the tiny run (tests): seconds, every code path
@@ -71,6 +73,7 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
                           "train": {p: {"preset": p, "total_timesteps": None, "overrides": _TINY} for p in BENCH_PRESETS},
                           "population": {"sizes": (2,), "repeats": 1, "updates": 2,
                                          "overrides": {**_TINY, "pbt_interval": 2, "val_days": 20}}},
+            "features": {"set": "technical", "symbols": 3, "days": 300},
         }
     r = repeats or (3 if quick else 5)
     return {
@@ -112,6 +115,7 @@ def plan(quick: bool, repeats: int | None, tiny: bool = False, backend: str = "c
                            "updates": 10,
                            "overrides": {"pbt_interval": 5} if quick else {}},
         },
+        "features": {"set": "technical", "symbols": 500, "days": 5000},
         "scaling_envs": SCALING_ENVS,
         "scaling_overrides": {},
         "scaling_updates": 2 if quick else 3,

@@ -100,6 +100,10 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     # memory before any array exists) and the model lives in device memory
     target("production peak host RSS (MB)", None if gpu else rss, TARGETS["production_peak_rss_mb"],
            higher_is_better=False)
+    feats = result.get("features") or {}
+    target(f"{feats.get('set', 'technical')} features, {feats.get('symbols')} x {feats.get('days')} days (s)",
+           _median(feats, "seconds") if feats.get("symbols") == 500 and feats.get("days") == 5000 else None,
+           TARGETS["features_technical_s"], higher_is_better=False, inclusive=True)
     ratios = population_ratios(result)
     out["population"] = ratios
     out["population_flops"] = population_flops(result)
@@ -223,6 +227,13 @@ def format_table(result: dict[str, Any]) -> str:
                      f"of network arithmetic and the best matmul rate measured here is "
                      f"{ceiling['best_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, so no population can exceed "
                      f"{ceiling['ratio']:.2f}x one agent's aggregate steps/s on this machine")
+    feats = result.get("features")
+    if feats and feats.get("seconds"):
+        lines += ["", f"features: {feats['set']} ({feats['features']} features) for {feats['symbols']} symbols x "
+                  f"{feats['days']:,} days in {_n(_median(feats, 'seconds'), '.3f')} s wall "
+                  f"({_n(_median(feats, 'cpu_seconds'), '.3f')} s CPU) "
+                  f"({_n(feats['symbol_days_per_s'])} symbol-days/s); the default six in "
+                  f"{_n(_median(feats, 'default_seconds'), '.3f')} s"]
     if any(tg["value"] is not None for tg in derived.get("targets", [])):
         where = "GPU" if result.get("backend") == "gpu" else "2-core CPU" if result.get("backend") == "cpu" \
             else str(result.get("backend"))

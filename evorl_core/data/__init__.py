@@ -7,8 +7,10 @@ The stages, one module each, read in this order (each imports only the ones befo
    the download cache; reads its cache with `csv_files`), `synthetic` (`synthetic_ohlcv`);
 3. `sources`: `load_frames`, one source per symbol; `auto` falls back to synthetic data loudly,
    never quietly; `data_info` is the record of what was used;
-4. `features`: causal features and the feature registry (`FEATURE_SETS`, `num_features(config)`,
-   `feature_names(config)`, `raw_features`, `features_for_inference`);
+4. `feature_registry`: every feature declared once (name, parameters, description, one causal
+   NumPy function), the named sets and the `--features` spec parser; `features`: the legacy six,
+   `FEATURE_SETS`, `num_features(config)`, `feature_names(config)`, `raw_features`, the
+   training-rows-only normalisation and `features_for_inference`;
 5. `market`: `build_market`, padded device arrays, train/test split indices, training-range
    normalisation, data hash;
 6. `panel`: portfolio mode's universe on one trading calendar (`build_panel`, listing masks,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from evorl_core.data import feature_registry as registry
 from evorl_core.data.validate import OHLCV, DataError, validate_ohlcv
 
 STD_FLOOR = 1e-8
@@ -26,16 +27,23 @@ FEATURE_NAMES = (
 )
 NUM_FEATURES = len(FEATURE_NAMES)
 
-# The feature registry: feature sets by name. A run's feature count and names come from here
-# (`num_features`, `feature_names`), never from an array shape or a constant elsewhere. Every run
-# uses `default` (the six features above) until a config names another set.
-DEFAULT_FEATURE_SET = "default"
-FEATURE_SETS: dict[str, tuple[str, ...]] = {DEFAULT_FEATURE_SET: FEATURE_NAMES}
+# The feature registry (feature_registry.py) declares every other feature and the named sets; a
+# run's feature count and names come from `num_features` / `feature_names`, never from an array
+# shape or a constant elsewhere. `default` is the six features above, built by `raw_features`'s
+# own code path below (bit-for-bit today's runs).
+DEFAULT_FEATURE_SET = registry.LEGACY_SET
+FEATURE_SETS: dict[str, str] = dict(registry.FEATURE_SETS_SPEC)
+
+
+def _spec(config_or_spec: object) -> str:
+    if config_or_spec is None or isinstance(config_or_spec, str):
+        return config_or_spec or DEFAULT_FEATURE_SET
+    return getattr(config_or_spec, "features", DEFAULT_FEATURE_SET)
 
 
 def feature_names(config: object = None) -> tuple[str, ...]:
-    """The features a run's agent sees, in observation order."""
-    return FEATURE_SETS[getattr(config, "features", DEFAULT_FEATURE_SET)]
+    """The features a run's agent sees, in observation order (`config` may be a spec string)."""
+    return registry.resolve(_spec(config), FEATURE_NAMES)
 
 
 def num_features(config: object = None) -> int:
@@ -43,7 +51,26 @@ def num_features(config: object = None) -> int:
     return len(feature_names(config))
 
 
-def raw_features(df: pd.DataFrame) -> np.ndarray:
+def canonical_features(spec: str) -> str:
+    """The one spelling of a feature spec (what config.json and a bundle record)."""
+    return registry.canonical(spec)
+
+
+def raw_features(df: pd.DataFrame, features: object = None) -> np.ndarray:
+    """[T, F] float64 unnormalised features of a validated frame for a feature spec (default:
+    the six legacy features, `_legacy_features`). Registered features are NaN on rows without
+    enough history (`normalisation_stats` skips them, normalisation sets them to 0)."""
+    spec = _spec(features)
+    if spec == DEFAULT_FEATURE_SET:
+        return _legacy_features(df)
+    bars = registry.Bars(*(df[col].to_numpy(dtype=np.float64) for col in OHLCV))
+    parts = [_legacy_features(df) if name == DEFAULT_FEATURE_SET else registry.compute(name, args, bars)
+             for name, args in registry.blocks(spec)]
+    registry.resolve(spec, FEATURE_NAMES)  # refuses duplicates
+    return np.concatenate(parts, axis=1)
+
+
+def _legacy_features(df: pd.DataFrame) -> np.ndarray:
     """[T, F] float64 unnormalised features of a validated frame. Row 0 is all zero: it has no
     previous close, and no observation window ever includes it (first_index = window >= 1)."""
     o, h, low, c, v = (df[col].to_numpy(dtype=np.float64) for col in OHLCV)
@@ -67,18 +94,32 @@ def raw_features(df: pd.DataFrame) -> np.ndarray:
 
 def normalisation_stats(raw: np.ndarray, train_end: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (floored at 1e-8) of each feature over the training rows 1 .. train_end-1."""
-    train = raw[1:train_end]
-    return train.mean(axis=0), np.maximum(train.std(axis=0), STD_FLOOR)
+    return pooled_stats(raw[1:train_end])
+
+
+def pooled_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (floored) of [rows, F] training values; NaN (warm-up) rows of a feature are
+    left out, and a feature with no value at all gets mean 0, std 1."""
+    if not np.isnan(train).any():  # the legacy set: exactly today's arithmetic
+        return train.mean(axis=0), np.maximum(train.std(axis=0), STD_FLOOR)
+    counts = (~np.isnan(train)).sum(axis=0)
+    filled = np.where(np.isnan(train), 0.0, train)
+    mean = np.where(counts > 0, filled.sum(axis=0) / np.maximum(counts, 1), 0.0)
+    var = np.where(np.isnan(train), 0.0, (train - mean) ** 2).sum(axis=0) / np.maximum(counts, 1)
+    std = np.where(counts > 0, np.sqrt(var), 1.0)
+    return mean, np.maximum(std, STD_FLOOR)
 
 
 def _normalise(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out = np.clip((raw - mean) / std, -FEATURE_CLIP, FEATURE_CLIP)
+    out[np.isnan(out)] = 0.0  # warm-up rows of registered features: the training mean
     out[:1] = 0.0  # row 0 carries no information (see raw_features)
     return out.astype(np.float32)
 
 
 def features_for_inference(
-    df: pd.DataFrame, mean: np.ndarray, std: np.ndarray, window: int, *, name: str = "frame"
+    df: pd.DataFrame, mean: np.ndarray, std: np.ndarray, window: int, *, name: str = "frame",
+    features: object = None,
 ) -> np.ndarray:
     """[T, F] float32 normalised features of one frame with given statistics (e.g. a trained
     run's). Needs at least window + 1 rows so the last day has a full window; the observation
@@ -88,9 +129,10 @@ def features_for_inference(
         raise DataError(f"{name}: {len(frame)} rows present, need at least {window + 1} (window {window} + 1)")
     mean = np.asarray(mean, dtype=np.float64)
     std = np.maximum(np.asarray(std, dtype=np.float64), STD_FLOOR)
-    if mean.shape != (NUM_FEATURES,) or std.shape != (NUM_FEATURES,):
+    names = feature_names(features)
+    if mean.shape != (len(names),) or std.shape != (len(names),):
         raise DataError(
-            f"{name}: normalisation statistics must have shape ({NUM_FEATURES},) for features "
-            f"{', '.join(FEATURE_NAMES)}; got {mean.shape} and {std.shape}"
+            f"{name}: normalisation statistics must have shape ({len(names)},) for feature set "
+            f"{_spec(features)!r} ({', '.join(names)}); got {mean.shape} and {std.shape}"
         )
-    return _normalise(raw_features(frame), mean, std)
+    return _normalise(raw_features(frame, features), mean, std)

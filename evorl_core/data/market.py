@@ -16,10 +16,10 @@ import pandas as pd
 
 from evorl_core.data.arrays import MarketData  # one class shared with env, ppo, deploy
 from evorl_core.data.features import (
-    NUM_FEATURES,
     STD_FLOOR,
     features_for_inference,
     normalisation_stats,
+    num_features,
     raw_features,
 )
 from evorl_core.data.sources import data_info, load_frames
@@ -96,6 +96,7 @@ def build_market(
     info: dict | None = None,
     val_days: int = 0,
     embargo_days: int = 0,
+    feature_set: str = "default",
 ) -> Market:
     """Stack symbols of different lengths into padded [S, T] arrays with their split indices.
 
@@ -103,6 +104,7 @@ def build_market(
     validation days are val_start .. val_start+val_days-1, test days test_start .. length-1, with
     `embargo_days` unused days before each of them (`split_indices`). `norm=(mean, std)` ([S, F] or
     [F]) replaces the training-range statistics, e.g. to re-backtest a trained run on new data.
+    `feature_set`: the feature spec (feature_registry.py) the features are built from.
     """
     if not frames:
         raise DataError("no symbols given")
@@ -124,32 +126,34 @@ def build_market(
                 f"{split} + test_days {test_days})"
             )
     train_end, val_start, test_start = split_indices(lengths, test_days, val_days, embargo_days)
-    raws = [raw_features(valid[s]) for s in symbols]
+    raws = [raw_features(valid[s], feature_set) for s in symbols]
+    nf = num_features(feature_set)
 
     if norm is None:
         stats = [normalisation_stats(raw, end) for raw, end in zip(raws, train_end, strict=True)]
         mean = np.stack([m for m, _ in stats])
         std = np.stack([sd for _, sd in stats])
     else:
-        shape = (len(symbols), NUM_FEATURES)
+        shape = (len(symbols), nf)
         try:
             mean = np.broadcast_to(np.asarray(norm[0], dtype=np.float64), shape).copy()
             std = np.maximum(np.broadcast_to(np.asarray(norm[1], dtype=np.float64), shape), STD_FLOOR)
         except ValueError:
             raise DataError(
-                f"norm: statistics must have shape {shape} or ({NUM_FEATURES},); "
+                f"norm: statistics must have shape {shape} or ({nf},); "
                 f"got {np.shape(norm[0])} and {np.shape(norm[1])}"
             ) from None
 
     horizon = int(lengths.max())
     open_ = np.empty((len(symbols), horizon), dtype=np.float32)
     close = np.empty((len(symbols), horizon), dtype=np.float32)
-    features = np.zeros((len(symbols), horizon, NUM_FEATURES), dtype=np.float32)
+    features = np.zeros((len(symbols), horizon, nf), dtype=np.float32)
     for i, s in enumerate(symbols):
         n = lengths[i]
         open_[i, :n], open_[i, n:] = valid[s]["open"].to_numpy(), valid[s]["open"].iloc[-1]
         close[i, :n], close[i, n:] = valid[s]["close"].to_numpy(), valid[s]["close"].iloc[-1]
-        features[i, :n] = features_for_inference(valid[s], mean[i], std[i], window, name=s)
+        features[i, :n] = features_for_inference(valid[s], mean[i], std[i], window, name=s,
+                                                  features=feature_set)
 
     data = MarketData(
         open=jnp.asarray(open_),
@@ -189,4 +193,5 @@ def load_market(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=N
     if on_features is not None:
         on_features()
     return build_market(frames, config.window, config.test_days, norm=norm, info=info,
-                        val_days=config.val_days, embargo_days=config.embargo)
+                        val_days=config.val_days, embargo_days=config.embargo,
+                        feature_set=getattr(config, "features", "default"))

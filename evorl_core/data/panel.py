@@ -27,9 +27,10 @@ from evorl_core.data import market as single_market
 from evorl_core.data.arrays import PanelData, day_major
 from evorl_core.data.csv_files import csv_folder
 from evorl_core.data.features import (
-    NUM_FEATURES,
     STD_FLOOR,
     _normalise,
+    num_features,
+    pooled_stats,
     raw_features,
 )
 from evorl_core.data.market import Market, hash_frames, rows_needed, split_indices
@@ -178,7 +179,8 @@ def tradable_mask(present: np.ndarray, window: int, execution: str) -> np.ndarra
 
 def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *, val_days: int = 0,
                 embargo_days: int = 0, execution: str = "next_open", norm: tuple | None = None,
-                info: dict | None = None, skipped: dict[str, str] | None = None) -> PanelMarket:
+                info: dict | None = None, skipped: dict[str, str] | None = None,
+                feature_set: str = "default") -> PanelMarket:
     """Align validated frames on the union of their trading days.
 
     Splits are on the calendar (one train | validation | test split for the whole account).
@@ -199,6 +201,7 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
     train_end, val_start, test_start = (int(x) for x in split_indices(np.int64(horizon), test_days, val_days,
                                                                       embargo_days))
     n = len(symbols)
+    nf = num_features(feature_set)
     open_ = np.ones((n, horizon), np.float32)
     close = np.ones((n, horizon), np.float32)
     present = np.zeros((n, horizon), bool)
@@ -209,15 +212,18 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
         open_[i, idx] = valid[s]["open"].to_numpy(np.float32)
         close[i, idx] = valid[s]["close"].to_numpy(np.float32)
         present[i, idx] = True
-        raws.append(raw_features(valid[s]))
+        raws.append(raw_features(valid[s], feature_set))
     if norm is None:
         train_rows = [raw[1:][idx[1:] < train_end] for raw, idx in zip(raws, rows, strict=True)]
-        pooled = np.concatenate(train_rows) if any(len(r) for r in train_rows) else np.zeros((1, NUM_FEATURES))
-        mean, std = pooled.mean(axis=0), np.maximum(pooled.std(axis=0), STD_FLOOR)
+        pooled = np.concatenate(train_rows) if any(len(r) for r in train_rows) else np.zeros((1, nf))
+        mean, std = pooled_stats(pooled)
     else:
-        mean = np.asarray(norm[0], np.float64).reshape(-1, NUM_FEATURES)[0]
-        std = np.maximum(np.asarray(norm[1], np.float64).reshape(-1, NUM_FEATURES)[0], STD_FLOOR)
-    features = np.zeros((n, horizon, NUM_FEATURES), np.float32)
+        if np.size(norm[0]) % nf or np.size(norm[1]) % nf or not np.size(norm[0]):
+            raise DataError(f"norm: statistics of shape {np.shape(norm[0])} do not fit the {nf} features of "
+                            f"feature set {feature_set!r}")
+        mean = np.asarray(norm[0], np.float64).reshape(-1, nf)[0]
+        std = np.maximum(np.asarray(norm[1], np.float64).reshape(-1, nf)[0], STD_FLOOR)
+    features = np.zeros((n, horizon, nf), np.float32)
     for i in range(n):
         features[i, rows[i]] = _normalise(raws[i], mean, std)
     tradable = tradable_mask(present, window, execution)
@@ -234,8 +240,8 @@ def build_panel(frames: dict[str, pd.DataFrame], window: int, test_days: int, *,
         info = data_info(valid, "frames")
     market = PanelMarket(
         symbols=symbols, frames=valid, dates=[valid[s].index.values.astype("datetime64[D]") for s in symbols],
-        data=data, norm_mean=np.broadcast_to(mean, (n, NUM_FEATURES)).copy(),
-        norm_std=np.broadcast_to(std, (n, NUM_FEATURES)).copy(), window=int(window), test_days=int(test_days),
+        data=data, norm_mean=np.broadcast_to(mean, (n, nf)).copy(),
+        norm_std=np.broadcast_to(std, (n, nf)).copy(), window=int(window), test_days=int(test_days),
         info=info, data_hash=hash_frames(valid), val_days=int(val_days), embargo_days=int(embargo_days),
         calendar=calendar, skipped=dict(skipped or {}),
     )
@@ -252,7 +258,7 @@ def load_panel(config: Any, cache_dir: str | os.PathLike = "data_cache", norm=No
         on_features()
     market = build_panel(frames, config.window, config.test_days, val_days=config.val_days,
                          embargo_days=config.embargo, execution=config.execution, norm=norm, info=info,
-                         skipped=skipped)
+                         skipped=skipped, feature_set=getattr(config, "features", "default"))
     return market
 
 

@@ -33,7 +33,7 @@ from flax import serialization
 
 from evorl_core.agents.checkpoints import load_params, params_template
 from evorl_core.config import TrainConfig
-from evorl_core.data.features import FEATURE_NAMES
+from evorl_core.data.features import feature_names
 from evorl_core.evaluation.evaluate import chosen_member
 from evorl_core.evaluation.portfolio import ONE_N, PORTFOLIO
 from evorl_core.store.atomic import RunDirError, atomic_write_bytes, atomic_write_json, load_json, read_json
@@ -354,7 +354,8 @@ def _config_summary(config: TrainConfig) -> str:
             f"positions {','.join(f'{p:g}' for p in config.positions)}")
 
 
-def verify_bundle(path: Path, meta: dict[str, Any], param_bytes: bytes, force: bool = False) -> list[str]:
+def verify_bundle(path: Path, meta: dict[str, Any], param_bytes: bytes, force: bool = False,
+                  expect_features: str | None = None) -> list[str]:
     """Checksums (refused unless `force`; then a warning) and the recorded duplicates of the
     configuration. Returns warnings; raises DeployError naming the file."""
     meta_file = path / "bundle.json"
@@ -376,16 +377,43 @@ def verify_bundle(path: Path, meta: dict[str, Any], param_bytes: bytes, force: b
         if key in meta and key in config and meta[key] != config[key]:
             raise DeployError(f"{meta_file}: {key} is {meta[key]!r} but the recorded configuration says "
                               f"{config[key]!r}; the file was edited")
-    recorded = meta.get("feature_names")
-    if isinstance(recorded, list) and list(recorded) != list(FEATURE_NAMES):
-        missing = [f for f in recorded if f not in FEATURE_NAMES]
-        raise DeployError(f"{meta_file}: the bundle's features {recorded} are not the ones inference builds "
-                          f"{list(FEATURE_NAMES)}" + (f" (unknown: {', '.join(map(str, missing))})" if missing else "")
-                          + "; redeploy the run with this version of evorl")
+    check_feature_set(meta_file, meta, expect_features)
     return warnings
 
 
-def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", force: bool = False) -> Bundle:
+def check_feature_set(meta_file: Path, meta: dict[str, Any], expect_features: str | None = None) -> None:
+    """The bundle's recorded feature set is what inference rebuilds: its names, its normalisation
+    shape, and (when a caller asks for one) the set the caller expects; refused otherwise, naming both."""
+    spec = meta["config"].get("features", "default")  # recorded before feature sets: the default six
+    try:
+        names = list(feature_names(spec))
+    except ValueError as exc:
+        raise DeployError(f"{meta_file}: the recorded feature set {spec!r} is unknown to this evorl ({exc})") from None
+    if expect_features is not None:
+        try:
+            wanted = list(feature_names(expect_features))
+        except ValueError as exc:
+            raise DeployError(str(exc)) from None
+        if wanted != names:
+            raise DeployError(f"{meta_file}: the model was trained on feature set {spec!r} ({len(names)} features), "
+                              f"not {expect_features!r} ({len(wanted)} features); use a model trained on "
+                              f"{expect_features!r} or ask for {spec!r}")
+    recorded = meta.get("feature_names")
+    if isinstance(recorded, list) and list(recorded) != names:
+        missing = [f for f in recorded if f not in names]
+        raise DeployError(f"{meta_file}: the bundle's features {recorded} are not the ones inference builds "
+                          f"for its feature set {spec!r} {names}"
+                          + (f" (unknown: {', '.join(map(str, missing))})" if missing else "")
+                          + "; redeploy the run with this version of evorl")
+    for symbol, stats in (meta.get("normalization") or {}).items():
+        shapes = {len(stats.get("mean") or []), len(stats.get("std") or [])} if isinstance(stats, dict) else {-1}
+        if shapes != {len(names)}:
+            raise DeployError(f"{meta_file}: the normalisation of {symbol} does not have {len(names)} values, one "
+                              f"per feature of the recorded set {spec!r}; the file was edited or is damaged")
+
+
+def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", force: bool = False,
+                expect_features: str | None = None) -> Bundle:
     """The bundle at a folder or models/<name>; checked (see `verify_bundle`) before the parameters
     are restored, so a tampered or mismatched bundle is one line naming the file, never a traceback.
     Warnings (an unchecked older bundle, a forced one) are in `bundle.meta['load_warnings']`."""
@@ -403,7 +431,7 @@ def load_bundle(name_or_dir: str | Path, models_dir: str | Path = "models", forc
         param_bytes = (path / "params.msgpack").read_bytes()
     except OSError as exc:
         raise DeployError(f"{path / 'params.msgpack'}: cannot read ({exc.strerror or exc})") from None
-    load_warnings = verify_bundle(path, meta, param_bytes, force)
+    load_warnings = verify_bundle(path, meta, param_bytes, force, expect_features)
     try:
         config = TrainConfig.from_dict(meta["config"])
         template = params_template(config)

@@ -141,7 +141,7 @@ def plan(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: list[dict[st
         if not len(new):
             result.latest[symbol] = dates[-1] if last is None else last["date"]
             continue
-        data = symbol_data(frame, norm[symbol], config.window, len(frame) - 1)
+        data = symbol_data(frame, norm[symbol], config.window, len(frame) - 1, config.features)
         costs = cost_model(config)
         opens = frame["open"].to_numpy(np.float64)
         closes = frame["close"].to_numpy(np.float64)

@@ -63,7 +63,7 @@ def plan_portfolio(bundle: Bundle, frames: dict[str, pd.DataFrame], existing: li
     symbols = list(frames)
     try:
         market = build_panel(frames, config.window, 2, execution=config.execution,
-                             norm=pooled_norm(bundle, symbols))
+                             norm=pooled_norm(bundle, symbols), feature_set=config.features)
     except DataError as exc:
         raise LedgerError(f"model {bundle.name!r}: {exc}") from None
     dates = [str(d) for d in market.calendar]

@@ -54,7 +54,8 @@ def portfolio_signal(bundle: Bundle, frames: dict[str, pd.DataFrame], replay_day
     replay = int(replay_days or config.test_days)
     days = max(2, min(replay, len(calendar) - config.window - 3))
     try:
-        market = build_panel(frames, config.window, days, execution=config.execution, norm=pooled_norm(bundle, symbols))
+        market = build_panel(frames, config.window, days, execution=config.execution, norm=pooled_norm(bundle, symbols),
+                             feature_set=config.features)
     except DataError as exc:
         raise DeployError(f"model {bundle.name!r}: {exc}") from None
     run_config = dataclasses.replace(config, symbols=tuple(symbols), seeds=1, population=1)

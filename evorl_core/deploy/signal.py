@@ -25,10 +25,11 @@ from evorl_core.data.arrays import MarketData
 from evorl_core.deploy.bundle import LEDGER_FILE, Bundle, DeployError
 
 
-def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int) -> MarketData:
+def symbol_data(frame: Any, norm: dict[str, Any], window: int, start: int, features: str = "default") -> MarketData:
     """Device arrays of one symbol for inference (features normalised with the model's training
-    statistics); `start` marks the first day replayed. No training happens on them."""
-    feats = features_for_inference(frame, np.asarray(norm["mean"]), np.asarray(norm["std"]), window)
+    statistics and the bundle's feature set); `start` marks the first day replayed."""
+    feats = features_for_inference(frame, np.asarray(norm["mean"]), np.asarray(norm["std"]), window,
+                                   features=features)
     first = jnp.array([start], jnp.int32)
     return MarketData(
         open=jnp.asarray(frame["open"].to_numpy()[None], jnp.float32),
@@ -104,7 +105,7 @@ def signals(bundle: Bundle, frames: dict[str, Any], replay_days: int | None = No
             raise DeployError(f"{symbol}: needs at least {config.window + 1} bars for a signal, has {length}")
         days = min(replay_days, length - config.window)
         start = length - days
-        data = symbol_data(frame, norm[symbol], config.window, start)
+        data = symbol_data(frame, norm[symbol], config.window, start, config.features)
         from_ledger = ledger_position(bundle, symbol, [str(d.date()) for d in frame.index[-2:]])
         if from_ledger is not None:
             held, held_from = from_ledger

@@ -29,7 +29,7 @@ from evorl_core import guards
 from evorl_core.agents import precision
 from evorl_core.agents.checkpoints import check_checkpoint
 from evorl_core.config import ALL_SYMBOLS, ConfigError, TrainConfig
-from evorl_core.data import FEATURE_NAMES, Market, load_market
+from evorl_core.data import Market, feature_names, load_market
 from evorl_core.data.panel import list_symbols
 from evorl_core.deploy.bundle import check_replace, deploy_run, validate_model_name
 from evorl_core.evaluation.evaluate import evaluate_run, stored_normalisation
@@ -179,7 +179,7 @@ def run_record(config: TrainConfig, market: Market) -> dict[str, Any]:
     record.update({
         "data_info": market.info,
         "data_hash": market.data_hash,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(feature_names(config)),
         "normalization": {
             sym: {"mean": market.norm_mean[s].tolist(), "std": market.norm_std[s].tolist()}
             for s, sym in enumerate(market.symbols)

@@ -14,7 +14,7 @@ import psutil
 from evorl_core.agents import pbt, ppo
 from evorl_core.agents.build import observation_size
 from evorl_core.config import ConfigError, TrainConfig
-from evorl_core.data.features import NUM_FEATURES
+from evorl_core.data.features import num_features
 from evorl_core.system.backends import device_memory
 
 TARGET_CHUNK_S = 2.0
@@ -71,7 +71,7 @@ def _portfolio_parts(config: TrainConfig, obs_size: int, data_shards: int) -> tu
     of a minibatch runs it once per asset (activations grow with N), and each rollout row holds
     N + 1 action scores next to the compact observation."""
     n = len(config.symbols)
-    asset_input = config.window * NUM_FEATURES + 1
+    asset_input = config.window * num_features(config) + 1
     widths = [asset_input, *config.hidden]
     width = config.hidden[-1]
     params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True)) + 4 * width * width + 8 * width

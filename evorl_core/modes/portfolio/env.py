@@ -36,7 +36,7 @@ from flax import struct
 from evorl_core.config import EXECUTION_MODES, MIN_GROWTH, TrainConfig
 from evorl_core.costs import cost_model
 from evorl_core.data.arrays import PanelData
-from evorl_core.data.features import NUM_FEATURES
+from evorl_core.data.features import num_features
 from evorl_core.modes.base import Env
 
 _LOG_MIN_GROWTH = math.log(MIN_GROWTH)
@@ -92,7 +92,7 @@ def make_env(config: TrainConfig) -> Env:
     return Env(params=params, reset=reset, step=step, observation_size=observation_size(params.num_assets),
                num_actions=params.num_assets + 1, action_kind="simplex",
                network_input=partial(network_input, window=params.window),
-               example_input=partial(example_input, params.num_assets, params.window))
+               example_input=partial(example_input, params.num_assets, params.window, config.features))
 
 
 def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
@@ -166,9 +166,9 @@ def network_input(obs: jax.Array, data: PanelData, window: int):
     return block.reshape(n, window * f), obs[1:], mask
 
 
-def example_input(num_assets: int, window: int):
+def example_input(num_assets: int, window: int, features: str = "default"):
     """A batch of one `network_input` of the right shapes, without market data."""
-    return (jnp.zeros((1, num_assets, window * NUM_FEATURES), jnp.float32),
+    return (jnp.zeros((1, num_assets, window * num_features(features)), jnp.float32),
             jnp.zeros((1, num_assets + 1), jnp.float32).at[:, -1].set(1.0), jnp.ones((1, num_assets), bool))
 
 
